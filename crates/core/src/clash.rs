@@ -1,0 +1,205 @@
+//! Clashes: two allies standing in one ballot, and joint events that collide.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::ballot::BallotId;
+use crate::body::{IntentionStatus, Resolution};
+use crate::deadline;
+use crate::id::{EntryId, PublicId};
+use crate::state::{EventView, State};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClashState {
+    /// Two or more members intend to stand, and no resolution covers it.
+    Open,
+    /// One member intends or considers standing and others are considering.
+    Potential,
+    /// A resolution is recorded; someone it names to stand aside has not yet.
+    Pending,
+    /// Everyone the resolution names to stand aside has withdrawn or stood aside.
+    Resolved,
+    /// Someone named to stand aside declared again after the resolution.
+    Breached,
+}
+
+impl ClashState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Potential => "potential",
+            Self::Pending => "pending",
+            Self::Resolved => "resolved",
+            Self::Breached => "breached",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClashParty {
+    pub organisation: PublicId,
+    /// None: named by the resolution but never declared on this ballot.
+    pub status: Option<IntentionStatus>,
+    pub candidate: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Clash {
+    pub ballot: BallotId,
+    pub state: ClashState,
+    /// Every organisation with a position on the ballot or named by the resolution,
+    /// in key order.
+    pub parties: Vec<ClashParty>,
+    /// Close of nominations; None when no rule covers the ballot's date or type.
+    pub nominations_close: Option<DateTime<Utc>>,
+    /// The rule behind the deadline, or why there is none.
+    pub deadline_rule: String,
+    pub resolution: Option<EntryId>,
+}
+
+/// The standing clashes of the state, soonest close of nominations first.
+pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
+    let mut positions: BTreeMap<&BallotId, Vec<(PublicId, &crate::state::Record<crate::body::Intention>)>> =
+        BTreeMap::new();
+    for ((ballot, organisation), history) in &state.intentions {
+        if let Some(last) = history.last() {
+            positions.entry(ballot).or_default().push((*organisation, last));
+        }
+    }
+    let mut in_force: BTreeMap<&BallotId, (i64, EntryId, &Resolution)> = BTreeMap::new();
+    for (id, (_, record)) in &state.resolutions {
+        let candidate = (record.timestamp_ms, *id, &record.value);
+        let slot = in_force.entry(&record.value.ballot).or_insert(candidate);
+        if (candidate.0, candidate.1) > (slot.0, slot.1) {
+            *slot = candidate;
+        }
+    }
+    let mut ballots: Vec<&BallotId> = positions.keys().chain(in_force.keys()).copied().collect();
+    ballots.sort();
+    ballots.dedup();
+
+    let mut clashes: Vec<Clash> = ballots
+        .into_iter()
+        .filter_map(|ballot| {
+            let here = positions.get(ballot).map(Vec::as_slice).unwrap_or_default();
+            let standing = here.iter().filter(|(_, r)| r.value.status.is_standing()).count();
+            let considering = here.iter().filter(|(_, r)| r.value.status == IntentionStatus::Considering).count();
+            let resolution = in_force.get(ballot);
+            let clash_state = match resolution {
+                Some((timestamp_ms, _, r)) => match resolution_state(state, r, *timestamp_ms) {
+                    ClashState::Resolved if standing >= 2 => ClashState::Open,
+                    other => other,
+                },
+                None if standing >= 2 => ClashState::Open,
+                None if standing + considering >= 2 && considering >= 1 => ClashState::Potential,
+                None => return None,
+            };
+            let mut parties: BTreeMap<PublicId, ClashParty> = here
+                .iter()
+                .map(|(organisation, record)| {
+                    (
+                        *organisation,
+                        ClashParty {
+                            organisation: *organisation,
+                            status: Some(record.value.status),
+                            candidate: record.value.candidate.clone(),
+                        },
+                    )
+                })
+                .collect();
+            if let Some((_, _, r)) = resolution {
+                for key in r.stands.iter().chain(&r.stand_aside) {
+                    parties.entry(*key).or_insert(ClashParty { organisation: *key, status: None, candidate: None });
+                }
+            }
+            let area = here.iter().find_map(|(_, r)| r.value.area.as_deref());
+            let (nominations_close, deadline_rule) = match deadline::close_of_nominations(ballot, area) {
+                Ok(d) => (Some(d.nominations_close), d.rule),
+                Err(e) => (None, e.to_string()),
+            };
+            Some(Clash {
+                ballot: ballot.clone(),
+                state: clash_state,
+                parties: parties.into_values().collect(),
+                nominations_close,
+                deadline_rule,
+                resolution: resolution.map(|(_, id, _)| *id),
+            })
+        })
+        .collect();
+    clashes.sort_by(|a, b| {
+        let key = |c: &Clash| (c.nominations_close.is_none(), c.nominations_close, c.ballot.clone());
+        key(a).cmp(&key(b))
+    });
+    clashes
+}
+
+/// Whether a resolution is honoured: resolved once everyone it names to stand aside
+/// has withdrawn or stood aside (or never declared); breached if one of them
+/// declares intends or confirmed in an entry later than the resolution.
+pub(crate) fn resolution_state(state: &State, resolution: &Resolution, resolved_at_ms: i64) -> ClashState {
+    let mut all_out = true;
+    for organisation in &resolution.stand_aside {
+        let current = state.intentions.get(&(resolution.ballot.clone(), *organisation)).and_then(|h| h.last());
+        match current {
+            None => {}
+            Some(r) if r.value.status.is_out() => {}
+            Some(r) if r.value.status.is_standing() && r.timestamp_ms > resolved_at_ms => {
+                return ClashState::Breached;
+            }
+            Some(_) => all_out = false,
+        }
+    }
+    if all_out { ClashState::Resolved } else { ClashState::Pending }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRef {
+    pub author: PublicId,
+    pub uid: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventClash {
+    pub first: EventRef,
+    pub second: EventRef,
+    /// "venue", "area" or "venue and area".
+    pub reason: &'static str,
+}
+
+/// Venues compare case-insensitively with runs of white space collapsed.
+fn venue_key(venue: &str) -> String {
+    venue.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// Pairs of live (not cancelled) events that overlap in time and share a venue or
+/// an area. `events` is sorted by start time; the result is in that order too.
+pub(crate) fn event_clashes(events: &[EventView]) -> Vec<EventClash> {
+    let live: Vec<&EventView> = events.iter().filter(|e| !e.event.cancelled).collect();
+    let mut out = Vec::new();
+    for (i, a) in live.iter().enumerate() {
+        for b in &live[i + 1..] {
+            if b.event.start_utc >= a.event.end_utc {
+                // Sorted by start: every later event starts after `a` ends too.
+                break;
+            }
+            let venue = !a.event.venue.trim().is_empty() && venue_key(&a.event.venue) == venue_key(&b.event.venue);
+            let area = a.event.area.is_some() && a.event.area == b.event.area;
+            let reason = match (venue, area) {
+                (true, true) => "venue and area",
+                (true, false) => "venue",
+                (false, true) => "area",
+                (false, false) => continue,
+            };
+            out.push(EventClash {
+                first: EventRef { author: a.author, uid: a.event.uid.clone() },
+                second: EventRef { author: b.author, uid: b.event.uid.clone() },
+                reason,
+            });
+        }
+    }
+    out
+}

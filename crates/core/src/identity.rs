@@ -1,0 +1,76 @@
+//! An Ed25519 signing identity, kept on disk as a PKCS#8 PEM file (readable by
+//! `openssl pkey`). Reading and writing the file is the caller's job: this module only
+//! converts between the key and its PEM text.
+
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{Signer, SigningKey};
+
+use crate::id::PublicId;
+
+/// A PEM file did not hold an Ed25519 PKCS#8 private key.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("not an Ed25519 PKCS#8 private key in PEM form: {0}")]
+    Pem(String),
+}
+
+/// An Ed25519 signing key with its public id.
+#[derive(Clone)]
+pub struct Identity {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({})", self.public_id().short())
+    }
+}
+
+impl Identity {
+    /// From 32 bytes of secret seed (the caller supplies the randomness).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self { key: SigningKey::from_bytes(&seed) }
+    }
+
+    pub fn from_pem(pem: &str) -> Result<Self, IdentityError> {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| IdentityError::Pem(e.to_string()))?;
+        Ok(Self { key })
+    }
+
+    /// The key as PKCS#8 PEM text (secret: write it with mode 0600).
+    pub fn to_pem(&self) -> String {
+        self.key
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("an Ed25519 key always encodes as PKCS#8")
+            .to_string()
+    }
+
+    pub fn public_id(&self) -> PublicId {
+        PublicId::from_bytes(self.key.verifying_key().to_bytes())
+    }
+
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip_keeps_the_key() {
+        let identity = Identity::from_seed([7; 32]);
+        let pem = identity.to_pem();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let back = Identity::from_pem(&pem).unwrap();
+        assert_eq!(back.public_id(), identity.public_id());
+    }
+
+    #[test]
+    fn garbage_pem_is_refused() {
+        let err = Identity::from_pem("hello").unwrap_err();
+        assert!(err.to_string().starts_with("not an Ed25519 PKCS#8 private key"));
+    }
+}

@@ -1,0 +1,366 @@
+//! The derived state of an alliance: a pure function of the set of accepted entries.
+//!
+//! [`State::apply`] takes each author's entries in log order (the log rules already
+//! guarantee that), in any interleaving of authors. Every index is keyed so that the
+//! interleaving cannot matter, and every view is computed from the indexes with
+//! deterministic tie-breaks, so the same entries always give the same views and the
+//! same [`State::digest`]. Nothing here reads a clock: views that depend on "now"
+//! (upcoming events, open deadlines) are filtered by the caller.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::ballot::BallotId;
+use crate::body::{Body, Event, Intention, Resolution, Statement};
+use crate::charter::Charter;
+use crate::clash::{self, Clash, EventClash};
+use crate::entry::{LogHead, Logs, VerifiedEntry};
+use crate::id::{EntryId, PublicId};
+
+/// Evidence that an author signed two different entries with the same seq.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForkProof {
+    pub author: PublicId,
+    pub seq: u64,
+    /// The two encoded `SignedEntry`s, in ascending order of entry id.
+    #[serde(with = "hex_bytes")]
+    pub first: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub second: Vec<u8>,
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&hex::encode(bytes))
+    }
+}
+
+/// An organisation's current position on a ballot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntentionView {
+    pub organisation: PublicId,
+    pub intention: Intention,
+    pub entry: EntryId,
+    pub timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatementView {
+    pub id: EntryId,
+    pub author: PublicId,
+    pub statement: Statement,
+    pub timestamp_ms: i64,
+    /// Co-signatories who have endorsed, in key order.
+    pub endorsed_by: Vec<PublicId>,
+    /// Other members or secretaries who endorsed, in key order.
+    pub supporters: Vec<PublicId>,
+    /// Has co-signatories, and all of them endorsed.
+    pub joint: bool,
+    pub withdrawn: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventView {
+    pub author: PublicId,
+    pub event: Event,
+    /// The author first, then the other organisers in the order given.
+    pub organisers: Vec<PublicId>,
+    /// Updates after the first publication (iCalendar SEQUENCE).
+    pub sequence: u32,
+    pub first_published_ms: i64,
+    pub last_modified_ms: i64,
+    pub entry: EntryId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolutionView {
+    pub id: EntryId,
+    pub author: PublicId,
+    pub resolution: Resolution,
+    pub timestamp_ms: i64,
+    pub state: clash::ClashState,
+}
+
+/// Everything derived, in canonical order: what the digest covers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Derived {
+    pub alliance: String,
+    pub heads: BTreeMap<PublicId, (u64, EntryId)>,
+    pub forks: Vec<ForkProof>,
+    pub intentions: Vec<IntentionView>,
+    pub clashes: Vec<Clash>,
+    pub resolutions: Vec<ResolutionView>,
+    pub statements: Vec<StatementView>,
+    pub events: Vec<EventView>,
+    pub event_clashes: Vec<EventClash>,
+}
+
+#[derive(Debug, Clone)]
+struct AuthorLog {
+    ids: Vec<EntryId>,
+    head_timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Record<T> {
+    pub(crate) value: T,
+    pub(crate) entry: EntryId,
+    pub(crate) timestamp_ms: i64,
+}
+
+impl<T> Record<T> {
+    fn of(entry: &VerifiedEntry, value: T) -> Self {
+        Self { value, entry: entry.id(), timestamp_ms: entry.timestamp_ms() }
+    }
+}
+
+/// The derived state of one alliance.
+#[derive(Debug, Clone)]
+pub struct State {
+    charter: Charter,
+    logs: BTreeMap<PublicId, AuthorLog>,
+    forks: BTreeMap<PublicId, ForkProof>,
+    entries: u64,
+    /// Each organisation's intentions per ballot, in log order.
+    pub(crate) intentions: BTreeMap<(BallotId, PublicId), Vec<Record<Intention>>>,
+    statements: BTreeMap<EntryId, (PublicId, Record<Statement>)>,
+    endorsements: BTreeMap<EntryId, BTreeSet<PublicId>>,
+    withdrawals: BTreeMap<EntryId, BTreeSet<PublicId>>,
+    /// Each author's events by uid, versions in log order.
+    pub(crate) events: BTreeMap<(PublicId, String), Vec<Record<Event>>>,
+    pub(crate) resolutions: BTreeMap<EntryId, (PublicId, Record<Resolution>)>,
+}
+
+impl State {
+    pub fn new(charter: Charter) -> Self {
+        Self {
+            charter,
+            logs: BTreeMap::new(),
+            forks: BTreeMap::new(),
+            entries: 0,
+            intentions: BTreeMap::new(),
+            statements: BTreeMap::new(),
+            endorsements: BTreeMap::new(),
+            withdrawals: BTreeMap::new(),
+            events: BTreeMap::new(),
+            resolutions: BTreeMap::new(),
+        }
+    }
+
+    /// The state of a set of entries given in any order, duplicates allowed: each
+    /// author's entries are applied in seq order.
+    pub fn from_entries<'a>(charter: Charter, entries: impl IntoIterator<Item = &'a VerifiedEntry>) -> Self {
+        let mut sorted: BTreeMap<(PublicId, u64), &VerifiedEntry> = BTreeMap::new();
+        for entry in entries {
+            sorted.insert((entry.author(), entry.seq()), entry);
+        }
+        let mut state = Self::new(charter);
+        for entry in sorted.values() {
+            state.apply(entry);
+        }
+        state
+    }
+
+    pub fn charter(&self) -> &Charter {
+        &self.charter
+    }
+
+    /// Number of entries applied.
+    pub fn entry_count(&self) -> u64 {
+        self.entries
+    }
+
+    /// Every author's head, in key order.
+    pub fn heads(&self) -> impl Iterator<Item = (PublicId, LogHead)> + '_ {
+        self.logs.iter().filter_map(|(author, log)| {
+            let id = *log.ids.last()?;
+            Some((*author, LogHead { seq: log.ids.len() as u64, id, timestamp_ms: log.head_timestamp_ms }))
+        })
+    }
+
+    pub fn forks(&self) -> impl Iterator<Item = &ForkProof> {
+        self.forks.values()
+    }
+
+    /// Records a fork proof; the author's log is frozen from then on.
+    pub fn record_fork(&mut self, proof: ForkProof) {
+        self.forks.entry(proof.author).or_insert(proof);
+    }
+
+    /// Applies one accepted entry. Panics if the entry does not extend its author's
+    /// log: the log rules in [`crate::entry`] must have accepted it against this state.
+    pub fn apply(&mut self, entry: &VerifiedEntry) {
+        let author = entry.author();
+        let log = self.logs.entry(author).or_insert(AuthorLog { ids: Vec::new(), head_timestamp_ms: i64::MIN });
+        assert_eq!(entry.seq(), log.ids.len() as u64 + 1, "entries of an author are applied in log order");
+        log.ids.push(entry.id());
+        log.head_timestamp_ms = entry.timestamp_ms();
+        self.entries += 1;
+        match entry.body() {
+            Body::Statement(s) => {
+                self.statements.insert(entry.id(), (author, Record::of(entry, s.clone())));
+            }
+            Body::Endorsement { statement } => {
+                self.endorsements.entry(*statement).or_default().insert(author);
+            }
+            Body::StatementWithdrawal { statement, .. } => {
+                self.withdrawals.entry(*statement).or_default().insert(author);
+            }
+            Body::Intention(i) => {
+                self.intentions.entry((i.ballot.clone(), author)).or_default().push(Record::of(entry, i.clone()));
+            }
+            Body::Event(e) => {
+                self.events.entry((author, e.uid.clone())).or_default().push(Record::of(entry, e.clone()));
+            }
+            Body::Resolution(r) => {
+                self.resolutions.insert(entry.id(), (author, Record::of(entry, r.clone())));
+            }
+            Body::Unknown { .. } => {}
+        }
+    }
+
+    /// Current positions, ordered by ballot then organisation key.
+    pub fn intentions(&self) -> Vec<IntentionView> {
+        self.intentions
+            .iter()
+            .filter_map(|((_, organisation), history)| {
+                let last = history.last()?;
+                Some(IntentionView {
+                    organisation: *organisation,
+                    intention: last.value.clone(),
+                    entry: last.entry,
+                    timestamp_ms: last.timestamp_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Standing clashes, soonest close of nominations first.
+    pub fn clashes(&self) -> Vec<Clash> {
+        clash::standing_clashes(self)
+    }
+
+    /// Events that overlap in time at the same venue or in the same area.
+    pub fn event_clashes(&self) -> Vec<EventClash> {
+        clash::event_clashes(&self.events())
+    }
+
+    /// Statements in order of publication (timestamp, then id).
+    pub fn statements(&self) -> Vec<StatementView> {
+        let mut out: Vec<StatementView> = self
+            .statements
+            .iter()
+            .map(|(id, (author, record))| {
+                let endorsers = self.endorsements.get(id);
+                let endorsed = |key: &PublicId| endorsers.is_some_and(|set| set.contains(key));
+                let mut endorsed_by: Vec<PublicId> =
+                    record.value.cosigners.iter().copied().filter(|c| endorsed(c)).collect();
+                endorsed_by.sort();
+                let supporters: Vec<PublicId> = endorsers
+                    .into_iter()
+                    .flatten()
+                    .filter(|k| *k != author && !record.value.cosigners.contains(k))
+                    .copied()
+                    .collect();
+                let withdrawn = self.withdrawals.get(id).is_some_and(|set| set.contains(author));
+                StatementView {
+                    id: *id,
+                    author: *author,
+                    joint: !record.value.cosigners.is_empty()
+                        && endorsed_by.len() == record.value.cosigners.len(),
+                    statement: record.value.clone(),
+                    timestamp_ms: record.timestamp_ms,
+                    endorsed_by,
+                    supporters,
+                    withdrawn,
+                }
+            })
+            .collect();
+        out.sort_by_key(|s| (s.timestamp_ms, s.id));
+        out
+    }
+
+    /// The current version of every event (cancelled ones included), by start time.
+    pub fn events(&self) -> Vec<EventView> {
+        let mut out: Vec<EventView> = self
+            .events
+            .iter()
+            .filter_map(|((author, _), versions)| {
+                let first = versions.first()?;
+                let last = versions.last()?;
+                let mut organisers = vec![*author];
+                organisers.extend(last.value.organisers.iter().filter(|o| *o != author));
+                Some(EventView {
+                    author: *author,
+                    event: last.value.clone(),
+                    organisers,
+                    sequence: u32::try_from(versions.len() - 1).unwrap_or(u32::MAX),
+                    first_published_ms: first.timestamp_ms,
+                    last_modified_ms: last.timestamp_ms,
+                    entry: last.entry,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.event.start_utc, &a.event.uid, a.author).cmp(&(b.event.start_utc, &b.event.uid, b.author))
+        });
+        out
+    }
+
+    /// Every resolution with its state, oldest first.
+    pub fn resolutions(&self) -> Vec<ResolutionView> {
+        let mut out: Vec<ResolutionView> = self
+            .resolutions
+            .iter()
+            .map(|(id, (author, record))| ResolutionView {
+                id: *id,
+                author: *author,
+                resolution: record.value.clone(),
+                timestamp_ms: record.timestamp_ms,
+                state: clash::resolution_state(self, &record.value, record.timestamp_ms),
+            })
+            .collect();
+        out.sort_by_key(|r| (r.timestamp_ms, r.id));
+        out
+    }
+
+    /// All views in canonical order.
+    pub fn derived(&self) -> Derived {
+        Derived {
+            alliance: self.charter.id().to_string(),
+            heads: self.heads().map(|(author, head)| (author, (head.seq, head.id))).collect(),
+            forks: self.forks.values().cloned().collect(),
+            intentions: self.intentions(),
+            clashes: self.clashes(),
+            resolutions: self.resolutions(),
+            statements: self.statements(),
+            events: self.events(),
+            event_clashes: self.event_clashes(),
+        }
+    }
+
+    /// SHA-256 of the canonical JSON of [`State::derived`].
+    pub fn digest(&self) -> [u8; 32] {
+        let json = serde_json::to_vec(&self.derived()).expect("derived state serialises");
+        Sha256::digest(&json).into()
+    }
+}
+
+impl Logs for State {
+    fn head(&self, author: &PublicId) -> Option<LogHead> {
+        let log = self.logs.get(author)?;
+        let id = *log.ids.last()?;
+        Some(LogHead { seq: log.ids.len() as u64, id, timestamp_ms: log.head_timestamp_ms })
+    }
+
+    fn id_at(&self, author: &PublicId, seq: u64) -> Option<EntryId> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.logs.get(author)?.ids.get(index).copied()
+    }
+
+    fn is_frozen(&self, author: &PublicId) -> bool {
+        self.forks.contains_key(author)
+    }
+}
