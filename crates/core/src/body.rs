@@ -38,7 +38,11 @@ pub enum BodyError {
     #[error("{field} {value:?} is not a local time of the form YYYY-MM-DDTHH:MM[:SS]")]
     BadTime { field: &'static str, value: String },
     #[error("{field} {value} does not exist in {zone} (the clocks go forward then)")]
-    NonexistentTime { field: &'static str, value: String, zone: String },
+    NonexistentTime {
+        field: &'static str,
+        value: String,
+        zone: String,
+    },
     #[error("time zone {0:?} is not an IANA time zone")]
     UnknownTimeZone(String),
     #[error("event ends ({end}) before it starts ({start})")]
@@ -183,13 +187,20 @@ pub struct Resolution {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Body {
     Statement(Statement),
-    Endorsement { statement: EntryId },
-    StatementWithdrawal { statement: EntryId, reason: String },
+    Endorsement {
+        statement: EntryId,
+    },
+    StatementWithdrawal {
+        statement: EntryId,
+        reason: String,
+    },
     Intention(Intention),
     Event(Event),
     Resolution(Resolution),
     /// A kind this version does not know: stored and relayed, not interpreted.
-    Unknown { kind: i32 },
+    Unknown {
+        kind: i32,
+    },
 }
 
 impl Body {
@@ -200,12 +211,17 @@ impl Body {
             Ok(K::Statement) => statement(decode_pb(bytes, "statement")?),
             Ok(K::Endorsement) => {
                 let e: pb::Endorsement = decode_pb(bytes, "endorsement")?;
-                Ok(Self::Endorsement { statement: entry_id("statement", &e.statement)? })
+                Ok(Self::Endorsement {
+                    statement: entry_id("statement", &e.statement)?,
+                })
             }
             Ok(K::StatementWithdrawal) => {
                 let w: pb::StatementWithdrawal = decode_pb(bytes, "statement withdrawal")?;
                 check_len("reason", &w.reason, 10 * MAX_SHORT_TEXT)?;
-                Ok(Self::StatementWithdrawal { statement: entry_id("statement", &w.statement)?, reason: w.reason })
+                Ok(Self::StatementWithdrawal {
+                    statement: entry_id("statement", &w.statement)?,
+                    reason: w.reason,
+                })
             }
             Ok(K::Intention) => intention(decode_pb(bytes, "intention")?),
             Ok(K::Event) => event(decode_pb(bytes, "event")?),
@@ -241,17 +257,26 @@ pub fn encode(body: &pb::publish_request::Body) -> (pb::EntryKind, Vec<u8>) {
 }
 
 fn decode_pb<M: Message + Default>(bytes: &[u8], kind: &'static str) -> Result<M, BodyError> {
-    M::decode(bytes).map_err(|e| BodyError::Undecodable { kind, reason: e.to_string() })
+    M::decode(bytes).map_err(|e| BodyError::Undecodable {
+        kind,
+        reason: e.to_string(),
+    })
 }
 
 fn entry_id(field: &'static str, bytes: &[u8]) -> Result<EntryId, BodyError> {
-    EntryId::from_slice(bytes).map_err(|_| BodyError::BadKey { field, len: bytes.len() })
+    EntryId::from_slice(bytes).map_err(|_| BodyError::BadKey {
+        field,
+        len: bytes.len(),
+    })
 }
 
 fn keys(field: &'static str, list: &[Vec<u8>]) -> Result<Vec<PublicId>, BodyError> {
     let mut out: Vec<PublicId> = Vec::with_capacity(list.len());
     for bytes in list {
-        let key = PublicId::from_slice(bytes).map_err(|_| BodyError::BadKey { field, len: bytes.len() })?;
+        let key = PublicId::from_slice(bytes).map_err(|_| BodyError::BadKey {
+            field,
+            len: bytes.len(),
+        })?;
         if out.contains(&key) {
             return Err(BodyError::DuplicateKey { field, key });
         }
@@ -261,7 +286,11 @@ fn keys(field: &'static str, list: &[Vec<u8>]) -> Result<Vec<PublicId>, BodyErro
 }
 
 fn check_len(field: &'static str, text: &str, max: usize) -> Result<(), BodyError> {
-    if text.chars().count() > max { Err(BodyError::TooLong { field, max }) } else { Ok(()) }
+    if text.chars().count() > max {
+        Err(BodyError::TooLong { field, max })
+    } else {
+        Ok(())
+    }
 }
 
 fn non_empty(field: &'static str, text: &str, max: usize) -> Result<(), BodyError> {
@@ -272,7 +301,11 @@ fn non_empty(field: &'static str, text: &str, max: usize) -> Result<(), BodyErro
 }
 
 fn optional(text: String) -> Option<String> {
-    if text.trim().is_empty() { None } else { Some(text) }
+    if text.trim().is_empty() {
+        None
+    } else {
+        Some(text)
+    }
 }
 
 /// ONS GSS codes: a nation letter and 8 digits, e.g. E14000530 or W05000001.
@@ -281,14 +314,25 @@ pub fn check_gss(field: &'static str, code: &str) -> Result<(), BodyError> {
     let ok = bytes.len() == 9
         && matches!(bytes[0], b'E' | b'W' | b'S' | b'N' | b'K')
         && bytes[1..].iter().all(u8::is_ascii_digit);
-    if ok { Ok(()) } else { Err(BodyError::BadGssCode { field, value: code.to_owned() }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(BodyError::BadGssCode {
+            field,
+            value: code.to_owned(),
+        })
+    }
 }
 
 fn statement(s: pb::Statement) -> Result<Body, BodyError> {
     non_empty("statement title", &s.title, MAX_SHORT_TEXT)?;
     non_empty("statement text", &s.text, 20_000)?;
     let cosigners = keys("cosigners", &s.cosigners)?;
-    Ok(Body::Statement(Statement { title: s.title, text: s.text, cosigners }))
+    Ok(Body::Statement(Statement {
+        title: s.title,
+        text: s.text,
+        cosigners,
+    }))
 }
 
 fn intention(i: pb::Intention) -> Result<Body, BodyError> {
@@ -316,12 +360,19 @@ fn intention(i: pb::Intention) -> Result<Body, BodyError> {
 fn local_time(field: &'static str, value: &str) -> Result<NaiveDateTime, BodyError> {
     NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M"))
-        .map_err(|_| BodyError::BadTime { field, value: value.to_owned() })
+        .map_err(|_| BodyError::BadTime {
+            field,
+            value: value.to_owned(),
+        })
 }
 
 /// A local time in `zone` as UTC. In the autumn hour that happens twice the first is
 /// meant; a time in the spring gap does not exist and is refused.
-pub fn to_utc(field: &'static str, local: NaiveDateTime, zone: Tz) -> Result<DateTime<Utc>, BodyError> {
+pub fn to_utc(
+    field: &'static str,
+    local: NaiveDateTime,
+    zone: Tz,
+) -> Result<DateTime<Utc>, BodyError> {
     match zone.from_local_datetime(&local) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(t.with_timezone(&Utc)),
         LocalResult::None => Err(BodyError::NonexistentTime {
@@ -340,14 +391,19 @@ fn event(e: pb::Event) -> Result<Body, BodyError> {
     let time_zone = if e.time_zone.is_empty() {
         DEFAULT_TIME_ZONE
     } else {
-        e.time_zone.parse::<Tz>().map_err(|_| BodyError::UnknownTimeZone(e.time_zone.clone()))?
+        e.time_zone
+            .parse::<Tz>()
+            .map_err(|_| BodyError::UnknownTimeZone(e.time_zone.clone()))?
     };
     let start = local_time("start", &e.start)?;
     let end = local_time("end", &e.end)?;
     let start_utc = to_utc("start", start, time_zone)?;
     let end_utc = to_utc("end", end, time_zone)?;
     if end_utc <= start_utc {
-        return Err(BodyError::EndBeforeStart { start: e.start, end: e.end });
+        return Err(BodyError::EndBeforeStart {
+            start: e.start,
+            end: e.end,
+        });
     }
     if !e.area.is_empty() {
         check_gss("area", &e.area)?;
@@ -380,5 +436,10 @@ fn resolution(r: pb::Resolution) -> Result<Body, BodyError> {
         return Err(BodyError::StandsAndStandsAside(*both));
     }
     check_len("rationale", &r.rationale, 20_000)?;
-    Ok(Body::Resolution(Resolution { ballot, stands, stand_aside, rationale: r.rationale }))
+    Ok(Body::Resolution(Resolution {
+        ballot,
+        stands,
+        stand_aside,
+        rationale: r.rationale,
+    }))
 }

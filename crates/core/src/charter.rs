@@ -39,7 +39,12 @@ pub enum CharterError {
     #[error("charter entry has an empty name")]
     EmptyName,
     #[error("rule {rule} must be between {min} and {max}, got {value}")]
-    Rule { rule: &'static str, min: u32, max: u32, value: u32 },
+    Rule {
+        rule: &'static str,
+        min: u32,
+        max: u32,
+        value: u32,
+    },
 }
 
 /// What an identity may do under the charter.
@@ -85,7 +90,10 @@ fn default_max_clock_skew_secs() -> u32 {
 
 impl Default for Rules {
     fn default() -> Self {
-        Self { max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES, max_clock_skew_secs: DEFAULT_MAX_CLOCK_SKEW_SECS }
+        Self {
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+            max_clock_skew_secs: DEFAULT_MAX_CLOCK_SKEW_SECS,
+        }
     }
 }
 
@@ -124,7 +132,9 @@ impl Charter {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, CharterError> {
         let doc: CharterDoc = serde_json::from_slice(&bytes)?;
         if doc.accord_charter != CHARTER_FORMAT {
-            return Err(CharterError::Format { found: doc.accord_charter });
+            return Err(CharterError::Format {
+                found: doc.accord_charter,
+            });
         }
         if doc.name.trim().is_empty() {
             return Err(CharterError::NoName);
@@ -132,15 +142,29 @@ impl Charter {
         if doc.members.is_empty() {
             return Err(CharterError::NoMembers);
         }
-        check_rule("max_entry_bytes", doc.rules.max_entry_bytes, 1024, 16 * 1024 * 1024)?;
-        check_rule("max_clock_skew_secs", doc.rules.max_clock_skew_secs, 1, 86_400)?;
+        check_rule(
+            "max_entry_bytes",
+            doc.rules.max_entry_bytes,
+            1024,
+            16 * 1024 * 1024,
+        )?;
+        check_rule(
+            "max_clock_skew_secs",
+            doc.rules.max_clock_skew_secs,
+            1,
+            86_400,
+        )?;
         let mut roles = BTreeMap::new();
         let mut names = std::collections::BTreeSet::new();
         let people = doc
             .members
             .iter()
             .map(|m| (&m.name, m.key, Role::Member))
-            .chain(doc.secretaries.iter().map(|s| (&s.name, s.key, Role::Secretary)));
+            .chain(
+                doc.secretaries
+                    .iter()
+                    .map(|s| (&s.name, s.key, Role::Secretary)),
+            );
         for (index, (name, key, role)) in people.enumerate() {
             if name.trim().is_empty() {
                 return Err(CharterError::EmptyName);
@@ -153,7 +177,12 @@ impl Charter {
             }
         }
         let id = AllianceId::from_bytes(tagged_hash(CHARTER_ID_TAG, &bytes));
-        Ok(Self { bytes, id, doc, roles })
+        Ok(Self {
+            bytes,
+            id,
+            doc,
+            roles,
+        })
     }
 
     pub fn id(&self) -> AllianceId {
@@ -211,24 +240,43 @@ impl Charter {
 }
 
 fn check_rule(rule: &'static str, value: u32, min: u32, max: u32) -> Result<(), CharterError> {
-    if (min..=max).contains(&value) { Ok(()) } else { Err(CharterError::Rule { rule, min, max, value }) }
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(CharterError::Rule {
+            rule,
+            min,
+            max,
+            value,
+        })
+    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn doc(members: &[(&str, PublicId)], secretaries: &[(&str, PublicId)]) -> CharterDoc {
+    pub(crate) fn doc(
+        members: &[(&str, PublicId)],
+        secretaries: &[(&str, PublicId)],
+    ) -> CharterDoc {
         CharterDoc {
             accord_charter: CHARTER_FORMAT,
             name: "Test Alliance".into(),
             members: members
                 .iter()
-                .map(|(name, key)| CharterMember { name: (*name).into(), key: *key, ec_id: None })
+                .map(|(name, key)| CharterMember {
+                    name: (*name).into(),
+                    key: *key,
+                    ec_id: None,
+                })
                 .collect(),
             secretaries: secretaries
                 .iter()
-                .map(|(name, key)| CharterSecretary { name: (*name).into(), key: *key })
+                .map(|(name, key)| CharterSecretary {
+                    name: (*name).into(),
+                    key: *key,
+                })
                 .collect(),
             rules: Rules::default(),
         }
@@ -240,8 +288,10 @@ pub(crate) mod tests {
 
     #[test]
     fn roles_and_names() {
-        let charter = Charter::from_bytes(doc(&[("A", key(1)), ("B", key(2))], &[("Sec", key(3))]).to_file_bytes())
-            .unwrap();
+        let charter = Charter::from_bytes(
+            doc(&[("A", key(1)), ("B", key(2))], &[("Sec", key(3))]).to_file_bytes(),
+        )
+        .unwrap();
         assert_eq!(charter.role(&key(1)), Some(Role::Member));
         assert_eq!(charter.role(&key(3)), Some(Role::Secretary));
         assert_eq!(charter.role(&key(4)), None);
@@ -264,13 +314,27 @@ pub(crate) mod tests {
     #[test]
     fn bad_charters_are_refused() {
         let check = |d: CharterDoc, want: &str| {
-            assert_eq!(Charter::from_bytes(d.to_file_bytes()).unwrap_err().to_string(), want);
+            assert_eq!(
+                Charter::from_bytes(d.to_file_bytes())
+                    .unwrap_err()
+                    .to_string(),
+                want
+            );
         };
         check(doc(&[], &[]), "charter has no members");
-        check(doc(&[("A", key(1)), ("B", key(1))], &[]), &format!("charter names key {} more than once", key(1)));
-        check(doc(&[("A", key(1)), ("a", key(2))], &[]), "charter names \"a\" more than once");
+        check(
+            doc(&[("A", key(1)), ("B", key(1))], &[]),
+            &format!("charter names key {} more than once", key(1)),
+        );
+        check(
+            doc(&[("A", key(1)), ("a", key(2))], &[]),
+            "charter names \"a\" more than once",
+        );
         let mut d = doc(&[("A", key(1))], &[]);
         d.accord_charter = 9;
-        check(d, "charter format 9 is not supported (this version reads format 1)");
+        check(
+            d,
+            "charter format 9 is not supported (this version reads format 1)",
+        );
     }
 }

@@ -62,11 +62,16 @@ pub struct Clash {
 
 /// The standing clashes of the state, soonest close of nominations first.
 pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
-    let mut positions: BTreeMap<&BallotId, Vec<(PublicId, &crate::state::Record<crate::body::Intention>)>> =
-        BTreeMap::new();
+    let mut positions: BTreeMap<
+        &BallotId,
+        Vec<(PublicId, &crate::state::Record<crate::body::Intention>)>,
+    > = BTreeMap::new();
     for ((ballot, organisation), history) in &state.intentions {
         if let Some(last) = history.last() {
-            positions.entry(ballot).or_default().push((*organisation, last));
+            positions
+                .entry(ballot)
+                .or_default()
+                .push((*organisation, last));
         }
     }
     let mut in_force: BTreeMap<&BallotId, (i64, EntryId, &Resolution)> = BTreeMap::new();
@@ -85,8 +90,14 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
         .into_iter()
         .filter_map(|ballot| {
             let here = positions.get(ballot).map(Vec::as_slice).unwrap_or_default();
-            let standing = here.iter().filter(|(_, r)| r.value.status.is_standing()).count();
-            let considering = here.iter().filter(|(_, r)| r.value.status == IntentionStatus::Considering).count();
+            let standing = here
+                .iter()
+                .filter(|(_, r)| r.value.status.is_standing())
+                .count();
+            let considering = here
+                .iter()
+                .filter(|(_, r)| r.value.status == IntentionStatus::Considering)
+                .count();
             let resolution = in_force.get(ballot);
             let clash_state = match resolution {
                 Some((timestamp_ms, _, r)) => match resolution_state(state, r, *timestamp_ms) {
@@ -112,14 +123,19 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
                 .collect();
             if let Some((_, _, r)) = resolution {
                 for key in r.stands.iter().chain(&r.stand_aside) {
-                    parties.entry(*key).or_insert(ClashParty { organisation: *key, status: None, candidate: None });
+                    parties.entry(*key).or_insert(ClashParty {
+                        organisation: *key,
+                        status: None,
+                        candidate: None,
+                    });
                 }
             }
             let area = here.iter().find_map(|(_, r)| r.value.area.as_deref());
-            let (nominations_close, deadline_rule) = match deadline::close_of_nominations(ballot, area) {
-                Ok(d) => (Some(d.nominations_close), d.rule),
-                Err(e) => (None, e.to_string()),
-            };
+            let (nominations_close, deadline_rule) =
+                match deadline::close_of_nominations(ballot, area) {
+                    Ok(d) => (Some(d.nominations_close), d.rule),
+                    Err(e) => (None, e.to_string()),
+                };
             Some(Clash {
                 ballot: ballot.clone(),
                 state: clash_state,
@@ -131,7 +147,13 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
         })
         .collect();
     clashes.sort_by(|a, b| {
-        let key = |c: &Clash| (c.nominations_close.is_none(), c.nominations_close, c.ballot.clone());
+        let key = |c: &Clash| {
+            (
+                c.nominations_close.is_none(),
+                c.nominations_close,
+                c.ballot.clone(),
+            )
+        };
         key(a).cmp(&key(b))
     });
     clashes
@@ -140,10 +162,17 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
 /// Whether a resolution is honoured: resolved once everyone it names to stand aside
 /// has withdrawn or stood aside (or never declared); breached if one of them
 /// declares intends or confirmed in an entry later than the resolution.
-pub(crate) fn resolution_state(state: &State, resolution: &Resolution, resolved_at_ms: i64) -> ClashState {
+pub(crate) fn resolution_state(
+    state: &State,
+    resolution: &Resolution,
+    resolved_at_ms: i64,
+) -> ClashState {
     let mut all_out = true;
     for organisation in &resolution.stand_aside {
-        let current = state.intentions.get(&(resolution.ballot.clone(), *organisation)).and_then(|h| h.last());
+        let current = state
+            .intentions
+            .get(&(resolution.ballot.clone(), *organisation))
+            .and_then(|h| h.last());
         match current {
             None => {}
             Some(r) if r.value.status.is_out() => {}
@@ -153,7 +182,11 @@ pub(crate) fn resolution_state(state: &State, resolution: &Resolution, resolved_
             Some(_) => all_out = false,
         }
     }
-    if all_out { ClashState::Resolved } else { ClashState::Pending }
+    if all_out {
+        ClashState::Resolved
+    } else {
+        ClashState::Pending
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -172,7 +205,11 @@ pub struct EventClash {
 
 /// Venues compare case-insensitively with runs of white space collapsed.
 fn venue_key(venue: &str) -> String {
-    venue.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    venue
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// Pairs of live (not cancelled) events that overlap in time and share a venue or
@@ -186,7 +223,8 @@ pub(crate) fn event_clashes(events: &[EventView]) -> Vec<EventClash> {
                 // Sorted by start: every later event starts after `a` ends too.
                 break;
             }
-            let venue = !a.event.venue.trim().is_empty() && venue_key(&a.event.venue) == venue_key(&b.event.venue);
+            let venue = !a.event.venue.trim().is_empty()
+                && venue_key(&a.event.venue) == venue_key(&b.event.venue);
             let area = a.event.area.is_some() && a.event.area == b.event.area;
             let reason = match (venue, area) {
                 (true, true) => "venue and area",
@@ -195,8 +233,14 @@ pub(crate) fn event_clashes(events: &[EventView]) -> Vec<EventClash> {
                 (false, false) => continue,
             };
             out.push(EventClash {
-                first: EventRef { author: a.author, uid: a.event.uid.clone() },
-                second: EventRef { author: b.author, uid: b.event.uid.clone() },
+                first: EventRef {
+                    author: a.author,
+                    uid: a.event.uid.clone(),
+                },
+                second: EventRef {
+                    author: b.author,
+                    uid: b.event.uid.clone(),
+                },
                 reason,
             });
         }

@@ -29,7 +29,10 @@ pub enum EntryError {
     #[error("entry field {field}: {reason}")]
     BadField { field: &'static str, reason: String },
     #[error("entry is for alliance {found}, this node serves {expected}")]
-    WrongAlliance { expected: AllianceId, found: AllianceId },
+    WrongAlliance {
+        expected: AllianceId,
+        found: AllianceId,
+    },
     #[error("author {0} is not a member or secretary of the alliance")]
     NotAMember(PublicId),
     #[error("only a secretary may record a resolution; {0} is not one")]
@@ -41,7 +44,11 @@ pub enum EntryError {
     #[error("entry body is invalid: {0}")]
     Body(#[from] BodyError),
     #[error("entry seq {found} does not follow the author's head {head} (expected {expected})")]
-    SeqGap { head: u64, expected: u64, found: u64 },
+    SeqGap {
+        head: u64,
+        expected: u64,
+        found: u64,
+    },
     #[error("entry seq {seq} is already stored (replay)")]
     Duplicate { seq: u64, id: EntryId },
     #[error("entry seq {seq} conflicts with the stored entry {stored} of the same author (fork)")]
@@ -52,7 +59,9 @@ pub enum EntryError {
     Frozen(PublicId),
     #[error("entry timestamp {timestamp_ms} is more than {skew_secs}s ahead of this node's clock")]
     FromTheFuture { timestamp_ms: i64, skew_secs: u32 },
-    #[error("entry timestamp {timestamp_ms} is earlier than the author's previous entry ({previous_ms})")]
+    #[error(
+        "entry timestamp {timestamp_ms} is earlier than the author's previous entry ({previous_ms})"
+    )]
     TimeWentBack { timestamp_ms: i64, previous_ms: i64 },
 }
 
@@ -99,9 +108,13 @@ pub struct VerifiedEntry {
 /// Decodes a signed entry given as its encoded `SignedEntry` bytes.
 pub fn decode_bytes(bytes: &[u8], max_bytes: usize) -> Result<DecodedEntry, EntryError> {
     if bytes.len() > max_bytes {
-        return Err(EntryError::TooLarge { size: bytes.len(), limit: max_bytes });
+        return Err(EntryError::TooLarge {
+            size: bytes.len(),
+            limit: max_bytes,
+        });
     }
-    let signed = pb::SignedEntry::decode(bytes).map_err(|e| EntryError::Undecodable(e.to_string()))?;
+    let signed =
+        pb::SignedEntry::decode(bytes).map_err(|e| EntryError::Undecodable(e.to_string()))?;
     decode(signed, max_bytes)
 }
 
@@ -109,11 +122,16 @@ pub fn decode_bytes(bytes: &[u8], max_bytes: usize) -> Result<DecodedEntry, Entr
 pub fn decode(signed: pb::SignedEntry, max_bytes: usize) -> Result<DecodedEntry, EntryError> {
     let size = signed.encoded_len();
     if size > max_bytes {
-        return Err(EntryError::TooLarge { size, limit: max_bytes });
+        return Err(EntryError::TooLarge {
+            size,
+            limit: max_bytes,
+        });
     }
-    let entry = pb::Entry::decode(signed.entry.as_slice()).map_err(|e| EntryError::Undecodable(e.to_string()))?;
+    let entry = pb::Entry::decode(signed.entry.as_slice())
+        .map_err(|e| EntryError::Undecodable(e.to_string()))?;
     let bad = |field: &'static str, reason: String| EntryError::BadField { field, reason };
-    let alliance = AllianceId::from_slice(&entry.alliance).map_err(|e| bad("alliance", e.to_string()))?;
+    let alliance =
+        AllianceId::from_slice(&entry.alliance).map_err(|e| bad("alliance", e.to_string()))?;
     let author = PublicId::from_slice(&entry.author).map_err(|e| bad("author", e.to_string()))?;
     if entry.seq == 0 {
         return Err(bad("seq", "must be 1 or more".into()));
@@ -122,13 +140,16 @@ pub fn decode(signed: pb::SignedEntry, max_bytes: usize) -> Result<DecodedEntry,
         (1, true) => None,
         (1, false) => return Err(bad("prev", "must be empty for seq 1".into())),
         (_, true) => return Err(bad("prev", "missing".into())),
-        (_, false) => Some(EntryId::from_slice(&entry.prev).map_err(|e| bad("prev", e.to_string()))?),
+        (_, false) => {
+            Some(EntryId::from_slice(&entry.prev).map_err(|e| bad("prev", e.to_string()))?)
+        }
     };
-    let signature: [u8; 64] = signed
-        .signature
-        .as_slice()
-        .try_into()
-        .map_err(|_| bad("signature", format!("must be 64 bytes, got {}", signed.signature.len())))?;
+    let signature: [u8; 64] = signed.signature.as_slice().try_into().map_err(|_| {
+        bad(
+            "signature",
+            format!("must be 64 bytes, got {}", signed.signature.len()),
+        )
+    })?;
     let id = EntryId::from_bytes(tagged_hash(ENTRY_ID_TAG, &signed.entry));
     Ok(DecodedEntry {
         id,
@@ -165,8 +186,10 @@ impl DecodedEntry {
     /// Checks the signature alone (strict verification: no small-order keys, no
     /// malleable signatures).
     pub fn verify_signature(&self) -> Result<(), EntryError> {
-        let key = VerifyingKey::from_bytes(self.author.as_bytes()).map_err(|_| EntryError::BadSignature)?;
-        key.verify_strict(&self.signed_message(), &self.signature).map_err(|_| EntryError::BadSignature)
+        let key = VerifyingKey::from_bytes(self.author.as_bytes())
+            .map_err(|_| EntryError::BadSignature)?;
+        key.verify_strict(&self.signed_message(), &self.signature)
+            .map_err(|_| EntryError::BadSignature)
     }
 
     /// Applies every acceptance rule but the signature, which the caller has verified
@@ -183,21 +206,36 @@ impl DecodedEntry {
         self.check_log(logs)?;
         let skew_secs = charter.rules().max_clock_skew_secs;
         if self.timestamp_ms > now_ms.saturating_add(i64::from(skew_secs) * 1000) {
-            return Err(EntryError::FromTheFuture { timestamp_ms: self.timestamp_ms, skew_secs });
+            return Err(EntryError::FromTheFuture {
+                timestamp_ms: self.timestamp_ms,
+                skew_secs,
+            });
         }
-        Ok(VerifiedEntry { decoded: self, body })
+        Ok(VerifiedEntry {
+            decoded: self,
+            body,
+        })
     }
 
     /// Alliance, role and body: everything that does not depend on the log.
     fn check_context(&self, charter: &Charter) -> Result<Body, EntryError> {
         if self.alliance != charter.id() {
-            return Err(EntryError::WrongAlliance { expected: charter.id(), found: self.alliance });
+            return Err(EntryError::WrongAlliance {
+                expected: charter.id(),
+                found: self.alliance,
+            });
         }
-        let role = charter.role(&self.author).ok_or(EntryError::NotAMember(self.author))?;
+        let role = charter
+            .role(&self.author)
+            .ok_or(EntryError::NotAMember(self.author))?;
         let body = Body::decode(self.kind, &self.body)?;
         match (&body, role) {
-            (Body::Resolution(_), Role::Member) => return Err(EntryError::NotASecretary(self.author)),
-            (Body::Intention(_), Role::Secretary) => return Err(EntryError::NotAMemberOrganisation(self.author)),
+            (Body::Resolution(_), Role::Member) => {
+                return Err(EntryError::NotASecretary(self.author));
+            }
+            (Body::Intention(_), Role::Secretary) => {
+                return Err(EntryError::NotAMemberOrganisation(self.author));
+            }
             _ => {}
         }
         Ok(body)
@@ -210,22 +248,37 @@ impl DecodedEntry {
         let head = logs.head(&self.author);
         let head_seq = head.map_or(0, |h| h.seq);
         if self.seq <= head_seq {
-            let stored = logs.id_at(&self.author, self.seq).expect("entries up to the head are stored");
+            let stored = logs
+                .id_at(&self.author, self.seq)
+                .expect("entries up to the head are stored");
             return Err(if stored == self.id {
-                EntryError::Duplicate { seq: self.seq, id: stored }
+                EntryError::Duplicate {
+                    seq: self.seq,
+                    id: stored,
+                }
             } else {
-                EntryError::Fork { seq: self.seq, stored }
+                EntryError::Fork {
+                    seq: self.seq,
+                    stored,
+                }
             });
         }
         if self.seq != head_seq + 1 {
-            return Err(EntryError::SeqGap { head: head_seq, expected: head_seq + 1, found: self.seq });
+            return Err(EntryError::SeqGap {
+                head: head_seq,
+                expected: head_seq + 1,
+                found: self.seq,
+            });
         }
         if let Some(head) = head {
             if self.prev != Some(head.id) {
                 return Err(EntryError::PrevMismatch { seq: head.seq });
             }
             if self.timestamp_ms < head.timestamp_ms {
-                return Err(EntryError::TimeWentBack { timestamp_ms: self.timestamp_ms, previous_ms: head.timestamp_ms });
+                return Err(EntryError::TimeWentBack {
+                    timestamp_ms: self.timestamp_ms,
+                    previous_ms: head.timestamp_ms,
+                });
             }
         }
         Ok(())
@@ -254,8 +307,10 @@ pub fn verify_batch(entries: &[DecodedEntry]) -> Result<SignatureChecked, Vec<us
     let messages: Vec<Vec<u8>> = entries.iter().map(DecodedEntry::signed_message).collect();
     let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
     let signatures: Vec<Signature> = entries.iter().map(|e| e.signature).collect();
-    let keys: Result<Vec<VerifyingKey>, _> =
-        entries.iter().map(|e| VerifyingKey::from_bytes(e.author.as_bytes())).collect();
+    let keys: Result<Vec<VerifyingKey>, _> = entries
+        .iter()
+        .map(|e| VerifyingKey::from_bytes(e.author.as_bytes()))
+        .collect();
     if let Ok(keys) = keys {
         // Batch verification is not strict about small-order points, so weak keys are
         // refused here first, as verify_strict would.
@@ -271,7 +326,11 @@ pub fn verify_batch(entries: &[DecodedEntry]) -> Result<SignatureChecked, Vec<us
         .filter(|(_, e)| e.verify_signature().is_err())
         .map(|(i, _)| i)
         .collect();
-    if bad.is_empty() { Ok(SignatureChecked(())) } else { Err(bad) }
+    if bad.is_empty() {
+        Ok(SignatureChecked(()))
+    } else {
+        Err(bad)
+    }
 }
 
 /// Signs a new entry for `identity`, extending `head`. The timestamp never goes back
@@ -295,14 +354,21 @@ pub fn sign(
     };
     let bytes = entry.encode_to_vec();
     let signature = identity.sign(&[SIGNATURE_TAG, &bytes].concat());
-    pb::SignedEntry { entry: bytes, signature: signature.to_vec() }
+    pb::SignedEntry {
+        entry: bytes,
+        signature: signature.to_vec(),
+    }
 }
 
 impl VerifiedEntry {
     /// Rebuilds a verified entry from a node's own store: the signature (checked by
     /// the caller) and the body are checked again, the log rules not (the store holds
     /// only entries that passed them).
-    pub fn reload(decoded: DecodedEntry, charter: &Charter, checked: SignatureChecked) -> Result<Self, EntryError> {
+    pub fn reload(
+        decoded: DecodedEntry,
+        charter: &Charter,
+        checked: SignatureChecked,
+    ) -> Result<Self, EntryError> {
         let _ = checked;
         let body = decoded.check_context(charter)?;
         Ok(Self { decoded, body })
@@ -346,6 +412,10 @@ impl VerifiedEntry {
     }
 
     pub fn head(&self) -> LogHead {
-        LogHead { seq: self.decoded.seq, id: self.decoded.id, timestamp_ms: self.decoded.timestamp_ms }
+        LogHead {
+            seq: self.decoded.seq,
+            id: self.decoded.id,
+            timestamp_ms: self.decoded.timestamp_ms,
+        }
     }
 }

@@ -30,7 +30,9 @@ impl std::fmt::Debug for Identity {
 impl Identity {
     /// From 32 bytes of secret seed (the caller supplies the randomness).
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self { key: SigningKey::from_bytes(&seed) }
+        Self {
+            key: SigningKey::from_bytes(&seed),
+        }
     }
 
     pub fn from_pem(pem: &str) -> Result<Self, IdentityError> {
@@ -71,6 +73,9 @@ mod tests {
     #[test]
     fn garbage_pem_is_refused() {
         let err = Identity::from_pem("hello").unwrap_err();
-        assert!(err.to_string().starts_with("not an Ed25519 PKCS#8 private key"));
+        assert!(
+            err.to_string()
+                .starts_with("not an Ed25519 PKCS#8 private key")
+        );
     }
 }

@@ -112,7 +112,11 @@ pub(crate) struct Record<T> {
 
 impl<T> Record<T> {
     fn of(entry: &VerifiedEntry, value: T) -> Self {
-        Self { value, entry: entry.id(), timestamp_ms: entry.timestamp_ms() }
+        Self {
+            value,
+            entry: entry.id(),
+            timestamp_ms: entry.timestamp_ms(),
+        }
     }
 }
 
@@ -151,7 +155,10 @@ impl State {
 
     /// The state of a set of entries given in any order, duplicates allowed: each
     /// author's entries are applied in seq order.
-    pub fn from_entries<'a>(charter: Charter, entries: impl IntoIterator<Item = &'a VerifiedEntry>) -> Self {
+    pub fn from_entries<'a>(
+        charter: Charter,
+        entries: impl IntoIterator<Item = &'a VerifiedEntry>,
+    ) -> Self {
         let mut sorted: BTreeMap<(PublicId, u64), &VerifiedEntry> = BTreeMap::new();
         for entry in entries {
             sorted.insert((entry.author(), entry.seq()), entry);
@@ -176,7 +183,14 @@ impl State {
     pub fn heads(&self) -> impl Iterator<Item = (PublicId, LogHead)> + '_ {
         self.logs.iter().filter_map(|(author, log)| {
             let id = *log.ids.last()?;
-            Some((*author, LogHead { seq: log.ids.len() as u64, id, timestamp_ms: log.head_timestamp_ms }))
+            Some((
+                *author,
+                LogHead {
+                    seq: log.ids.len() as u64,
+                    id,
+                    timestamp_ms: log.head_timestamp_ms,
+                },
+            ))
         })
     }
 
@@ -193,29 +207,50 @@ impl State {
     /// log: the log rules in [`crate::entry`] must have accepted it against this state.
     pub fn apply(&mut self, entry: &VerifiedEntry) {
         let author = entry.author();
-        let log = self.logs.entry(author).or_insert(AuthorLog { ids: Vec::new(), head_timestamp_ms: i64::MIN });
-        assert_eq!(entry.seq(), log.ids.len() as u64 + 1, "entries of an author are applied in log order");
+        let log = self.logs.entry(author).or_insert(AuthorLog {
+            ids: Vec::new(),
+            head_timestamp_ms: i64::MIN,
+        });
+        assert_eq!(
+            entry.seq(),
+            log.ids.len() as u64 + 1,
+            "entries of an author are applied in log order"
+        );
         log.ids.push(entry.id());
         log.head_timestamp_ms = entry.timestamp_ms();
         self.entries += 1;
         match entry.body() {
             Body::Statement(s) => {
-                self.statements.insert(entry.id(), (author, Record::of(entry, s.clone())));
+                self.statements
+                    .insert(entry.id(), (author, Record::of(entry, s.clone())));
             }
             Body::Endorsement { statement } => {
-                self.endorsements.entry(*statement).or_default().insert(author);
+                self.endorsements
+                    .entry(*statement)
+                    .or_default()
+                    .insert(author);
             }
             Body::StatementWithdrawal { statement, .. } => {
-                self.withdrawals.entry(*statement).or_default().insert(author);
+                self.withdrawals
+                    .entry(*statement)
+                    .or_default()
+                    .insert(author);
             }
             Body::Intention(i) => {
-                self.intentions.entry((i.ballot.clone(), author)).or_default().push(Record::of(entry, i.clone()));
+                self.intentions
+                    .entry((i.ballot.clone(), author))
+                    .or_default()
+                    .push(Record::of(entry, i.clone()));
             }
             Body::Event(e) => {
-                self.events.entry((author, e.uid.clone())).or_default().push(Record::of(entry, e.clone()));
+                self.events
+                    .entry((author, e.uid.clone()))
+                    .or_default()
+                    .push(Record::of(entry, e.clone()));
             }
             Body::Resolution(r) => {
-                self.resolutions.insert(entry.id(), (author, Record::of(entry, r.clone())));
+                self.resolutions
+                    .insert(entry.id(), (author, Record::of(entry, r.clone())));
             }
             Body::Unknown { .. } => {}
         }
@@ -255,8 +290,13 @@ impl State {
             .map(|(id, (author, record))| {
                 let endorsers = self.endorsements.get(id);
                 let endorsed = |key: &PublicId| endorsers.is_some_and(|set| set.contains(key));
-                let mut endorsed_by: Vec<PublicId> =
-                    record.value.cosigners.iter().copied().filter(|c| endorsed(c)).collect();
+                let mut endorsed_by: Vec<PublicId> = record
+                    .value
+                    .cosigners
+                    .iter()
+                    .copied()
+                    .filter(|c| endorsed(c))
+                    .collect();
                 endorsed_by.sort();
                 let supporters: Vec<PublicId> = endorsers
                     .into_iter()
@@ -264,7 +304,10 @@ impl State {
                     .filter(|k| *k != author && !record.value.cosigners.contains(k))
                     .copied()
                     .collect();
-                let withdrawn = self.withdrawals.get(id).is_some_and(|set| set.contains(author));
+                let withdrawn = self
+                    .withdrawals
+                    .get(id)
+                    .is_some_and(|set| set.contains(author));
                 StatementView {
                     id: *id,
                     author: *author,
@@ -304,7 +347,11 @@ impl State {
             })
             .collect();
         out.sort_by(|a, b| {
-            (a.event.start_utc, &a.event.uid, a.author).cmp(&(b.event.start_utc, &b.event.uid, b.author))
+            (a.event.start_utc, &a.event.uid, a.author).cmp(&(
+                b.event.start_utc,
+                &b.event.uid,
+                b.author,
+            ))
         });
         out
     }
@@ -330,7 +377,10 @@ impl State {
     pub fn derived(&self) -> Derived {
         Derived {
             alliance: self.charter.id().to_string(),
-            heads: self.heads().map(|(author, head)| (author, (head.seq, head.id))).collect(),
+            heads: self
+                .heads()
+                .map(|(author, head)| (author, (head.seq, head.id)))
+                .collect(),
             forks: self.forks.values().cloned().collect(),
             intentions: self.intentions(),
             clashes: self.clashes(),
@@ -352,7 +402,11 @@ impl Logs for State {
     fn head(&self, author: &PublicId) -> Option<LogHead> {
         let log = self.logs.get(author)?;
         let id = *log.ids.last()?;
-        Some(LogHead { seq: log.ids.len() as u64, id, timestamp_ms: log.head_timestamp_ms })
+        Some(LogHead {
+            seq: log.ids.len() as u64,
+            id,
+            timestamp_ms: log.head_timestamp_ms,
+        })
     }
 
     fn id_at(&self, author: &PublicId, seq: u64) -> Option<EntryId> {

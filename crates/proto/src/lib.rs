@@ -10,4 +10,5 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of the schema, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/accord_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/accord_descriptor.bin"));

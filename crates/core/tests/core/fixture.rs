@@ -1,0 +1,149 @@
+//! A small alliance for tests: three member parties, one secretary and an outsider,
+//! each with a fixed key, and helpers that sign entries and track heads.
+
+use std::collections::BTreeMap;
+
+use accord_core::body::encode;
+use accord_core::charter::{CharterDoc, CharterMember, CharterSecretary, Rules};
+use accord_core::entry::{self, LogHead, SignatureChecked};
+use accord_core::pb;
+use accord_core::pb::publish_request::Body as B;
+use accord_core::{Charter, Identity, PublicId, State, VerifiedEntry};
+
+/// 2027-04-01T12:00:00Z, the fixed "now" of the tests.
+pub const NOW_MS: i64 = 1_806_580_800_000;
+
+pub const A: usize = 0;
+pub const B_: usize = 1;
+pub const C: usize = 2;
+pub const SEC: usize = 3;
+pub const OUT: usize = 4;
+
+pub struct Alliance {
+    pub charter: Charter,
+    pub ids: Vec<Identity>,
+    heads: BTreeMap<usize, LogHead>,
+    pub clock_ms: i64,
+}
+
+impl Alliance {
+    pub fn new() -> Self {
+        let ids: Vec<Identity> = (0..5u8).map(|n| Identity::from_seed([n + 1; 32])).collect();
+        let member = |i: usize, name: &str| CharterMember {
+            name: name.into(),
+            key: ids[i].public_id(),
+            ec_id: None,
+        };
+        let doc = CharterDoc {
+            accord_charter: 1,
+            name: "Test Alliance".into(),
+            members: vec![
+                member(A, "Alpha Party"),
+                member(B_, "Beta Party"),
+                member(C, "Gamma Party"),
+            ],
+            secretaries: vec![CharterSecretary {
+                name: "Secretariat".into(),
+                key: ids[SEC].public_id(),
+            }],
+            rules: Rules::default(),
+        };
+        let charter = Charter::from_bytes(doc.to_file_bytes()).unwrap();
+        Self {
+            charter,
+            ids,
+            heads: BTreeMap::new(),
+            clock_ms: NOW_MS - 3_600_000,
+        }
+    }
+
+    pub fn key(&self, who: usize) -> PublicId {
+        self.ids[who].public_id()
+    }
+
+    pub fn key_bytes(&self, who: usize) -> Vec<u8> {
+        self.key(who).to_vec()
+    }
+
+    /// Signs the next entry of `who` with a raw kind and body, advancing the clock.
+    pub fn sign_raw(&mut self, who: usize, kind: i32, body: Vec<u8>) -> pb::SignedEntry {
+        self.clock_ms += 1_000;
+        let head = self.heads.get(&who).copied();
+        let signed = entry::sign(
+            &self.ids[who],
+            self.charter.id(),
+            head.as_ref(),
+            self.clock_ms,
+            kind,
+            body,
+        );
+        let decoded = entry::decode(signed.clone(), 1 << 20).unwrap();
+        self.heads.insert(
+            who,
+            LogHead {
+                seq: decoded.seq(),
+                id: decoded.id(),
+                timestamp_ms: self.clock_ms,
+            },
+        );
+        signed
+    }
+
+    pub fn sign(&mut self, who: usize, body: B) -> pb::SignedEntry {
+        let (kind, bytes) = encode(&body);
+        self.sign_raw(who, kind as i32, bytes)
+    }
+
+    /// Signs and verifies the next entry of `who` against a state holding all of
+    /// this alliance's earlier entries.
+    pub fn verified(&mut self, state: &State, who: usize, body: B) -> VerifiedEntry {
+        let signed = self.sign(who, body);
+        accept(&self.charter, state, signed).unwrap()
+    }
+}
+
+pub fn accept(
+    charter: &Charter,
+    state: &State,
+    signed: pb::SignedEntry,
+) -> Result<VerifiedEntry, entry::EntryError> {
+    let decoded = entry::decode(signed, charter.rules().max_entry_bytes as usize)?;
+    let checked = SignatureChecked::single(&decoded)?;
+    decoded.accept(charter, state, NOW_MS, checked)
+}
+
+pub fn intention(ballot: &str, status: pb::IntentionStatus, candidate: &str) -> B {
+    B::Intention(pb::Intention {
+        ballot: ballot.into(),
+        status: status as i32,
+        candidate: candidate.into(),
+        visibility: pb::Visibility::Public as i32,
+        area: String::new(),
+        note: String::new(),
+    })
+}
+
+pub fn event(uid: &str, start: &str, end: &str, venue: &str, area: &str) -> pb::Event {
+    pb::Event {
+        uid: uid.into(),
+        title: format!("Event {uid}"),
+        description: String::new(),
+        start: start.into(),
+        end: end.into(),
+        time_zone: String::new(),
+        venue: venue.into(),
+        area: area.into(),
+        organisers: vec![],
+        visibility: pb::Visibility::Public as i32,
+        cancelled: false,
+    }
+}
+
+pub fn resolution(ballot: &str, stands: Vec<Vec<u8>>, stand_aside: Vec<Vec<u8>>) -> B {
+    B::Resolution(pb::Resolution {
+        ballot: ballot.into(),
+        stands,
+        stand_aside,
+        rationale: "agreed at PAL".into(),
+    })
+}

@@ -1,0 +1,7 @@
+//! The core's tests, built as one binary: acceptance rules, derived state, and the
+//! order-independence properties.
+
+mod acceptance;
+mod derived;
+mod fixture;
+mod order;
