@@ -39,6 +39,12 @@ pub enum EntryError {
     NotASecretary(PublicId),
     #[error("only a member organisation may declare an intention; {0} is a secretary")]
     NotAMemberOrganisation(PublicId),
+    #[error("{field} names {key}, who is not a {wanted} of the alliance")]
+    UnknownParty {
+        field: &'static str,
+        key: PublicId,
+        wanted: &'static str,
+    },
     #[error("signature does not verify")]
     BadSignature,
     #[error("entry body is invalid: {0}")]
@@ -238,6 +244,7 @@ impl DecodedEntry {
             }
             _ => {}
         }
+        check_parties(charter, &body)?;
         Ok(body)
     }
 
@@ -283,6 +290,42 @@ impl DecodedEntry {
         }
         Ok(())
     }
+}
+
+/// Keys named inside a body must belong to the alliance: resolutions name members,
+/// statements and events name members or secretaries.
+fn check_parties(charter: &Charter, body: &Body) -> Result<(), EntryError> {
+    let (lists, members_only): (Vec<(&'static str, &[PublicId])>, bool) = match body {
+        Body::Resolution(r) => (
+            vec![("stands", &r.stands), ("stand_aside", &r.stand_aside)],
+            true,
+        ),
+        Body::Statement(s) => (vec![("cosigners", &s.cosigners)], false),
+        Body::Event(e) => (vec![("organisers", &e.organisers)], false),
+        _ => return Ok(()),
+    };
+    for (field, keys) in lists {
+        for key in keys {
+            let ok = match charter.role(key) {
+                Some(Role::Member) => true,
+                Some(Role::Secretary) => !members_only,
+                None => false,
+            };
+            if !ok {
+                let wanted = if members_only {
+                    "member organisation"
+                } else {
+                    "member or secretary"
+                };
+                return Err(EntryError::UnknownParty {
+                    field,
+                    key: *key,
+                    wanted,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Proof that the caller verified a signature before [`DecodedEntry::accept`]: made

@@ -275,6 +275,46 @@ fn roles_are_enforced() {
 }
 
 #[test]
+fn parties_named_in_a_body_must_belong_to_the_alliance() {
+    let alliance = Alliance::new();
+    check(
+        |a, _| {
+            let (b, out) = (a.key_bytes(B_), a.key_bytes(OUT));
+            a.sign(SEC, resolution(BALLOT, vec![b], vec![out]))
+        },
+        &format!(
+            "stand_aside names {}, who is not a member organisation of the alliance",
+            key_hex(&alliance, OUT)
+        ),
+    );
+    check(
+        |a, _| {
+            let sec = a.key_bytes(SEC);
+            a.sign(
+                B_,
+                B::Statement(pb::Statement {
+                    title: "t".into(),
+                    text: "x".into(),
+                    cosigners: vec![sec],
+                }),
+            )
+        },
+        "ok",
+    );
+    check(
+        |a, _| {
+            let mut e = event("e1", "2027-05-01T10:00", "2027-05-01T11:00", "Hall", "");
+            e.organisers = vec![a.key_bytes(OUT)];
+            a.sign(B_, B::Event(e))
+        },
+        &format!(
+            "organisers names {}, who is not a member or secretary of the alliance",
+            key_hex(&alliance, OUT)
+        ),
+    );
+}
+
+#[test]
 fn bodies_are_checked() {
     check(
         |a, _| {
