@@ -7,6 +7,7 @@ use accord_core::pb::{self, ledger_client::LedgerClient, publish_request::Body};
 use accord_core::{Charter, Identity};
 use accord_node::NodeConfig;
 use accord_node::config::Operator;
+use accord_node::tls::{self, TlsIdentity};
 use tonic::transport::Channel;
 
 const TOKEN: &str = "smoke-token";
@@ -50,24 +51,36 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         cache_capacity_bytes: 1 << 22,
         peers: vec![],
         anti_entropy: Duration::from_secs(1),
+        tls: None,
     }
+}
+
+/// A TLS identity written to `dir` and loaded back as a node would.
+fn tls_identity(dir: &std::path::Path) -> TlsIdentity {
+    let (cert, key) = tls::generate(&["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.join("node.crt"), cert).unwrap();
+    std::fs::write(dir.join("node.key"), key).unwrap();
+    TlsIdentity::load(&dir.join("node.crt"), &dir.join("node.key")).unwrap()
 }
 
 /// A node of a federation: home to identity `home` only, pulling from `peers`.
 fn federated(
     dir: &std::path::Path,
     home: usize,
-    peers: &[(String, std::net::SocketAddr)],
+    tls: TlsIdentity,
+    peers: &[(String, std::net::SocketAddr, tls::Fingerprint)],
 ) -> NodeConfig {
     let mut cfg = config(dir);
+    cfg.tls = Some(tls);
     let identity = cfg.identities[home].clone();
     cfg.identities = vec![identity.clone()];
     cfg.operators[0].identities = vec![identity.public_id()];
     cfg.peers = peers
         .iter()
-        .map(|(name, addr)| accord_node::replication::Peer {
+        .map(|(name, addr, fingerprint)| accord_node::replication::Peer {
             name: name.clone(),
-            address: format!("http://{addr}"),
+            address: format!("https://{addr}"),
+            fingerprint: *fingerprint,
         })
         .collect();
     cfg
@@ -86,16 +99,25 @@ async fn start(config: NodeConfig) -> Node {
 
 async fn start_on(config: NodeConfig, listener: tokio::net::TcpListener) -> Node {
     let addr = listener.local_addr().unwrap();
+    let pin = config.tls.as_ref().map(TlsIdentity::fingerprint);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(accord_node::run(config, listener, async move {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap();
+    let channel = match &pin {
+        Some(pin) => tls::channel(
+            &format!("https://{addr}"),
+            tls::client_config(*pin, None).unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap(),
+        None => Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .unwrap(),
+    };
     Node {
         stop: Some(stop),
         task,
@@ -274,15 +296,21 @@ async fn a_chain_relays_every_authors_entries() {
     let listeners: Vec<tokio::net::TcpListener> = futures_join(3).await;
     let addrs: Vec<std::net::SocketAddr> =
         listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-    let peers = |i: usize| -> Vec<(String, std::net::SocketAddr)> {
+    let ids: Vec<TlsIdentity> = dirs.iter().map(|d| tls_identity(d.path())).collect();
+    let pin = |i: usize| ids[i].fingerprint();
+    let peers = |i: usize| -> Vec<(String, std::net::SocketAddr, tls::Fingerprint)> {
         match i {
-            0 | 2 => vec![("b".into(), addrs[1])],
-            _ => vec![("a".into(), addrs[0]), ("c".into(), addrs[2])],
+            0 | 2 => vec![("b".into(), addrs[1], pin(1))],
+            _ => vec![
+                ("a".into(), addrs[0], pin(0)),
+                ("c".into(), addrs[2], pin(2)),
+            ],
         }
     };
     let mut nodes = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
-        nodes.push(start_on(federated(dirs[i].path(), i.min(1), &peers(i)), listener).await);
+        let cfg = federated(dirs[i].path(), i.min(1), ids[i].clone(), &peers(i));
+        nodes.push(start_on(cfg, listener).await);
     }
     let ids = config(dirs[0].path()).identities;
     let ballot = "local.leeds.headingley-hyde-park.2027-05-06";
