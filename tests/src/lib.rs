@@ -397,7 +397,7 @@ impl TestNode {
                 Err(status) if tokio::time::Instant::now() >= deadline => {
                     bail!("node did not answer within {NODE_TIMEOUT:?}: {status}")
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
     }
