@@ -14,11 +14,14 @@ use accord_tests::*;
 
 use crate::LEEDS_HHP;
 
-/// The `accord` binary of this workspace, built once per test run with the same
-/// profile as the tests.
+/// The `accord` binary: `ACCORD_BINARY` if set (a prebuilt binary), else this
+/// workspace's, built once per test run with the same profile as the tests.
 fn accord_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("ACCORD_BINARY") {
+            return PathBuf::from(path);
+        }
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         escargot::CargoBuild::new()
             .manifest_path(manifest)
