@@ -53,11 +53,11 @@ fn env_size(name: &str, default: usize) -> usize {
 impl Sizes {
     fn from_env() -> Self {
         Self {
-            verify: env_size("ACCORD_BENCH_VERIFY", 16_384),
-            single: env_size("ACCORD_BENCH_SINGLE", 1_000),
+            verify: env_size("ACCORD_BENCH_VERIFY", 65_536),
+            single: env_size("ACCORD_BENCH_SINGLE", 3_000),
             clients: env_size("ACCORD_BENCH_CLIENTS", 64),
-            concurrent: env_size("ACCORD_BENCH_CONCURRENT", 12_800),
-            reload: env_size("ACCORD_BENCH_RELOAD", 20_000),
+            concurrent: env_size("ACCORD_BENCH_CONCURRENT", 64_000),
+            reload: env_size("ACCORD_BENCH_RELOAD", 100_000),
         }
     }
 }
