@@ -221,6 +221,16 @@ impl TestAlliance {
     /// node is home to `home`; besides `operators`, an operator with [`ADMIN_TOKEN`]
     /// covers every home identity.
     pub fn node_config(&mut self, home: &[&Identity], operators: &[OperatorSpec]) -> PathBuf {
+        self.federated_config(home, operators, &[])
+    }
+
+    /// As [`TestAlliance::node_config`], pulling from `peers` (name, address).
+    pub fn federated_config(
+        &mut self,
+        home: &[&Identity],
+        operators: &[OperatorSpec],
+        peers: &[(String, SocketAddr)],
+    ) -> PathBuf {
         self.nodes += 1;
         let folder = self.dir.path().join(format!("node-{}", self.nodes));
         std::fs::create_dir_all(folder.join("keys")).expect("node folder");
@@ -242,11 +252,19 @@ impl TestAlliance {
         toml += &format!("charter = {:?}\n", self.charter_path.display().to_string());
         toml += &format!("identities = {keys:?}\n");
         toml += "cache_capacity_mb = 16\n";
+        if !peers.is_empty() {
+            toml += "anti_entropy_secs = 1\n";
+        }
         for op in &all {
             toml += "\n[[operators]]\n";
             toml += &format!("name = {:?}\n", op.name);
             toml += &format!("token_sha256 = \"{}\"\n", token_sha256(&op.token));
             toml += &format!("identities = {:?}\n", op.identities);
+        }
+        for (name, addr) in peers {
+            toml += "\n[[peers]]\n";
+            toml += &format!("name = {name:?}\n");
+            toml += &format!("address = \"http://{addr}\"\n");
         }
         let path = folder.join("node.toml");
         std::fs::write(&path, toml).expect("write node config");
@@ -365,9 +383,18 @@ pub struct TestNode {
 impl TestNode {
     /// Loads `config_path` and serves it; returns once the node answers `GetStatus`.
     pub async fn start(config_path: &Path) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(config_path, listener).await
+    }
+
+    /// As [`TestNode::start`], on a listener bound beforehand (so that peers can name
+    /// its address in their configs).
+    pub async fn start_on(
+        config_path: &Path,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<Self> {
         let config = NodeConfig::load(config_path)
             .with_context(|| format!("loading {}", config_path.display()))?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(accord_node::run(config, listener, async move {
