@@ -221,16 +221,6 @@ impl TestAlliance {
     /// node is home to `home`; besides `operators`, an operator with [`ADMIN_TOKEN`]
     /// covers every home identity.
     pub fn node_config(&mut self, home: &[&Identity], operators: &[OperatorSpec]) -> PathBuf {
-        self.federated_config(home, operators, &[])
-    }
-
-    /// As [`TestAlliance::node_config`], pulling from `peers` (name, address).
-    pub fn federated_config(
-        &mut self,
-        home: &[&Identity],
-        operators: &[OperatorSpec],
-        peers: &[(String, SocketAddr)],
-    ) -> PathBuf {
         self.nodes += 1;
         let folder = self.dir.path().join(format!("node-{}", self.nodes));
         std::fs::create_dir_all(folder.join("keys")).expect("node folder");
@@ -252,19 +242,11 @@ impl TestAlliance {
         toml += &format!("charter = {:?}\n", self.charter_path.display().to_string());
         toml += &format!("identities = {keys:?}\n");
         toml += "cache_capacity_mb = 16\n";
-        if !peers.is_empty() {
-            toml += "anti_entropy_secs = 1\n";
-        }
         for op in &all {
             toml += "\n[[operators]]\n";
             toml += &format!("name = {:?}\n", op.name);
             toml += &format!("token_sha256 = \"{}\"\n", token_sha256(&op.token));
             toml += &format!("identities = {:?}\n", op.identities);
-        }
-        for (name, addr) in peers {
-            toml += "\n[[peers]]\n";
-            toml += &format!("name = {name:?}\n");
-            toml += &format!("address = \"http://{addr}\"\n");
         }
         let path = folder.join("node.toml");
         std::fs::write(&path, toml).expect("write node config");

@@ -5,7 +5,6 @@ mod crash;
 mod durability;
 mod publish;
 mod refusal;
-mod replication;
 mod service;
 
 use accord_tests::{Client, TestAlliance, TestNode};
