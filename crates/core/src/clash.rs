@@ -66,13 +66,11 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
         &BallotId,
         Vec<(PublicId, &crate::state::Record<crate::body::Intention>)>,
     > = BTreeMap::new();
-    for ((ballot, organisation), history) in &state.intentions {
-        if let Some(last) = history.last() {
-            positions
-                .entry(ballot)
-                .or_default()
-                .push((*organisation, last));
-        }
+    for ((ballot, organisation), last) in &state.intentions {
+        positions
+            .entry(ballot)
+            .or_default()
+            .push((*organisation, last));
     }
     let mut in_force: BTreeMap<&BallotId, (i64, EntryId, &Resolution)> = BTreeMap::new();
     for (id, (_, record)) in &state.resolutions {
@@ -171,8 +169,7 @@ pub(crate) fn resolution_state(
     for organisation in &resolution.stand_aside {
         let current = state
             .intentions
-            .get(&(resolution.ballot.clone(), *organisation))
-            .and_then(|h| h.last());
+            .get(&(resolution.ballot.clone(), *organisation));
         match current {
             None => {}
             Some(r) if r.value.status.is_out() => {}

@@ -155,6 +155,14 @@ pub(crate) struct Record<T> {
     pub(crate) timestamp_ms: i64,
 }
 
+#[derive(Debug, Clone)]
+pub(crate) struct EventHistory {
+    pub(crate) first_published_ms: i64,
+    /// Versions after the first.
+    pub(crate) updates: u32,
+    pub(crate) last: Record<Event>,
+}
+
 impl<T> Record<T> {
     fn of(entry: &VerifiedEntry, value: T) -> Self {
         Self {
@@ -172,13 +180,16 @@ pub struct State {
     logs: BTreeMap<PublicId, AuthorLog>,
     forks: BTreeMap<PublicId, ForkProof>,
     entries: u64,
-    /// Each organisation's intentions per ballot, in log order.
-    pub(crate) intentions: BTreeMap<(BallotId, PublicId), Vec<Record<Intention>>>,
+    /// Each organisation's position per ballot: its latest intention entry. Earlier
+    /// ones are in the log; no view needs them, so memory stays one record per
+    /// (ballot, organisation) however often positions change.
+    pub(crate) intentions: BTreeMap<(BallotId, PublicId), Record<Intention>>,
     statements: BTreeMap<EntryId, (PublicId, Record<Statement>)>,
     endorsements: BTreeMap<EntryId, BTreeSet<PublicId>>,
     withdrawals: BTreeMap<EntryId, BTreeSet<PublicId>>,
-    /// Each author's events by uid, versions in log order.
-    pub(crate) events: BTreeMap<(PublicId, String), Vec<Record<Event>>>,
+    /// Each author's events by uid: the latest version, with what the views need of
+    /// the earlier ones.
+    pub(crate) events: BTreeMap<(PublicId, String), EventHistory>,
     pub(crate) resolutions: BTreeMap<EntryId, (PublicId, Record<Resolution>)>,
 }
 
@@ -283,15 +294,24 @@ impl State {
             }
             Body::Intention(i) => {
                 self.intentions
-                    .entry((i.ballot.clone(), author))
-                    .or_default()
-                    .push(Record::of(entry, i.clone()));
+                    .insert((i.ballot.clone(), author), Record::of(entry, i.clone()));
             }
             Body::Event(e) => {
-                self.events
-                    .entry((author, e.uid.clone()))
-                    .or_default()
-                    .push(Record::of(entry, e.clone()));
+                let record = Record::of(entry, e.clone());
+                match self.events.entry((author, e.uid.clone())) {
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(EventHistory {
+                            first_published_ms: entry.timestamp_ms(),
+                            updates: 0,
+                            last: record,
+                        });
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut slot) => {
+                        let history = slot.get_mut();
+                        history.updates = history.updates.saturating_add(1);
+                        history.last = record;
+                    }
+                }
             }
             Body::Resolution(r) => {
                 self.resolutions
@@ -305,14 +325,11 @@ impl State {
     pub fn intentions(&self) -> Vec<IntentionView> {
         self.intentions
             .iter()
-            .filter_map(|((_, organisation), history)| {
-                let last = history.last()?;
-                Some(IntentionView {
-                    organisation: *organisation,
-                    intention: last.value.clone(),
-                    entry: last.entry,
-                    timestamp_ms: last.timestamp_ms,
-                })
+            .map(|((_, organisation), last)| IntentionView {
+                organisation: *organisation,
+                intention: last.value.clone(),
+                entry: last.entry,
+                timestamp_ms: last.timestamp_ms,
             })
             .collect()
     }
@@ -375,20 +392,19 @@ impl State {
         let mut out: Vec<EventView> = self
             .events
             .iter()
-            .filter_map(|((author, _), versions)| {
-                let first = versions.first()?;
-                let last = versions.last()?;
+            .map(|((author, _), history)| {
+                let last = &history.last;
                 let mut organisers = vec![*author];
                 organisers.extend(last.value.organisers.iter().filter(|o| *o != author));
-                Some(EventView {
+                EventView {
                     author: *author,
                     event: last.value.clone(),
                     organisers,
-                    sequence: u32::try_from(versions.len() - 1).unwrap_or(u32::MAX),
-                    first_published_ms: first.timestamp_ms,
+                    sequence: history.updates,
+                    first_published_ms: history.first_published_ms,
                     last_modified_ms: last.timestamp_ms,
                     entry: last.entry,
-                })
+                }
             })
             .collect();
         out.sort_by(|a, b| {
