@@ -184,6 +184,15 @@ impl DecodedEntry {
         self.seq
     }
 
+    pub fn alliance(&self) -> AllianceId {
+        self.alliance
+    }
+
+    /// The encoded `SignedEntry`: the exact entry bytes and the signature.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.signed.encode_to_vec()
+    }
+
     /// The message the author signed: the tag and the exact entry bytes.
     pub fn signed_message(&self) -> Vec<u8> {
         [SIGNATURE_TAG, &self.signed.entry].concat()
@@ -401,6 +410,21 @@ pub fn sign(
         entry: bytes,
         signature: signature.to_vec(),
     }
+}
+
+/// Signs a new entry like [`sign`] and decodes it. The signature needs no check:
+/// it was made here, with the author's own key.
+pub fn sign_decoded(
+    identity: &Identity,
+    alliance: AllianceId,
+    head: Option<&LogHead>,
+    now_ms: i64,
+    kind: i32,
+    body: Vec<u8>,
+    max_bytes: usize,
+) -> Result<(DecodedEntry, SignatureChecked), EntryError> {
+    let signed = sign(identity, alliance, head, now_ms, kind, body);
+    Ok((decode(signed, max_bytes)?, SignatureChecked(())))
 }
 
 impl VerifiedEntry {

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use accord_core::{Charter, Identity, PublicId};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -81,10 +82,101 @@ pub struct NodeConfig {
     pub operators: Vec<Operator>,
 }
 
+/// The lowercase hex SHA-256 of a token, as the config file's `token_sha256` holds it.
+/// The token is the text sent after `Bearer `, surrounding whitespace removed.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
 impl NodeConfig {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let _ = path;
-        todo!("implemented by the node work")
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawNodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_raw(raw, base).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Validates a parsed config; relative paths are taken from `base`.
+    pub fn from_raw(raw: RawNodeConfig, base: &Path) -> Result<Self, String> {
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let charter_path = resolve(&raw.charter);
+        let charter_bytes = std::fs::read(&charter_path)
+            .map_err(|e| format!("cannot read charter {}: {e}", charter_path.display()))?;
+        let charter = Charter::from_bytes(charter_bytes)
+            .map_err(|e| format!("charter {}: {e}", charter_path.display()))?;
+        let mut identities: Vec<Identity> = Vec::new();
+        for key_path in &raw.identities {
+            let key_path = resolve(key_path);
+            let pem = std::fs::read_to_string(&key_path)
+                .map_err(|e| format!("cannot read key {}: {e}", key_path.display()))?;
+            let identity =
+                Identity::from_pem(&pem).map_err(|e| format!("key {}: {e}", key_path.display()))?;
+            let id = identity.public_id();
+            if charter.role(&id).is_none() {
+                return Err(format!(
+                    "key {} is {id}, which the charter does not name",
+                    key_path.display()
+                ));
+            }
+            if identities.iter().any(|i| i.public_id() == id) {
+                return Err(format!("key {} is listed twice", key_path.display()));
+            }
+            identities.push(identity);
+        }
+        let mut operators = Vec::new();
+        for op in raw.operators {
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(op.token_sha256.trim(), &mut hash).map_err(|_| {
+                format!(
+                    "operator {:?}: token_sha256 must be 64 hex digits (see `accord token new`)",
+                    op.name
+                )
+            })?;
+            let mut keys = Vec::new();
+            for name in &op.identities {
+                let key = charter.find(name).ok_or_else(|| {
+                    format!(
+                        "operator {:?}: {name:?} is not a name or key in the charter",
+                        op.name
+                    )
+                })?;
+                if !identities.iter().any(|i| i.public_id() == key) {
+                    return Err(format!(
+                        "operator {:?}: {name:?} is not one of this node's identities",
+                        op.name
+                    ));
+                }
+                keys.push(key);
+            }
+            operators.push(Operator {
+                name: op.name,
+                token_sha256: hash,
+                identities: keys,
+            });
+        }
+        Ok(Self {
+            data_dir: resolve(&raw.data_dir),
+            listen: raw.listen,
+            charter,
+            identities,
+            cache_capacity_bytes: raw.cache_capacity_mb.saturating_mul(1 << 20),
+            operators,
+        })
     }
 }

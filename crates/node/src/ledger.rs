@@ -1,0 +1,530 @@
+//! The ledger: the node's one writer, its store and its derived state.
+//!
+//! Every append goes through a single task (the writer) that owns the order of the
+//! logs. It takes whatever requests are waiting (up to [`MAX_BATCH`]), checks each
+//! against the state plus the entries accepted earlier in the same batch, writes the
+//! accepted ones in one atomic batch, waits for one flush, and only then applies them
+//! to the in-memory state and answers. So concurrent publishes share a group commit,
+//! no reader sees an entry that is not durable, and an acknowledged entry survives a
+//! crash at any point.
+//!
+//! Readers take a snapshot under a read lock; the writer holds the write lock only to
+//! apply an already durable batch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Instant;
+
+use accord_core::entry::{self, DecodedEntry, Logs, SignatureChecked};
+use accord_core::state::ForkProof;
+use accord_core::{
+    Charter, EntryError, EntryId, Identity, LogHead, PublicId, State, VerifiedEntry,
+};
+use accord_store::{Store, StoreError, StoredEntry};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Most requests one group commit takes.
+pub const MAX_BATCH: usize = 1024;
+
+/// Why an append was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Refused(#[from] EntryError),
+    /// The store failed; the node takes no more writes until restarted.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// What an acknowledged append returns.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    pub id: EntryId,
+    pub author: PublicId,
+    pub seq: u64,
+}
+
+enum Request {
+    /// Sign as a home identity (by index) and append.
+    Publish {
+        identity: usize,
+        kind: i32,
+        body: Vec<u8>,
+    },
+    /// Append an entry signed elsewhere whose signature the caller checked.
+    Submit {
+        entry: Box<DecodedEntry>,
+        checked: SignatureChecked,
+    },
+}
+
+struct Job {
+    request: Request,
+    reply: oneshot::Sender<Result<Ack, AppendError>>,
+}
+
+/// A handle on the ledger: cheap to clone, shared by every request handler.
+#[derive(Clone)]
+pub struct Ledger {
+    state: Arc<RwLock<State>>,
+    store: Store,
+    identities: Arc<Vec<Identity>>,
+    jobs: mpsc::Sender<Job>,
+    changes: watch::Receiver<u64>,
+}
+
+/// Counts of what a reload did, for the log line and the benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadReport {
+    pub entries: u64,
+    pub forks: usize,
+    pub seconds: f64,
+}
+
+/// Reads every stored entry, checks the signatures (batched, on every core) and the
+/// log links, and rebuilds the derived state.
+pub fn load_state(store: &Store, charter: &Charter) -> Result<(State, LoadReport), StoreError> {
+    let started = Instant::now();
+    let max = charter.rules().max_entry_bytes as usize;
+    let mut decoded = Vec::new();
+    for stored in store.entries() {
+        let stored = stored?;
+        let entry = entry::decode_bytes(&stored.bytes, max).map_err(|e| {
+            StoreError::Corrupt(format!("entry {}/{}: {e}", stored.author, stored.seq))
+        })?;
+        if entry.author() != stored.author || entry.seq() != stored.seq {
+            return Err(StoreError::Corrupt(format!(
+                "entry stored as {}/{} is {}/{}",
+                stored.author,
+                stored.seq,
+                entry.author(),
+                entry.seq()
+            )));
+        }
+        decoded.push(entry);
+    }
+    let verified = verify_all(decoded, charter)?;
+    let mut state = State::new(charter.clone());
+    let mut previous: Option<&VerifiedEntry> = None;
+    for entry in &verified {
+        let expected_prev = previous
+            .filter(|p| p.author() == entry.author())
+            .map(VerifiedEntry::id);
+        let expected_seq = previous
+            .filter(|p| p.author() == entry.author())
+            .map_or(1, |p| p.seq() + 1);
+        if entry.seq() != expected_seq || entry.prev() != expected_prev {
+            return Err(StoreError::Corrupt(format!(
+                "log of {} is broken at seq {}",
+                entry.author(),
+                entry.seq()
+            )));
+        }
+        state.apply(entry);
+        previous = Some(entry);
+    }
+    let forks = store.forks()?;
+    for (author, bytes) in &forks {
+        let proof: ForkProofRecord = serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("fork proof of {author}: {e}")))?;
+        state.record_fork(proof.into_proof(*author)?);
+    }
+    let report = LoadReport {
+        entries: state.entry_count(),
+        forks: forks.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((state, report))
+}
+
+/// Batch-verifies signatures on all cores, then rechecks each body against the
+/// charter. Keeps the store's (author, seq) order.
+fn verify_all(
+    decoded: Vec<DecodedEntry>,
+    charter: &Charter,
+) -> Result<Vec<VerifiedEntry>, StoreError> {
+    const CHUNK: usize = 256;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = decoded.len().div_ceil(threads).max(CHUNK);
+    let mut parts: Vec<Vec<DecodedEntry>> = Vec::new();
+    let mut rest = decoded;
+    while rest.len() > per_thread {
+        let tail = rest.split_off(per_thread);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    let results: Vec<Result<Vec<VerifiedEntry>, StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut out = Vec::with_capacity(part.len());
+                    let mut part = part.into_iter().peekable();
+                    while part.peek().is_some() {
+                        let chunk: Vec<DecodedEntry> = part.by_ref().take(CHUNK).collect();
+                        let checked = entry::verify_batch(&chunk).map_err(|bad| {
+                            let e = &chunk[bad[0]];
+                            StoreError::Corrupt(format!(
+                                "signature of stored entry {}/{} does not verify",
+                                e.author(),
+                                e.seq()
+                            ))
+                        })?;
+                        for e in chunk {
+                            let (author, seq) = (e.author(), e.seq());
+                            out.push(VerifiedEntry::reload(e, charter, checked).map_err(
+                                |err| StoreError::Corrupt(format!("entry {author}/{seq}: {err}")),
+                            )?);
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("verification thread panicked"))
+            .collect()
+    });
+    let mut all = Vec::new();
+    for part in results {
+        all.extend(part?);
+    }
+    Ok(all)
+}
+
+/// A fork proof as stored: the two signed entries in hex.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ForkProofRecord {
+    seq: u64,
+    first: String,
+    second: String,
+}
+
+impl ForkProofRecord {
+    fn of(proof: &ForkProof) -> Self {
+        Self {
+            seq: proof.seq,
+            first: hex::encode(&proof.first),
+            second: hex::encode(&proof.second),
+        }
+    }
+
+    fn into_proof(self, author: PublicId) -> Result<ForkProof, StoreError> {
+        let bytes = |h: &str| hex::decode(h).map_err(|e| StoreError::Corrupt(e.to_string()));
+        Ok(ForkProof {
+            author,
+            seq: self.seq,
+            first: bytes(&self.first)?,
+            second: bytes(&self.second)?,
+        })
+    }
+}
+
+impl Ledger {
+    /// Starts the writer over `store` and `state`. The writer stops once every
+    /// handle is dropped and the requests already queued are answered.
+    pub fn start(
+        store: Store,
+        state: State,
+        identities: Vec<Identity>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (jobs_tx, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
+        let (changes_tx, changes_rx) = watch::channel(0u64);
+        let state = Arc::new(RwLock::new(state));
+        let identities = Arc::new(identities);
+        let writer = Writer {
+            state: state.clone(),
+            store: store.clone(),
+            identities: identities.clone(),
+            changes: changes_tx,
+            failed: None,
+        };
+        let task = tokio::spawn(writer.run(jobs_rx));
+        (
+            Self {
+                state,
+                store,
+                identities,
+                jobs: jobs_tx,
+                changes: changes_rx,
+            },
+            task,
+        )
+    }
+
+    /// A read snapshot of the derived state.
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+
+    /// Changes each time a batch is applied.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// Signs a body as home identity `identity` (an index into [`Self::identities`])
+    /// and appends it; answers once durable.
+    pub async fn publish(
+        &self,
+        identity: usize,
+        kind: i32,
+        body: Vec<u8>,
+    ) -> Result<Ack, AppendError> {
+        self.send(Request::Publish {
+            identity,
+            kind,
+            body,
+        })
+        .await
+    }
+
+    /// Appends an entry signed elsewhere; answers once durable.
+    pub async fn submit(
+        &self,
+        entry: DecodedEntry,
+        checked: SignatureChecked,
+    ) -> Result<Ack, AppendError> {
+        self.send(Request::Submit {
+            entry: Box::new(entry),
+            checked,
+        })
+        .await
+    }
+
+    async fn send(&self, request: Request) -> Result<Ack, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| AppendError::ShuttingDown)?;
+        answer.await.map_err(|_| AppendError::ShuttingDown)?
+    }
+}
+
+struct Writer {
+    state: Arc<RwLock<State>>,
+    store: Store,
+    identities: Arc<Vec<Identity>>,
+    changes: watch::Sender<u64>,
+    /// Set when the store failed: from then on every append is refused.
+    failed: Option<String>,
+}
+
+/// The state's logs plus the heads of entries accepted earlier in this batch.
+struct Overlay<'a> {
+    state: &'a State,
+    heads: HashMap<PublicId, (LogHead, Vec<EntryId>)>,
+}
+
+impl Logs for Overlay<'_> {
+    fn head(&self, author: &PublicId) -> Option<LogHead> {
+        match self.heads.get(author) {
+            Some((head, _)) => Some(*head),
+            None => self.state.head(author),
+        }
+    }
+
+    fn id_at(&self, author: &PublicId, seq: u64) -> Option<EntryId> {
+        if let Some(id) = self.state.id_at(author, seq) {
+            return Some(id);
+        }
+        let (head, ids) = self.heads.get(author)?;
+        let first = head.seq + 1 - ids.len() as u64;
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        ids.get(index).copied()
+    }
+
+    fn is_frozen(&self, author: &PublicId) -> bool {
+        self.state.is_frozen(author)
+    }
+}
+
+impl Overlay<'_> {
+    fn push(&mut self, entry: &VerifiedEntry) {
+        let slot = self
+            .heads
+            .entry(entry.author())
+            .or_insert_with(|| (entry.head(), Vec::new()));
+        slot.0 = entry.head();
+        slot.1.push(entry.id());
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Writer {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.commit(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    /// Checks, stores, flushes, applies and answers one batch.
+    async fn commit(&mut self, jobs: Vec<Job>) {
+        if let Some(reason) = &self.failed {
+            for job in jobs {
+                let _ = job.reply.send(Err(AppendError::Storage(reason.clone())));
+            }
+            return;
+        }
+        let mut accepted: Vec<(VerifiedEntry, oneshot::Sender<Result<Ack, AppendError>>)> =
+            Vec::with_capacity(jobs.len());
+        let mut forks: Vec<ForkProof> = Vec::new();
+        {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let charter = state.charter().clone();
+            let max = charter.rules().max_entry_bytes as usize;
+            let mut overlay = Overlay {
+                state: &state,
+                heads: HashMap::new(),
+            };
+            let now = now_ms();
+            for job in jobs {
+                let result = match job.request {
+                    Request::Publish {
+                        identity,
+                        kind,
+                        body,
+                    } => {
+                        let identity = &self.identities[identity];
+                        let head = overlay.head(&identity.public_id());
+                        entry::sign_decoded(
+                            identity,
+                            charter.id(),
+                            head.as_ref(),
+                            now,
+                            kind,
+                            body,
+                            max,
+                        )
+                        .and_then(|(decoded, checked)| {
+                            decoded.accept(&charter, &overlay, now, checked)
+                        })
+                    }
+                    Request::Submit { entry, checked } => {
+                        let candidate = entry.clone();
+                        let result = (*entry).accept(&charter, &overlay, now, checked);
+                        if let Err(EntryError::Fork { seq, .. }) = &result {
+                            match self.fork_proof(&overlay, &candidate, *seq) {
+                                Ok(Some(proof)) => forks.push(proof),
+                                Ok(None) => {}
+                                Err(e) => tracing::warn!("cannot build fork proof: {e}"),
+                            }
+                        }
+                        result
+                    }
+                };
+                match result {
+                    Ok(entry) => {
+                        overlay.push(&entry);
+                        accepted.push((entry, job.reply));
+                    }
+                    Err(e) => {
+                        let _ = job.reply.send(Err(AppendError::Refused(e)));
+                    }
+                }
+            }
+        }
+        if accepted.is_empty() && forks.is_empty() {
+            return;
+        }
+        if let Err(e) = self.write(&accepted, &forks).await {
+            let reason = e.to_string();
+            tracing::error!("storage failed; refusing further writes: {reason}");
+            self.failed = Some(reason.clone());
+            for (_, reply) in accepted {
+                let _ = reply.send(Err(AppendError::Storage(reason.clone())));
+            }
+            return;
+        }
+        {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            for (entry, _) in &accepted {
+                state.apply(entry);
+            }
+            for proof in forks {
+                tracing::warn!(author = %proof.author, seq = proof.seq, "fork proof recorded; the author's log is frozen");
+                state.record_fork(proof);
+            }
+        }
+        self.changes.send_modify(|v| *v += 1);
+        for (entry, reply) in accepted {
+            let _ = reply.send(Ok(Ack {
+                id: entry.id(),
+                author: entry.author(),
+                seq: entry.seq(),
+            }));
+        }
+    }
+
+    async fn write(
+        &self,
+        accepted: &[(VerifiedEntry, oneshot::Sender<Result<Ack, AppendError>>)],
+        forks: &[ForkProof],
+    ) -> Result<(), StoreError> {
+        let stored: Vec<StoredEntry> = accepted
+            .iter()
+            .map(|(e, _)| StoredEntry {
+                author: e.author(),
+                seq: e.seq(),
+                bytes: e.signed().encode_to_vec(),
+            })
+            .collect();
+        if !stored.is_empty() {
+            self.store.append(&stored)?;
+        }
+        for proof in forks {
+            let record = serde_json::to_vec(&ForkProofRecord::of(proof)).expect("serialises");
+            self.store.put_fork(&proof.author, &record)?;
+        }
+        self.store.flush().await
+    }
+
+    /// The proof that `candidate` forks the author's log at `seq`, when the first
+    /// entry is stored (not only accepted earlier in this batch) and no proof exists.
+    fn fork_proof(
+        &self,
+        overlay: &Overlay<'_>,
+        candidate: &DecodedEntry,
+        seq: u64,
+    ) -> Result<Option<ForkProof>, StoreError> {
+        let author = candidate.author();
+        if overlay.state.is_frozen(&author) {
+            return Ok(None);
+        }
+        let Some(stored) = self.store.get(&author, seq)? else {
+            return Ok(None);
+        };
+        let stored_id = overlay.state.id_at(&author, seq);
+        let mut pair = [
+            (stored_id, stored),
+            (Some(candidate.id()), candidate.to_bytes()),
+        ];
+        pair.sort_by_key(|(id, _)| *id);
+        let [(_, first), (_, second)] = pair;
+        Ok(Some(ForkProof {
+            author,
+            seq,
+            first,
+            second,
+        }))
+    }
+}

@@ -1,0 +1,440 @@
+//! The `accord.v1.Ledger` service: request checking and views over the ledger.
+
+use std::pin::Pin;
+
+use accord_core::body::Body;
+use accord_core::entry::{self, SignatureChecked};
+use accord_core::pb::ledger_server::Ledger as LedgerApi;
+use accord_core::state::EventView;
+use accord_core::{EntryError, PublicId, State, pb};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::auth::caller;
+use crate::ledger::{Ack, Ledger};
+use crate::status::{append_status, entry_status};
+use crate::to_proto;
+
+/// Most entries one GetLog call returns.
+pub const MAX_LOG_PAGE: u32 = 1000;
+
+pub struct LedgerService {
+    ledger: Ledger,
+    /// Turns true when the node is stopping: open streams end then.
+    stopping: watch::Receiver<bool>,
+}
+
+impl LedgerService {
+    pub fn new(ledger: Ledger, stopping: watch::Receiver<bool>) -> Self {
+        Self { ledger, stopping }
+    }
+}
+
+fn ack(a: Ack) -> Response<pb::PublishResponse> {
+    Response::new(pb::PublishResponse {
+        id: a.id.to_vec(),
+        author: a.author.to_vec(),
+        seq: a.seq,
+    })
+}
+
+fn optional_key(field: &str, bytes: &[u8]) -> Result<Option<PublicId>, Status> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    PublicId::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+}
+
+fn time_bound(field: &str, text: &str) -> Result<Option<DateTime<Utc>>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            Status::invalid_argument(format!("{field} {text:?} is not an RFC 3339 time: {e}"))
+        })
+}
+
+fn clash_list(
+    state: &State,
+    request: &pb::ListClashesRequest,
+) -> Result<pb::ListClashesResponse, Status> {
+    let organisation = optional_key("organisation", &request.organisation)?;
+    let states: Vec<i32> = request.states.clone();
+    let charter = state.charter();
+    let clashes = state
+        .clashes()
+        .iter()
+        .filter(|c| states.is_empty() || states.contains(&(to_proto::clash_state(c.state) as i32)))
+        .filter(|c| {
+            request.election.is_empty()
+                || c.ballot.as_str() == request.election
+                || c.ballot.election_ids().contains(&request.election)
+        })
+        .filter(|c| organisation.is_none_or(|o| c.parties.iter().any(|p| p.organisation == o)))
+        .map(|c| to_proto::clash(c, charter))
+        .collect();
+    Ok(pb::ListClashesResponse { clashes })
+}
+
+type ClashStream = Pin<Box<dyn Stream<Item = Result<pb::ListClashesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LedgerApi for LedgerService {
+    async fn publish(
+        &self,
+        request: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let author = if request.author.is_empty() {
+            match caller.identities.as_slice() {
+                [only] => *only,
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "author is empty and the token covers more than one identity",
+                    ));
+                }
+            }
+        } else {
+            PublicId::from_slice(&request.author)
+                .map_err(|e| Status::invalid_argument(format!("author: {e}")))?
+        };
+        let (index, charter_name) = {
+            let state = self.ledger.state();
+            let name = state
+                .charter()
+                .name_of(&author)
+                .unwrap_or("unknown")
+                .to_string();
+            let index = self
+                .ledger
+                .identities()
+                .iter()
+                .position(|i| i.public_id() == author);
+            (index, name)
+        };
+        if !caller.identities.contains(&author) {
+            return Err(Status::permission_denied(format!(
+                "the token of operator {:?} does not cover {charter_name} ({author})",
+                caller.name
+            )));
+        }
+        let index = index.ok_or_else(|| {
+            Status::permission_denied(format!("{author} is not an identity of this node"))
+        })?;
+        let body = request
+            .body
+            .ok_or_else(|| Status::invalid_argument("publish request has no body"))?;
+        let (kind, bytes) = accord_core::body::encode(&body);
+        // Check the body here, concurrently, so the writer sees only sound bodies.
+        Body::decode(kind as i32, &bytes).map_err(|e| entry_status(&EntryError::Body(e)))?;
+        let result = self.ledger.publish(index, kind as i32, bytes).await;
+        match result {
+            Ok(a) => {
+                tracing::debug!(author = %a.author, seq = a.seq, "published");
+                Ok(ack(a))
+            }
+            Err(e) => Err(append_status(&e)),
+        }
+    }
+
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let signed = request
+            .into_inner()
+            .entry
+            .ok_or_else(|| Status::invalid_argument("submit request has no entry"))?;
+        let (max, alliance, role) = {
+            let state = self.ledger.state();
+            let charter = state.charter();
+            (
+                charter.rules().max_entry_bytes as usize,
+                charter.id(),
+                charter.clone(),
+            )
+        };
+        let decoded = entry::decode(signed, max).map_err(|e| entry_status(&e))?;
+        // The rules in their documented order: alliance and role before the signature.
+        if decoded.alliance() != alliance {
+            return Err(entry_status(&EntryError::WrongAlliance {
+                expected: alliance,
+                found: decoded.alliance(),
+            }));
+        }
+        if role.role(&decoded.author()).is_none() {
+            return Err(entry_status(&EntryError::NotAMember(decoded.author())));
+        }
+        let checked = SignatureChecked::single(&decoded).map_err(|e| entry_status(&e))?;
+        self.ledger
+            .submit(decoded, checked)
+            .await
+            .map(ack)
+            .map_err(|e| append_status(&e))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
+        let state = self.ledger.state();
+        let charter = state.charter();
+        let home: Vec<PublicId> = self
+            .ledger
+            .identities()
+            .iter()
+            .map(|i| i.public_id())
+            .collect();
+        let organisations = charter
+            .members()
+            .iter()
+            .map(|m| pb::Organisation {
+                key: m.key.to_vec(),
+                name: m.name.clone(),
+                ec_id: m.ec_id.clone().unwrap_or_default(),
+                secretary: false,
+                home: home.contains(&m.key),
+            })
+            .chain(charter.secretaries().iter().map(|s| pb::Organisation {
+                key: s.key.to_vec(),
+                name: s.name.clone(),
+                ec_id: String::new(),
+                secretary: true,
+                home: home.contains(&s.key),
+            }))
+            .collect();
+        Ok(Response::new(pb::NodeStatus {
+            alliance: charter.id().to_vec(),
+            alliance_name: charter.name().to_string(),
+            heads: state
+                .heads()
+                .map(|(author, head)| pb::Head {
+                    author: author.to_vec(),
+                    seq: head.seq,
+                    id: head.id.to_vec(),
+                })
+                .collect(),
+            digest: state.digest().to_vec(),
+            entries: state.entry_count(),
+            organisations,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn get_charter(
+        &self,
+        _request: Request<pb::GetCharterRequest>,
+    ) -> Result<Response<pb::GetCharterResponse>, Status> {
+        let state = self.ledger.state();
+        Ok(Response::new(pb::GetCharterResponse {
+            charter: state.charter().bytes().to_vec(),
+        }))
+    }
+
+    async fn list_intentions(
+        &self,
+        request: Request<pb::ListIntentionsRequest>,
+    ) -> Result<Response<pb::ListIntentionsResponse>, Status> {
+        let request = request.into_inner();
+        let organisation = optional_key("organisation", &request.organisation)?;
+        let state = self.ledger.state();
+        let intentions = state
+            .intentions()
+            .iter()
+            .filter(|v| request.ballot.is_empty() || v.intention.ballot.as_str() == request.ballot)
+            .filter(|v| {
+                request.election.is_empty()
+                    || v.intention.ballot.as_str() == request.election
+                    || v.intention
+                        .ballot
+                        .election_ids()
+                        .contains(&request.election)
+            })
+            .filter(|v| organisation.is_none_or(|o| v.organisation == o))
+            .map(|v| to_proto::intention_view(v, state.charter()))
+            .collect();
+        Ok(Response::new(pb::ListIntentionsResponse { intentions }))
+    }
+
+    async fn list_clashes(
+        &self,
+        request: Request<pb::ListClashesRequest>,
+    ) -> Result<Response<pb::ListClashesResponse>, Status> {
+        let state = self.ledger.state();
+        clash_list(&state, request.get_ref()).map(Response::new)
+    }
+
+    type WatchClashesStream = ClashStream;
+
+    async fn watch_clashes(
+        &self,
+        request: Request<pb::ListClashesRequest>,
+    ) -> Result<Response<Self::WatchClashesStream>, Status> {
+        let request = request.into_inner();
+        let first = clash_list(&self.ledger.state(), &request)?;
+        let ledger = self.ledger.clone();
+        let mut changes = ledger.changes();
+        let mut stopping = self.stopping.clone();
+        let stream = async_stream(move |tx| async move {
+            let mut last = first;
+            if tx.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                    _ = stopping.wait_for(|s| *s) => return,
+                    () = tx.closed() => return,
+                }
+                let next = clash_list(&ledger.state(), &request);
+                let next = match next {
+                    Ok(next) => next,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                if next != last {
+                    last = next;
+                    if tx.send(Ok(last.clone())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn list_statements(
+        &self,
+        _request: Request<pb::ListStatementsRequest>,
+    ) -> Result<Response<pb::ListStatementsResponse>, Status> {
+        let state = self.ledger.state();
+        Ok(Response::new(pb::ListStatementsResponse {
+            statements: state
+                .statements()
+                .iter()
+                .map(to_proto::statement_view)
+                .collect(),
+        }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let request = request.into_inner();
+        let from = time_bound("from", &request.from)?;
+        let to = time_bound("to", &request.to)?;
+        let state = self.ledger.state();
+        let events = state
+            .events()
+            .iter()
+            .filter(|v| request.include_cancelled || !v.event.cancelled)
+            .filter(|v| from.is_none_or(|f| v.event.end_utc > f))
+            .filter(|v| to.is_none_or(|t| v.event.start_utc < t))
+            .map(to_proto::event_view)
+            .collect();
+        Ok(Response::new(pb::ListEventsResponse { events }))
+    }
+
+    async fn list_event_clashes(
+        &self,
+        _request: Request<pb::ListEventClashesRequest>,
+    ) -> Result<Response<pb::ListEventClashesResponse>, Status> {
+        let state = self.ledger.state();
+        let events = state.events();
+        let find = |author: &PublicId, uid: &str| -> Option<&EventView> {
+            events
+                .iter()
+                .find(|e| e.author == *author && e.event.uid == uid)
+        };
+        let clashes = state
+            .event_clashes()
+            .iter()
+            .filter_map(|c| {
+                let first = find(&c.first.author, &c.first.uid)?;
+                let second = find(&c.second.author, &c.second.uid)?;
+                Some(pb::EventClash {
+                    first: Some(to_proto::event_view(first)),
+                    second: Some(to_proto::event_view(second)),
+                    reason: c.reason.to_string(),
+                })
+            })
+            .collect();
+        Ok(Response::new(pb::ListEventClashesResponse { clashes }))
+    }
+
+    async fn list_resolutions(
+        &self,
+        _request: Request<pb::ListResolutionsRequest>,
+    ) -> Result<Response<pb::ListResolutionsResponse>, Status> {
+        let state = self.ledger.state();
+        Ok(Response::new(pb::ListResolutionsResponse {
+            resolutions: state
+                .resolutions()
+                .iter()
+                .map(to_proto::resolution_view)
+                .collect(),
+        }))
+    }
+
+    async fn get_log(
+        &self,
+        request: Request<pb::GetLogRequest>,
+    ) -> Result<Response<pb::GetLogResponse>, Status> {
+        let request = request.into_inner();
+        let author = optional_key("author", &request.author)?
+            .ok_or_else(|| Status::invalid_argument("author is required"))?;
+        let limit = match request.limit {
+            0 => MAX_LOG_PAGE,
+            n => n.min(MAX_LOG_PAGE),
+        };
+        // Only what the state has applied: never an entry that is not yet durable.
+        let head = {
+            use accord_core::entry::Logs;
+            self.ledger.state().head(&author).map_or(0, |h| h.seq)
+        };
+        let from = request.from_seq.max(1);
+        if from > head {
+            return Ok(Response::new(pb::GetLogResponse { entries: vec![] }));
+        }
+        let count = usize::try_from((head - from + 1).min(u64::from(limit))).unwrap_or(usize::MAX);
+        let stored = self
+            .ledger
+            .store()
+            .log(&author, from, count)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let entries = stored
+            .iter()
+            .map(|s| {
+                <pb::SignedEntry as prost::Message>::decode(s.bytes.as_slice())
+                    .map_err(|e| Status::internal(format!("stored entry does not decode: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::GetLogResponse { entries }))
+    }
+}
+
+/// A stream fed by a task through a small channel; the task sees when the client
+/// goes away (`tx.closed()`).
+fn async_stream<F, Fut>(body: F) -> ClashStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::ListClashesResponse, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,52 @@
+//! The one place where refusals become gRPC statuses.
+//!
+//! - `InvalidArgument`: the entry or request itself is wrong (size, bytes, fields,
+//!   alliance, signature, body, a clock far ahead). Resending it cannot help.
+//! - `PermissionDenied`: the author's role does not allow it, or the token does not
+//!   cover the identity.
+//! - `AlreadyExists`: the very same entry is already stored (a replay).
+//! - `FailedPrecondition`: the entry does not fit the author's log as this node has
+//!   it (a gap, a wrong previous hash, a fork, a frozen log, time going back). It may
+//!   fit once missing entries arrive.
+//! - `Unauthenticated`: no token, or a token no operator holds.
+//! - `Unavailable`: the node is stopping or its storage failed.
+//!
+//! The message is always the core's own text for the rule that failed.
+
+use accord_core::EntryError;
+use tonic::Status;
+
+use crate::ledger::AppendError;
+
+pub fn entry_status(error: &EntryError) -> Status {
+    use EntryError as E;
+    let message = error.to_string();
+    match error {
+        E::TooLarge { .. }
+        | E::Undecodable(_)
+        | E::BadField { .. }
+        | E::WrongAlliance { .. }
+        | E::BadSignature
+        | E::Body(_)
+        | E::UnknownParty { .. }
+        | E::FromTheFuture { .. } => Status::invalid_argument(message),
+        E::NotAMember(_) | E::NotASecretary(_) | E::NotAMemberOrganisation(_) => {
+            Status::permission_denied(message)
+        }
+        E::Duplicate { .. } => Status::already_exists(message),
+        E::SeqGap { .. }
+        | E::PrevMismatch { .. }
+        | E::Fork { .. }
+        | E::Frozen(_)
+        | E::TimeWentBack { .. } => Status::failed_precondition(message),
+    }
+}
+
+pub fn append_status(error: &AppendError) -> Status {
+    match error {
+        AppendError::Refused(e) => entry_status(e),
+        AppendError::Storage(_) | AppendError::ShuttingDown => {
+            Status::unavailable(error.to_string())
+        }
+    }
+}

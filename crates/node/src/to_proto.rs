@@ -1,0 +1,145 @@
+//! Core views to wire messages. Bodies go back in the form their authors wrote them.
+
+use accord_core::body::{self, IntentionStatus, Visibility};
+use accord_core::clash::{self, ClashState};
+use accord_core::state;
+use accord_core::{Charter, PublicId, pb};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+fn keys(list: &[PublicId]) -> Vec<Vec<u8>> {
+    list.iter().map(PublicId::to_vec).collect()
+}
+
+fn visibility(v: Visibility) -> i32 {
+    v.to_pb() as i32
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn intention(i: &body::Intention) -> pb::Intention {
+    pb::Intention {
+        ballot: i.ballot.as_str().to_string(),
+        status: i.status.to_pb() as i32,
+        candidate: i.candidate.clone().unwrap_or_default(),
+        visibility: visibility(i.visibility),
+        area: i.area.clone().unwrap_or_default(),
+        note: i.note.clone().unwrap_or_default(),
+    }
+}
+
+pub fn statement(s: &body::Statement) -> pb::Statement {
+    pb::Statement {
+        title: s.title.clone(),
+        text: s.text.clone(),
+        cosigners: keys(&s.cosigners),
+    }
+}
+
+pub fn event(e: &body::Event) -> pb::Event {
+    pb::Event {
+        uid: e.uid.clone(),
+        title: e.title.clone(),
+        description: e.description.clone(),
+        start: e.start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        end: e.end.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        time_zone: e.time_zone.name().to_string(),
+        venue: e.venue.clone(),
+        area: e.area.clone().unwrap_or_default(),
+        organisers: keys(&e.organisers),
+        visibility: visibility(e.visibility),
+        cancelled: e.cancelled,
+    }
+}
+
+pub fn resolution(r: &body::Resolution) -> pb::Resolution {
+    pb::Resolution {
+        ballot: r.ballot.as_str().to_string(),
+        stands: keys(&r.stands),
+        stand_aside: keys(&r.stand_aside),
+        rationale: r.rationale.clone(),
+    }
+}
+
+pub fn clash_state(s: ClashState) -> pb::ClashState {
+    match s {
+        ClashState::Open => pb::ClashState::Open,
+        ClashState::Potential => pb::ClashState::Potential,
+        ClashState::Pending => pb::ClashState::Pending,
+        ClashState::Resolved => pb::ClashState::Resolved,
+        ClashState::Breached => pb::ClashState::Breached,
+    }
+}
+
+fn name(charter: &Charter, key: &PublicId) -> String {
+    charter.name_of(key).unwrap_or_default().to_string()
+}
+
+pub fn intention_view(v: &state::IntentionView, charter: &Charter) -> pb::IntentionView {
+    pb::IntentionView {
+        organisation: v.organisation.to_vec(),
+        organisation_name: name(charter, &v.organisation),
+        intention: Some(intention(&v.intention)),
+        entry: v.entry.to_vec(),
+        timestamp_ms: v.timestamp_ms,
+    }
+}
+
+pub fn clash(c: &clash::Clash, charter: &Charter) -> pb::Clash {
+    pb::Clash {
+        ballot: c.ballot.as_str().to_string(),
+        state: clash_state(c.state) as i32,
+        parties: c
+            .parties
+            .iter()
+            .map(|p| pb::ClashParty {
+                organisation: p.organisation.to_vec(),
+                organisation_name: name(charter, &p.organisation),
+                status: p
+                    .status
+                    .map_or(pb::IntentionStatus::Unspecified, IntentionStatus::to_pb)
+                    as i32,
+                candidate: p.candidate.clone().unwrap_or_default(),
+            })
+            .collect(),
+        nominations_close: c.nominations_close.map(rfc3339).unwrap_or_default(),
+        deadline_rule: c.deadline_rule.clone(),
+        resolution: c.resolution.map(|r| r.to_vec()).unwrap_or_default(),
+    }
+}
+
+pub fn statement_view(v: &state::StatementView) -> pb::StatementView {
+    pb::StatementView {
+        id: v.id.to_vec(),
+        author: v.author.to_vec(),
+        statement: Some(statement(&v.statement)),
+        timestamp_ms: v.timestamp_ms,
+        endorsed_by: keys(&v.endorsed_by),
+        supporters: keys(&v.supporters),
+        joint: v.joint,
+        withdrawn: v.withdrawn,
+    }
+}
+
+pub fn event_view(v: &state::EventView) -> pb::EventView {
+    pb::EventView {
+        author: v.author.to_vec(),
+        event: Some(event(&v.event)),
+        start_utc: rfc3339(v.event.start_utc),
+        end_utc: rfc3339(v.event.end_utc),
+        sequence: v.sequence,
+        last_modified_ms: v.last_modified_ms,
+        entry: v.entry.to_vec(),
+    }
+}
+
+pub fn resolution_view(v: &state::ResolutionView) -> pb::ResolutionView {
+    pb::ResolutionView {
+        id: v.id.to_vec(),
+        author: v.author.to_vec(),
+        resolution: Some(resolution(&v.resolution)),
+        timestamp_ms: v.timestamp_ms,
+        state: clash_state(v.state) as i32,
+    }
+}
