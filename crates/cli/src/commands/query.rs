@@ -458,6 +458,15 @@ pub async fn statements(list: &ListArgs) -> Result<()> {
     Ok(())
 }
 
+/// "2027-04-12T19:00:00" as "2027-04-12 19:00" (seconds shown only when not zero).
+fn local_time(text: &str) -> String {
+    let text = text.replacen('T', " ", 1);
+    match text.strip_suffix(":00") {
+        Some(short) if short.len() == "2027-04-12 19:00".len() => short.to_owned(),
+        _ => text,
+    }
+}
+
 fn event_json(names: &Names, v: &pb::EventView) -> Value {
     let e = v.event.clone().unwrap_or_default();
     json!({
@@ -512,8 +521,12 @@ pub async fn events(
         .map(|v| {
             let e = v.event.clone().unwrap_or_default();
             vec![
-                e.start.replace('T', " "),
-                e.end.split('T').nth(1).unwrap_or(&e.end).to_owned(),
+                local_time(&e.start),
+                local_time(&e.end)
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned(),
                 e.title,
                 e.venue,
                 e.area,
@@ -566,13 +579,13 @@ pub async fn event_clashes(list: &ListArgs) -> Result<()> {
     let describe = |v: &Option<pb::EventView>| {
         let Some(v) = v else { return String::new() };
         let e = v.event.clone().unwrap_or_default();
+        let end = local_time(&e.end);
         format!(
-            "{} ({}, {} {}-{})",
+            "{} ({}, {}-{})",
             e.title,
             names.name(&v.author),
-            e.start.split('T').next().unwrap_or_default(),
-            e.start.split('T').nth(1).unwrap_or_default(),
-            e.end.split('T').nth(1).unwrap_or_default(),
+            local_time(&e.start),
+            end.split(' ').nth(1).unwrap_or_default(),
         )
     };
     let rows: Vec<Vec<String>> = clashes
