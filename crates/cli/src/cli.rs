@@ -16,17 +16,36 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         Try `accord demo --dir /tmp/pal` for a ready-made alliance."
 )]
 pub struct Cli {
+    /// Client config file for the commands that talk to a node (they also take
+    /// --config after the command name, which wins)
+    #[arg(long, env = "ACCORD_CONFIG", value_name = "CLIENT.toml")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The client config named before the command (or by ACCORD_CONFIG), set once by
+/// `commands::run`.
+pub static DEFAULT_CLIENT_CONFIG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// How a node is reached: the client config file.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// Client config file (TOML: node = "http://127.0.0.1:7400", token_file = "token",
-    /// optional as = "Organisation name")
-    #[arg(long, env = "ACCORD_CONFIG", value_name = "CLIENT.toml")]
-    pub config: PathBuf,
+    /// optional as = "Organisation name"); default: `accord --config` or ACCORD_CONFIG
+    #[arg(long, value_name = "CLIENT.toml")]
+    pub config: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    pub fn config_path(&self) -> anyhow::Result<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| DEFAULT_CLIENT_CONFIG.get().cloned())
+            .ok_or_else(|| {
+                anyhow::anyhow!("no client config: pass --config CLIENT.toml or set ACCORD_CONFIG")
+            })
+    }
 }
 
 /// Options of every command that publishes an entry.
@@ -104,7 +123,7 @@ pub enum Command {
         org: Option<String>,
     },
     /// List standing clashes, soonest close of nominations first; `clashes watch` follows them
-    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    #[command(args_conflicts_with_subcommands = true)]
     Clashes {
         #[command(subcommand)]
         watch: Option<ClashesCommand>,

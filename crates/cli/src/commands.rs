@@ -13,6 +13,9 @@ use crate::cli::{
 };
 
 pub async fn run(cli: Cli) -> Result<()> {
+    if let Some(config) = cli.config {
+        let _ = crate::cli::DEFAULT_CLIENT_CONFIG.set(config);
+    }
     match cli.command {
         Command::Keygen { out, force } => setup::keygen(&out, force),
         Command::Key(KeyCommand::Show { file }) => setup::key_show(&file),

@@ -620,7 +620,7 @@ fn print_summary(demo: &Demo, grpc: &str, seeded: bool) {
            accord event-clashes\n  \
            accord intention declare --as \"{GREEN_LEFT}\" --ballot {ASHLEY} --status intends\n  \
            accord clashes watch\n\
-         (or pass --config {config} to each command)\n\
+         (or run `accord --config {config} clashes` and so on)\n\
          \n\
          Press Ctrl-C to stop.",
         demo.charter.id(),

@@ -97,8 +97,8 @@ impl Drop for Running {
     }
 }
 
-/// Starts `accord args…` and waits (bounded) for a stdout line starting with `prefix`.
-fn start(args: &[&str], prefix: &str, timeout: Duration) -> (Running, String) {
+/// Starts `accord args…`; its stdout lines arrive on the receiver.
+fn start_lines(args: &[&str]) -> (Running, mpsc::Receiver<String>) {
     let mut child = Command::new(ACCORD)
         .args(args)
         .env_remove("ACCORD_CONFIG")
@@ -110,19 +110,31 @@ fn start(args: &[&str], prefix: &str, timeout: Duration) -> (Running, String) {
     let out = child.stdout.take().unwrap();
     let running = Running { child };
     let (send, receive) = mpsc::channel();
-    let wanted = prefix.to_owned();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { return };
-            if let Some(rest) = line.strip_prefix(&wanted) {
-                let _ = send.send(rest.trim().to_owned());
+            if send.send(line).is_err() {
+                return;
             }
         }
     });
-    let found = receive
-        .recv_timeout(timeout)
-        .unwrap_or_else(|_| panic!("no {prefix:?} line from accord {args:?}"));
-    (running, found)
+    (running, receive)
+}
+
+/// Starts `accord args…` and waits (bounded) for a stdout line starting with `prefix`;
+/// returns the rest of that line.
+fn start(args: &[&str], prefix: &str, timeout: Duration) -> (Running, String) {
+    let (running, lines) = start_lines(args);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {prefix:?} line from accord {args:?}"));
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return (running, rest.trim().to_owned());
+        }
+    }
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -380,6 +392,23 @@ fn node_serves_publishing_and_queries_end_to_end() {
     assert_eq!(status["alliance_name"], "Test Alliance");
     assert_eq!(status["entries"], 0);
     assert_eq!(status["digest"].as_str().unwrap().len(), 64);
+    // The config may also come before the command, or from ACCORD_CONFIG.
+    let before: Value =
+        serde_json::from_str(&ok(&["--config", path(&a.config), "status", "--json"])).unwrap();
+    assert_eq!(before["alliance"], status["alliance"]);
+    let output = Command::new(ACCORD)
+        .args(["status", "--json"])
+        .env("ACCORD_CONFIG", &a.config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // `clashes watch --json` prints the current list, then each new one, a line each.
+    let (watch, updates) = start_lines(&a.args(&["clashes", "watch", "--json"]));
+    let first = updates
+        .recv_timeout(Duration::from_secs(30))
+        .expect("first list");
+    assert_eq!(first, "[]");
 
     // Two members intend to stand on one ballot: an open clash.
     a.ok(&[
@@ -427,6 +456,17 @@ fn node_serves_publishing_and_queries_end_to_end() {
             .starts_with("2027-04-")
     );
     assert!(a.ok(&["clashes"]).contains("open"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let update: Value = serde_json::from_str(&updates.recv_timeout(left).expect("an update"))
+            .expect("one JSON document per line");
+        if update.as_array().unwrap().len() == 1 {
+            assert_eq!(update[0]["state"], "open");
+            break;
+        }
+    }
+    watch.stop("-INT");
 
     let intentions = a.json(&["intentions", "--org", "Green Party", "--json"]);
     assert_eq!(intentions.as_array().unwrap().len(), 1);

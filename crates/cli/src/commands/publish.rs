@@ -50,7 +50,7 @@ struct Publisher {
 
 impl Publisher {
     async fn new(args: &PublishArgs) -> Result<Self> {
-        let mut client = Client::connect(&args.client.config).await?;
+        let mut client = Client::connect(&args.client.config_path()?).await?;
         let charter = client.charter().await?;
         let author = client.author(&charter, args.as_.as_deref())?;
         Ok(Self {
@@ -263,7 +263,7 @@ pub async fn submit(args: &ClientArgs, file: &Path, json: bool) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let entry = pb::SignedEntry::decode(bytes.as_slice())
         .with_context(|| format!("{} does not hold a SignedEntry", file.display()))?;
-    let mut client = Client::connect(&args.config).await?;
+    let mut client = Client::connect(&args.config_path()?).await?;
     let response = client
         .ledger
         .submit(pb::SubmitRequest { entry: Some(entry) })

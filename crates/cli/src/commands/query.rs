@@ -12,7 +12,7 @@ use crate::client::{Client, find, rpc};
 use crate::render::{Names, print, print_json, println, short_time, table, time_ms};
 
 async fn connect(list: &ListArgs) -> Result<(Client, Charter)> {
-    let mut client = Client::connect(&list.client.config).await?;
+    let mut client = Client::connect(&list.client.config_path()?).await?;
     let charter = client.charter().await?;
     Ok((client, charter))
 }
@@ -442,7 +442,7 @@ pub async fn statements(list: &ListArgs) -> Result<()> {
                 format!("{}/{} co-signed", v.endorsed_by.len(), s.cosigners.len())
             };
             vec![
-                hex::encode(&v.id)[..12].to_owned(),
+                hex::encode(&v.id).chars().take(12).collect(),
                 short_time(&time_ms(v.timestamp_ms)),
                 names.name(&v.author),
                 state,
