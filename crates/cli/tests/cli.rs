@@ -312,7 +312,7 @@ impl Alliance {
         let d = dir.path();
         std::fs::create_dir(d.join("keys")).unwrap();
         let mut keys = Vec::new();
-        for name in ["red", "green", "sec"] {
+        for name in ["red", "green", "sec", "blue"] {
             let file = d.join("keys").join(format!("{name}.pem"));
             keys.push(ok(&["keygen", "--out", path(&file)]).trim().to_owned());
         }
@@ -324,6 +324,8 @@ impl Alliance {
             &format!("Red Party={}", keys[0]),
             "--member",
             &format!("Green Party={}", keys[1]),
+            "--member",
+            &format!("Blue Party={}", keys[3]),
             "--secretary",
             &format!("Secretariat={}", keys[2]),
             "--out",
@@ -622,6 +624,52 @@ fn node_serves_publishing_and_queries_end_to_end() {
             .all(|e| e["signature_ok"] == true)
     );
     assert_eq!(log[1]["seq"], 2);
+
+    // An entry signed elsewhere (Blue Party is a member but not at home on this node)
+    // is accepted through submit.
+    let charter = json(&[
+        "charter",
+        "show",
+        path(&a._dir.path().join("charter.json")),
+        "--json",
+    ]);
+    let alliance_id: accord_core::AllianceId = charter["id"].as_str().unwrap().parse().unwrap();
+    let blue = accord_core::Identity::from_pem(
+        &std::fs::read_to_string(a._dir.path().join("keys/blue.pem")).unwrap(),
+    )
+    .unwrap();
+    let (kind, body) = accord_core::body::encode(
+        &accord_core::pb::publish_request::Body::Intention(accord_core::pb::Intention {
+            ballot: "local.leeds.little-london-and-woodhouse.2027-05-06".into(),
+            status: accord_core::pb::IntentionStatus::Considering as i32,
+            ..Default::default()
+        }),
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let signed = accord_core::entry::sign(&blue, alliance_id, None, now_ms, kind as i32, body);
+    let file = a._dir.path().join("blue-1.bin");
+    std::fs::write(&file, prost::Message::encode_to_vec(&signed)).unwrap();
+    let submitted = a.json(&["submit", path(&file), "--json"]);
+    assert_eq!(submitted["seq"], 1);
+    assert_eq!(submitted["author_id"], blue.public_id().to_string());
+    let log = a.json(&["log", "--author", "Blue Party", "--json"]);
+    assert_eq!(log[0]["kind"], "intention");
+    assert_eq!(log[0]["id"], submitted["id"]);
+    // Publishing as Blue Party is refused: this node does not hold its key.
+    let err = fails(&a.args(&[
+        "intention",
+        "declare",
+        "--as",
+        "Blue Party",
+        "--ballot",
+        LEEDS,
+        "--status",
+        "intends",
+    ]));
+    assert!(err.starts_with("error: refused ("), "{err}");
 
     // Submitting bytes that are not an entry is refused, and nothing is stored.
     let before = a.entries();
