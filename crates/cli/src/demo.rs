@@ -53,7 +53,8 @@ impl Demo {
 }
 
 pub async fn run(dir: &Path, listen: SocketAddr) -> Result<()> {
-    init_tracing();
+    // The summary on stdout is what a demo user reads; the node's logs stay quiet.
+    node::init_tracing("warn");
     std::fs::create_dir_all(dir.join("keys"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
@@ -94,15 +95,6 @@ pub async fn run(dir: &Path, listen: SocketAddr) -> Result<()> {
             node_ended(node.await)
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn node_ended(

@@ -7,7 +7,7 @@ use accord_node::NodeConfig;
 use anyhow::{Context, Result};
 
 pub async fn run(config_path: &Path) -> Result<()> {
-    init_tracing();
+    init_tracing("info");
     let config = NodeConfig::load(config_path)?;
     // Install the signal handlers before announcing, so a signal sent as soon as the
     // address is printed still stops the node cleanly.
@@ -24,13 +24,15 @@ pub async fn run(config_path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Logs to stderr, filtered by RUST_LOG (default info).
-pub fn init_tracing() {
+/// Logs to stderr, filtered by RUST_LOG (else `default`), coloured only on a terminal.
+pub fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
