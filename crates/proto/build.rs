@@ -8,7 +8,11 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["accord/v1/entry.proto", "accord/v1/ledger.proto"];
+    let files = [
+        "accord/v1/entry.proto",
+        "accord/v1/ledger.proto",
+        "accord/v1/federation.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

@@ -16,7 +16,9 @@ use crate::ballot::BallotId;
 use crate::body::{Body, Event, Intention, Resolution, Statement};
 use crate::charter::Charter;
 use crate::clash::{self, Clash, EventClash};
-use crate::entry::{LogHead, Logs, VerifiedEntry};
+use crate::entry::{
+    self, DecodedEntry, EntryError, LogHead, Logs, SignatureChecked, VerifiedEntry,
+};
 use crate::id::{EntryId, PublicId};
 
 /// Evidence that an author signed two different entries with the same seq.
@@ -29,6 +31,49 @@ pub struct ForkProof {
     pub first: Vec<u8>,
     #[serde(with = "hex_bytes")]
     pub second: Vec<u8>,
+}
+
+/// Why a fork proof from elsewhere was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForkProofError {
+    #[error("fork proof holds an invalid entry: {0}")]
+    Entry(#[from] EntryError),
+    #[error("fork proof entries have different authors or seqs")]
+    Unrelated,
+    #[error("fork proof holds the same entry twice")]
+    SameEntry,
+}
+
+impl ForkProof {
+    /// Checks a fork proof received from elsewhere: two encoded `SignedEntry`s by one
+    /// author with one seq, different bytes, each validly signed by a member or
+    /// secretary of this alliance with a sound body.
+    pub fn verify(charter: &Charter, a: &[u8], b: &[u8]) -> Result<Self, ForkProofError> {
+        let max = charter.rules().max_entry_bytes as usize;
+        let a = entry::decode_bytes(a, max)?;
+        let b = entry::decode_bytes(b, max)?;
+        if a.author() != b.author() || a.seq() != b.seq() {
+            return Err(ForkProofError::Unrelated);
+        }
+        if a.id() == b.id() {
+            return Err(ForkProofError::SameEntry);
+        }
+        let (author, seq) = (a.author(), a.seq());
+        let mut pair = [a, b];
+        pair.sort_by_key(DecodedEntry::id);
+        let [a, b] = pair;
+        let (first, second) = (a.to_bytes(), b.to_bytes());
+        for e in [a, b] {
+            let checked = SignatureChecked::single(&e)?;
+            VerifiedEntry::reload(e, charter, checked)?;
+        }
+        Ok(Self {
+            author,
+            seq,
+            first,
+            second,
+        })
+    }
 }
 
 mod hex_bytes {

@@ -16,13 +16,22 @@
 //! token_sha256 = "…64 hex digits…"
 //! # Public keys (hex) or charter names of the home identities this token may publish as.
 //! identities = ["Breakthrough Party"]
+//!
+//! # Nodes to pull the alliance's entries from (see `replication`).
+//! anti_entropy_secs = 10
+//! [[peers]]
+//! name = "northern-green-left"
+//! address = "http://127.0.0.1:7401"
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use accord_core::{Charter, Identity, PublicId};
 use serde::Deserialize;
+
+use crate::replication::Peer;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +58,24 @@ pub struct RawNodeConfig {
     pub cache_capacity_mb: u64,
     #[serde(default)]
     pub operators: Vec<RawOperator>,
+    #[serde(default)]
+    pub peers: Vec<RawPeer>,
+    /// Seconds between heads checks with each peer.
+    #[serde(default = "default_anti_entropy_secs")]
+    pub anti_entropy_secs: u64,
+}
+
+fn default_anti_entropy_secs() -> u64 {
+    10
+}
+
+/// A node this one pulls from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeer {
+    pub name: String,
+    /// `http://host:port`.
+    pub address: String,
 }
 
 fn default_cache_capacity_mb() -> u64 {
@@ -80,6 +107,8 @@ pub struct NodeConfig {
     pub identities: Vec<Identity>,
     pub cache_capacity_bytes: u64,
     pub operators: Vec<Operator>,
+    pub peers: Vec<Peer>,
+    pub anti_entropy: Duration,
 }
 
 /// The lowercase hex SHA-256 of a token, as the config file's `token_sha256` holds it.
@@ -170,7 +199,32 @@ impl NodeConfig {
                 identities: keys,
             });
         }
+        let mut peers: Vec<Peer> = Vec::new();
+        for peer in raw.peers {
+            if peers.iter().any(|p| p.name == peer.name) {
+                return Err(format!("peer {:?} is listed twice", peer.name));
+            }
+            let uri: http::Uri = peer
+                .address
+                .parse()
+                .map_err(|e| format!("peer {:?}: address {:?}: {e}", peer.name, peer.address))?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(format!(
+                    "peer {:?}: address must look like http://host:port",
+                    peer.name
+                ));
+            }
+            peers.push(Peer {
+                name: peer.name,
+                address: peer.address,
+            });
+        }
+        if raw.anti_entropy_secs == 0 {
+            return Err("anti_entropy_secs must be at least 1".into());
+        }
         Ok(Self {
+            peers,
+            anti_entropy: Duration::from_secs(raw.anti_entropy_secs),
             data_dir: resolve(&raw.data_dir),
             listen: raw.listen,
             charter,

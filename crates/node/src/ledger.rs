@@ -22,7 +22,7 @@ use accord_core::{
 };
 use accord_store::{Store, StoreError, StoredEntry};
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Most requests one group commit takes.
 pub const MAX_BATCH: usize = 1024;
@@ -59,11 +59,51 @@ enum Request {
         entry: Box<DecodedEntry>,
         checked: SignatureChecked,
     },
+    /// Append entries from a peer, each on its own merits, in the order given.
+    Ingest {
+        entries: Vec<DecodedEntry>,
+        checked: SignatureChecked,
+    },
+    /// Record fork proofs (already verified).
+    Forks(Vec<ForkProof>),
+}
+
+enum Reply {
+    One(oneshot::Sender<Result<Ack, AppendError>>),
+    Many(oneshot::Sender<Result<IngestReport, AppendError>>),
+}
+
+impl Reply {
+    fn fail(self, error: AppendError) {
+        match self {
+            Self::One(tx) => drop(tx.send(Err(error))),
+            Self::Many(tx) => drop(tx.send(Err(error))),
+        }
+    }
 }
 
 struct Job {
     request: Request,
-    reply: oneshot::Sender<Result<Ack, AppendError>>,
+    reply: Reply,
+}
+
+/// What became of a batch of entries from a peer.
+#[derive(Debug, Clone, Default)]
+pub struct IngestReport {
+    pub accepted: usize,
+    /// Entries already held (replays are normal between peers).
+    pub known: usize,
+    /// Entries refused, with why, in the order given.
+    pub refused: Vec<(PublicId, u64, EntryError)>,
+    pub forks: usize,
+}
+
+/// What one durable batch added: broadcast to followers (federation streams).
+#[derive(Debug, Clone, Default)]
+pub struct Appended {
+    /// (author, seq, encoded `SignedEntry`), in the order applied.
+    pub entries: Vec<(PublicId, u64, Vec<u8>)>,
+    pub forks: Vec<ForkProof>,
 }
 
 /// A handle on the ledger: cheap to clone, shared by every request handler.
@@ -74,6 +114,7 @@ pub struct Ledger {
     identities: Arc<Vec<Identity>>,
     jobs: mpsc::Sender<Job>,
     changes: watch::Receiver<u64>,
+    appended: broadcast::Sender<Arc<Appended>>,
 }
 
 /// Counts of what a reload did, for the log line and the benchmark.
@@ -235,6 +276,7 @@ impl Ledger {
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs_tx, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
         let (changes_tx, changes_rx) = watch::channel(0u64);
+        let (appended, _) = broadcast::channel(1024);
         let state = Arc::new(RwLock::new(state));
         let identities = Arc::new(identities);
         let writer = Writer {
@@ -242,6 +284,7 @@ impl Ledger {
             store: store.clone(),
             identities: identities.clone(),
             changes: changes_tx,
+            appended: appended.clone(),
             failed: None,
         };
         let task = tokio::spawn(writer.run(jobs_rx));
@@ -252,6 +295,7 @@ impl Ledger {
                 identities,
                 jobs: jobs_tx,
                 changes: changes_rx,
+                appended,
             },
             task,
         )
@@ -277,6 +321,12 @@ impl Ledger {
         self.changes.clone()
     }
 
+    /// Every durable batch from now on. A receiver that falls too far behind gets
+    /// `Lagged` and must catch up from the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Appended>> {
+        self.appended.subscribe()
+    }
+
     /// Signs a body as home identity `identity` (an index into [`Self::identities`])
     /// and appends it; answers once durable.
     pub async fn publish(
@@ -285,7 +335,7 @@ impl Ledger {
         kind: i32,
         body: Vec<u8>,
     ) -> Result<Ack, AppendError> {
-        self.send(Request::Publish {
+        self.one(Request::Publish {
             identity,
             kind,
             body,
@@ -299,20 +349,53 @@ impl Ledger {
         entry: DecodedEntry,
         checked: SignatureChecked,
     ) -> Result<Ack, AppendError> {
-        self.send(Request::Submit {
+        self.one(Request::Submit {
             entry: Box::new(entry),
             checked,
         })
         .await
     }
 
-    async fn send(&self, request: Request) -> Result<Ack, AppendError> {
+    /// Appends a peer's entries (signatures checked by the caller); answers once the
+    /// accepted ones are durable.
+    pub async fn ingest(
+        &self,
+        entries: Vec<DecodedEntry>,
+        checked: SignatureChecked,
+    ) -> Result<IngestReport, AppendError> {
+        self.many(Request::Ingest { entries, checked }).await
+    }
+
+    /// Records verified fork proofs; answers once durable.
+    pub async fn record_forks(&self, forks: Vec<ForkProof>) -> Result<IngestReport, AppendError> {
+        self.many(Request::Forks(forks)).await
+    }
+
+    async fn one(&self, request: Request) -> Result<Ack, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { request, reply })
-            .await
-            .map_err(|_| AppendError::ShuttingDown)?;
+        self.send(Job {
+            request,
+            reply: Reply::One(reply),
+        })
+        .await?;
         answer.await.map_err(|_| AppendError::ShuttingDown)?
+    }
+
+    async fn many(&self, request: Request) -> Result<IngestReport, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job {
+            request,
+            reply: Reply::Many(reply),
+        })
+        .await?;
+        answer.await.map_err(|_| AppendError::ShuttingDown)?
+    }
+
+    async fn send(&self, job: Job) -> Result<(), AppendError> {
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| AppendError::ShuttingDown)
     }
 }
 
@@ -321,6 +404,7 @@ struct Writer {
     store: Store,
     identities: Arc<Vec<Identity>>,
     changes: watch::Sender<u64>,
+    appended: broadcast::Sender<Arc<Appended>>,
     /// Set when the store failed: from then on every append is refused.
     failed: Option<String>,
 }
@@ -329,6 +413,13 @@ struct Writer {
 struct Overlay<'a> {
     state: &'a State,
     heads: HashMap<PublicId, (LogHead, Vec<EntryId>)>,
+    /// Authors frozen by fork proofs found in this batch.
+    frozen: Vec<PublicId>,
+}
+
+enum Outcome {
+    One(Result<Ack, EntryError>),
+    Many(IngestReport),
 }
 
 impl Logs for Overlay<'_> {
@@ -350,7 +441,7 @@ impl Logs for Overlay<'_> {
     }
 
     fn is_frozen(&self, author: &PublicId) -> bool {
-        self.state.is_frozen(author)
+        self.state.is_frozen(author) || self.frozen.contains(author)
     }
 }
 
@@ -381,13 +472,13 @@ impl Writer {
     async fn commit(&mut self, jobs: Vec<Job>) {
         if let Some(reason) = &self.failed {
             for job in jobs {
-                let _ = job.reply.send(Err(AppendError::Storage(reason.clone())));
+                job.reply.fail(AppendError::Storage(reason.clone()));
             }
             return;
         }
-        let mut accepted: Vec<(VerifiedEntry, oneshot::Sender<Result<Ack, AppendError>>)> =
-            Vec::with_capacity(jobs.len());
+        let mut accepted: Vec<VerifiedEntry> = Vec::with_capacity(jobs.len());
         let mut forks: Vec<ForkProof> = Vec::new();
+        let mut outcomes: Vec<(Reply, Outcome)> = Vec::with_capacity(jobs.len());
         {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());
             let charter = state.charter().clone();
@@ -395,10 +486,11 @@ impl Writer {
             let mut overlay = Overlay {
                 state: &state,
                 heads: HashMap::new(),
+                frozen: Vec::new(),
             };
             let now = now_ms();
             for job in jobs {
-                let result = match job.request {
+                let outcome = match job.request {
                     Request::Publish {
                         identity,
                         kind,
@@ -406,7 +498,7 @@ impl Writer {
                     } => {
                         let identity = &self.identities[identity];
                         let head = overlay.head(&identity.public_id());
-                        entry::sign_decoded(
+                        let result = entry::sign_decoded(
                             identity,
                             charter.id(),
                             head.as_ref(),
@@ -417,72 +509,137 @@ impl Writer {
                         )
                         .and_then(|(decoded, checked)| {
                             decoded.accept(&charter, &overlay, now, checked)
-                        })
+                        });
+                        Outcome::One(self.take(result, &mut overlay, &mut accepted))
                     }
                     Request::Submit { entry, checked } => {
-                        let candidate = entry.clone();
-                        let result = (*entry).accept(&charter, &overlay, now, checked);
-                        if let Err(EntryError::Fork { seq, .. }) = &result {
-                            match self.fork_proof(&overlay, &candidate, *seq) {
-                                Ok(Some(proof)) => forks.push(proof),
-                                Ok(None) => {}
-                                Err(e) => tracing::warn!("cannot build fork proof: {e}"),
+                        let result =
+                            self.offer(*entry, checked, &charter, now, &mut overlay, &mut forks);
+                        Outcome::One(self.take(result, &mut overlay, &mut accepted))
+                    }
+                    Request::Ingest { entries, checked } => {
+                        let mut report = IngestReport::default();
+                        for entry in entries {
+                            let (author, seq) = (entry.author(), entry.seq());
+                            let result =
+                                self.offer(entry, checked, &charter, now, &mut overlay, &mut forks);
+                            match self.take(result, &mut overlay, &mut accepted) {
+                                Ok(_) => report.accepted += 1,
+                                Err(EntryError::Duplicate { .. }) => report.known += 1,
+                                Err(e) => report.refused.push((author, seq, e)),
                             }
                         }
-                        result
+                        Outcome::Many(report)
+                    }
+                    Request::Forks(proofs) => {
+                        let mut report = IngestReport::default();
+                        for proof in proofs {
+                            if !overlay.is_frozen(&proof.author) {
+                                overlay.frozen.push(proof.author);
+                                forks.push(proof);
+                                report.forks += 1;
+                            }
+                        }
+                        Outcome::Many(report)
                     }
                 };
-                match result {
-                    Ok(entry) => {
-                        overlay.push(&entry);
-                        accepted.push((entry, job.reply));
-                    }
-                    Err(e) => {
-                        let _ = job.reply.send(Err(AppendError::Refused(e)));
-                    }
+                outcomes.push((job.reply, outcome));
+            }
+        }
+        if !accepted.is_empty() || !forks.is_empty() {
+            if let Err(e) = self.write(&accepted, &forks).await {
+                let reason = e.to_string();
+                tracing::error!("storage failed; refusing further writes: {reason}");
+                self.failed = Some(reason.clone());
+                for (reply, _) in outcomes {
+                    reply.fail(AppendError::Storage(reason.clone()));
+                }
+                return;
+            }
+            let mut appended = Appended::default();
+            {
+                let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+                for entry in &accepted {
+                    state.apply(entry);
+                    appended
+                        .entries
+                        .push((entry.author(), entry.seq(), entry.to_bytes()));
+                }
+                for proof in forks {
+                    tracing::warn!(author = %proof.author, seq = proof.seq, "fork proof recorded; the author's log is frozen");
+                    state.record_fork(proof.clone());
+                    appended.forks.push(proof);
                 }
             }
+            self.changes.send_modify(|v| *v += 1);
+            // No follower is not an error.
+            let _ = self.appended.send(Arc::new(appended));
         }
-        if accepted.is_empty() && forks.is_empty() {
-            return;
-        }
-        if let Err(e) = self.write(&accepted, &forks).await {
-            let reason = e.to_string();
-            tracing::error!("storage failed; refusing further writes: {reason}");
-            self.failed = Some(reason.clone());
-            for (_, reply) in accepted {
-                let _ = reply.send(Err(AppendError::Storage(reason.clone())));
-            }
-            return;
-        }
-        {
-            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-            for (entry, _) in &accepted {
-                state.apply(entry);
-            }
-            for proof in forks {
-                tracing::warn!(author = %proof.author, seq = proof.seq, "fork proof recorded; the author's log is frozen");
-                state.record_fork(proof);
+        for (reply, outcome) in outcomes {
+            match (reply, outcome) {
+                (Reply::One(tx), Outcome::One(result)) => {
+                    let _ = tx.send(result.map_err(AppendError::Refused));
+                }
+                (Reply::Many(tx), Outcome::Many(report)) => {
+                    let _ = tx.send(Ok(report));
+                }
+                (reply, _) => reply.fail(AppendError::Storage("reply mismatch".into())),
             }
         }
-        self.changes.send_modify(|v| *v += 1);
-        for (entry, reply) in accepted {
-            let _ = reply.send(Ok(Ack {
-                id: entry.id(),
-                author: entry.author(),
-                seq: entry.seq(),
-            }));
+    }
+
+    /// Records an accepted entry in the overlay and the batch.
+    fn take(
+        &self,
+        result: Result<VerifiedEntry, EntryError>,
+        overlay: &mut Overlay<'_>,
+        accepted: &mut Vec<VerifiedEntry>,
+    ) -> Result<Ack, EntryError> {
+        let entry = result?;
+        overlay.push(&entry);
+        let ack = Ack {
+            id: entry.id(),
+            author: entry.author(),
+            seq: entry.seq(),
+        };
+        accepted.push(entry);
+        Ok(ack)
+    }
+
+    /// Applies the acceptance rules to an entry signed elsewhere; a fork becomes a
+    /// fork proof.
+    fn offer(
+        &self,
+        entry: DecodedEntry,
+        checked: SignatureChecked,
+        charter: &Charter,
+        now: i64,
+        overlay: &mut Overlay<'_>,
+        forks: &mut Vec<ForkProof>,
+    ) -> Result<VerifiedEntry, EntryError> {
+        let candidate = entry.clone();
+        let result = entry.accept(charter, &*overlay, now, checked);
+        if let Err(EntryError::Fork { seq, .. }) = &result {
+            match self.fork_proof(overlay, &candidate, *seq) {
+                Ok(Some(proof)) => {
+                    overlay.frozen.push(proof.author);
+                    forks.push(proof);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("cannot build fork proof: {e}"),
+            }
         }
+        result
     }
 
     async fn write(
         &self,
-        accepted: &[(VerifiedEntry, oneshot::Sender<Result<Ack, AppendError>>)],
+        accepted: &[VerifiedEntry],
         forks: &[ForkProof],
     ) -> Result<(), StoreError> {
         let stored: Vec<StoredEntry> = accepted
             .iter()
-            .map(|(e, _)| StoredEntry {
+            .map(|e| StoredEntry {
                 author: e.author(),
                 seq: e.seq(),
                 bytes: e.signed().encode_to_vec(),
@@ -507,7 +664,7 @@ impl Writer {
         seq: u64,
     ) -> Result<Option<ForkProof>, StoreError> {
         let author = candidate.author();
-        if overlay.state.is_frozen(&author) {
+        if overlay.is_frozen(&author) {
             return Ok(None);
         }
         let Some(stored) = self.store.get(&author, seq)? else {

@@ -8,7 +8,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod federation;
 pub mod ledger;
+pub mod replication;
 pub mod service;
 pub mod status;
 pub mod to_proto;
@@ -73,8 +75,39 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NodeError::Transport(e.to_string()))?;
+    let peer_states: replication::PeerStates = Default::default();
+    let tuning = replication::Tuning {
+        anti_entropy: config.anti_entropy,
+        ..Default::default()
+    };
+    let mut peer_tasks = Vec::new();
+    for peer in &config.peers {
+        peer_states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                peer.name.clone(),
+                replication::PeerStatus {
+                    name: peer.name.clone(),
+                    address: peer.address.clone(),
+                    ..Default::default()
+                },
+            );
+        peer_tasks.push(tokio::spawn(replication::run_peer(
+            peer.clone(),
+            ledger.clone(),
+            peer_states.clone(),
+            tuning,
+            stopping_rx.clone(),
+        )));
+    }
+    let federation_service = pb::federation_server::FederationServer::new(
+        federation::FederationService::new(ledger.clone(), stopping_rx.clone()),
+    )
+    .max_decoding_message_size(16 << 20)
+    .max_encoding_message_size(64 << 20);
     let ledger_service = pb::ledger_server::LedgerServer::with_interceptor(
-        service::LedgerService::new(ledger.clone(), stopping_rx),
+        service::LedgerService::new(ledger.clone(), peer_states, stopping_rx),
         auth::TokenCheck::new(config.operators.clone()),
     );
 
@@ -85,8 +118,12 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ledger_service)
+        .add_service(federation_service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await;
+    for task in peer_tasks {
+        let _ = task.await;
+    }
     // Requests still queued are answered (and flushed) before the writer ends.
     drop(ledger);
     let _ = writer.await;

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::caller;
 use crate::ledger::{Ack, Ledger};
+use crate::replication::PeerStates;
 use crate::status::{append_status, entry_status};
 use crate::to_proto;
 
@@ -22,13 +23,18 @@ pub const MAX_LOG_PAGE: u32 = 1000;
 
 pub struct LedgerService {
     ledger: Ledger,
+    peers: PeerStates,
     /// Turns true when the node is stopping: open streams end then.
     stopping: watch::Receiver<bool>,
 }
 
 impl LedgerService {
-    pub fn new(ledger: Ledger, stopping: watch::Receiver<bool>) -> Self {
-        Self { ledger, stopping }
+    pub fn new(ledger: Ledger, peers: PeerStates, stopping: watch::Receiver<bool>) -> Self {
+        Self {
+            ledger,
+            peers,
+            stopping,
+        }
     }
 }
 
@@ -225,6 +231,23 @@ impl LedgerApi for LedgerService {
             entries: state.entry_count(),
             organisations,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            peers: self
+                .peers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|p| pb::PeerStatus {
+                    name: p.name.clone(),
+                    address: p.address.clone(),
+                    connected: p.connected,
+                    last_contact_ms: p.last_contact_ms.unwrap_or(0),
+                    behind: p.behind,
+                    received: p.received,
+                    refused: p.refused,
+                    last_error: p.last_error.clone().unwrap_or_default(),
+                })
+                .collect(),
+            frozen: state.forks().map(|f| f.author.to_vec()).collect(),
         }))
     }
 

@@ -48,7 +48,29 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         }],
         identities: ids,
         cache_capacity_bytes: 1 << 22,
+        peers: vec![],
+        anti_entropy: Duration::from_secs(1),
     }
+}
+
+/// A node of a federation: home to identity `home` only, pulling from `peers`.
+fn federated(
+    dir: &std::path::Path,
+    home: usize,
+    peers: &[(String, std::net::SocketAddr)],
+) -> NodeConfig {
+    let mut cfg = config(dir);
+    let identity = cfg.identities[home].clone();
+    cfg.identities = vec![identity.clone()];
+    cfg.operators[0].identities = vec![identity.public_id()];
+    cfg.peers = peers
+        .iter()
+        .map(|(name, addr)| accord_node::replication::Peer {
+            name: name.clone(),
+            address: format!("http://{addr}"),
+        })
+        .collect();
+    cfg
 }
 
 struct Node {
@@ -59,6 +81,10 @@ struct Node {
 
 async fn start(config: NodeConfig) -> Node {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(config, listener).await
+}
+
+async fn start_on(config: NodeConfig, listener: tokio::net::TcpListener) -> Node {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(accord_node::run(config, listener, async move {
@@ -172,4 +198,129 @@ async fn publish_query_refuse_and_restart() {
     assert_eq!(after.digest, before.digest);
     assert_eq!(after.heads, before.heads);
     node.stop().await;
+}
+
+/// A rough throughput probe (the real benchmark is tests/benches/ledger.rs):
+/// `cargo test --release -p accord-node --test smoke -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement, not a test"]
+async fn throughput_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let ids = cfg.identities.clone();
+    let node = start(cfg).await;
+    let per_client = 200;
+    for clients in [1usize, 64] {
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let mut client = node.client.clone();
+            let author = ids[c % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per_client {
+                    let ballot = format!("local.leeds.ward-{c}-{i}.2027-05-06");
+                    client
+                        .publish(authed(intends(&author, &ballot)))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let n = clients * per_client;
+        println!(
+            "{clients} clients: {:.0} publishes/s",
+            n as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+    node.stop().await;
+}
+
+async fn digest(node: &mut Node) -> (u64, Vec<u8>) {
+    let s = node
+        .client
+        .get_status(authed(pb::GetStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    (s.entries, s.digest)
+}
+
+/// Polls until every node reports `entries` entries, for at most ten seconds.
+async fn converge(nodes: &mut [Node], entries: u64) -> Vec<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut digests = Vec::new();
+        for node in nodes.iter_mut() {
+            digests.push(digest(node).await);
+        }
+        if digests.iter().all(|(n, _)| *n == entries) {
+            return digests.into_iter().map(|(_, d)| d).collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no convergence: {digests:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A chain A - B - C: C has no link to A, yet gets A's entries through B, live.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_relays_every_authors_entries() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let listeners: Vec<tokio::net::TcpListener> = futures_join(3).await;
+    let addrs: Vec<std::net::SocketAddr> =
+        listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let peers = |i: usize| -> Vec<(String, std::net::SocketAddr)> {
+        match i {
+            0 | 2 => vec![("b".into(), addrs[1])],
+            _ => vec![("a".into(), addrs[0]), ("c".into(), addrs[2])],
+        }
+    };
+    let mut nodes = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        nodes.push(start_on(federated(dirs[i].path(), i.min(1), &peers(i)), listener).await);
+    }
+    let ids = config(dirs[0].path()).identities;
+    let ballot = "local.leeds.headingley-hyde-park.2027-05-06";
+    nodes[0]
+        .client
+        .publish(authed(intends(&ids[0], ballot)))
+        .await
+        .unwrap();
+    nodes[1]
+        .client
+        .publish(authed(intends(&ids[1], ballot)))
+        .await
+        .unwrap();
+    let digests = converge(&mut nodes, 2).await;
+    assert!(digests.windows(2).all(|w| w[0] == w[1]));
+    let clashes = nodes[2]
+        .client
+        .list_clashes(authed(pb::ListClashesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(clashes.clashes.len(), 1, "C sees the clash between A and B");
+    let status = nodes[1]
+        .client
+        .get_status(authed(pb::GetStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.peers.len(), 2);
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+async fn futures_join(n: usize) -> Vec<tokio::net::TcpListener> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    out
 }

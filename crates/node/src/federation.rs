@@ -1,0 +1,209 @@
+//! The `accord.v1.Federation` service: what this node gives its peers.
+//!
+//! A peer pulls with its heads; the node answers with every entry the peer lacks,
+//! read from the store one author's suffix at a time in batches, then (with
+//! `follow`) every batch the writer makes durable from then on. The live part comes
+//! from the ledger's broadcast; the stream subscribes before it reads the store, and
+//! remembers how far it sent each author, so nothing appended in between is lost or
+//! sent twice. A follower that falls too far behind gets `Aborted` and pulls again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
+
+use accord_core::entry::Logs;
+use accord_core::pb::federation_server::Federation;
+use accord_core::state::ForkProof;
+use accord_core::{PublicId, pb};
+use futures::Stream;
+use prost::Message;
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::{Request, Response, Status};
+
+use crate::ledger::Ledger;
+
+/// Entries per batch sent to a peer.
+pub const SYNC_BATCH: usize = 512;
+
+pub struct FederationService {
+    ledger: Ledger,
+    stopping: watch::Receiver<bool>,
+}
+
+impl FederationService {
+    pub fn new(ledger: Ledger, stopping: watch::Receiver<bool>) -> Self {
+        Self { ledger, stopping }
+    }
+}
+
+pub fn fork_to_pb(proof: &ForkProof) -> pb::ForkProof {
+    let signed = |bytes: &[u8]| pb::SignedEntry::decode(bytes).ok();
+    pb::ForkProof {
+        author: proof.author.to_vec(),
+        seq: proof.seq,
+        first: signed(&proof.first),
+        second: signed(&proof.second),
+    }
+}
+
+/// Parses a version vector from the wire; malformed keys are an error.
+pub fn heads_from_pb(heads: &[pb::AuthorHead]) -> Result<BTreeMap<PublicId, u64>, Status> {
+    heads
+        .iter()
+        .map(|h| {
+            PublicId::from_slice(&h.author)
+                .map(|a| (a, h.seq))
+                .map_err(|e| Status::invalid_argument(format!("heads: {e}")))
+        })
+        .collect()
+}
+
+type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncBatch, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Federation for FederationService {
+    async fn get_heads(
+        &self,
+        _request: Request<pb::GetHeadsRequest>,
+    ) -> Result<Response<pb::Heads>, Status> {
+        let state = self.ledger.state();
+        Ok(Response::new(pb::Heads {
+            alliance: state.charter().id().to_vec(),
+            heads: state
+                .heads()
+                .map(|(author, head)| pb::AuthorHead {
+                    author: author.to_vec(),
+                    seq: head.seq,
+                })
+                .collect(),
+            frozen: state.forks().map(|f| f.author.to_vec()).collect(),
+        }))
+    }
+
+    type SyncStream = SyncStream;
+
+    async fn sync(
+        &self,
+        request: Request<pb::SyncRequest>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        let request = request.into_inner();
+        let theirs = heads_from_pb(&request.heads)?;
+        let their_frozen: BTreeSet<Vec<u8>> = request.frozen.into_iter().collect();
+        // Subscribe first: whatever becomes durable after this point arrives live.
+        let mut live = self.ledger.subscribe();
+        let (ours, forks) = {
+            let state = self.ledger.state();
+            if request.alliance != state.charter().id().to_vec() {
+                return Err(Status::failed_precondition(format!(
+                    "this node serves alliance {}, not the one asked for",
+                    state.charter().id()
+                )));
+            }
+            let ours: Vec<(PublicId, u64)> = state
+                .heads()
+                .map(|(author, head)| (author, head.seq))
+                .collect();
+            let forks: Vec<pb::ForkProof> = state
+                .forks()
+                .filter(|f| !their_frozen.contains(&f.author.to_vec()))
+                .map(fork_to_pb)
+                .collect();
+            (ours, forks)
+        };
+        let ledger = self.ledger.clone();
+        let mut stopping = self.stopping.clone();
+        let follow = request.follow;
+        let (tx, rx) = mpsc::channel::<Result<pb::SyncBatch, Status>>(4);
+        tokio::spawn(async move {
+            // How far each author has been sent (or the peer already had).
+            let mut sent: BTreeMap<PublicId, u64> = theirs.clone();
+            if !forks.is_empty() {
+                let batch = pb::SyncBatch {
+                    entries: vec![],
+                    forks,
+                };
+                if tx.send(Ok(batch)).await.is_err() {
+                    return;
+                }
+            }
+            for (author, head) in ours {
+                let mut from = theirs.get(&author).copied().unwrap_or(0) + 1;
+                while from <= head {
+                    let count = usize::try_from(head - from + 1)
+                        .unwrap_or(usize::MAX)
+                        .min(SYNC_BATCH);
+                    let stored = match ledger.store().log(&author, from, count) {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                            return;
+                        }
+                    };
+                    let Some(last) = stored.last() else { break };
+                    from = last.seq + 1;
+                    sent.insert(author, last.seq);
+                    let entries = stored
+                        .iter()
+                        .filter_map(|s| pb::SignedEntry::decode(s.bytes.as_slice()).ok())
+                        .collect();
+                    let batch = pb::SyncBatch {
+                        entries,
+                        forks: vec![],
+                    };
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !follow {
+                return;
+            }
+            loop {
+                let appended = tokio::select! {
+                    appended = live.recv() => appended,
+                    _ = stopping.wait_for(|s| *s) => return,
+                    () = tx.closed() => return,
+                };
+                let appended = match appended {
+                    Ok(appended) => appended,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::aborted(format!(
+                                "follower fell {n} batches behind; pull again"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let mut batch = pb::SyncBatch::default();
+                for (author, seq, bytes) in &appended.entries {
+                    let done = sent.entry(*author).or_insert(0);
+                    if *seq <= *done {
+                        continue;
+                    }
+                    *done = *seq;
+                    if let Ok(signed) = pb::SignedEntry::decode(bytes.as_slice()) {
+                        batch.entries.push(signed);
+                    }
+                }
+                batch.forks = appended.forks.iter().map(fork_to_pb).collect();
+                if (!batch.entries.is_empty() || !batch.forks.is_empty())
+                    && tx.send(Ok(batch)).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// How many entries `theirs` lacks against `ours`, summed over authors.
+pub fn behind(ours: &impl Logs, theirs: &BTreeMap<PublicId, u64>) -> u64 {
+    theirs
+        .iter()
+        .map(|(author, seq)| seq.saturating_sub(ours.head(author).map_or(0, |h| h.seq)))
+        .sum()
+}

@@ -1,0 +1,326 @@
+//! Pulling from peers: one task per configured peer.
+//!
+//! A session connects, sends this node's heads and frozen authors, and feeds every
+//! batch the peer streams back into the ledger: fork proofs are verified and
+//! recorded; entries are decoded, their signatures verified as a batch off the async
+//! threads, and handed to the writer, which applies each author's entries in order.
+//! An entry that does not fit (a gap) ends the session at once and the next one
+//! pulls again from the new heads: nothing is dropped silently.
+//!
+//! Every `anti_entropy` interval the session also asks the peer for its heads (a
+//! few bytes per author). If the peer holds entries this node lacks at two checks
+//! in a row, the live stream has missed something, and the session starts over.
+//! Sessions that fail are retried with exponential backoff and jitter.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use accord_core::entry::{self, DecodedEntry};
+use accord_core::pb::federation_client::FederationClient;
+use accord_core::state::ForkProof;
+use accord_core::{EntryError, pb};
+use prost::Message;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::federation::{behind, heads_from_pb};
+use crate::ledger::Ledger;
+
+/// A peer as the config names it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub name: String,
+    /// `http://host:port` (or `https://` with TLS).
+    pub address: String,
+}
+
+/// What an operator sees of one peer.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PeerStatus {
+    pub name: String,
+    pub address: String,
+    pub connected: bool,
+    /// Unix milliseconds of the last message from the peer.
+    pub last_contact_ms: Option<i64>,
+    /// Entries the peer holds that this node lacks, at the last heads check.
+    pub behind: u64,
+    pub received: u64,
+    pub refused: u64,
+    pub last_error: Option<String>,
+}
+
+/// The status of every peer, shared with the API.
+pub type PeerStates = Arc<Mutex<BTreeMap<String, PeerStatus>>>;
+
+/// How replication behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub anti_entropy: Duration,
+    pub connect_timeout: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            anti_entropy: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    #[error("{0}")]
+    Ledger(String),
+    #[error("peer sent {0} invalid entries or proofs")]
+    Misbehaving(u64),
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn update(states: &PeerStates, name: &str, f: impl FnOnce(&mut PeerStatus)) {
+    let mut states = states.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(status) = states.get_mut(name) {
+        f(status);
+    }
+}
+
+/// Pulls from `peer` until `stopping` turns true.
+pub async fn run_peer(
+    peer: Peer,
+    ledger: Ledger,
+    states: PeerStates,
+    tuning: Tuning,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *stopping.borrow() {
+            return;
+        }
+        let result = session(&peer, &ledger, &states, tuning, stopping.clone()).await;
+        update(&states, &peer.name, |s| s.connected = false);
+        match result {
+            Ok(()) => {
+                backoff = Duration::from_millis(100);
+                tracing::debug!(peer = %peer.name, "sync session ended; pulling again");
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.name, "replication: {e}");
+                update(&states, &peer.name, |s| s.last_error = Some(e.to_string()));
+                backoff = (backoff * 2).min(tuning.max_backoff);
+            }
+        }
+        // Full jitter: somewhere between half the backoff and all of it.
+        let jitter = 0.5 + 0.5 * random_unit();
+        let wait = backoff.mul_f64(jitter);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stopped(&mut stopping) => return,
+        }
+    }
+}
+
+/// Completes once the node is stopping.
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn connect(peer: &Peer, tuning: Tuning) -> Result<Channel, SessionError> {
+    Ok(Endpoint::from_shared(peer.address.clone())
+        .map_err(SessionError::Connect)?
+        .connect_timeout(tuning.connect_timeout)
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
+}
+
+async fn session(
+    peer: &Peer,
+    ledger: &Ledger,
+    states: &PeerStates,
+    tuning: Tuning,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let channel = connect(peer, tuning).await?;
+    let mut client = FederationClient::new(channel);
+    let request = {
+        let state = ledger.state();
+        pb::SyncRequest {
+            alliance: state.charter().id().to_vec(),
+            heads: state
+                .heads()
+                .map(|(author, head)| pb::AuthorHead {
+                    author: author.to_vec(),
+                    seq: head.seq,
+                })
+                .collect(),
+            frozen: state.forks().map(|f| f.author.to_vec()).collect(),
+            follow: true,
+        }
+    };
+    let mut stream = client.sync(request).await?.into_inner();
+    tracing::info!(peer = %peer.name, "replicating");
+    update(states, &peer.name, |s| {
+        s.connected = true;
+        s.last_contact_ms = Some(now_ms());
+        s.last_error = None;
+    });
+    let mut ticker = tokio::time::interval(tuning.anti_entropy);
+    ticker.tick().await;
+    let mut behind_checks = 0;
+    loop {
+        tokio::select! {
+            message = stream.message() => {
+                let Some(batch) = message? else { return Ok(()) };
+                update(states, &peer.name, |s| s.last_contact_ms = Some(now_ms()));
+                if !take_batch(peer, ledger, states, batch).await? {
+                    return Ok(());
+                }
+            }
+            _ = ticker.tick() => {
+                let heads = client.get_heads(pb::GetHeadsRequest {}).await?.into_inner();
+                let theirs = heads_from_pb(&heads.heads)?;
+                let lacking = lacking(ledger, &theirs);
+                update(states, &peer.name, |s| {
+                    s.behind = lacking;
+                    s.last_contact_ms = Some(now_ms());
+                });
+                behind_checks = if lacking > 0 { behind_checks + 1 } else { 0 };
+                if behind_checks >= 2 {
+                    tracing::info!(peer = %peer.name, lacking, "live stream missed entries; pulling again");
+                    return Ok(());
+                }
+            }
+            () = stopped(&mut stopping) => return Ok(()),
+        }
+    }
+}
+
+/// Verifies and stores one batch. Returns false when the session should start over
+/// (an entry arrived ahead of a gap).
+async fn take_batch(
+    peer: &Peer,
+    ledger: &Ledger,
+    states: &PeerStates,
+    batch: pb::SyncBatch,
+) -> Result<bool, SessionError> {
+    let charter = charter(ledger);
+    let max = charter.rules().max_entry_bytes as usize;
+    let mut refused = 0u64;
+
+    let mut proofs = Vec::new();
+    for proof in batch.forks {
+        let bytes = |e: &Option<pb::SignedEntry>| e.as_ref().map(Message::encode_to_vec);
+        let (Some(a), Some(b)) = (bytes(&proof.first), bytes(&proof.second)) else {
+            refused += 1;
+            continue;
+        };
+        match ForkProof::verify(&charter, &a, &b) {
+            Ok(proof) => proofs.push(proof),
+            Err(e) => {
+                refused += 1;
+                tracing::warn!(peer = %peer.name, "refused a fork proof: {e}");
+            }
+        }
+    }
+    if !proofs.is_empty() {
+        ledger
+            .record_forks(proofs)
+            .await
+            .map_err(|e| SessionError::Ledger(e.to_string()))?;
+    }
+
+    let mut decoded: Vec<DecodedEntry> = Vec::with_capacity(batch.entries.len());
+    for signed in batch.entries {
+        match entry::decode(signed, max) {
+            Ok(e) => decoded.push(e),
+            Err(e) => {
+                refused += 1;
+                tracing::warn!(peer = %peer.name, "refused an entry: {e}");
+            }
+        }
+    }
+    let received = decoded.len() as u64;
+    let (decoded, checked, forged) = tokio::task::spawn_blocking(move || verified(decoded))
+        .await
+        .map_err(|e| SessionError::Ledger(e.to_string()))?;
+    if forged > 0 {
+        refused += forged;
+        tracing::warn!(peer = %peer.name, forged, "refused entries whose signatures do not verify");
+    }
+    let mut gap = false;
+    if let Some(checked) = checked {
+        let report = ledger
+            .ingest(decoded, checked)
+            .await
+            .map_err(|e| SessionError::Ledger(e.to_string()))?;
+        for (author, seq, error) in &report.refused {
+            match error {
+                EntryError::SeqGap { .. } => gap = true,
+                // A fork is recorded as a proof by the writer; a frozen log is expected.
+                EntryError::Fork { .. } | EntryError::Frozen(_) => {}
+                _ => {
+                    refused += 1;
+                    tracing::warn!(peer = %peer.name, %author, seq, "refused an entry: {error}");
+                }
+            }
+        }
+    }
+    update(states, &peer.name, |s| {
+        s.received += received;
+        s.refused += refused;
+    });
+    if refused > 0 {
+        // Honest entries of the batch are kept; the peer is backed off from.
+        return Err(SessionError::Misbehaving(refused));
+    }
+    Ok(!gap)
+}
+
+fn lacking(ledger: &Ledger, theirs: &BTreeMap<accord_core::PublicId, u64>) -> u64 {
+    behind(&*ledger.state(), theirs)
+}
+
+fn charter(ledger: &Ledger) -> accord_core::Charter {
+    ledger.state().charter().clone()
+}
+
+/// Batch-verifies signatures; drops the entries whose signatures fail.
+fn verified(
+    decoded: Vec<DecodedEntry>,
+) -> (Vec<DecodedEntry>, Option<entry::SignatureChecked>, u64) {
+    match entry::verify_batch(&decoded) {
+        Ok(checked) => (decoded, Some(checked), 0),
+        Err(bad) => {
+            let forged = bad.len() as u64;
+            let good: Vec<DecodedEntry> = decoded
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !bad.contains(i))
+                .map(|(_, e)| e)
+                .collect();
+            match entry::verify_batch(&good) {
+                Ok(checked) => (good, Some(checked), forged),
+                Err(_) => (Vec::new(), None, forged),
+            }
+        }
+    }
+}
