@@ -97,6 +97,20 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "seq": h.seq,
                 "id": hex::encode(&h.id),
             })).collect::<Vec<_>>(),
+            "frozen": s.frozen.iter().map(|k| json!({
+                "name": name(k),
+                "id": hex::encode(k),
+            })).collect::<Vec<_>>(),
+            "peers": s.peers.iter().map(|p| json!({
+                "name": p.name,
+                "address": p.address,
+                "connected": p.connected,
+                "last_contact": if p.last_contact_ms == 0 { Value::Null } else { json!(time_ms(p.last_contact_ms)) },
+                "behind": p.behind,
+                "received": p.received,
+                "refused": p.refused,
+                "last_error": non_empty(&p.last_error),
+            })).collect::<Vec<_>>(),
             "organisations": s.organisations.iter().map(|o| json!({
                 "name": o.name,
                 "id": hex::encode(&o.key),
@@ -134,6 +148,48 @@ pub async fn status(list: &ListArgs) -> Result<()> {
         &["ORGANISATION", "ROLE", "HOME", "HEAD", "PUBLIC KEY"],
         &rows,
     ));
+    for key in &s.frozen {
+        println(&format!(
+            "\nFROZEN: the log of {} is frozen by a fork proof",
+            name(key)
+        ));
+    }
+    if !s.peers.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .peers
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.address.clone(),
+                    if p.connected { "connected" } else { "down" }.into(),
+                    if p.last_contact_ms == 0 {
+                        "never".into()
+                    } else {
+                        short_time(&time_ms(p.last_contact_ms))
+                    },
+                    p.behind.to_string(),
+                    p.received.to_string(),
+                    p.refused.to_string(),
+                    p.last_error.clone(),
+                ]
+            })
+            .collect();
+        println("");
+        print(&table(
+            &[
+                "PEER",
+                "ADDRESS",
+                "STATE",
+                "LAST CONTACT",
+                "BEHIND",
+                "RECEIVED",
+                "REFUSED",
+                "LAST ERROR",
+            ],
+            &rows,
+        ));
+    }
     Ok(())
 }
 
