@@ -60,6 +60,13 @@ pub async fn run(dir: &Path, listen: SocketAddr) -> Result<()> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    // A demo.json from an earlier run names an address that is gone: it reappears
+    // once this run is ready.
+    let manifest = dir.join("demo.json");
+    if manifest.exists() {
+        std::fs::remove_file(&manifest)
+            .with_context(|| format!("cannot remove {}", manifest.display()))?;
+    }
     let demo = prepare(&dir)?;
     let shutdown = node::shutdown_signal()?;
 

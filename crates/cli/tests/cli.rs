@@ -756,6 +756,7 @@ fn demo_creates_an_alliance_and_serves_it() {
         "Press Ctrl-C",
         Duration::from_secs(60),
     );
+    assert!(ok(&["charter", "show", path(&demo.join("charter.json"))]).contains("PAL Secretariat"));
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(demo.join("demo.json")).unwrap()).unwrap();
     let config = manifest["nodes"][0]["client_config"]
