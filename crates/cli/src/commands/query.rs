@@ -667,6 +667,7 @@ pub async fn event_clashes(list: &ListArgs) -> Result<()> {
 
 pub async fn log(list: &ListArgs, author: &str, from_seq: u64, limit: u32) -> Result<()> {
     let (mut client, charter) = connect(list).await?;
+    let names = Names(&charter);
     let author = find(&charter, author)?;
     let entries = client
         .ledger
@@ -691,6 +692,10 @@ pub async fn log(list: &ListArgs, author: &str, from_seq: u64, limit: u32) -> Re
             "time": time_ms(entry.timestamp_ms),
             "kind": body.as_ref().map(Body::kind_name).unwrap_or("invalid"),
             "signature_ok": decoded.verify_signature().is_ok(),
+            "summary": match &body {
+                Ok(body) => summary(&names, body),
+                Err(e) => e.to_string(),
+            },
             "body": match &body {
                 Ok(body) => serde_json::to_value(body)?,
                 Err(e) => json!({"error": e.to_string()}),
@@ -714,10 +719,50 @@ pub async fn log(list: &ListArgs, author: &str, from_seq: u64, limit: u32) -> Re
                     "BAD"
                 }
                 .to_owned(),
-                i["id"].as_str().unwrap_or_default().to_owned(),
+                i["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(16)
+                    .collect(),
+                i["summary"].as_str().unwrap_or_default().to_owned(),
             ]
         })
         .collect();
-    print(&table(&["SEQ", "TIME", "KIND", "SIGNATURE", "ID"], &rows));
+    print(&table(
+        &["SEQ", "TIME", "KIND", "SIGNATURE", "ID", "SUMMARY"],
+        &rows,
+    ));
     Ok(())
+}
+
+/// One line about an entry body, for the log table.
+fn summary(names: &Names, body: &Body) -> String {
+    let keys = |keys: &[accord_core::PublicId]| {
+        keys.iter()
+            .map(|k| names.name(k.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match body {
+        Body::Statement(s) => s.title.clone(),
+        Body::Endorsement { statement } => format!("of statement {}", statement.short()),
+        Body::StatementWithdrawal { statement, .. } => {
+            format!("of statement {}", statement.short())
+        }
+        Body::Intention(i) => format!("{} {}", i.ballot, i.status.as_str()),
+        Body::Event(e) => format!(
+            "{} \"{}\"{}",
+            e.uid,
+            e.title,
+            if e.cancelled { " (cancelled)" } else { "" }
+        ),
+        Body::Resolution(r) => format!(
+            "{}: stands {}; stands aside {}",
+            r.ballot,
+            keys(&r.stands),
+            keys(&r.stand_aside)
+        ),
+        Body::Unknown { kind } => format!("kind {kind}"),
+    }
 }
