@@ -90,6 +90,13 @@ impl Client {
         let bearer: MetadataValue<Ascii> = format!("Bearer {token}")
             .parse()
             .map_err(|_| anyhow!("the token holds characters that cannot be sent in a header"))?;
+        // "127.0.0.1:7400" means plain-text gRPC, as "http://127.0.0.1:7400" does.
+        let node = if node.contains("://") {
+            node.to_owned()
+        } else {
+            format!("http://{node}")
+        };
+        let node = node.as_str();
         let endpoint = Endpoint::from_shared(node.to_owned())
             .with_context(|| format!("bad node address {node:?}"))?
             .connect_timeout(Duration::from_secs(10));

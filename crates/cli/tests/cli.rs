@@ -404,6 +404,13 @@ fn node_serves_publishing_and_queries_end_to_end() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
+    // A node address without a scheme means plain http.
+    let bare = a._dir.path().join("bare.toml");
+    let text = std::fs::read_to_string(&a.config)
+        .unwrap()
+        .replace("http://", "");
+    std::fs::write(&bare, text).unwrap();
+    ok(&["status", "--config", path(&bare)]);
 
     // `clashes watch --json` prints the current list, then each new one, a line each.
     let (watch, updates) = start_lines(&a.args(&["clashes", "watch", "--json"]));
