@@ -17,12 +17,20 @@
 //! # Public keys (hex) or charter names of the home identities this token may publish as.
 //! identities = ["Breakthrough Party"]
 //!
-//! # Nodes to pull the alliance's entries from (see `replication`).
-//! anti_entropy_secs = 10
+//! # TLS (required to federate): ECDSA P-256 key and self-signed certificate.
+//! [tls]
+//! cert = "tls/node.crt"
+//! key = "tls/node.key"
+//!
+//! # Nodes to pull the alliance's entries from (see `replication`), pinned by the
+//! # SHA-256 of their TLS certificate.
 //! [[peers]]
 //! name = "northern-green-left"
-//! address = "http://127.0.0.1:7401"
+//! address = "https://127.0.0.1:7401"
+//! cert_sha256 = "…64 hex digits…"
 //! ```
+//!
+//! `anti_entropy_secs` (default 10) sets how often each peer's heads are checked.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +40,7 @@ use accord_core::{Charter, Identity, PublicId};
 use serde::Deserialize;
 
 use crate::replication::Peer;
+use crate::tls::{TlsIdentity, parse_fingerprint};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +67,9 @@ pub struct RawNodeConfig {
     pub cache_capacity_mb: u64,
     #[serde(default)]
     pub operators: Vec<RawOperator>,
+    /// TLS certificate and key; required to federate (peers need it).
+    #[serde(default)]
+    pub tls: Option<RawTls>,
     #[serde(default)]
     pub peers: Vec<RawPeer>,
     /// Seconds between heads checks with each peer.
@@ -69,13 +81,23 @@ fn default_anti_entropy_secs() -> u64 {
     10
 }
 
-/// A node this one pulls from.
+/// The node's TLS certificate and key (PEM), as `accord tls new` writes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A node this one pulls from (and lets pull from it).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPeer {
     pub name: String,
-    /// `http://host:port`.
+    /// `https://host:port`.
     pub address: String,
+    /// SHA-256 (hex) of the peer's TLS certificate.
+    pub cert_sha256: String,
 }
 
 fn default_cache_capacity_mb() -> u64 {
@@ -107,6 +129,7 @@ pub struct NodeConfig {
     pub identities: Vec<Identity>,
     pub cache_capacity_bytes: u64,
     pub operators: Vec<Operator>,
+    pub tls: Option<TlsIdentity>,
     pub peers: Vec<Peer>,
     pub anti_entropy: Duration,
 }
@@ -199,8 +222,18 @@ impl NodeConfig {
                 identities: keys,
             });
         }
+        let tls = match &raw.tls {
+            Some(t) => Some(
+                TlsIdentity::load(&resolve(&t.cert), &resolve(&t.key))
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
         let mut peers: Vec<Peer> = Vec::new();
         for peer in raw.peers {
+            if tls.is_none() {
+                return Err("peers need a [tls] section: nodes only federate over TLS".into());
+            }
             if peers.iter().any(|p| p.name == peer.name) {
                 return Err(format!("peer {:?} is listed twice", peer.name));
             }
@@ -208,21 +241,29 @@ impl NodeConfig {
                 .address
                 .parse()
                 .map_err(|e| format!("peer {:?}: address {:?}: {e}", peer.name, peer.address))?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            if uri.scheme_str() != Some("https") || uri.authority().is_none() {
                 return Err(format!(
-                    "peer {:?}: address must look like http://host:port",
+                    "peer {:?}: address must look like https://host:port",
                     peer.name
                 ));
             }
+            let fingerprint = parse_fingerprint(&peer.cert_sha256).ok_or_else(|| {
+                format!(
+                    "peer {:?}: cert_sha256 must be 64 hex digits (see `accord tls show`)",
+                    peer.name
+                )
+            })?;
             peers.push(Peer {
                 name: peer.name,
                 address: peer.address,
+                fingerprint,
             });
         }
         if raw.anti_entropy_secs == 0 {
             return Err("anti_entropy_secs must be at least 1".into());
         }
         Ok(Self {
+            tls,
             peers,
             anti_entropy: Duration::from_secs(raw.anti_entropy_secs),
             data_dir: resolve(&raw.data_dir),

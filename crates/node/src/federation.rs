@@ -20,18 +20,38 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::ledger::Ledger;
+use crate::tls::{Fingerprint, peer_fingerprint};
 
 /// Entries per batch sent to a peer.
 pub const SYNC_BATCH: usize = 512;
 
 pub struct FederationService {
     ledger: Ledger,
+    /// Fingerprints of the peers' TLS certificates: only they may pull.
+    pins: Vec<Fingerprint>,
     stopping: watch::Receiver<bool>,
 }
 
 impl FederationService {
-    pub fn new(ledger: Ledger, stopping: watch::Receiver<bool>) -> Self {
-        Self { ledger, stopping }
+    pub fn new(ledger: Ledger, pins: Vec<Fingerprint>, stopping: watch::Receiver<bool>) -> Self {
+        Self {
+            ledger,
+            pins,
+            stopping,
+        }
+    }
+
+    /// Only a pinned peer, proven by its TLS client certificate, may replicate.
+    fn check_peer<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match peer_fingerprint(request) {
+            Some(f) if self.pins.contains(&f) => Ok(()),
+            Some(_) => Err(Status::permission_denied(
+                "this certificate is not a pinned peer",
+            )),
+            None => Err(Status::unauthenticated(
+                "federation needs the TLS client certificate of a pinned peer",
+            )),
+        }
     }
 }
 
@@ -63,8 +83,9 @@ type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncBatch, Status>> + Sen
 impl Federation for FederationService {
     async fn get_heads(
         &self,
-        _request: Request<pb::GetHeadsRequest>,
+        request: Request<pb::GetHeadsRequest>,
     ) -> Result<Response<pb::Heads>, Status> {
+        self.check_peer(&request)?;
         let state = self.ledger.state();
         Ok(Response::new(pb::Heads {
             alliance: state.charter().id().to_vec(),
@@ -85,6 +106,7 @@ impl Federation for FederationService {
         &self,
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
+        self.check_peer(&request)?;
         let request = request.into_inner();
         let theirs = heads_from_pb(&request.heads)?;
         let their_frozen: BTreeSet<Vec<u8>> = request.frozen.into_iter().collect();

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod replication;
 pub mod service;
 pub mod status;
+pub mod tls;
 pub mod to_proto;
 
 use std::future::Future;
@@ -93,16 +94,21 @@ pub async fn run(
                     ..Default::default()
                 },
             );
+        let Some(identity) = config.tls.clone() else {
+            return Err(NodeError::Transport("peers need TLS".into()));
+        };
         peer_tasks.push(tokio::spawn(replication::run_peer(
             peer.clone(),
+            identity,
             ledger.clone(),
             peer_states.clone(),
             tuning,
             stopping_rx.clone(),
         )));
     }
+    let pins: Vec<tls::Fingerprint> = config.peers.iter().map(|p| p.fingerprint).collect();
     let federation_service = pb::federation_server::FederationServer::new(
-        federation::FederationService::new(ledger.clone(), stopping_rx.clone()),
+        federation::FederationService::new(ledger.clone(), pins.clone(), stopping_rx.clone()),
     )
     .max_decoding_message_size(16 << 20)
     .max_encoding_message_size(64 << 20);
@@ -114,13 +120,27 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, alliance = %config.charter.id(), "serving");
     }
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(ledger_service)
-        .add_service(federation_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
-        .await;
+        .add_service(ledger_service);
+    // Without TLS the node serves its own clients only: federation needs TLS.
+    let served = match &config.tls {
+        Some(identity) => {
+            let server_config = tls::server_config(identity, pins)
+                .map_err(|e| NodeError::Transport(e.to_string()))?;
+            router
+                .add_service(federation_service)
+                .serve_with_incoming_shutdown(tls::incoming(listener, server_config), signal)
+                .await
+        }
+        None => {
+            drop(federation_service);
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+                .await
+        }
+    };
     for task in peer_tasks {
         let _ = task.await;
     }

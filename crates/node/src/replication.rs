@@ -22,17 +22,20 @@ use accord_core::state::ForkProof;
 use accord_core::{EntryError, pb};
 use prost::Message;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::federation::{behind, heads_from_pb};
 use crate::ledger::Ledger;
+use crate::tls::{self, TlsIdentity};
 
 /// A peer as the config names it.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub name: String,
-    /// `http://host:port` (or `https://` with TLS).
+    /// `https://host:port`.
     pub address: String,
+    /// SHA-256 of the peer's TLS certificate.
+    pub fingerprint: crate::tls::Fingerprint,
 }
 
 /// What an operator sees of one peer.
@@ -73,8 +76,6 @@ impl Default for Tuning {
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
-    #[error("connect: {0}")]
-    Connect(#[from] tonic::transport::Error),
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
     #[error("{0}")]
@@ -97,6 +98,7 @@ fn update(states: &PeerStates, name: &str, f: impl FnOnce(&mut PeerStatus)) {
 /// Pulls from `peer` until `stopping` turns true.
 pub async fn run_peer(
     peer: Peer,
+    identity: TlsIdentity,
     ledger: Ledger,
     states: PeerStates,
     tuning: Tuning,
@@ -107,7 +109,7 @@ pub async fn run_peer(
         if *stopping.borrow() {
             return;
         }
-        let result = session(&peer, &ledger, &states, tuning, stopping.clone()).await;
+        let result = session(&peer, &identity, &ledger, &states, tuning, stopping.clone()).await;
         update(&states, &peer.name, |s| s.connected = false);
         match result {
             Ok(()) => {
@@ -143,23 +145,21 @@ fn random_unit() -> f64 {
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-async fn connect(peer: &Peer, tuning: Tuning) -> Result<Channel, SessionError> {
-    Ok(Endpoint::from_shared(peer.address.clone())
-        .map_err(SessionError::Connect)?
-        .connect_timeout(tuning.connect_timeout)
-        .tcp_nodelay(true)
-        .connect()
-        .await?)
+fn connect(peer: &Peer, identity: &TlsIdentity, tuning: Tuning) -> Result<Channel, SessionError> {
+    let config = tls::client_config(peer.fingerprint, Some(identity))
+        .map_err(|e| SessionError::Ledger(e.to_string()))?;
+    tls::channel(&peer.address, config, tuning.connect_timeout).map_err(SessionError::Ledger)
 }
 
 async fn session(
     peer: &Peer,
+    identity: &TlsIdentity,
     ledger: &Ledger,
     states: &PeerStates,
     tuning: Tuning,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
-    let channel = connect(peer, tuning).await?;
+    let channel = connect(peer, identity, tuning)?;
     let mut client = FederationClient::new(channel);
     let request = {
         let state = ledger.state();

@@ -7,6 +7,7 @@ use accord_core::pb::{self, ledger_client::LedgerClient, publish_request::Body};
 use accord_core::{Charter, Identity};
 use accord_node::NodeConfig;
 use accord_node::config::Operator;
+use accord_node::tls::{self, TlsIdentity};
 use tonic::transport::Channel;
 
 const TOKEN: &str = "smoke-token";
@@ -50,24 +51,36 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         cache_capacity_bytes: 1 << 22,
         peers: vec![],
         anti_entropy: Duration::from_secs(1),
+        tls: None,
     }
+}
+
+/// A TLS identity written to `dir` and loaded back as a node would.
+fn tls_identity(dir: &std::path::Path) -> TlsIdentity {
+    let (cert, key) = tls::generate(&["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.join("node.crt"), cert).unwrap();
+    std::fs::write(dir.join("node.key"), key).unwrap();
+    TlsIdentity::load(&dir.join("node.crt"), &dir.join("node.key")).unwrap()
 }
 
 /// A node of a federation: home to identity `home` only, pulling from `peers`.
 fn federated(
     dir: &std::path::Path,
     home: usize,
-    peers: &[(String, std::net::SocketAddr)],
+    tls: TlsIdentity,
+    peers: &[(String, std::net::SocketAddr, tls::Fingerprint)],
 ) -> NodeConfig {
     let mut cfg = config(dir);
+    cfg.tls = Some(tls);
     let identity = cfg.identities[home].clone();
     cfg.identities = vec![identity.clone()];
     cfg.operators[0].identities = vec![identity.public_id()];
     cfg.peers = peers
         .iter()
-        .map(|(name, addr)| accord_node::replication::Peer {
+        .map(|(name, addr, fingerprint)| accord_node::replication::Peer {
             name: name.clone(),
-            address: format!("http://{addr}"),
+            address: format!("https://{addr}"),
+            fingerprint: *fingerprint,
         })
         .collect();
     cfg
@@ -86,16 +99,25 @@ async fn start(config: NodeConfig) -> Node {
 
 async fn start_on(config: NodeConfig, listener: tokio::net::TcpListener) -> Node {
     let addr = listener.local_addr().unwrap();
+    let pin = config.tls.as_ref().map(TlsIdentity::fingerprint);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(accord_node::run(config, listener, async move {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap();
+    let channel = match &pin {
+        Some(pin) => tls::channel(
+            &format!("https://{addr}"),
+            tls::client_config(*pin, None).unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap(),
+        None => Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .unwrap(),
+    };
     Node {
         stop: Some(stop),
         task,
@@ -274,15 +296,21 @@ async fn a_chain_relays_every_authors_entries() {
     let listeners: Vec<tokio::net::TcpListener> = futures_join(3).await;
     let addrs: Vec<std::net::SocketAddr> =
         listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-    let peers = |i: usize| -> Vec<(String, std::net::SocketAddr)> {
+    let ids: Vec<TlsIdentity> = dirs.iter().map(|d| tls_identity(d.path())).collect();
+    let pin = |i: usize| ids[i].fingerprint();
+    let peers = |i: usize| -> Vec<(String, std::net::SocketAddr, tls::Fingerprint)> {
         match i {
-            0 | 2 => vec![("b".into(), addrs[1])],
-            _ => vec![("a".into(), addrs[0]), ("c".into(), addrs[2])],
+            0 | 2 => vec![("b".into(), addrs[1], pin(1))],
+            _ => vec![
+                ("a".into(), addrs[0], pin(0)),
+                ("c".into(), addrs[2], pin(2)),
+            ],
         }
     };
     let mut nodes = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
-        nodes.push(start_on(federated(dirs[i].path(), i.min(1), &peers(i)), listener).await);
+        let cfg = federated(dirs[i].path(), i.min(1), ids[i].clone(), &peers(i));
+        nodes.push(start_on(cfg, listener).await);
     }
     let ids = config(dirs[0].path()).identities;
     let ballot = "local.leeds.headingley-hyde-park.2027-05-06";
@@ -323,4 +351,174 @@ async fn futures_join(n: usize) -> Vec<tokio::net::TcpListener> {
         out.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
     }
     out
+}
+
+async fn pair() -> (Vec<tempfile::TempDir>, Vec<Node>) {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let listeners = futures_join(2).await;
+    let addrs: Vec<std::net::SocketAddr> =
+        listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let ids: Vec<TlsIdentity> = dirs.iter().map(|d| tls_identity(d.path())).collect();
+    let mut nodes = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let other = 1 - i;
+        let peers = vec![(format!("n{other}"), addrs[other], ids[other].fingerprint())];
+        nodes.push(
+            start_on(
+                federated(dirs[i].path(), i, ids[i].clone(), &peers),
+                listener,
+            )
+            .await,
+        );
+    }
+    (dirs, nodes)
+}
+
+fn raw(
+    author: &Identity,
+    charter: &Charter,
+    seq_head: Option<&accord_core::LogHead>,
+    kind: i32,
+    body: Vec<u8>,
+) -> pb::SignedEntry {
+    let now = chrono_now_ms();
+    accord_core::entry::sign(author, charter.id(), seq_head, now, kind, body)
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Two valid entries with one author and seq, one given to each node: both nodes end
+/// with the proof and the author's log frozen, and agree on the digest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_is_found_passed_on_and_freezes_the_log() {
+    let (dirs, mut nodes) = pair().await;
+    let cfg = config(dirs[0].path());
+    let alpha = &cfg.identities[0];
+    let body = |ballot: &str| {
+        use prost::Message;
+        pb::Intention {
+            ballot: ballot.into(),
+            status: pb::IntentionStatus::Considering as i32,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let one = raw(
+        alpha,
+        &cfg.charter,
+        None,
+        pb::EntryKind::Intention as i32,
+        body("local.leeds.headingley-hyde-park.2027-05-06"),
+    );
+    let two = raw(
+        alpha,
+        &cfg.charter,
+        None,
+        pb::EntryKind::Intention as i32,
+        body("local.leeds.adel-wharfedale.2027-05-06"),
+    );
+    // Each node takes one; whichever replicates first makes the other see a fork.
+    let _ = nodes[0]
+        .client
+        .submit(authed(pb::SubmitRequest { entry: Some(one) }))
+        .await;
+    let _ = nodes[1]
+        .client
+        .submit(authed(pb::SubmitRequest { entry: Some(two) }))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut frozen = Vec::new();
+        let mut digests = Vec::new();
+        for node in nodes.iter_mut() {
+            let s = node
+                .client
+                .get_status(authed(pb::GetStatusRequest {}))
+                .await
+                .unwrap()
+                .into_inner();
+            frozen.push(s.frozen.clone());
+            digests.push(s.digest);
+        }
+        if frozen
+            .iter()
+            .all(|f| *f == vec![alpha.public_id().to_vec()])
+            && digests[0] == digests[1]
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no fork agreement: {frozen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing more is accepted from the forked author.
+    let head = accord_core::LogHead {
+        seq: 1,
+        id: accord_core::EntryId::from_bytes([0; 32]),
+        timestamp_ms: 0,
+    };
+    let next = raw(
+        alpha,
+        &cfg.charter,
+        Some(&head),
+        pb::EntryKind::Intention as i32,
+        body("local.leeds.adel-wharfedale.2027-05-06"),
+    );
+    let refused = nodes[0]
+        .client
+        .submit(authed(pb::SubmitRequest { entry: Some(next) }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+/// An entry of a kind this version does not know is stored and relayed untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_kind_replicates_untouched() {
+    let (dirs, mut nodes) = pair().await;
+    let cfg = config(dirs[0].path());
+    let beta = &cfg.identities[1];
+    let entry = raw(
+        beta,
+        &cfg.charter,
+        None,
+        99,
+        b"from a newer version".to_vec(),
+    );
+    nodes[0]
+        .client
+        .submit(authed(pb::SubmitRequest {
+            entry: Some(entry.clone()),
+        }))
+        .await
+        .unwrap();
+    converge(&mut nodes, 1).await;
+    let log = nodes[1]
+        .client
+        .get_log(authed(pb::GetLogRequest {
+            author: beta.public_id().to_vec(),
+            from_seq: 1,
+            limit: 10,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(log.entries, vec![entry]);
+    for node in nodes {
+        node.stop().await;
+    }
 }

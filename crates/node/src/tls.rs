@@ -1,0 +1,342 @@
+//! TLS 1.3 with pinned, self-signed certificates (rustls, ring).
+//!
+//! Each node has an ECDSA P-256 key and a self-signed certificate (gRPC's C-core
+//! clients refuse Ed25519 certificates; Ed25519 stays the signature of entries). A
+//! certificate is named by its fingerprint, the SHA-256 of its DER bytes. There is no
+//! certificate authority: a node trusts exactly the fingerprints in its config.
+//!
+//! - Server side: every connection is TLS. A client may present a certificate; if it
+//!   does, it must be one of the pinned peers' or the handshake fails. Clients of the
+//!   `Ledger` API present none and authenticate with tokens; the `Federation` service
+//!   requires a pinned peer certificate ([`peer_fingerprint`]).
+//! - Client side: the server's certificate must have the pinned fingerprint (names and
+//!   dates are not checked: the pin is the identity), and a node presents its own
+//!   certificate to its peers.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long a TLS handshake may take before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// A certificate fingerprint: SHA-256 of the DER bytes.
+pub type Fingerprint = [u8; 32];
+
+pub fn fingerprint(cert: &[u8]) -> Fingerprint {
+    Sha256::digest(cert).into()
+}
+
+/// Parses a fingerprint written as 64 hex digits (colons allowed, as openssl prints).
+pub fn parse_fingerprint(text: &str) -> Option<Fingerprint> {
+    let digits: String = text.chars().filter(|c| *c != ':').collect();
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(digits.trim(), &mut out).ok()?;
+    Some(out)
+}
+
+/// A node's TLS certificate and key.
+#[derive(Debug)]
+pub struct TlsIdentity {
+    pub cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Clone for TlsIdentity {
+    fn clone(&self) -> Self {
+        Self {
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl TlsIdentity {
+    /// Reads a PEM certificate and a PEM (PKCS#8) private key.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
+        let file_error = |path: &Path, e: &dyn std::fmt::Display| TlsError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let cert =
+            CertificateDer::from_pem_file(cert_path).map_err(|e| file_error(cert_path, &e))?;
+        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| file_error(key_path, &e))?;
+        Ok(Self { cert, key })
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        fingerprint(&self.cert)
+    }
+}
+
+/// A new ECDSA P-256 key and self-signed certificate for `names` (DNS names or IP
+/// addresses the node is reached by), as PEM: (certificate, private key).
+pub fn generate(names: &[String]) -> Result<(String, String), TlsError> {
+    let certified = rcgen::generate_simple_self_signed(names.to_vec())?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn algorithms() -> WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
+}
+
+fn not_pinned() -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+}
+
+/// Accepts a client certificate only if it is pinned; lets clients present none.
+#[derive(Debug)]
+struct PinnedClients {
+    pins: Vec<Fingerprint>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for PinnedClients {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if self.pins.contains(&fingerprint(end_entity)) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            Err(not_pinned())
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Accepts exactly the server certificate with the pinned fingerprint.
+#[derive(Debug)]
+struct PinnedServer {
+    pin: Fingerprint,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if fingerprint(end_entity) == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(not_pinned())
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The server side: TLS 1.3, HTTP/2, client certificates optional but pinned.
+pub fn server_config(
+    identity: &TlsIdentity,
+    peer_pins: Vec<Fingerprint>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let verifier = PinnedClients {
+        pins: peer_pins,
+        algorithms: algorithms(),
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client side: TLS 1.3, HTTP/2, the server pinned; presents `identity` if given.
+pub fn client_config(
+    server_pin: Fingerprint,
+    identity: Option<&TlsIdentity>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let verifier = PinnedServer {
+        pin: server_pin,
+        algorithms: algorithms(),
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match identity {
+        Some(id) => builder.with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A gRPC channel to `address` (`https://host:port`) over TLS with `config`.
+/// Connects lazily and reconnects by itself.
+pub fn channel(
+    address: &str,
+    config: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<Channel, String> {
+    let uri: http::Uri = address
+        .parse()
+        .map_err(|e| format!("address {address:?}: {e}"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!("address {address:?} must start with https://"));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("address {address:?} has no host:port"))?
+        .clone();
+    let host = authority.host().trim_matches(['[', ']']).to_string();
+    let port = authority.port_u16().unwrap_or(443);
+    // The TLS layer is ours; tonic sees a plain connection to this URI.
+    let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true);
+    let server_name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let config = config.clone();
+        let host = host.clone();
+        let server_name = server_name.clone();
+        async move {
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(server_name, tcp)
+                .await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}
+
+/// TLS connections accepted on `listener`; handshakes run concurrently and a failed
+/// one (say, an unpinned peer certificate) is logged and dropped.
+pub fn incoming(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> impl futures::Stream<Item = Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>>
++ Send
++ 'static {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => log_refused(remote, &e),
+                    Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+fn log_refused(remote: SocketAddr, error: &std::io::Error) {
+    tracing::warn!(%remote, "TLS handshake refused: {error}");
+}
+
+/// The fingerprint of the certificate a request's client presented, if any.
+pub fn peer_fingerprint<T>(request: &tonic::Request<T>) -> Option<Fingerprint> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?
+        .peer_certs()?;
+    certs.first().map(|c| fingerprint(c))
+}
