@@ -32,7 +32,8 @@ pub static DEFAULT_CLIENT_CONFIG: std::sync::OnceLock<PathBuf> = std::sync::Once
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// Client config file (TOML: node = "http://127.0.0.1:7400", token_file = "token",
-    /// optional as = "Organisation name"); default: `accord --config` or ACCORD_CONFIG
+    /// optional as = "Organisation name", and cert_sha256 for an https:// node);
+    /// default: `accord --config` or ACCORD_CONFIG
     #[arg(long, value_name = "CLIENT.toml")]
     pub config: Option<PathBuf>,
 }
@@ -97,6 +98,9 @@ pub enum Command {
     /// Operator tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// TLS certificates for nodes (ECDSA P-256, self-signed, pinned by fingerprint)
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Run a node until SIGINT or SIGTERM; prints "listening on ADDRESS" once serving
     Node {
         /// Node config file (TOML, see the node's documentation)
@@ -262,6 +266,33 @@ pub enum TokenCommand {
         /// Overwrite the file if it exists
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a new self-signed certificate and key (mode 0600) for a node's [tls]
+    /// section; prints the certificate's SHA-256 fingerprint for peers' and clients'
+    /// cert_sha256
+    New {
+        /// Certificate file to write (PEM)
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// Private key file to write (PEM)
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// DNS name or IP address the node is reached by (repeat for several; the pin,
+        /// not the name, is what clients check)
+        #[arg(long = "name", value_name = "NAME", default_values_t = ["localhost".to_owned()])]
+        names: Vec<String>,
+        /// Overwrite the files if they exist
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the SHA-256 fingerprint of a certificate file
+    Show {
+        /// Certificate file (PEM)
+        cert: PathBuf,
     },
 }
 

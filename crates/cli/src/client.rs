@@ -21,6 +21,8 @@ struct RawClientConfig {
     token_file: PathBuf,
     #[serde(rename = "as")]
     as_: Option<String>,
+    /// SHA-256 (hex) of the node's TLS certificate, for an https:// node.
+    cert_sha256: Option<String>,
 }
 
 /// A validated client config: the node's address, the token, the default identity.
@@ -29,6 +31,7 @@ pub struct ClientConfig {
     pub node: String,
     token: String,
     pub default_as: Option<String>,
+    pin: Option<accord_node::tls::Fingerprint>,
 }
 
 impl ClientConfig {
@@ -39,10 +42,26 @@ impl ClientConfig {
         let folder = path.parent().unwrap_or(Path::new("."));
         let token_path = folder.join(&raw.token_file);
         let token = read_token(&token_path)?;
+        let pin = match &raw.cert_sha256 {
+            Some(text) => Some(accord_node::tls::parse_fingerprint(text).ok_or_else(|| {
+                anyhow!(
+                    "{}: cert_sha256 must be 64 hex digits (see `accord tls show`)",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        if raw.node.starts_with("https://") && pin.is_none() {
+            bail!(
+                "{}: an https:// node needs cert_sha256, the fingerprint of its certificate (see `accord tls show`)",
+                path.display()
+            );
+        }
         Ok(Self {
             node: raw.node,
             token,
             default_as: raw.as_,
+            pin,
         })
     }
 }
@@ -83,13 +102,27 @@ pub struct Client {
 impl Client {
     pub async fn connect(config_path: &Path) -> Result<Self> {
         let config = ClientConfig::load(config_path)?;
-        Self::connect_with(&config.node, &config.token, config.default_as).await
+        match config.pin {
+            Some(pin) if config.node.starts_with("https://") => {
+                let tls = accord_node::tls::client_config(pin, None)?;
+                let channel = accord_node::tls::channel(&config.node, tls, Duration::from_secs(10))
+                    .map_err(|e| anyhow!("bad node address: {e}"))?;
+                Ok(Self::over(channel, &config.token, config.default_as)?)
+            }
+            _ => Self::connect_with(&config.node, &config.token, config.default_as).await,
+        }
     }
 
-    pub async fn connect_with(node: &str, token: &str, default_as: Option<String>) -> Result<Self> {
+    fn over(channel: Channel, token: &str, default_as: Option<String>) -> Result<Self> {
         let bearer: MetadataValue<Ascii> = format!("Bearer {token}")
             .parse()
             .map_err(|_| anyhow!("the token holds characters that cannot be sent in a header"))?;
+        let ledger = pb::ledger_client::LedgerClient::with_interceptor(channel, Bearer(bearer))
+            .max_decoding_message_size(256 * 1024 * 1024);
+        Ok(Self { ledger, default_as })
+    }
+
+    pub async fn connect_with(node: &str, token: &str, default_as: Option<String>) -> Result<Self> {
         // "127.0.0.1:7400" means plain-text gRPC, as "http://127.0.0.1:7400" does.
         let node = if node.contains("://") {
             node.to_owned()
@@ -104,9 +137,7 @@ impl Client {
             .connect()
             .await
             .with_context(|| format!("cannot connect to node {node}"))?;
-        let ledger = pb::ledger_client::LedgerClient::with_interceptor(channel, Bearer(bearer))
-            .max_decoding_message_size(256 * 1024 * 1024);
-        Ok(Self { ledger, default_as })
+        Self::over(channel, token, default_as)
     }
 
     /// The alliance charter, parsed by the core.

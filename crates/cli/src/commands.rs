@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::cli::{
     CharterCommand, ClashesCommand, Cli, Command, EventCommand, IntentionCommand, KeyCommand,
-    StatementCommand, TokenCommand,
+    StatementCommand, TlsCommand, TokenCommand,
 };
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -25,6 +25,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => setup::charter_show(&file, json),
         Command::Charter { show: None, build } => setup::charter_build(&build),
         Command::Token(TokenCommand::New { out, force }) => setup::token_new(&out, force),
+        Command::Tls(TlsCommand::New {
+            cert,
+            key,
+            names,
+            force,
+        }) => setup::tls_new(&cert, &key, &names, force),
+        Command::Tls(TlsCommand::Show { cert }) => setup::tls_show(&cert),
         Command::Node { config } => node::run(&config).await,
         Command::Status(list) => query::status(&list).await,
         Command::Intention(IntentionCommand::Declare {

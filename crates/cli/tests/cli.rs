@@ -308,6 +308,11 @@ struct Alliance {
 
 impl Alliance {
     fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// With `tls`, the node serves TLS with a fresh certificate and the client pins it.
+    fn start_with(tls: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join("keys")).unwrap();
@@ -332,17 +337,30 @@ impl Alliance {
             path(&d.join("charter.json")),
         ]);
         let hash = ok(&["token", "new", "--out", path(&d.join("token"))]);
-        std::fs::write(
-            d.join("node.toml"),
-            format!(
-                "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\ncharter = \"charter.json\"\n\
-                 identities = [\"keys/red.pem\", \"keys/green.pem\", \"keys/sec.pem\"]\n\
-                 [[operators]]\nname = \"test\"\ntoken_sha256 = \"{}\"\n\
-                 identities = [\"Red Party\", \"Green Party\", \"Secretariat\"]\n",
-                hash.trim()
-            ),
-        )
-        .unwrap();
+        let mut node_toml = format!(
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\ncharter = \"charter.json\"\n\
+             identities = [\"keys/red.pem\", \"keys/green.pem\", \"keys/sec.pem\"]\n\
+             [[operators]]\nname = \"test\"\ntoken_sha256 = \"{}\"\n\
+             identities = [\"Red Party\", \"Green Party\", \"Secretariat\"]\n",
+            hash.trim()
+        );
+        let mut client_extra = String::new();
+        if tls {
+            let fingerprint = ok(&[
+                "tls",
+                "new",
+                "--cert",
+                path(&d.join("node.crt")),
+                "--key",
+                path(&d.join("node.key")),
+                "--name",
+                "127.0.0.1",
+            ]);
+            assert_eq!(ok(&["tls", "show", path(&d.join("node.crt"))]), fingerprint);
+            node_toml.push_str("[tls]\ncert = \"node.crt\"\nkey = \"node.key\"\n");
+            client_extra = format!("cert_sha256 = \"{}\"\n", fingerprint.trim());
+        }
+        std::fs::write(d.join("node.toml"), node_toml).unwrap();
         let (node, address) = start(
             &["node", "--config", path(&d.join("node.toml"))],
             "listening on ",
@@ -351,7 +369,10 @@ impl Alliance {
         let config = d.join("client.toml");
         std::fs::write(
             &config,
-            format!("node = \"http://{address}\"\ntoken_file = \"token\"\nas = \"Red Party\"\n"),
+            format!(
+                "node = \"{}://{address}\"\ntoken_file = \"token\"\nas = \"Red Party\"\n{client_extra}",
+                if tls { "https" } else { "http" }
+            ),
         )
         .unwrap();
         Self {
@@ -685,6 +706,68 @@ fn node_serves_publishing_and_queries_end_to_end() {
     let err = fails(&a.args(&["submit", path(&garbage)]));
     assert!(err.contains("refused (invalid argument)"), "{err}");
     assert_eq!(a.entries(), before);
+
+    alliance.node.take().unwrap().stop("-TERM");
+}
+
+#[test]
+fn tls_node_is_reached_through_its_pinned_certificate() {
+    let mut alliance = Alliance::start_with(true);
+    let a = &alliance;
+    let d = a._dir.path();
+    #[cfg(unix)]
+    assert_eq!(mode(&d.join("node.key")), 0o600);
+    // openssl agrees on the fingerprint (when installed).
+    if let Ok(out) = Command::new("openssl")
+        .args([
+            "x509",
+            "-in",
+            path(&d.join("node.crt")),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ])
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout)
+            .to_lowercase()
+            .replace(':', "");
+        assert!(
+            text.contains(ok(&["tls", "show", path(&d.join("node.crt"))]).trim()),
+            "{text}"
+        );
+    }
+    a.ok(&[
+        "intention",
+        "declare",
+        "--ballot",
+        LEEDS,
+        "--status",
+        "intends",
+    ]);
+    assert_eq!(a.entries(), 1);
+
+    // A wrong pin is refused in one line.
+    let config = std::fs::read_to_string(&a.config).unwrap();
+    let start = config.find("cert_sha256 = \"").unwrap() + "cert_sha256 = \"".len();
+    let mut wrong = config.clone();
+    wrong.replace_range(start..start + 64, &"0".repeat(64));
+    let wrong_config = d.join("wrong.toml");
+    std::fs::write(&wrong_config, wrong).unwrap();
+    fails(&["status", "--config", path(&wrong_config)]);
+    // And https without a pin is a config error.
+    let unpinned = d.join("unpinned.toml");
+    std::fs::write(&unpinned, &config[..config.find("cert_sha256").unwrap()]).unwrap();
+    let err = fails(&["status", "--config", path(&unpinned)]);
+    assert!(err.contains("cert_sha256"), "{err}");
+    fails(&[
+        "tls",
+        "new",
+        "--cert",
+        path(&d.join("node.crt")),
+        "--key",
+        path(&d.join("x.key")),
+    ]);
 
     alliance.node.take().unwrap().stop("-TERM");
 }

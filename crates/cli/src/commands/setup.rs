@@ -231,6 +231,36 @@ pub fn token_new(out: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+pub fn tls_new(cert: &Path, key: &Path, names: &[String], force: bool) -> Result<()> {
+    for path in [cert, key] {
+        if !force && path.exists() {
+            bail!(
+                "{} already exists (use --force to overwrite it)",
+                path.display()
+            );
+        }
+    }
+    let (cert_pem, key_pem) = accord_node::tls::generate(names)?;
+    files::write_secret(key, key_pem.as_bytes(), force)?;
+    files::write_new(cert, cert_pem.as_bytes(), force)?;
+    println(&hex::encode(cert_fingerprint(cert)?));
+    Ok(())
+}
+
+pub fn tls_show(cert: &Path) -> Result<()> {
+    println(&hex::encode(cert_fingerprint(cert)?));
+    Ok(())
+}
+
+/// SHA-256 of the certificate's DER bytes, as the node pins it.
+pub fn cert_fingerprint(cert: &Path) -> Result<[u8; 32]> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_file(cert)
+        .map_err(|e| anyhow!("{}: not a PEM certificate: {e}", cert.display()))?;
+    Ok(accord_node::tls::fingerprint(&der))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
