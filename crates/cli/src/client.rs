@@ -1,5 +1,15 @@
 //! The client side of a node's `accord.v1.Ledger` API: the client config file, the
 //! channel with its bearer token, and how gRPC errors are shown.
+//!
+//! The client config file (TOML; relative paths are relative to the file's folder):
+//!
+//! ```toml
+//! node = "http://127.0.0.1:7400"     # or "https://host:port" for a node with [tls]
+//! token_file = "token"               # the operator token, sent as "Bearer <token>"
+//! as = "Breakthrough Party"          # optional: who to publish as (name or hex key)
+//! # For an https:// node: SHA-256 of its certificate (`accord tls show node.crt`).
+//! # cert_sha256 = "…64 hex digits…"
+//! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};
