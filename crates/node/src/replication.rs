@@ -21,7 +21,7 @@ use accord_core::pb::federation_client::FederationClient;
 use accord_core::state::ForkProof;
 use accord_core::{EntryError, pb};
 use prost::Message;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 
 use crate::federation::{behind, heads_from_pb};
@@ -157,10 +157,12 @@ async fn session(
     ledger: &Ledger,
     states: &PeerStates,
     tuning: Tuning,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let channel = connect(peer, identity, tuning)?;
-    let mut client = FederationClient::new(channel);
+    let mut client = FederationClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(16 << 20);
     let request = {
         let state = ledger.state();
         pb::SyncRequest {
@@ -176,13 +178,44 @@ async fn session(
             follow: true,
         }
     };
-    let mut stream = client.sync(request).await?.into_inner();
+    let stream = client.sync(request).await?.into_inner();
     tracing::info!(peer = %peer.name, "replicating");
     update(states, &peer.name, |s| {
         s.connected = true;
         s.last_contact_ms = Some(now_ms());
         s.last_error = None;
     });
+    // Two stages: the reader verifies batches on the blocking pool (several at once,
+    // kept in order), the ingester hands them to the writer one after another.
+    let (tx, rx) = mpsc::channel(VERIFY_AHEAD);
+    let ingest = ingest_loop(peer, ledger, states, rx);
+    tokio::pin!(ingest);
+    let read = read_loop(peer, ledger, states, tuning, stopping, client, stream, tx);
+    tokio::select! {
+        result = &mut ingest => result,
+        result = read => {
+            result?;
+            ingest.await
+        }
+    }
+}
+
+/// Batches verified ahead of the writer, per peer.
+const VERIFY_AHEAD: usize = 4;
+
+type Pending = tokio::task::JoinHandle<Verified>;
+
+#[allow(clippy::too_many_arguments)]
+async fn read_loop(
+    peer: &Peer,
+    ledger: &Ledger,
+    states: &PeerStates,
+    tuning: Tuning,
+    mut stopping: watch::Receiver<bool>,
+    mut client: FederationClient<Channel>,
+    mut stream: tonic::Streaming<pb::SyncBatch>,
+    tx: mpsc::Sender<Pending>,
+) -> Result<(), SessionError> {
     let mut ticker = tokio::time::interval(tuning.anti_entropy);
     ticker.tick().await;
     let mut behind_checks = 0;
@@ -191,7 +224,9 @@ async fn session(
             message = stream.message() => {
                 let Some(batch) = message? else { return Ok(()) };
                 update(states, &peer.name, |s| s.last_contact_ms = Some(now_ms()));
-                if !take_batch(peer, ledger, states, batch).await? {
+                let charter = charter(ledger);
+                let pending = tokio::task::spawn_blocking(move || verify(&charter, batch));
+                if tx.send(pending).await.is_err() {
                     return Ok(());
                 }
             }
@@ -210,22 +245,44 @@ async fn session(
                 }
             }
             () = stopped(&mut stopping) => return Ok(()),
+            () = tx.closed() => return Ok(()),
         }
     }
 }
 
-/// Verifies and stores one batch. Returns false when the session should start over
-/// (an entry arrived ahead of a gap).
-async fn take_batch(
+/// Hands verified batches to the writer in order. Ends the session (`Ok`) when an
+/// entry arrived ahead of a gap, so the next session pulls again from the heads.
+async fn ingest_loop(
     peer: &Peer,
     ledger: &Ledger,
     states: &PeerStates,
-    batch: pb::SyncBatch,
-) -> Result<bool, SessionError> {
-    let charter = charter(ledger);
+    mut rx: mpsc::Receiver<Pending>,
+) -> Result<(), SessionError> {
+    while let Some(pending) = rx.recv().await {
+        let verified = pending
+            .await
+            .map_err(|e| SessionError::Ledger(e.to_string()))?;
+        if !store_verified(peer, ledger, states, verified).await? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A batch after decoding and signature checks.
+struct Verified {
+    entries: Vec<DecodedEntry>,
+    checked: Option<entry::SignatureChecked>,
+    proofs: Vec<ForkProof>,
+    received: u64,
+    /// Entries or proofs that failed to decode or verify.
+    refused: u64,
+}
+
+/// Decodes a batch and checks every signature (batched). CPU only.
+fn verify(charter: &accord_core::Charter, batch: pb::SyncBatch) -> Verified {
     let max = charter.rules().max_entry_bytes as usize;
     let mut refused = 0u64;
-
     let mut proofs = Vec::new();
     for proof in batch.forks {
         let bytes = |e: &Option<pb::SignedEntry>| e.as_ref().map(Message::encode_to_vec);
@@ -233,43 +290,56 @@ async fn take_batch(
             refused += 1;
             continue;
         };
-        match ForkProof::verify(&charter, &a, &b) {
+        match ForkProof::verify(charter, &a, &b) {
             Ok(proof) => proofs.push(proof),
             Err(e) => {
                 refused += 1;
-                tracing::warn!(peer = %peer.name, "refused a fork proof: {e}");
+                tracing::warn!("refused a fork proof: {e}");
             }
         }
     }
-    if !proofs.is_empty() {
-        ledger
-            .record_forks(proofs)
-            .await
-            .map_err(|e| SessionError::Ledger(e.to_string()))?;
-    }
-
+    let received = batch.entries.len() as u64;
     let mut decoded: Vec<DecodedEntry> = Vec::with_capacity(batch.entries.len());
     for signed in batch.entries {
         match entry::decode(signed, max) {
             Ok(e) => decoded.push(e),
             Err(e) => {
                 refused += 1;
-                tracing::warn!(peer = %peer.name, "refused an entry: {e}");
+                tracing::warn!("refused an entry: {e}");
             }
         }
     }
-    let received = decoded.len() as u64;
-    let (decoded, checked, forged) = tokio::task::spawn_blocking(move || verified(decoded))
-        .await
-        .map_err(|e| SessionError::Ledger(e.to_string()))?;
+    let (entries, checked, forged) = verified(decoded);
     if forged > 0 {
-        refused += forged;
-        tracing::warn!(peer = %peer.name, forged, "refused entries whose signatures do not verify");
+        tracing::warn!(forged, "refused entries whose signatures do not verify");
+    }
+    Verified {
+        entries,
+        checked,
+        proofs,
+        received,
+        refused: refused + forged,
+    }
+}
+
+/// Stores one verified batch. Returns false when the session should start over.
+async fn store_verified(
+    peer: &Peer,
+    ledger: &Ledger,
+    states: &PeerStates,
+    verified: Verified,
+) -> Result<bool, SessionError> {
+    let mut refused = verified.refused;
+    if !verified.proofs.is_empty() {
+        ledger
+            .record_forks(verified.proofs)
+            .await
+            .map_err(|e| SessionError::Ledger(e.to_string()))?;
     }
     let mut gap = false;
-    if let Some(checked) = checked {
+    if let Some(checked) = verified.checked {
         let report = ledger
-            .ingest(decoded, checked)
+            .ingest(verified.entries, checked)
             .await
             .map_err(|e| SessionError::Ledger(e.to_string()))?;
         for (author, seq, error) in &report.refused {
@@ -285,7 +355,7 @@ async fn take_batch(
         }
     }
     update(states, &peer.name, |s| {
-        s.received += received;
+        s.received += verified.received;
         s.refused += refused;
     });
     if refused > 0 {

@@ -522,3 +522,66 @@ async fn an_unknown_kind_replicates_untouched() {
         node.stop().await;
     }
 }
+
+/// Catch-up probe: `cargo test --release -p accord-node --test smoke catch_up -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement, not a test"]
+async fn catch_up_probe() {
+    use prost::Message;
+    let n: usize = std::env::var("PROBE_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cfg = config(dirs[0].path());
+    let started = std::time::Instant::now();
+    {
+        let store = accord_store::Store::open(&dirs[0].path().join("data"), cfg.charter.id(), 1 << 24).unwrap();
+        let mut heads: Vec<Option<accord_core::LogHead>> = vec![None; 2];
+        let mut batch = Vec::new();
+        let now = chrono_now_ms() - 1_000_000;
+        for i in 0..n {
+            let who = i % 2;
+            let body = pb::Intention {
+                ballot: format!("local.leeds.ward-{}.2027-05-06", i % 500),
+                status: pb::IntentionStatus::Considering as i32,
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let signed = accord_core::entry::sign(&cfg.identities[who], cfg.charter.id(), heads[who].as_ref(), now, pb::EntryKind::Intention as i32, body);
+            let decoded = accord_core::entry::decode(signed.clone(), 1 << 16).unwrap();
+            heads[who] = Some(accord_core::LogHead { seq: decoded.seq(), id: decoded.id(), timestamp_ms: now });
+            batch.push(accord_store::StoredEntry { author: decoded.author(), seq: decoded.seq(), bytes: signed.encode_to_vec() });
+            if batch.len() == 10_000 {
+                store.append(&batch).unwrap();
+                batch.clear();
+            }
+        }
+        store.append(&batch).unwrap();
+        store.flush().await.unwrap();
+    }
+    println!("signed and stored {n} entries in {:.1}s", started.elapsed().as_secs_f64());
+    let listeners = futures_join(2).await;
+    let addrs: Vec<std::net::SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let ids: Vec<TlsIdentity> = dirs.iter().map(|d| tls_identity(d.path())).collect();
+    let mut it = listeners.into_iter();
+    let started = std::time::Instant::now();
+    let a = start_on(federated(dirs[0].path(), 0, ids[0].clone(), &[("b".into(), addrs[1], ids[1].fingerprint())]), it.next().unwrap()).await;
+    let mut a = a;
+    digest(&mut a).await;
+    println!("A reloaded {n} entries in {:.2}s", started.elapsed().as_secs_f64());
+    let started = std::time::Instant::now();
+    let b = start_on(federated(dirs[1].path(), 1, ids[1].clone(), &[("a".into(), addrs[0], ids[0].fingerprint())]), it.next().unwrap()).await;
+    let mut nodes = vec![a, b];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let (entries, _) = digest(&mut nodes[1]).await;
+        if entries == n as u64 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("B caught up {n} entries in {secs:.2}s: {:.0} entries/s", n as f64 / secs);
+    for node in nodes {
+        node.stop().await;
+    }
+}

@@ -1,0 +1,250 @@
+//! The ledger benchmark: `cargo bench -p accord-tests --bench ledger`.
+//!
+//! In one run it measures
+//! 1. single-core Ed25519 batch verification of entry signatures (the limit every
+//!    other figure is compared with),
+//! 2. durable publishes per second through the real gRPC API on loopback against an
+//!    in-process node with a real sled folder, with 1 client and with 64 concurrent
+//!    clients (each client awaits each acknowledgement),
+//! 3. the node's start-up verification rate: restarted on a folder with M entries,
+//!    the time until `GetStatus` answers.
+//!
+//! Each figure is printed with its ratio to (1) and to the target of 10,000 durable
+//! publishes per second with 64 clients. Sizes come from environment variables (see
+//! [`Sizes`]); the defaults keep a run under about two minutes on two cores.
+//! Clients and node share this process and its cores, as they would on a small
+//! server hosting both.
+
+use std::time::{Duration, Instant};
+
+use accord_core::body::encode;
+use accord_core::entry::{self, DecodedEntry};
+use accord_core::pb;
+use accord_core::{Identity, pb::IntentionStatus as S};
+use accord_tests::*;
+
+/// Durable publishes per second wanted with 64 concurrent clients.
+const TARGET_PUBLISHES_PER_SEC: f64 = 10_000.0;
+
+/// Sizes of the run, from the environment.
+#[derive(Debug)]
+struct Sizes {
+    /// `ACCORD_BENCH_VERIFY`: entries whose signatures are batch-verified.
+    verify: usize,
+    /// `ACCORD_BENCH_SINGLE`: publishes by the single client.
+    single: usize,
+    /// `ACCORD_BENCH_CLIENTS`: concurrent clients.
+    clients: usize,
+    /// `ACCORD_BENCH_CONCURRENT`: publishes in total by the concurrent clients.
+    concurrent: usize,
+    /// `ACCORD_BENCH_RELOAD`: entries in the store when the node is restarted.
+    reload: usize,
+}
+
+fn env_size(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a count")),
+        Err(_) => default,
+    }
+}
+
+impl Sizes {
+    fn from_env() -> Self {
+        Self {
+            verify: env_size("ACCORD_BENCH_VERIFY", 65_536),
+            single: env_size("ACCORD_BENCH_SINGLE", 3_000),
+            clients: env_size("ACCORD_BENCH_CLIENTS", 64),
+            concurrent: env_size("ACCORD_BENCH_CONCURRENT", 64_000),
+            reload: env_size("ACCORD_BENCH_RELOAD", 100_000),
+        }
+    }
+}
+
+/// Home identities of the benchmark node; publishers take turns among them.
+const AUTHORS: usize = 8;
+
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn report(what: &str, count: usize, elapsed: Duration, verify_rate: f64) -> f64 {
+    let r = rate(count, elapsed);
+    println!(
+        "{what:<44} {count:>7} in {:>8.3}s = {r:>10.0}/s  ({:.3}x batch verify, {:.3}x target {TARGET_PUBLISHES_PER_SEC:.0}/s)",
+        elapsed.as_secs_f64(),
+        r / verify_rate,
+        r / TARGET_PUBLISHES_PER_SEC,
+    );
+    r
+}
+
+/// (1) Signs `n` realistic entries from a few authors, then times batch verification
+/// (batches of 1,024, as the node reloads) on this thread alone.
+fn batch_verify_rate(alliance: &TestAlliance, n: usize) -> (usize, Duration) {
+    let authors: Vec<Identity> = alliance.members.iter().take(AUTHORS).cloned().collect();
+    let mut heads: Vec<Option<entry::LogHead>> = vec![None; authors.len()];
+    let now = now_ms();
+    let mut decoded: Vec<DecodedEntry> = Vec::with_capacity(n);
+    for i in 0..n {
+        let a = i % authors.len();
+        let body = intention(
+            "local.leeds.headingley-hyde-park.2027-05-06",
+            S::Intends,
+            &format!("candidate {i}"),
+        );
+        let (kind, bytes) = encode(&body);
+        let signed = entry::sign(
+            &authors[a],
+            alliance.charter.id(),
+            heads[a].as_ref(),
+            now,
+            kind as i32,
+            bytes,
+        );
+        let d = entry::decode(signed, usize::MAX).expect("decodes");
+        heads[a] = Some(entry::LogHead {
+            seq: d.seq(),
+            id: d.id(),
+            timestamp_ms: now,
+        });
+        decoded.push(d);
+    }
+    // Warm up, then measure.
+    let warm = decoded.len().min(1024);
+    entry::verify_batch(&decoded[..warm]).expect("signatures verify");
+    let start = Instant::now();
+    for chunk in decoded.chunks(1024) {
+        entry::verify_batch(chunk).expect("signatures verify");
+    }
+    (n, start.elapsed())
+}
+
+/// Publishes `total` statements over `clients` concurrent clients; each awaits each
+/// acknowledgement.
+async fn publish_concurrently(
+    node: &TestNode,
+    alliance: &TestAlliance,
+    clients: usize,
+    total: usize,
+    tag: &str,
+) -> anyhow::Result<Duration> {
+    let client = node.client().await?;
+    let per_client = total.div_ceil(clients);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..clients {
+        let mut c = client.clone();
+        let author = alliance.member(n % AUTHORS).clone();
+        let count = per_client.min(total.saturating_sub(n * per_client));
+        let tag = tag.to_owned();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..count {
+                let body = statement(&format!("{tag} client {n} publish {i}"), vec![]);
+                publish(&mut c, &author, body).await?;
+            }
+            Ok::<_, tonic::Status>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(start.elapsed())
+}
+
+fn main() -> anyhow::Result<()> {
+    let sizes = Sizes::from_env();
+    println!("accord ledger benchmark: {sizes:?}");
+    println!(
+        "machine: {} cores available",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut alliance = TestAlliance::new(AUTHORS, 0);
+
+    let (n, elapsed) = batch_verify_rate(&alliance, sizes.verify);
+    let verify_rate = rate(n, elapsed);
+    println!(
+        "{:<44} {n:>7} in {:>8.3}s = {verify_rate:>10.0}/s  (1 core, batches of 1024)",
+        "(i) ed25519 batch verification",
+        elapsed.as_secs_f64(),
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let home: Vec<Identity> = alliance.members.clone();
+        let config = alliance.node_config(&home.iter().collect::<Vec<_>>(), &[]);
+        let mut node = TestNode::start(&config).await?;
+
+        let elapsed = publish_concurrently(&node, &alliance, 1, sizes.single, "single").await?;
+        report(
+            "(ii) durable publish, 1 client",
+            sizes.single,
+            elapsed,
+            verify_rate,
+        );
+        let elapsed = publish_concurrently(
+            &node,
+            &alliance,
+            sizes.clients,
+            sizes.concurrent,
+            "concurrent",
+        )
+        .await?;
+        let concurrent = report(
+            &format!("(ii) durable publish, {} clients", sizes.clients),
+            sizes.concurrent,
+            elapsed,
+            verify_rate,
+        );
+
+        // Top the store up to the reload size, then restart and time start-up.
+        let mut c = node.client().await?;
+        let stored = c
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner()
+            .entries as usize;
+        if stored < sizes.reload {
+            publish_concurrently(
+                &node,
+                &alliance,
+                sizes.clients,
+                sizes.reload - stored,
+                "fill",
+            )
+            .await?;
+        }
+        let before = snapshot(&mut c).await?;
+        drop(c);
+        node.stop().await?;
+        let start = Instant::now();
+        let node = TestNode::start(&config).await?;
+        let elapsed = start.elapsed();
+        let mut c = node.client().await?;
+        let after = snapshot(&mut c).await?;
+        anyhow::ensure!(
+            after == before,
+            "the restarted node lost or changed entries"
+        );
+        report(
+            "(iii) start-up verification (until GetStatus)",
+            after.entries as usize,
+            elapsed,
+            verify_rate,
+        );
+        println!(
+            "verdict: {} clients reach {:.0}/s, {} the target of {TARGET_PUBLISHES_PER_SEC:.0}/s",
+            sizes.clients,
+            concurrent,
+            if concurrent >= TARGET_PUBLISHES_PER_SEC {
+                "meeting"
+            } else {
+                "below"
+            }
+        );
+        Ok(())
+    })
+}
