@@ -1,0 +1,471 @@
+//! The command line, as clap derive types. Each command's doc comment is its help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "accord",
+    version,
+    about = "Accord: a signed, replicated ledger for the organisations of an electoral alliance",
+    long_about = "Accord: a signed, replicated ledger for the organisations of an electoral alliance.\n\n\
+        Set-up commands (keygen, key, charter, token) work on local files. `accord node` runs a node. \
+        The other commands talk to a node's gRPC API, using a client config file given with \
+        --config or the ACCORD_CONFIG environment variable.\n\n\
+        Try `accord demo --dir /tmp/pal` for a ready-made alliance."
+)]
+pub struct Cli {
+    /// Client config file for the commands that talk to a node (they also take
+    /// --config after the command name, which wins)
+    #[arg(long, env = "ACCORD_CONFIG", value_name = "CLIENT.toml")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The client config named before the command (or by ACCORD_CONFIG), set once by
+/// `commands::run`.
+pub static DEFAULT_CLIENT_CONFIG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// How a node is reached: the client config file.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Client config file (TOML: node = "http://127.0.0.1:7400", token_file = "token",
+    /// optional as = "Organisation name", and cert_sha256 for an https:// node);
+    /// default: `accord --config` or ACCORD_CONFIG
+    #[arg(long, value_name = "CLIENT.toml")]
+    pub config: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    pub fn config_path(&self) -> anyhow::Result<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| DEFAULT_CLIENT_CONFIG.get().cloned())
+            .ok_or_else(|| {
+                anyhow::anyhow!("no client config: pass --config CLIENT.toml or set ACCORD_CONFIG")
+            })
+    }
+}
+
+/// Options of every command that publishes an entry.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Identity to publish as: a charter name or a public key in hex (default: `as` in
+    /// the client config)
+    #[arg(long = "as", value_name = "NAME|HEX")]
+    pub as_: Option<String>,
+    /// Print the published entry's id, author and seq as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of every command that lists something.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate an Ed25519 identity key (PKCS#8 PEM, mode 0600); prints its public id
+    Keygen {
+        /// File to write the key to
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Overwrite the file if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Inspect key files
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Write a charter file (prints the alliance id), or show one
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Charter {
+        #[command(subcommand)]
+        show: Option<CharterCommand>,
+        #[command(flatten)]
+        build: CharterBuild,
+    },
+    /// Operator tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// TLS certificates for nodes (ECDSA P-256, self-signed, pinned by fingerprint)
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// Run a node until SIGINT or SIGTERM; prints "listening on ADDRESS" once serving
+    Node {
+        /// Node config file (TOML, see the node's documentation)
+        #[arg(long, value_name = "NODE.toml")]
+        config: PathBuf,
+    },
+    /// Show the node's status: alliance, heads, derived-state digest
+    Status(ListArgs),
+    /// Declare an organisation's intention on a ballot
+    #[command(subcommand)]
+    Intention(IntentionCommand),
+    /// List current intentions
+    Intentions {
+        #[command(flatten)]
+        list: ListArgs,
+        /// Only this ballot id
+        #[arg(long)]
+        ballot: Option<String>,
+        /// Only this election id (e.g. local.2027-05-06 or local.leeds.2027-05-06)
+        #[arg(long)]
+        election: Option<String>,
+        /// Only this organisation (charter name or hex key)
+        #[arg(long, value_name = "NAME|HEX")]
+        org: Option<String>,
+    },
+    /// List standing clashes, soonest close of nominations first; `clashes watch` follows them
+    #[command(args_conflicts_with_subcommands = true)]
+    Clashes {
+        #[command(subcommand)]
+        watch: Option<ClashesCommand>,
+        #[command(flatten)]
+        filter: ClashFilter,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Record a secretary's resolution of a clash: who stands, who stands aside
+    Resolve {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// Ballot id
+        #[arg(long)]
+        ballot: String,
+        /// Organisation that stands (repeat for several)
+        #[arg(long, value_name = "NAME|HEX")]
+        stands: Vec<String>,
+        /// Organisation that stands aside (repeat for several)
+        #[arg(long, value_name = "NAME|HEX", required = true)]
+        stand_aside: Vec<String>,
+        /// Why
+        #[arg(long)]
+        rationale: String,
+    },
+    /// List resolutions and whether they are honoured
+    Resolutions(ListArgs),
+    /// Publish, endorse or withdraw statements
+    #[command(subcommand)]
+    Statement(StatementCommand),
+    /// List statements with their co-signatories and endorsements
+    Statements(ListArgs),
+    /// Publish or cancel events
+    #[command(subcommand)]
+    Event(EventCommand),
+    /// List events (live ones unless --include-cancelled)
+    Events {
+        #[command(flatten)]
+        list: ListArgs,
+        /// Only events ending after this time (RFC 3339, e.g. 2027-04-12T00:00:00Z)
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events starting before this time (RFC 3339)
+        #[arg(long)]
+        to: Option<String>,
+        /// Also list cancelled events
+        #[arg(long)]
+        include_cancelled: bool,
+    },
+    /// List pairs of live events that overlap at the same venue or area
+    EventClashes(ListArgs),
+    /// Show an author's log, entry by entry
+    Log {
+        #[command(flatten)]
+        list: ListArgs,
+        /// The author (charter name or hex key)
+        #[arg(long, value_name = "NAME|HEX")]
+        author: String,
+        /// First seq to show
+        #[arg(long, default_value_t = 1)]
+        from_seq: u64,
+        /// At most this many entries (the node caps it at 1000)
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Submit an entry signed elsewhere (a SignedEntry protobuf, raw bytes)
+    Submit {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// File holding the encoded SignedEntry
+        file: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create (or reuse) a demo alliance in DIR and serve it until interrupted
+    Demo {
+        /// Folder for keys, charter, token, configs, data and demo.json
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Address to serve gRPC on (port 0 picks a free port)
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the public id (hex) of a key file
+    Show {
+        /// PKCS#8 PEM key file
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CharterBuild {
+    /// Alliance name
+    #[arg(long, required = true)]
+    pub name: Option<String>,
+    /// Member organisation: NAME=KEY or NAME=KEY=EC_ID, where KEY is a public key in hex
+    /// or a key file (repeat for each member)
+    #[arg(long, value_name = "NAME=KEY[=EC_ID]", required = true)]
+    pub member: Vec<String>,
+    /// Alliance secretary: NAME=KEY (repeat for several)
+    #[arg(long, value_name = "NAME=KEY")]
+    pub secretary: Vec<String>,
+    /// File to write the charter to
+    #[arg(long, value_name = "FILE", required = true)]
+    pub out: Option<PathBuf>,
+    /// Overwrite the file if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CharterCommand {
+    /// Show a charter file: alliance id, members and secretaries
+    Show {
+        /// Charter file
+        file: PathBuf,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Write a new random operator token (mode 0600); prints its SHA-256 for the node
+    /// config's token_sha256
+    New {
+        /// File to write the token to
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Overwrite the file if it exists
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a new self-signed certificate and key (mode 0600) for a node's [tls]
+    /// section; prints the certificate's SHA-256 fingerprint for peers' and clients'
+    /// cert_sha256
+    New {
+        /// Certificate file to write (PEM)
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// Private key file to write (PEM)
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// DNS name or IP address the node is reached by (repeat for several; the pin,
+        /// not the name, is what clients check)
+        #[arg(long = "name", value_name = "NAME", default_values_t = ["localhost".to_owned()])]
+        names: Vec<String>,
+        /// Overwrite the files if they exist
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the SHA-256 fingerprint of a certificate file
+    Show {
+        /// Certificate file (PEM)
+        cert: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Status {
+    Considering,
+    Intends,
+    Confirmed,
+    Withdrawn,
+    StoodAside,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Visibility {
+    Alliance,
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClashState {
+    Open,
+    Potential,
+    Pending,
+    Resolved,
+    Breached,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntentionCommand {
+    /// Declare (or update) the position on one ballot
+    Declare {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// Democracy Club ballot id, e.g. local.leeds.headingley-hyde-park.2027-05-06
+        #[arg(long)]
+        ballot: String,
+        /// The position
+        #[arg(long)]
+        status: Status,
+        /// Candidate name (required with confirmed)
+        #[arg(long)]
+        candidate: Option<String>,
+        /// Who may see it (default alliance)
+        #[arg(long)]
+        visibility: Option<Visibility>,
+        /// ONS GSS code of the area, e.g. E05011412
+        #[arg(long)]
+        area: Option<String>,
+        /// A note for the alliance
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClashFilter {
+    /// Only clashes in this state (repeat for several)
+    #[arg(long)]
+    pub state: Vec<ClashState>,
+    /// Only this election id (e.g. local.2027-05-06)
+    #[arg(long)]
+    pub election: Option<String>,
+    /// Only clashes involving this organisation (charter name or hex key)
+    #[arg(long, value_name = "NAME|HEX")]
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClashesCommand {
+    /// Print the clash list now and again each time it changes, until interrupted
+    Watch {
+        #[command(flatten)]
+        filter: ClashFilter,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatementCommand {
+    /// Publish a statement, optionally asking other organisations to co-sign it
+    Publish {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// Title
+        #[arg(long)]
+        title: String,
+        /// Text
+        #[arg(long)]
+        text: String,
+        /// Organisation asked to co-sign (repeat for several)
+        #[arg(long, value_name = "NAME|HEX")]
+        cosigner: Vec<String>,
+    },
+    /// Endorse a statement (as a co-signatory or a supporter)
+    Endorse {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// Statement id in hex (a unique prefix is enough)
+        id: String,
+    },
+    /// Withdraw one of your statements
+    Withdraw {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// Statement id in hex (a unique prefix is enough)
+        id: String,
+        /// Why
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Publish an event, or update one by publishing its uid again
+    Publish {
+        #[command(flatten)]
+        publish: PublishArgs,
+        #[command(flatten)]
+        event: EventFields,
+    },
+    /// Cancel one of your events (republishes it with cancelled set)
+    Cancel {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// The event's uid
+        #[arg(long)]
+        uid: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EventFields {
+    /// Stable id, unique among your events
+    #[arg(long)]
+    pub uid: String,
+    /// Title
+    #[arg(long)]
+    pub title: String,
+    /// Local start time, YYYY-MM-DDTHH:MM[:SS], in --time-zone
+    #[arg(long)]
+    pub start: String,
+    /// Local end time, YYYY-MM-DDTHH:MM[:SS], in --time-zone
+    #[arg(long)]
+    pub end: String,
+    /// IANA time zone (default Europe/London)
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Venue
+    #[arg(long)]
+    pub venue: Option<String>,
+    /// ONS GSS code of the area
+    #[arg(long)]
+    pub area: Option<String>,
+    /// Organising organisation besides the author (repeat for several)
+    #[arg(long, value_name = "NAME|HEX")]
+    pub organiser: Vec<String>,
+    /// Who may see it (default alliance)
+    #[arg(long)]
+    pub visibility: Option<Visibility>,
+    /// Description
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

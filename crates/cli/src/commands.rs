@@ -1,0 +1,119 @@
+//! Runs a parsed command line.
+
+pub mod node;
+pub mod publish;
+mod query;
+pub mod setup;
+
+use anyhow::Result;
+
+use crate::cli::{
+    CharterCommand, ClashesCommand, Cli, Command, EventCommand, IntentionCommand, KeyCommand,
+    StatementCommand, TlsCommand, TokenCommand,
+};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    if let Some(config) = cli.config {
+        let _ = crate::cli::DEFAULT_CLIENT_CONFIG.set(config);
+    }
+    match cli.command {
+        Command::Keygen { out, force } => setup::keygen(&out, force),
+        Command::Key(KeyCommand::Show { file }) => setup::key_show(&file),
+        Command::Charter {
+            show: Some(CharterCommand::Show { file, json }),
+            ..
+        } => setup::charter_show(&file, json),
+        Command::Charter { show: None, build } => setup::charter_build(&build),
+        Command::Token(TokenCommand::New { out, force }) => setup::token_new(&out, force),
+        Command::Tls(TlsCommand::New {
+            cert,
+            key,
+            names,
+            force,
+        }) => setup::tls_new(&cert, &key, &names, force),
+        Command::Tls(TlsCommand::Show { cert }) => setup::tls_show(&cert),
+        Command::Node { config } => node::run(&config).await,
+        Command::Status(list) => query::status(&list).await,
+        Command::Intention(IntentionCommand::Declare {
+            publish,
+            ballot,
+            status,
+            candidate,
+            visibility,
+            area,
+            note,
+        }) => {
+            publish::intention(
+                &publish,
+                publish::IntentionArgs {
+                    ballot,
+                    status,
+                    candidate,
+                    visibility,
+                    area,
+                    note,
+                },
+            )
+            .await
+        }
+        Command::Intentions {
+            list,
+            ballot,
+            election,
+            org,
+        } => query::intentions(&list, ballot, election, org).await,
+        Command::Clashes {
+            watch: Some(ClashesCommand::Watch { filter, list }),
+            ..
+        } => query::watch_clashes(&list, &filter).await,
+        Command::Clashes {
+            watch: None,
+            filter,
+            list,
+        } => query::clashes(&list, &filter).await,
+        Command::Resolve {
+            publish,
+            ballot,
+            stands,
+            stand_aside,
+            rationale,
+        } => publish::resolve(&publish, ballot, &stands, &stand_aside, rationale).await,
+        Command::Resolutions(list) => query::resolutions(&list).await,
+        Command::Statement(StatementCommand::Publish {
+            publish,
+            title,
+            text,
+            cosigner,
+        }) => publish::statement(&publish, title, text, &cosigner).await,
+        Command::Statement(StatementCommand::Endorse { publish, id }) => {
+            publish::endorse(&publish, &id).await
+        }
+        Command::Statement(StatementCommand::Withdraw {
+            publish,
+            id,
+            reason,
+        }) => publish::withdraw(&publish, &id, reason).await,
+        Command::Statements(list) => query::statements(&list).await,
+        Command::Event(EventCommand::Publish { publish, event }) => {
+            publish::event(&publish, event).await
+        }
+        Command::Event(EventCommand::Cancel { publish, uid }) => {
+            publish::cancel_event(&publish, &uid).await
+        }
+        Command::Events {
+            list,
+            from,
+            to,
+            include_cancelled,
+        } => query::events(&list, from, to, include_cancelled).await,
+        Command::EventClashes(list) => query::event_clashes(&list).await,
+        Command::Log {
+            list,
+            author,
+            from_seq,
+            limit,
+        } => query::log(&list, &author, from_seq, limit).await,
+        Command::Submit { client, file, json } => publish::submit(&client, &file, json).await,
+        Command::Demo { dir, listen } => crate::demo::run(&dir, listen).await,
+    }
+}

@@ -1,0 +1,768 @@
+//! Commands that read the node's derived state: status, intentions, clashes,
+//! resolutions, statements, events, event clashes and logs.
+
+use accord_core::body::Body;
+use accord_core::{Charter, pb};
+use anyhow::Result;
+use prost::Message;
+use serde_json::{Value, json};
+
+use crate::cli::{ClashFilter, ClashState, ListArgs};
+use crate::client::{Client, find, rpc};
+use crate::render::{Names, print, print_json, println, short_time, table, time_ms};
+
+async fn connect(list: &ListArgs) -> Result<(Client, Charter)> {
+    let mut client = Client::connect(&list.client.config_path()?).await?;
+    let charter = client.charter().await?;
+    Ok((client, charter))
+}
+
+pub fn status_name(value: i32) -> &'static str {
+    match pb::IntentionStatus::try_from(value) {
+        Ok(pb::IntentionStatus::Considering) => "considering",
+        Ok(pb::IntentionStatus::Intends) => "intends",
+        Ok(pb::IntentionStatus::Confirmed) => "confirmed",
+        Ok(pb::IntentionStatus::Withdrawn) => "withdrawn",
+        Ok(pb::IntentionStatus::StoodAside) => "stood-aside",
+        _ => "unknown",
+    }
+}
+
+fn visibility_name(value: i32) -> &'static str {
+    match pb::Visibility::try_from(value) {
+        Ok(pb::Visibility::Public) => "public",
+        _ => "alliance",
+    }
+}
+
+pub fn clash_state_name(value: i32) -> &'static str {
+    match pb::ClashState::try_from(value) {
+        Ok(pb::ClashState::Open) => "open",
+        Ok(pb::ClashState::Potential) => "potential",
+        Ok(pb::ClashState::Pending) => "pending",
+        Ok(pb::ClashState::Resolved) => "resolved",
+        Ok(pb::ClashState::Breached) => "breached",
+        _ => "unknown",
+    }
+}
+
+fn clash_state_pb(state: ClashState) -> pb::ClashState {
+    match state {
+        ClashState::Open => pb::ClashState::Open,
+        ClashState::Potential => pb::ClashState::Potential,
+        ClashState::Pending => pb::ClashState::Pending,
+        ClashState::Resolved => pb::ClashState::Resolved,
+        ClashState::Breached => pb::ClashState::Breached,
+    }
+}
+
+fn non_empty(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        Value::String(text.to_owned())
+    }
+}
+
+pub async fn status(list: &ListArgs) -> Result<()> {
+    let (mut client, _) = connect(list).await?;
+    let s = client
+        .ledger
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let names: std::collections::BTreeMap<Vec<u8>, String> = s
+        .organisations
+        .iter()
+        .map(|o| (o.key.clone(), o.name.clone()))
+        .collect();
+    let name = |key: &Vec<u8>| names.get(key).cloned().unwrap_or_else(|| hex::encode(key));
+    if list.json {
+        let heads: serde_json::Map<String, Value> = s
+            .heads
+            .iter()
+            .map(|h| (hex::encode(&h.author), json!(h.seq)))
+            .collect();
+        print_json(&json!({
+            "alliance": hex::encode(&s.alliance),
+            "alliance_name": s.alliance_name,
+            "digest": hex::encode(&s.digest),
+            "entries": s.entries,
+            "version": s.version,
+            "heads": heads,
+            "head_entries": s.heads.iter().map(|h| json!({
+                "author": name(&h.author),
+                "author_id": hex::encode(&h.author),
+                "seq": h.seq,
+                "id": hex::encode(&h.id),
+            })).collect::<Vec<_>>(),
+            "frozen": s.frozen.iter().map(|k| json!({
+                "name": name(k),
+                "id": hex::encode(k),
+            })).collect::<Vec<_>>(),
+            "peers": s.peers.iter().map(|p| json!({
+                "name": p.name,
+                "address": p.address,
+                "connected": p.connected,
+                "last_contact": if p.last_contact_ms == 0 { Value::Null } else { json!(time_ms(p.last_contact_ms)) },
+                "behind": p.behind,
+                "received": p.received,
+                "refused": p.refused,
+                "last_error": non_empty(&p.last_error),
+            })).collect::<Vec<_>>(),
+            "organisations": s.organisations.iter().map(|o| json!({
+                "name": o.name,
+                "id": hex::encode(&o.key),
+                "ec_id": non_empty(&o.ec_id),
+                "role": if o.secretary { "secretary" } else { "member" },
+                "home": o.home,
+            })).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+    println(&format!(
+        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\n",
+        s.alliance_name,
+        hex::encode(&s.alliance),
+        s.entries,
+        hex::encode(&s.digest),
+        s.version
+    ));
+    let heads: std::collections::BTreeMap<Vec<u8>, u64> =
+        s.heads.iter().map(|h| (h.author.clone(), h.seq)).collect();
+    let rows: Vec<Vec<String>> = s
+        .organisations
+        .iter()
+        .map(|o| {
+            vec![
+                o.name.clone(),
+                if o.secretary { "secretary" } else { "member" }.into(),
+                if o.home { "yes" } else { "" }.into(),
+                heads.get(&o.key).map(u64::to_string).unwrap_or_default(),
+                hex::encode(&o.key),
+            ]
+        })
+        .collect();
+    print(&table(
+        &["ORGANISATION", "ROLE", "HOME", "HEAD", "PUBLIC KEY"],
+        &rows,
+    ));
+    for key in &s.frozen {
+        println(&format!(
+            "\nFROZEN: the log of {} is frozen by a fork proof",
+            name(key)
+        ));
+    }
+    if !s.peers.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .peers
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.address.clone(),
+                    if p.connected { "connected" } else { "down" }.into(),
+                    if p.last_contact_ms == 0 {
+                        "never".into()
+                    } else {
+                        short_time(&time_ms(p.last_contact_ms))
+                    },
+                    p.behind.to_string(),
+                    p.received.to_string(),
+                    p.refused.to_string(),
+                    p.last_error.clone(),
+                ]
+            })
+            .collect();
+        println("");
+        print(&table(
+            &[
+                "PEER",
+                "ADDRESS",
+                "STATE",
+                "LAST CONTACT",
+                "BEHIND",
+                "RECEIVED",
+                "REFUSED",
+                "LAST ERROR",
+            ],
+            &rows,
+        ));
+    }
+    Ok(())
+}
+
+pub async fn intentions(
+    list: &ListArgs,
+    ballot: Option<String>,
+    election: Option<String>,
+    org: Option<String>,
+) -> Result<()> {
+    let (mut client, charter) = connect(list).await?;
+    let organisation = match org {
+        Some(org) => find(&charter, &org)?.to_vec(),
+        None => Vec::new(),
+    };
+    let views = client
+        .ledger
+        .list_intentions(pb::ListIntentionsRequest {
+            ballot: ballot.unwrap_or_default(),
+            election: election.unwrap_or_default(),
+            organisation,
+        })
+        .await
+        .map_err(rpc)?
+        .into_inner()
+        .intentions;
+    let names = Names(&charter);
+    let name = |v: &pb::IntentionView| {
+        if v.organisation_name.is_empty() {
+            names.name(&v.organisation)
+        } else {
+            v.organisation_name.clone()
+        }
+    };
+    if list.json {
+        let items: Vec<Value> = views
+            .iter()
+            .map(|v| {
+                let i = v.intention.clone().unwrap_or_default();
+                json!({
+                    "ballot": i.ballot,
+                    "organisation": name(v),
+                    "organisation_id": hex::encode(&v.organisation),
+                    "status": status_name(i.status),
+                    "candidate": non_empty(&i.candidate),
+                    "visibility": visibility_name(i.visibility),
+                    "area": non_empty(&i.area),
+                    "note": non_empty(&i.note),
+                    "entry": hex::encode(&v.entry),
+                    "time": time_ms(v.timestamp_ms),
+                })
+            })
+            .collect();
+        print_json(&Value::Array(items));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            let i = v.intention.clone().unwrap_or_default();
+            vec![
+                i.ballot,
+                name(v),
+                status_name(i.status).into(),
+                i.candidate,
+                i.area,
+                visibility_name(i.visibility).into(),
+                short_time(&time_ms(v.timestamp_ms)),
+            ]
+        })
+        .collect();
+    print(&table(
+        &[
+            "BALLOT",
+            "ORGANISATION",
+            "STATUS",
+            "CANDIDATE",
+            "AREA",
+            "VISIBILITY",
+            "UPDATED",
+        ],
+        &rows,
+    ));
+    Ok(())
+}
+
+fn clash_request(charter: &Charter, filter: &ClashFilter) -> Result<pb::ListClashesRequest> {
+    Ok(pb::ListClashesRequest {
+        states: filter
+            .state
+            .iter()
+            .map(|s| clash_state_pb(*s) as i32)
+            .collect(),
+        election: filter.election.clone().unwrap_or_default(),
+        organisation: match &filter.org {
+            Some(org) => find(charter, org)?.to_vec(),
+            None => Vec::new(),
+        },
+    })
+}
+
+fn clash_party_name(names: &Names, p: &pb::ClashParty) -> String {
+    if p.organisation_name.is_empty() {
+        names.name(&p.organisation)
+    } else {
+        p.organisation_name.clone()
+    }
+}
+
+fn clashes_json(names: &Names, clashes: &[pb::Clash]) -> Value {
+    Value::Array(
+        clashes
+            .iter()
+            .map(|c| {
+                json!({
+                    "ballot": c.ballot,
+                    "state": clash_state_name(c.state),
+                    "nominations_close": non_empty(&c.nominations_close),
+                    "deadline_rule": non_empty(&c.deadline_rule),
+                    "resolution": if c.resolution.is_empty() { Value::Null } else { json!(hex::encode(&c.resolution)) },
+                    "parties": c.parties.iter().map(|p| json!({
+                        "organisation": clash_party_name(names, p),
+                        "organisation_id": hex::encode(&p.organisation),
+                        "status": status_name(p.status),
+                        "candidate": non_empty(&p.candidate),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn clashes_table(names: &Names, clashes: &[pb::Clash]) -> String {
+    let rows: Vec<Vec<String>> = clashes
+        .iter()
+        .map(|c| {
+            let parties = c
+                .parties
+                .iter()
+                .map(|p| format!("{} ({})", clash_party_name(names, p), status_name(p.status)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                short_time(&c.nominations_close),
+                c.ballot.clone(),
+                clash_state_name(c.state).into(),
+                parties,
+            ]
+        })
+        .collect();
+    table(&["NOMINATIONS CLOSE", "BALLOT", "STATE", "PARTIES"], &rows)
+}
+
+pub async fn clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> {
+    let (mut client, charter) = connect(list).await?;
+    let request = clash_request(&charter, filter)?;
+    let clashes = client
+        .ledger
+        .list_clashes(request)
+        .await
+        .map_err(rpc)?
+        .into_inner()
+        .clashes;
+    let names = Names(&charter);
+    if list.json {
+        print_json(&clashes_json(&names, &clashes));
+    } else {
+        print(&clashes_table(&names, &clashes));
+    }
+    Ok(())
+}
+
+pub async fn watch_clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> {
+    let (mut client, charter) = connect(list).await?;
+    let request = clash_request(&charter, filter)?;
+    let mut stream = client
+        .ledger
+        .watch_clashes(request)
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let names = Names(&charter);
+    loop {
+        let update = tokio::select! {
+            update = stream.message() => update.map_err(rpc)?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(update) = update else {
+            anyhow::bail!("the node ended the watch");
+        };
+        if list.json {
+            // One JSON document per line, one line per update.
+            println(&clashes_json(&names, &update.clashes).to_string());
+        } else {
+            let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ");
+            println(&format!("== {now}: {} clashes", update.clashes.len()));
+            print(&clashes_table(&names, &update.clashes));
+        }
+    }
+}
+
+pub async fn resolutions(list: &ListArgs) -> Result<()> {
+    let (mut client, charter) = connect(list).await?;
+    let views = client
+        .ledger
+        .list_resolutions(pb::ListResolutionsRequest {})
+        .await
+        .map_err(rpc)?
+        .into_inner()
+        .resolutions;
+    let names = Names(&charter);
+    if list.json {
+        let items: Vec<Value> = views
+            .iter()
+            .map(|v| {
+                let r = v.resolution.clone().unwrap_or_default();
+                json!({
+                    "id": hex::encode(&v.id),
+                    "author": names.name(&v.author),
+                    "author_id": hex::encode(&v.author),
+                    "ballot": r.ballot,
+                    "stands": names.parties(&r.stands),
+                    "stand_aside": names.parties(&r.stand_aside),
+                    "rationale": r.rationale,
+                    "state": clash_state_name(v.state),
+                    "time": time_ms(v.timestamp_ms),
+                })
+            })
+            .collect();
+        print_json(&Value::Array(items));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            let r = v.resolution.clone().unwrap_or_default();
+            vec![
+                short_time(&time_ms(v.timestamp_ms)),
+                r.ballot,
+                clash_state_name(v.state).into(),
+                names.list(&r.stands),
+                names.list(&r.stand_aside),
+                names.name(&v.author),
+                r.rationale,
+            ]
+        })
+        .collect();
+    print(&table(
+        &[
+            "TIME",
+            "BALLOT",
+            "STATE",
+            "STANDS",
+            "STANDS ASIDE",
+            "BY",
+            "RATIONALE",
+        ],
+        &rows,
+    ));
+    Ok(())
+}
+
+pub async fn statements(list: &ListArgs) -> Result<()> {
+    let (mut client, charter) = connect(list).await?;
+    let views = client
+        .ledger
+        .list_statements(pb::ListStatementsRequest {})
+        .await
+        .map_err(rpc)?
+        .into_inner()
+        .statements;
+    let names = Names(&charter);
+    if list.json {
+        let items: Vec<Value> = views
+            .iter()
+            .map(|v| {
+                let s = v.statement.clone().unwrap_or_default();
+                json!({
+                    "id": hex::encode(&v.id),
+                    "author": names.name(&v.author),
+                    "author_id": hex::encode(&v.author),
+                    "title": s.title,
+                    "text": s.text,
+                    "cosigners": names.parties(&s.cosigners),
+                    "endorsed_by": names.parties(&v.endorsed_by),
+                    "supporters": names.parties(&v.supporters),
+                    "joint": v.joint,
+                    "withdrawn": v.withdrawn,
+                    "time": time_ms(v.timestamp_ms),
+                })
+            })
+            .collect();
+        print_json(&Value::Array(items));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            let s = v.statement.clone().unwrap_or_default();
+            let state = if v.withdrawn {
+                "withdrawn".to_owned()
+            } else if v.joint {
+                "joint".to_owned()
+            } else if s.cosigners.is_empty() {
+                "published".to_owned()
+            } else {
+                format!("{}/{} co-signed", v.endorsed_by.len(), s.cosigners.len())
+            };
+            vec![
+                hex::encode(&v.id).chars().take(12).collect(),
+                short_time(&time_ms(v.timestamp_ms)),
+                names.name(&v.author),
+                state,
+                names.list(&s.cosigners),
+                s.title,
+            ]
+        })
+        .collect();
+    print(&table(
+        &["ID", "TIME", "AUTHOR", "STATE", "CO-SIGNERS", "TITLE"],
+        &rows,
+    ));
+    Ok(())
+}
+
+/// "2027-04-12T19:00:00" as "2027-04-12 19:00" (seconds shown only when not zero).
+fn local_time(text: &str) -> String {
+    let text = text.replacen('T', " ", 1);
+    match text.strip_suffix(":00") {
+        Some(short) if short.len() == "2027-04-12 19:00".len() => short.to_owned(),
+        _ => text,
+    }
+}
+
+fn event_json(names: &Names, v: &pb::EventView) -> Value {
+    let e = v.event.clone().unwrap_or_default();
+    json!({
+        "uid": e.uid,
+        "author": names.name(&v.author),
+        "author_id": hex::encode(&v.author),
+        "title": e.title,
+        "description": non_empty(&e.description),
+        "start": e.start,
+        "end": e.end,
+        "time_zone": if e.time_zone.is_empty() { "Europe/London".to_owned() } else { e.time_zone },
+        "start_utc": v.start_utc,
+        "end_utc": v.end_utc,
+        "venue": non_empty(&e.venue),
+        "area": non_empty(&e.area),
+        "organisers": names.parties(&e.organisers),
+        "visibility": visibility_name(e.visibility),
+        "cancelled": e.cancelled,
+        "sequence": v.sequence,
+        "last_modified": time_ms(v.last_modified_ms),
+        "entry": hex::encode(&v.entry),
+    })
+}
+
+pub async fn events(
+    list: &ListArgs,
+    from: Option<String>,
+    to: Option<String>,
+    include_cancelled: bool,
+) -> Result<()> {
+    let (mut client, charter) = connect(list).await?;
+    let views = client
+        .ledger
+        .list_events(pb::ListEventsRequest {
+            from: from.unwrap_or_default(),
+            to: to.unwrap_or_default(),
+            include_cancelled,
+        })
+        .await
+        .map_err(rpc)?
+        .into_inner()
+        .events;
+    let names = Names(&charter);
+    if list.json {
+        print_json(&Value::Array(
+            views.iter().map(|v| event_json(&names, v)).collect(),
+        ));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            let e = v.event.clone().unwrap_or_default();
+            vec![
+                local_time(&e.start),
+                local_time(&e.end)
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned(),
+                e.title,
+                e.venue,
+                e.area,
+                names.list(&e.organisers),
+                if e.cancelled { "cancelled" } else { "" }.into(),
+                e.uid,
+            ]
+        })
+        .collect();
+    print(&table(
+        &[
+            "START",
+            "END",
+            "TITLE",
+            "VENUE",
+            "AREA",
+            "ORGANISERS",
+            "STATUS",
+            "UID",
+        ],
+        &rows,
+    ));
+    Ok(())
+}
+
+pub async fn event_clashes(list: &ListArgs) -> Result<()> {
+    let (mut client, charter) = connect(list).await?;
+    let clashes = client
+        .ledger
+        .list_event_clashes(pb::ListEventClashesRequest {})
+        .await
+        .map_err(rpc)?
+        .into_inner()
+        .clashes;
+    let names = Names(&charter);
+    if list.json {
+        let items: Vec<Value> = clashes
+            .iter()
+            .map(|c| {
+                json!({
+                    "reason": c.reason,
+                    "first": c.first.as_ref().map(|v| event_json(&names, v)),
+                    "second": c.second.as_ref().map(|v| event_json(&names, v)),
+                })
+            })
+            .collect();
+        print_json(&Value::Array(items));
+        return Ok(());
+    }
+    let describe = |v: &Option<pb::EventView>| {
+        let Some(v) = v else { return String::new() };
+        let e = v.event.clone().unwrap_or_default();
+        let end = local_time(&e.end);
+        format!(
+            "{} ({}, {}-{})",
+            e.title,
+            names.name(&v.author),
+            local_time(&e.start),
+            end.split(' ').nth(1).unwrap_or_default(),
+        )
+    };
+    let rows: Vec<Vec<String>> = clashes
+        .iter()
+        .map(|c| {
+            let venue = c
+                .first
+                .as_ref()
+                .and_then(|v| v.event.as_ref())
+                .map(|e| e.venue.clone())
+                .unwrap_or_default();
+            vec![
+                c.reason.clone(),
+                venue,
+                describe(&c.first),
+                describe(&c.second),
+            ]
+        })
+        .collect();
+    print(&table(&["SHARED", "VENUE", "FIRST", "SECOND"], &rows));
+    Ok(())
+}
+
+pub async fn log(list: &ListArgs, author: &str, from_seq: u64, limit: u32) -> Result<()> {
+    let (mut client, charter) = connect(list).await?;
+    let names = Names(&charter);
+    let author = find(&charter, author)?;
+    let entries = client
+        .ledger
+        .get_log(pb::GetLogRequest {
+            author: author.to_vec(),
+            from_seq,
+            limit,
+        })
+        .await
+        .map_err(rpc)?
+        .into_inner()
+        .entries;
+    let mut items = Vec::new();
+    for signed in entries {
+        let decoded = accord_core::entry::decode(signed.clone(), usize::MAX)?;
+        let entry = pb::Entry::decode(signed.entry.as_slice())?;
+        let body = Body::decode(entry.kind, &entry.body);
+        items.push(json!({
+            "seq": decoded.seq(),
+            "id": decoded.id().to_string(),
+            "prev": if entry.prev.is_empty() { Value::Null } else { json!(hex::encode(&entry.prev)) },
+            "time": time_ms(entry.timestamp_ms),
+            "kind": body.as_ref().map(Body::kind_name).unwrap_or("invalid"),
+            "signature_ok": decoded.verify_signature().is_ok(),
+            "summary": match &body {
+                Ok(body) => summary(&names, body),
+                Err(e) => e.to_string(),
+            },
+            "body": match &body {
+                Ok(body) => serde_json::to_value(body)?,
+                Err(e) => json!({"error": e.to_string()}),
+            },
+        }));
+    }
+    if list.json {
+        print_json(&Value::Array(items));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            vec![
+                i["seq"].to_string(),
+                short_time(i["time"].as_str().unwrap_or_default()),
+                i["kind"].as_str().unwrap_or_default().to_owned(),
+                if i["signature_ok"] == Value::Bool(true) {
+                    "ok"
+                } else {
+                    "BAD"
+                }
+                .to_owned(),
+                i["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(16)
+                    .collect(),
+                i["summary"].as_str().unwrap_or_default().to_owned(),
+            ]
+        })
+        .collect();
+    print(&table(
+        &["SEQ", "TIME", "KIND", "SIGNATURE", "ID", "SUMMARY"],
+        &rows,
+    ));
+    Ok(())
+}
+
+/// One line about an entry body, for the log table.
+fn summary(names: &Names, body: &Body) -> String {
+    let keys = |keys: &[accord_core::PublicId]| {
+        keys.iter()
+            .map(|k| names.name(k.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match body {
+        Body::Statement(s) => s.title.clone(),
+        Body::Endorsement { statement } => format!("of statement {}", statement.short()),
+        Body::StatementWithdrawal { statement, .. } => {
+            format!("of statement {}", statement.short())
+        }
+        Body::Intention(i) => format!("{} {}", i.ballot, i.status.as_str()),
+        Body::Event(e) => format!(
+            "{} \"{}\"{}",
+            e.uid,
+            e.title,
+            if e.cancelled { " (cancelled)" } else { "" }
+        ),
+        Body::Resolution(r) => format!(
+            "{}: stands {}; stands aside {}",
+            r.ballot,
+            keys(&r.stands),
+            keys(&r.stand_aside)
+        ),
+        Body::Unknown { kind } => format!("kind {kind}"),
+    }
+}

@@ -1,0 +1,281 @@
+//! Local set-up: identity keys, charters and operator tokens. No node involved.
+
+use std::path::Path;
+
+use accord_core::charter::{CHARTER_FORMAT, CharterDoc, CharterMember, CharterSecretary, Rules};
+use accord_core::{Charter, Identity, PublicId};
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::cli::CharterBuild;
+use crate::files;
+use crate::render::{self, println};
+
+pub fn keygen(out: &Path, force: bool) -> Result<()> {
+    let identity = write_new_identity(out, force)?;
+    println(&identity.public_id().to_string());
+    Ok(())
+}
+
+/// Generates a key and writes it to `path` (mode 0600).
+pub fn write_new_identity(path: &Path, force: bool) -> Result<Identity> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness available: {e}"))?;
+    let pem = pkcs8_v1_pem(&seed);
+    let identity = Identity::from_pem(&pem).context("generated key does not read back")?;
+    debug_assert_eq!(identity.public_id(), Identity::from_seed(seed).public_id());
+    files::write_secret(path, pem.as_bytes(), force)?;
+    Ok(identity)
+}
+
+/// The seed as a PKCS#8 v1 (RFC 8410) PEM private key. `Identity::to_pem` writes the
+/// v2 form with the public key included, which OpenSSL 3.0 refuses ("unsupported");
+/// the v1 form is what `openssl genpkey -algorithm ed25519` itself writes, and the
+/// core reads both.
+fn pkcs8_v1_pem(seed: &[u8; 32]) -> String {
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let der: Vec<u8> = PREFIX.iter().chain(seed).copied().collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64(&der)
+    )
+}
+
+/// Standard base64 with padding (48 bytes here: one 64-character PEM line).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn read_identity(path: &Path) -> Result<Identity> {
+    let pem = files::read_to_string(path)?;
+    Identity::from_pem(&pem).with_context(|| path.display().to_string())
+}
+
+pub fn key_show(file: &Path) -> Result<()> {
+    println(&read_identity(file)?.public_id().to_string());
+    Ok(())
+}
+
+/// A public key given as hex, or as a key file to read it from.
+fn key_arg(text: &str) -> Result<PublicId> {
+    if let Ok(key) = text.parse::<PublicId>() {
+        return Ok(key);
+    }
+    let path = Path::new(text);
+    if path.is_file() {
+        return Ok(read_identity(path)?.public_id());
+    }
+    bail!("{text:?} is neither a public key (64 hex digits) nor a key file")
+}
+
+fn split_spec<'a>(flag: &str, spec: &'a str, max: usize) -> Result<Vec<&'a str>> {
+    let parts: Vec<&str> = spec.split('=').collect();
+    if parts.len() < 2 || parts.len() > max || parts.iter().any(|p| p.trim().is_empty()) {
+        let form = if max == 3 {
+            "NAME=KEY[=EC_ID]"
+        } else {
+            "NAME=KEY"
+        };
+        bail!("--{flag} {spec:?} is not of the form {form}");
+    }
+    Ok(parts.iter().map(|p| p.trim()).collect())
+}
+
+/// The charter file for a name, members and secretaries, validated by the core.
+pub fn charter_file_bytes(
+    name: &str,
+    members: &[(String, PublicId, Option<String>)],
+    secretaries: &[(String, PublicId)],
+) -> Result<(Vec<u8>, Charter)> {
+    let doc = CharterDoc {
+        accord_charter: CHARTER_FORMAT,
+        name: name.to_owned(),
+        members: members
+            .iter()
+            .map(|(name, key, ec_id)| CharterMember {
+                name: name.clone(),
+                key: *key,
+                ec_id: ec_id.clone(),
+            })
+            .collect(),
+        secretaries: secretaries
+            .iter()
+            .map(|(name, key)| CharterSecretary {
+                name: name.clone(),
+                key: *key,
+            })
+            .collect(),
+        rules: Rules::default(),
+    };
+    let bytes = doc.to_file_bytes();
+    let charter = Charter::from_bytes(bytes.clone())?;
+    Ok((bytes, charter))
+}
+
+pub fn charter_build(build: &CharterBuild) -> Result<()> {
+    let name = build.name.as_deref().unwrap_or_default();
+    let out = build
+        .out
+        .as_deref()
+        .ok_or_else(|| anyhow!("--out is required"))?;
+    let mut members = Vec::new();
+    for spec in &build.member {
+        let parts = split_spec("member", spec, 3)?;
+        let key = key_arg(parts[1]).with_context(|| format!("--member {spec:?}"))?;
+        members.push((
+            parts[0].to_owned(),
+            key,
+            parts.get(2).map(|s| (*s).to_owned()),
+        ));
+    }
+    let mut secretaries = Vec::new();
+    for spec in &build.secretary {
+        let parts = split_spec("secretary", spec, 2)?;
+        let key = key_arg(parts[1]).with_context(|| format!("--secretary {spec:?}"))?;
+        secretaries.push((parts[0].to_owned(), key));
+    }
+    let (bytes, charter) = charter_file_bytes(name, &members, &secretaries)?;
+    files::write_new(out, &bytes, build.force)?;
+    println(&charter.id().to_string());
+    Ok(())
+}
+
+pub fn charter_show(file: &Path, json: bool) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let charter = Charter::from_bytes(bytes).with_context(|| file.display().to_string())?;
+    if json {
+        render::print_json(&json!({
+            "id": charter.id().to_string(),
+            "name": charter.name(),
+            "members": charter.members().iter().map(|m| json!({
+                "name": m.name, "id": m.key.to_string(), "ec_id": m.ec_id,
+            })).collect::<Vec<_>>(),
+            "secretaries": charter.secretaries().iter().map(|s| json!({
+                "name": s.name, "id": s.key.to_string(),
+            })).collect::<Vec<_>>(),
+            "rules": {
+                "max_entry_bytes": charter.rules().max_entry_bytes,
+                "max_clock_skew_secs": charter.rules().max_clock_skew_secs,
+            },
+        }));
+        return Ok(());
+    }
+    println(&format!(
+        "alliance  {}\nid        {}\n",
+        charter.name(),
+        charter.id()
+    ));
+    let rows: Vec<Vec<String>> = charter
+        .members()
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                "member".into(),
+                m.ec_id.clone().unwrap_or_default(),
+                m.key.to_string(),
+            ]
+        })
+        .chain(charter.secretaries().iter().map(|s| {
+            vec![
+                s.name.clone(),
+                "secretary".into(),
+                String::new(),
+                s.key.to_string(),
+            ]
+        }))
+        .collect();
+    render::print(&render::table(
+        &["NAME", "ROLE", "EC ID", "PUBLIC KEY"],
+        &rows,
+    ));
+    Ok(())
+}
+
+/// SHA-256 (hex) of a token as sent: the hex text, as UTF-8 bytes.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+pub fn new_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness available: {e}"))?;
+    Ok(hex::encode(bytes))
+}
+
+pub fn token_new(out: &Path, force: bool) -> Result<()> {
+    let token = new_token()?;
+    files::write_secret(out, format!("{token}\n").as_bytes(), force)?;
+    println(&token_sha256(&token));
+    Ok(())
+}
+
+pub fn tls_new(cert: &Path, key: &Path, names: &[String], force: bool) -> Result<()> {
+    for path in [cert, key] {
+        if !force && path.exists() {
+            bail!(
+                "{} already exists (use --force to overwrite it)",
+                path.display()
+            );
+        }
+    }
+    let (cert_pem, key_pem) = accord_node::tls::generate(names)?;
+    files::write_secret(key, key_pem.as_bytes(), force)?;
+    files::write_new(cert, cert_pem.as_bytes(), force)?;
+    println(&hex::encode(cert_fingerprint(cert)?));
+    Ok(())
+}
+
+pub fn tls_show(cert: &Path) -> Result<()> {
+    println(&hex::encode(cert_fingerprint(cert)?));
+    Ok(())
+}
+
+/// SHA-256 of the certificate's DER bytes, as the node pins it.
+pub fn cert_fingerprint(cert: &Path) -> Result<[u8; 32]> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_file(cert)
+        .map_err(|e| anyhow!("{}: not a PEM certificate: {e}", cert.display()))?;
+    Ok(accord_node::tls::fingerprint(&der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b"Man"), "TWFu");
+        assert_eq!(base64(b"Ma"), "TWE=");
+        assert_eq!(base64(b"M"), "TQ==");
+    }
+
+    #[test]
+    fn v1_pem_reads_back_as_the_same_key() {
+        let seed = [9u8; 32];
+        let identity = Identity::from_pem(&pkcs8_v1_pem(&seed)).unwrap();
+        assert_eq!(identity.public_id(), Identity::from_seed(seed).public_id());
+    }
+}

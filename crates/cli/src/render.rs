@@ -1,0 +1,114 @@
+//! Output: aligned plain-text tables, JSON, and the small formatting helpers the
+//! commands share (times, keys shown by name).
+
+use std::io::Write;
+
+use accord_core::{Charter, PublicId};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+/// Prints text to stdout. A closed pipe (`accord clashes | head`) is not an error.
+pub fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+pub fn println(text: &str) {
+    print(&format!("{text}\n"));
+}
+
+pub fn print_json(value: &Value) {
+    println(&serde_json::to_string_pretty(value).expect("JSON values serialise"));
+}
+
+/// An aligned table: a header row, then one row per item. The last column is not
+/// padded.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                let pad = widths[i] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Unix milliseconds as RFC 3339 in UTC.
+pub fn time_ms(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_else(|| format!("{ms}ms"))
+}
+
+/// A shorter UTC time for tables: "2027-04-12 18:00Z".
+pub fn short_time(rfc3339: &str) -> String {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.with_timezone(&Utc).format("%Y-%m-%d %H:%MZ").to_string())
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
+/// Resolves public keys to charter names.
+pub struct Names<'a>(pub &'a Charter);
+
+impl Names<'_> {
+    /// The charter name of a key, or its short hex if it is not in the charter.
+    pub fn name(&self, key: &[u8]) -> String {
+        match PublicId::from_slice(key) {
+            Ok(id) => self
+                .0
+                .name_of(&id)
+                .map(str::to_owned)
+                .unwrap_or_else(|| id.short()),
+            Err(_) => hex::encode(key),
+        }
+    }
+
+    /// `{"name": ..., "id": hex}`.
+    pub fn party(&self, key: &[u8]) -> Value {
+        json!({"name": self.name(key), "id": hex::encode(key)})
+    }
+
+    pub fn parties(&self, keys: &[Vec<u8>]) -> Value {
+        Value::Array(keys.iter().map(|k| self.party(k)).collect())
+    }
+
+    pub fn list(&self, keys: &[Vec<u8>]) -> String {
+        keys.iter()
+            .map(|k| self.name(k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let rows = vec![
+            vec!["a".into(), "long value".into(), "x".into()],
+            vec!["bbbb".into(), "v".into(), "y".into()],
+        ];
+        assert_eq!(
+            table(&["ONE", "TWO", "THREE"], &rows),
+            "ONE   TWO         THREE\na     long value  x\nbbbb  v           y\n"
+        );
+    }
+}
