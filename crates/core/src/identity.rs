@@ -40,12 +40,18 @@ impl Identity {
         Ok(Self { key })
     }
 
-    /// The key as PKCS#8 PEM text (secret: write it with mode 0600).
+    /// The key as PKCS#8 PEM text (secret: write it with mode 0600). This is the v1
+    /// form (RFC 8410, no public key inside), as `openssl genpkey -algorithm ed25519`
+    /// writes it: OpenSSL 3.0 refuses the v2 form.
     pub fn to_pem(&self) -> String {
-        self.key
-            .to_pkcs8_pem(LineEnding::LF)
-            .expect("an Ed25519 key always encodes as PKCS#8")
-            .to_string()
+        use ed25519_dalek::pkcs8::KeypairBytes;
+        KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("an Ed25519 key always encodes as PKCS#8")
+        .to_string()
     }
 
     pub fn public_id(&self) -> PublicId {
@@ -66,6 +72,8 @@ mod tests {
         let identity = Identity::from_seed([7; 32]);
         let pem = identity.to_pem();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        // The v1 form: 48 bytes of DER, one line of base64 (OpenSSL 3.0 reads it).
+        assert_eq!(pem.lines().count(), 3, "{pem}");
         let back = Identity::from_pem(&pem).unwrap();
         assert_eq!(back.public_id(), identity.public_id());
     }

@@ -215,15 +215,7 @@ impl State {
         charter: Charter,
         entries: impl IntoIterator<Item = &'a VerifiedEntry>,
     ) -> Self {
-        let mut sorted: BTreeMap<(PublicId, u64), &VerifiedEntry> = BTreeMap::new();
-        for entry in entries {
-            sorted.insert((entry.author(), entry.seq()), entry);
-        }
-        let mut state = Self::new(charter);
-        for entry in sorted.values() {
-            state.apply(entry);
-        }
-        state
+        Self::from_entries_and_forks(charter, [], entries)
     }
 
     pub fn charter(&self) -> &Charter {
@@ -254,15 +246,70 @@ impl State {
         self.forks.values()
     }
 
-    /// Records a fork proof; the author's log is frozen from then on.
-    pub fn record_fork(&mut self, proof: ForkProof) {
-        self.forks.entry(proof.author).or_insert(proof);
+    /// Records a fork proof. The author's log is frozen at the fork: nothing more is
+    /// accepted from them, and none of their entries from the fork's seq on counts in
+    /// any view (the two sides of the fork are only evidence). Of several proofs
+    /// about one author the lowest (seq, first, second) is kept, so every node that
+    /// has seen the same proofs keeps the same one.
+    ///
+    /// Returns true when entries already applied no longer count: the caller must
+    /// rebuild the state ([`State::from_entries_and_forks`]).
+    pub fn record_fork(&mut self, proof: ForkProof) -> bool {
+        if !self.fork_is_news(&proof) {
+            return false;
+        }
+        let applied = self
+            .logs
+            .get(&proof.author)
+            .map_or(0, |l| l.ids.len() as u64);
+        let rebuild = applied >= proof.seq;
+        self.forks.insert(proof.author, proof);
+        rebuild
+    }
+
+    /// Whether `proof` would replace what is known of its author's fork (there is
+    /// none yet, or it ranks lower).
+    pub fn fork_is_news(&self, proof: &ForkProof) -> bool {
+        let rank = |p: &ForkProof| (p.seq, p.first.clone(), p.second.clone());
+        self.forks
+            .get(&proof.author)
+            .is_none_or(|old| rank(proof) < rank(old))
+    }
+
+    /// The state of a set of entries and fork proofs, in any order, duplicates
+    /// allowed.
+    pub fn from_entries_and_forks<'a>(
+        charter: Charter,
+        forks: impl IntoIterator<Item = ForkProof>,
+        entries: impl IntoIterator<Item = &'a VerifiedEntry>,
+    ) -> Self {
+        let mut state = Self::new(charter);
+        for proof in forks {
+            state.record_fork(proof);
+        }
+        let mut sorted: BTreeMap<(PublicId, u64), &VerifiedEntry> = BTreeMap::new();
+        for entry in entries {
+            sorted.insert((entry.author(), entry.seq()), entry);
+        }
+        for entry in sorted.values() {
+            state.apply(entry);
+        }
+        state
     }
 
     /// Applies one accepted entry. Panics if the entry does not extend its author's
     /// log: the log rules in [`crate::entry`] must have accepted it against this state.
+    ///
+    /// Entries of a frozen author from the fork's seq on are ignored.
     pub fn apply(&mut self, entry: &VerifiedEntry) {
         let author = entry.author();
+        if self
+            .forks
+            .get(&author)
+            .is_some_and(|f| entry.seq() >= f.seq)
+        {
+            return;
+        }
         let log = self.logs.entry(author).or_insert(AuthorLog {
             ids: Vec::new(),
             head_timestamp_ms: i64::MIN,

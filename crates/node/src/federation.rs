@@ -7,13 +7,13 @@
 //! remembers how far it sent each author, so nothing appended in between is lost or
 //! sent twice. A follower that falls too far behind gets `Aborted` and pulls again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::pin::Pin;
 
 use accord_core::entry::Logs;
 use accord_core::pb::federation_server::Federation;
 use accord_core::state::ForkProof;
-use accord_core::{PublicId, pb};
+use accord_core::{EntryId, PublicId, State, pb};
 use futures::Stream;
 use prost::Message;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -65,16 +65,52 @@ pub fn fork_to_pb(proof: &ForkProof) -> pb::ForkProof {
     }
 }
 
+/// A peer's head of one author: seq and, when given, the head entry's id.
+pub type PeerHead = (u64, Option<EntryId>);
+
 /// Parses a version vector from the wire; malformed keys are an error.
-pub fn heads_from_pb(heads: &[pb::AuthorHead]) -> Result<BTreeMap<PublicId, u64>, Status> {
+pub fn heads_from_pb(heads: &[pb::AuthorHead]) -> Result<BTreeMap<PublicId, PeerHead>, Status> {
     heads
         .iter()
         .map(|h| {
-            PublicId::from_slice(&h.author)
-                .map(|a| (a, h.seq))
-                .map_err(|e| Status::invalid_argument(format!("heads: {e}")))
+            let author = PublicId::from_slice(&h.author)
+                .map_err(|e| Status::invalid_argument(format!("heads: {e}")))?;
+            let id = if h.id.is_empty() {
+                None
+            } else {
+                Some(
+                    EntryId::from_slice(&h.id)
+                        .map_err(|e| Status::invalid_argument(format!("heads: {e}")))?,
+                )
+            };
+            Ok((author, (h.seq, id)))
         })
         .collect()
+}
+
+/// This node's heads as sent to peers.
+pub fn heads_to_pb(state: &State) -> Vec<pb::AuthorHead> {
+    state
+        .heads()
+        .map(|(author, head)| pb::AuthorHead {
+            author: author.to_vec(),
+            seq: head.seq,
+            id: head.id.to_vec(),
+        })
+        .collect()
+}
+
+/// The first seq of `author` to send a peer whose head is `theirs`: the one after
+/// it, or the head itself when this node holds a different entry there (a fork the
+/// peer will then find).
+fn first_to_send(state: &State, author: &PublicId, theirs: Option<&PeerHead>) -> u64 {
+    match theirs {
+        None => 1,
+        Some((seq, id)) => match (state.id_at(author, *seq), id) {
+            (Some(ours), Some(id)) if ours != *id => *seq,
+            _ => seq + 1,
+        },
+    }
 }
 
 type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncBatch, Status>> + Send>>;
@@ -89,13 +125,7 @@ impl Federation for FederationService {
         let state = self.ledger.state();
         Ok(Response::new(pb::Heads {
             alliance: state.charter().id().to_vec(),
-            heads: state
-                .heads()
-                .map(|(author, head)| pb::AuthorHead {
-                    author: author.to_vec(),
-                    seq: head.seq,
-                })
-                .collect(),
+            heads: heads_to_pb(&state),
             frozen: state.forks().map(|f| f.author.to_vec()).collect(),
         }))
     }
@@ -109,7 +139,6 @@ impl Federation for FederationService {
         self.check_peer(&request)?;
         let request = request.into_inner();
         let theirs = heads_from_pb(&request.heads)?;
-        let their_frozen: BTreeSet<Vec<u8>> = request.frozen.into_iter().collect();
         // Subscribe first: whatever becomes durable after this point arrives live.
         let mut live = self.ledger.subscribe();
         let (ours, forks) = {
@@ -120,15 +149,16 @@ impl Federation for FederationService {
                     state.charter().id()
                 )));
             }
-            let ours: Vec<(PublicId, u64)> = state
+            let ours: Vec<(PublicId, u64, u64)> = state
                 .heads()
-                .map(|(author, head)| (author, head.seq))
+                .map(|(author, head)| {
+                    let from = first_to_send(&state, &author, theirs.get(&author));
+                    (author, from, head.seq)
+                })
                 .collect();
-            let forks: Vec<pb::ForkProof> = state
-                .forks()
-                .filter(|f| !their_frozen.contains(&f.author.to_vec()))
-                .map(fork_to_pb)
-                .collect();
+            // Every proof, even for authors the peer has frozen: of two proofs about
+            // one author every node keeps the same one, so each must see both.
+            let forks: Vec<pb::ForkProof> = state.forks().map(fork_to_pb).collect();
             (ours, forks)
         };
         let ledger = self.ledger.clone();
@@ -137,7 +167,10 @@ impl Federation for FederationService {
         let (tx, rx) = mpsc::channel::<Result<pb::SyncBatch, Status>>(4);
         tokio::spawn(async move {
             // How far each author has been sent (or the peer already had).
-            let mut sent: BTreeMap<PublicId, u64> = theirs.clone();
+            let mut sent: BTreeMap<PublicId, u64> = theirs
+                .iter()
+                .map(|(author, (seq, _))| (*author, *seq))
+                .collect();
             if !forks.is_empty() {
                 let batch = pb::SyncBatch {
                     entries: vec![],
@@ -147,8 +180,7 @@ impl Federation for FederationService {
                     return;
                 }
             }
-            for (author, head) in ours {
-                let mut from = theirs.get(&author).copied().unwrap_or(0) + 1;
+            for (author, mut from, head) in ours {
                 while from <= head {
                     let count = usize::try_from(head - from + 1)
                         .unwrap_or(usize::MAX)
@@ -222,10 +254,18 @@ impl Federation for FederationService {
     }
 }
 
-/// How many entries `theirs` lacks against `ours`, summed over authors.
-pub fn behind(ours: &impl Logs, theirs: &BTreeMap<PublicId, u64>) -> u64 {
+/// How many entries this node (`ours`) lacks against a peer's heads, summed over
+/// authors; a head where the two hold different entries counts as one.
+pub fn behind(ours: &impl Logs, theirs: &BTreeMap<PublicId, PeerHead>) -> u64 {
     theirs
         .iter()
-        .map(|(author, seq)| seq.saturating_sub(ours.head(author).map_or(0, |h| h.seq)))
+        .map(|(author, (seq, id))| {
+            let lacking = seq.saturating_sub(ours.head(author).map_or(0, |h| h.seq));
+            let diverged = match (ours.id_at(author, *seq), id) {
+                (Some(mine), Some(id)) => mine != *id && !ours.is_frozen(author),
+                _ => false,
+            };
+            lacking + u64::from(diverged)
+        })
         .sum()
 }

@@ -149,6 +149,13 @@ pub fn load_state(store: &Store, charter: &Charter) -> Result<(State, LoadReport
     }
     let verified = verify_all(decoded, charter)?;
     let mut state = State::new(charter.clone());
+    // Fork proofs first: a frozen author's entries from the fork on do not count.
+    let forks = store.forks()?;
+    for (author, bytes) in &forks {
+        let proof: ForkProofRecord = serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("fork proof of {author}: {e}")))?;
+        state.record_fork(proof.into_proof(*author)?);
+    }
     let mut previous: Option<&VerifiedEntry> = None;
     for entry in &verified {
         let expected_prev = previous
@@ -166,12 +173,6 @@ pub fn load_state(store: &Store, charter: &Charter) -> Result<(State, LoadReport
         }
         state.apply(entry);
         previous = Some(entry);
-    }
-    let forks = store.forks()?;
-    for (author, bytes) in &forks {
-        let proof: ForkProofRecord = serde_json::from_slice(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("fork proof of {author}: {e}")))?;
-        state.record_fork(proof.into_proof(*author)?);
     }
     let report = LoadReport {
         entries: state.entry_count(),
@@ -534,7 +535,9 @@ impl Writer {
                     Request::Forks(proofs) => {
                         let mut report = IngestReport::default();
                         for proof in proofs {
-                            if !overlay.is_frozen(&proof.author) {
+                            let news = overlay.state.fork_is_news(&proof)
+                                && !forks.iter().any(|f| f.author == proof.author);
+                            if news {
                                 overlay.frozen.push(proof.author);
                                 forks.push(proof);
                                 report.forks += 1;
@@ -557,6 +560,7 @@ impl Writer {
                 return;
             }
             let mut appended = Appended::default();
+            let mut rebuild = false;
             {
                 let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
                 for entry in &accepted {
@@ -567,9 +571,12 @@ impl Writer {
                 }
                 for proof in forks {
                     tracing::warn!(author = %proof.author, seq = proof.seq, "fork proof recorded; the author's log is frozen");
-                    state.record_fork(proof.clone());
+                    rebuild |= state.record_fork(proof.clone());
                     appended.forks.push(proof);
                 }
+            }
+            if rebuild {
+                self.rebuild().await;
             }
             self.changes.send_modify(|v| *v += 1);
             // No follower is not an error.
@@ -630,6 +637,31 @@ impl Writer {
             }
         }
         result
+    }
+
+    /// Rebuilds the state from the store after a fork proof made applied entries
+    /// stop counting. Rare: once per forked author at most.
+    async fn rebuild(&mut self) {
+        let store = self.store.clone();
+        let charter = self
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .charter()
+            .clone();
+        match tokio::task::spawn_blocking(move || load_state(&store, &charter)).await {
+            Ok(Ok((state, _))) => {
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+            }
+            Ok(Err(e)) => {
+                tracing::error!("cannot rebuild the state after a fork: {e}");
+                self.failed = Some(e.to_string());
+            }
+            Err(e) => {
+                tracing::error!("cannot rebuild the state after a fork: {e}");
+                self.failed = Some(e.to_string());
+            }
+        }
     }
 
     async fn write(

@@ -167,13 +167,7 @@ async fn session(
         let state = ledger.state();
         pb::SyncRequest {
             alliance: state.charter().id().to_vec(),
-            heads: state
-                .heads()
-                .map(|(author, head)| pb::AuthorHead {
-                    author: author.to_vec(),
-                    seq: head.seq,
-                })
-                .collect(),
+            heads: crate::federation::heads_to_pb(&state),
             frozen: state.forks().map(|f| f.author.to_vec()).collect(),
             follow: true,
         }
@@ -365,7 +359,10 @@ async fn store_verified(
     Ok(!gap)
 }
 
-fn lacking(ledger: &Ledger, theirs: &BTreeMap<accord_core::PublicId, u64>) -> u64 {
+fn lacking(
+    ledger: &Ledger,
+    theirs: &BTreeMap<accord_core::PublicId, crate::federation::PeerHead>,
+) -> u64 {
     behind(&*ledger.state(), theirs)
 }
 

@@ -355,6 +355,12 @@ async fn futures_join(n: usize) -> Vec<tokio::net::TcpListener> {
 
 async fn pair() -> (Vec<tempfile::TempDir>, Vec<Node>) {
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = pair_in(&dirs).await;
+    (dirs, nodes)
+}
+
+/// Two nodes peered with each other, on the data in `dirs`.
+async fn pair_in(dirs: &[tempfile::TempDir]) -> Vec<Node> {
     let listeners = futures_join(2).await;
     let addrs: Vec<std::net::SocketAddr> =
         listeners.iter().map(|l| l.local_addr().unwrap()).collect();
@@ -371,7 +377,7 @@ async fn pair() -> (Vec<tempfile::TempDir>, Vec<Node>) {
             .await,
         );
     }
-    (dirs, nodes)
+    nodes
 }
 
 fn raw(
@@ -396,7 +402,7 @@ fn chrono_now_ms() -> i64 {
 /// with the proof and the author's log frozen, and agree on the digest.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fork_is_found_passed_on_and_freezes_the_log() {
-    let (dirs, mut nodes) = pair().await;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let cfg = config(dirs[0].path());
     let alpha = &cfg.identities[0];
     let body = |ballot: &str| {
@@ -422,15 +428,17 @@ async fn a_fork_is_found_passed_on_and_freezes_the_log() {
         pb::EntryKind::Intention as i32,
         body("local.leeds.adel-wharfedale.2027-05-06"),
     );
-    // Each node takes one; whichever replicates first makes the other see a fork.
-    let _ = nodes[0]
-        .client
-        .submit(authed(pb::SubmitRequest { entry: Some(one) }))
-        .await;
-    let _ = nodes[1]
-        .client
-        .submit(authed(pb::SubmitRequest { entry: Some(two) }))
-        .await;
+    // Each node takes one side while they are apart; then they are peered.
+    for (i, side) in [one, two].into_iter().enumerate() {
+        let tls = tls_identity(dirs[i].path());
+        let mut node = start(federated(dirs[i].path(), i, tls, &[])).await;
+        node.client
+            .submit(authed(pb::SubmitRequest { entry: Some(side) }))
+            .await
+            .unwrap();
+        node.stop().await;
+    }
+    let mut nodes = pair_in(&dirs).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let mut frozen = Vec::new();

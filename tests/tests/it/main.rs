@@ -1,7 +1,6 @@
 //! Integration tests of the Accord node through its real gRPC API. One binary: each
 //! module is an area, the harness is `accord_tests` (tests/src/lib.rs).
 
-mod crash;
 mod durability;
 mod publish;
 mod refusal;

@@ -22,49 +22,9 @@ pub fn keygen(out: &Path, force: bool) -> Result<()> {
 pub fn write_new_identity(path: &Path, force: bool) -> Result<Identity> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness available: {e}"))?;
-    let pem = pkcs8_v1_pem(&seed);
-    let identity = Identity::from_pem(&pem).context("generated key does not read back")?;
-    debug_assert_eq!(identity.public_id(), Identity::from_seed(seed).public_id());
-    files::write_secret(path, pem.as_bytes(), force)?;
+    let identity = Identity::from_seed(seed);
+    files::write_secret(path, identity.to_pem().as_bytes(), force)?;
     Ok(identity)
-}
-
-/// The seed as a PKCS#8 v1 (RFC 8410) PEM private key. `Identity::to_pem` writes the
-/// v2 form with the public key included, which OpenSSL 3.0 refuses ("unsupported");
-/// the v1 form is what `openssl genpkey -algorithm ed25519` itself writes, and the
-/// core reads both.
-fn pkcs8_v1_pem(seed: &[u8; 32]) -> String {
-    const PREFIX: [u8; 16] = [
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    let der: Vec<u8> = PREFIX.iter().chain(seed).copied().collect();
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        base64(&der)
-    )
-}
-
-/// Standard base64 with padding (48 bytes here: one 64-character PEM line).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 pub fn read_identity(path: &Path) -> Result<Identity> {
@@ -259,23 +219,4 @@ pub fn cert_fingerprint(cert: &Path) -> Result<[u8; 32]> {
     let der = CertificateDer::from_pem_file(cert)
         .map_err(|e| anyhow!("{}: not a PEM certificate: {e}", cert.display()))?;
     Ok(accord_node::tls::fingerprint(&der))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(base64(b"Man"), "TWFu");
-        assert_eq!(base64(b"Ma"), "TWE=");
-        assert_eq!(base64(b"M"), "TQ==");
-    }
-
-    #[test]
-    fn v1_pem_reads_back_as_the_same_key() {
-        let seed = [9u8; 32];
-        let identity = Identity::from_pem(&pkcs8_v1_pem(&seed)).unwrap();
-        assert_eq!(identity.public_id(), Identity::from_seed(seed).public_id());
-    }
 }

@@ -432,3 +432,42 @@ fn batch_verification_finds_the_forgery() {
     assert!(entry::verify_batch(&decoded).is_ok());
     let _: Option<PublicId> = None;
 }
+
+/// Two nodes that each hold a different side of a fork agree once both have the
+/// proof: neither side counts, and the digests match.
+#[test]
+fn both_sides_of_a_fork_agree_once_the_proof_is_known() {
+    let mut one = Alliance::new();
+    let mut two = Alliance::new();
+    let left = one.sign(A, intention(BALLOT, S::Intends, ""));
+    let right = two.sign(A, intention(BALLOT, S::Withdrawn, ""));
+    let proof = accord_core::state::ForkProof::verify(
+        &one.charter,
+        &left.encode_to_vec(),
+        &right.encode_to_vec(),
+    )
+    .unwrap();
+    let mut states = Vec::new();
+    for (alliance, side) in [(&mut one, left), (&mut two, right)] {
+        let mut state = State::new(alliance.charter.clone());
+        let side = accept(&alliance.charter, &state, side).unwrap();
+        state.apply(&side);
+        let other = alliance.verified(&state, B_, intention(BALLOT, S::Intends, ""));
+        state.apply(&other);
+        assert!(
+            state.record_fork(proof.clone()),
+            "the applied side must be dropped"
+        );
+        states.push(State::from_entries_and_forks(
+            alliance.charter.clone(),
+            [proof.clone()],
+            [&side, &other],
+        ));
+    }
+    assert_eq!(states[0].digest(), states[1].digest());
+    assert_eq!(states[0].intentions().len(), 1, "only B's position counts");
+    // A later, higher proof about the same author changes nothing.
+    let mut later = proof.clone();
+    later.seq = 5;
+    assert!(!states[0].record_fork(later));
+}

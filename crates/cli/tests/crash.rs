@@ -4,36 +4,18 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use accord_core::pb::IntentionStatus as S;
 use accord_tests::*;
 
-use crate::LEEDS_HHP;
+const LEEDS_HHP: &str = "local.leeds.headingley-hyde-park.2027-05-06";
 
-/// The `accord` binary: `ACCORD_BINARY` if set (a prebuilt binary), else this
-/// workspace's, built once per test run with the same profile as the tests.
+/// The `accord` binary, built by cargo for this package's tests.
 fn accord_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("ACCORD_BINARY") {
-            return PathBuf::from(path);
-        }
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        escargot::CargoBuild::new()
-            .manifest_path(manifest)
-            .package("accord-cli")
-            .bin("accord")
-            .current_release()
-            .current_target()
-            .run()
-            .expect("building the accord binary")
-            .path()
-            .to_owned()
-    })
+    Path::new(env!("CARGO_BIN_EXE_accord"))
 }
 
 /// A running `accord node` process.
