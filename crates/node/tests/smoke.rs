@@ -222,44 +222,6 @@ async fn publish_query_refuse_and_restart() {
     node.stop().await;
 }
 
-/// A rough throughput probe (the real benchmark is tests/benches/ledger.rs):
-/// `cargo test --release -p accord-node --test smoke -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "measurement, not a test"]
-async fn throughput_probe() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
-    let ids = cfg.identities.clone();
-    let node = start(cfg).await;
-    let per_client = 200;
-    for clients in [1usize, 64] {
-        let started = std::time::Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..clients {
-            let mut client = node.client.clone();
-            let author = ids[c % 2].clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..per_client {
-                    let ballot = format!("local.leeds.ward-{c}-{i}.2027-05-06");
-                    client
-                        .publish(authed(intends(&author, &ballot)))
-                        .await
-                        .unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let n = clients * per_client;
-        println!(
-            "{clients} clients: {:.0} publishes/s",
-            n as f64 / started.elapsed().as_secs_f64()
-        );
-    }
-    node.stop().await;
-}
-
 async fn digest(node: &mut Node) -> (u64, Vec<u8>) {
     let s = node
         .client
