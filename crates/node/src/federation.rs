@@ -23,7 +23,7 @@ use crate::ledger::Ledger;
 use crate::tls::{Fingerprint, peer_fingerprint};
 
 /// Entries per batch sent to a peer.
-pub const SYNC_BATCH: usize = 512;
+pub const SYNC_BATCH: usize = 2048;
 
 pub struct FederationService {
     ledger: Ledger,

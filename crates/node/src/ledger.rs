@@ -128,26 +128,11 @@ pub struct LoadReport {
 /// Reads every stored entry, checks the signatures (batched, on every core) and the
 /// log links, and rebuilds the derived state.
 pub fn load_state(store: &Store, charter: &Charter) -> Result<(State, LoadReport), StoreError> {
+    /// Entries decoded and verified at a time: memory stays bounded however large
+    /// the store.
+    const WINDOW: usize = 16 * 1024;
     let started = Instant::now();
     let max = charter.rules().max_entry_bytes as usize;
-    let mut decoded = Vec::new();
-    for stored in store.entries() {
-        let stored = stored?;
-        let entry = entry::decode_bytes(&stored.bytes, max).map_err(|e| {
-            StoreError::Corrupt(format!("entry {}/{}: {e}", stored.author, stored.seq))
-        })?;
-        if entry.author() != stored.author || entry.seq() != stored.seq {
-            return Err(StoreError::Corrupt(format!(
-                "entry stored as {}/{} is {}/{}",
-                stored.author,
-                stored.seq,
-                entry.author(),
-                entry.seq()
-            )));
-        }
-        decoded.push(entry);
-    }
-    let verified = verify_all(decoded, charter)?;
     let mut state = State::new(charter.clone());
     // Fork proofs first: a frozen author's entries from the fork on do not count.
     let forks = store.forks()?;
@@ -156,23 +141,45 @@ pub fn load_state(store: &Store, charter: &Charter) -> Result<(State, LoadReport
             .map_err(|e| StoreError::Corrupt(format!("fork proof of {author}: {e}")))?;
         state.record_fork(proof.into_proof(*author)?);
     }
-    let mut previous: Option<&VerifiedEntry> = None;
-    for entry in &verified {
-        let expected_prev = previous
-            .filter(|p| p.author() == entry.author())
-            .map(VerifiedEntry::id);
-        let expected_seq = previous
-            .filter(|p| p.author() == entry.author())
-            .map_or(1, |p| p.seq() + 1);
-        if entry.seq() != expected_seq || entry.prev() != expected_prev {
-            return Err(StoreError::Corrupt(format!(
-                "log of {} is broken at seq {}",
-                entry.author(),
-                entry.seq()
-            )));
+    // The last entry applied: (author, seq, id), to check the links across windows.
+    let mut previous: Option<(PublicId, u64, EntryId)> = None;
+    let mut window = Vec::with_capacity(WINDOW);
+    let mut stored_entries = store.entries();
+    loop {
+        window.clear();
+        for stored in stored_entries.by_ref().take(WINDOW) {
+            let stored = stored?;
+            let entry = entry::decode_bytes(&stored.bytes, max).map_err(|e| {
+                StoreError::Corrupt(format!("entry {}/{}: {e}", stored.author, stored.seq))
+            })?;
+            if entry.author() != stored.author || entry.seq() != stored.seq {
+                return Err(StoreError::Corrupt(format!(
+                    "entry stored as {}/{} is {}/{}",
+                    stored.author,
+                    stored.seq,
+                    entry.author(),
+                    entry.seq()
+                )));
+            }
+            window.push(entry);
         }
-        state.apply(entry);
-        previous = Some(entry);
+        if window.is_empty() {
+            break;
+        }
+        for entry in verify_all(std::mem::take(&mut window), charter)? {
+            let same_author = previous.filter(|(author, _, _)| *author == entry.author());
+            let expected_seq = same_author.map_or(1, |(_, seq, _)| seq + 1);
+            let expected_prev = same_author.map(|(_, _, id)| id);
+            if entry.seq() != expected_seq || entry.prev() != expected_prev {
+                return Err(StoreError::Corrupt(format!(
+                    "log of {} is broken at seq {}",
+                    entry.author(),
+                    entry.seq()
+                )));
+            }
+            state.apply(&entry);
+            previous = Some((entry.author(), entry.seq(), entry.id()));
+        }
     }
     let report = LoadReport {
         entries: state.entry_count(),
@@ -550,7 +557,14 @@ impl Writer {
             }
         }
         if !accepted.is_empty() || !forks.is_empty() {
-            if let Err(e) = self.write(&accepted, &forks).await {
+            // Publishes and submissions are answered only once durable; entries
+            // pulled from peers need no flush of their own (sled flushes within
+            // half a second, and a crash loses only what peers still hold).
+            let answered = outcomes
+                .iter()
+                .any(|(_, outcome)| matches!(outcome, Outcome::One(Ok(_))));
+            let flush = answered || !forks.is_empty();
+            if let Err(e) = self.write(&accepted, &forks, flush).await {
                 let reason = e.to_string();
                 tracing::error!("storage failed; refusing further writes: {reason}");
                 self.failed = Some(reason.clone());
@@ -668,6 +682,7 @@ impl Writer {
         &self,
         accepted: &[VerifiedEntry],
         forks: &[ForkProof],
+        flush: bool,
     ) -> Result<(), StoreError> {
         let stored: Vec<StoredEntry> = accepted
             .iter()
@@ -684,7 +699,10 @@ impl Writer {
             let record = serde_json::to_vec(&ForkProofRecord::of(proof)).expect("serialises");
             self.store.put_fork(&proof.author, &record)?;
         }
-        self.store.flush().await
+        if flush {
+            self.store.flush().await?;
+        }
+        Ok(())
     }
 
     /// The proof that `candidate` forks the author's log at `seq`, when the first

@@ -338,7 +338,9 @@ async fn store_verified(
             .map_err(|e| SessionError::Ledger(e.to_string()))?;
         for (author, seq, error) in &report.refused {
             match error {
-                EntryError::SeqGap { .. } => gap = true,
+                // Does not fit this node's log yet (or the author forked): pull again
+                // from the heads, which finds the fork if there is one.
+                EntryError::SeqGap { .. } | EntryError::PrevMismatch { .. } => gap = true,
                 // A fork is recorded as a proof by the writer; a frozen log is expected.
                 EntryError::Fork { .. } | EntryError::Frozen(_) => {}
                 _ => {
