@@ -3,6 +3,7 @@
 
 mod crash;
 mod durability;
+mod federation;
 mod publish;
 mod refusal;
 mod service;
