@@ -475,18 +475,12 @@ async fn a_fork_across_a_partition_is_found_after_healing() {
     fed.stop_all().await.unwrap();
 }
 
-/// As above, and the forker then extends one branch on one side: the extension
-/// reaches the other side, where it does not fit (its previous hash names the other
-/// branch). That too must reveal the fork, not be blamed on the honest relay.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fork_across_a_partition_extended_on_one_side_is_found_after_healing() {
-    let mut fed = TestFederation::start(
-        FederationSpec::new(3, Topology::FullMesh)
-            .members(4)
-            .proxied(),
-    )
-    .await
-    .unwrap();
+/// A partitioned fork of member 3 (one branch at A and B, the other at C), then
+/// extended on A's side with seq 2, and the partition healed. Returns the two
+/// branches' first entries.
+async fn extended_fork_across_a_partition(
+    fed: &TestFederation,
+) -> (accord_core::Identity, pb::SignedEntry, pb::SignedEntry) {
     publish_on(&fed.nodes[1], &ballot(0), S::Intends).await;
     fed.converge_to(1, CONVERGE).await.unwrap();
     fed.isolate(2);
@@ -506,7 +500,53 @@ async fn a_fork_across_a_partition_extended_on_one_side_is_found_after_healing()
         .await
         .unwrap();
     fed.heal_all();
+    (forker, one, two)
+}
+
+fn proxied_mesh_of_3() -> FederationSpec {
+    FederationSpec::new(3, Topology::FullMesh)
+        .members(4)
+        .proxied()
+}
+
+/// As above, and the forker then extends one branch on one side: the extension
+/// reaches the other side, where it does not fit (its previous hash names the other
+/// branch). That too must reveal the fork, not be blamed on the honest relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_across_a_partition_extended_on_one_side_is_found_after_healing() {
+    let mut fed = TestFederation::start(proxied_mesh_of_3()).await.unwrap();
+    let (forker, one, two) = extended_fork_across_a_partition(&fed).await;
     assert_frozen_everywhere(&fed, &forker, [&one, &two]).await;
+    fed.stop_all().await.unwrap();
+}
+
+/// After the extended fork above, the other authors' entries must still reach C:
+/// one author's log that does not fit must not stop replication of everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_does_not_fit_does_not_block_other_authors() {
+    let mut fed = TestFederation::start(proxied_mesh_of_3()).await.unwrap();
+    extended_fork_across_a_partition(&fed).await;
+    let a = publish_on(&fed.nodes[0], &ballot(1), S::Intends).await;
+    let b = publish_on(&fed.nodes[1], &ballot(2), S::Intends).await;
+    let c = publish_on(&fed.nodes[2], &ballot(3), S::Intends).await;
+    for (i, node) in fed.nodes.iter().enumerate() {
+        let client = node.client().unwrap();
+        let found = poll(600, POLL_EVERY, || {
+            let mut client = client.clone();
+            let wanted = [a.clone(), b.clone(), c.clone()];
+            async move {
+                let have = ids(&all_entries(&mut client).await?);
+                Ok(wanted.iter().all(|id| have.contains(id)).then_some(()))
+            }
+        })
+        .await;
+        let status = status_of(node).await;
+        assert!(
+            found.is_ok(),
+            "node {i} lacks the other authors' new entries: {}",
+            status_summary(&status)
+        );
+    }
     fed.stop_all().await.unwrap();
 }
 
