@@ -704,6 +704,28 @@ impl TestFederation {
         }
     }
 
+    /// Cuts every link of node `i` and waits until no replication session crosses
+    /// the cut any more (every peer status on either side says disconnected).
+    pub async fn isolate_and_wait(&self, i: usize, within: Duration) -> anyhow::Result<()> {
+        self.isolate(i);
+        let deadline = Instant::now() + within;
+        let cut_off = self.nodes[i].name.clone();
+        for j in 0..self.nodes.len() {
+            if !self.nodes[j].is_running() {
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.wait_status(j, left, |s| {
+                s.peers
+                    .iter()
+                    .filter(|p| j == i || p.name == cut_off)
+                    .all(|p| !p.connected)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Heals every link.
     pub fn heal_all(&self) {
         for proxy in self.proxies.values() {
