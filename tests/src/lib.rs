@@ -5,6 +5,10 @@
 //! Every wait here is bounded in time: RPCs carry a deadline, and polling loops give
 //! up after a fixed number of rounds.
 
+pub mod federation;
+
+pub use federation::*;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

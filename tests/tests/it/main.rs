@@ -2,6 +2,7 @@
 //! module is an area, the harness is `accord_tests` (tests/src/lib.rs).
 
 mod durability;
+mod federation;
 mod publish;
 mod refusal;
 mod service;
