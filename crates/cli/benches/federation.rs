@@ -39,7 +39,10 @@ const MEMORY_TARGET_MB: f64 = 300.0;
 fn env_size(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a count")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a count"))
+        })
         .unwrap_or(default)
 }
 
@@ -213,8 +216,16 @@ fn generate(alliance: &Alliance, n: usize) -> Vec<Vec<pb::SignedEntry>> {
     let authors = alliance.ids.len();
     let base = chrono::Utc::now().timestamp_millis() - 86_400_000;
     let councils = [
-        "leeds", "manchester", "bristol", "sheffield", "liverpool", "newcastle-upon-tyne",
-        "nottingham", "leicester", "norwich", "brighton-and-hove",
+        "leeds",
+        "manchester",
+        "bristol",
+        "sheffield",
+        "liverpool",
+        "newcastle-upon-tyne",
+        "nottingham",
+        "leicester",
+        "norwich",
+        "brighton-and-hove",
     ];
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..authors)
@@ -390,7 +401,10 @@ async fn main() {
     // 1. Entries, and the single-core batch verification rate over them.
     let started = Instant::now();
     let logs = generate(&alliance, catch_up);
-    println!("signed {catch_up} entries in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "signed {catch_up} entries in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     let verify = batch_verify_rate(&logs);
     println!("(1) ed25519 batch verification, 1 core: {verify:.0}/s");
 
@@ -400,12 +414,9 @@ async fn main() {
     let (config_a, pin_a) = alliance.node("a", addrs[0], &[], &[("b".into(), addrs[1], pin_b)], 10);
     let (config_b, _) = alliance.node("b", addrs[1], &[], &[("a".into(), addrs[0], pin_a)], 10);
     {
-        let store = accord_store::Store::open(
-            &root.path().join("a/data"),
-            alliance.charter.id(),
-            64 << 20,
-        )
-        .unwrap();
+        let store =
+            accord_store::Store::open(&root.path().join("a/data"), alliance.charter.id(), 64 << 20)
+                .unwrap();
         for log in &logs {
             for chunk in log.chunks(10_000) {
                 let batch: Vec<accord_store::StoredEntry> = chunk
@@ -445,9 +456,19 @@ async fn main() {
     );
     let digest = |c: &mut Client| {
         let mut c = c.clone();
-        async move { c.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner().digest }
+        async move {
+            c.get_status(pb::GetStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .digest
+        }
     };
-    assert_eq!(digest(&mut client_a).await, digest(&mut client_b).await, "same digest");
+    assert_eq!(
+        digest(&mut client_a).await,
+        digest(&mut client_b).await,
+        "same digest"
+    );
     println!(
         "    peak memory: node A {:.0} MB, node B {:.0} MB, holding {catch_up} entries (target ≤ {MEMORY_TARGET_MB} MB)",
         node_a.peak_mb(),
@@ -508,7 +529,11 @@ async fn main() {
                     if !log.entries.is_empty() {
                         return;
                     }
-                    assert!(Instant::now() < deadline, "entry {} not propagated", ack.seq);
+                    assert!(
+                        Instant::now() < deadline,
+                        "entry {} not propagated",
+                        ack.seq
+                    );
                     tokio::time::sleep(Duration::from_micros(500)).await;
                 }
             }
@@ -533,7 +558,13 @@ async fn main() {
     let counter = Arc::new(AtomicU64::new(0));
     let proxy = counting_proxy(addrs[0], counter.clone()).await;
     let (_, pin_y) = alliance.node("y", addrs[1], &[], &[], 1);
-    let (config_x, pin_x) = alliance.node("x", addrs[0], &(0..authors).collect::<Vec<_>>(), &[("y".into(), addrs[1], pin_y)], 1);
+    let (config_x, pin_x) = alliance.node(
+        "x",
+        addrs[0],
+        &(0..authors).collect::<Vec<_>>(),
+        &[("y".into(), addrs[1], pin_y)],
+        1,
+    );
     let (config_y, _) = alliance.node("y", addrs[1], &[], &[("x".into(), proxy, pin_x)], 1);
     let stop_x = run_in_process(&config_x).await;
     let stop_y = run_in_process(&config_y).await;

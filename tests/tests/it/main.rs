@@ -3,6 +3,7 @@
 
 mod durability;
 mod federation;
+mod interop;
 mod publish;
 mod refusal;
 mod service;
