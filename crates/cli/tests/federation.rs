@@ -518,7 +518,7 @@ impl Load {
 }
 
 /// Most publishes (acknowledged or failed) one client attempts.
-const MAX_ATTEMPTS: usize = 3_000;
+const MAX_ATTEMPTS: usize = 20_000;
 
 /// Publishes as `home` on node `node` until told to stop (bounded in attempts and
 /// time), recording every acknowledgement. Failures (the node is down) are counted
@@ -693,11 +693,11 @@ async fn kill_9_under_publishing_load_loses_nothing_and_catches_up() {
         load.summary(),
     );
 
-    // No (author, seq) was acknowledged twice with different ids.
+    // No (author, seq) was acknowledged twice (each publish is a new entry).
     let mut by_seq: BTreeMap<(Vec<u8>, u64), &Ack> = BTreeMap::new();
     for ack in &acks {
         if let Some(earlier) = by_seq.insert((ack.author.clone(), ack.seq), ack) {
-            assert_eq!(earlier, ack, "two acknowledgements of one seq");
+            panic!("two acknowledgements of one seq: {earlier:?} and {ack:?}");
         }
     }
 
