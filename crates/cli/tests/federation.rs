@@ -1,0 +1,922 @@
+//! Federation of real `accord node` processes: three organisations, one node each, a
+//! full mesh over TLS with pinned certificates and a one-second anti-entropy check.
+//!
+//! - `kill -9` of one node while clients publish on all three: nothing any node
+//!   acknowledged is lost, the restarted node catches up, and all three converge.
+//! - A partition made by proxies the test controls between the processes: the cut
+//!   node diverges while cut and everything converges once healed.
+//!
+//! Ports come from the OS; every wait polls a condition with a deadline; every
+//! process started here is killed by a drop guard.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use accord_core::pb::IntentionStatus as S;
+use accord_core::{Identity, pb};
+use accord_node::tls::Fingerprint;
+use accord_tests::*;
+use anyhow::{Context, bail};
+use tokio::time::Instant;
+
+/// Three organisations, one node each.
+const NODES: usize = 3;
+/// How long a process may take to announce its address and answer `GetStatus`.
+const START: Duration = Duration::from_secs(30);
+/// Generous but bounded: replication retries back off up to ten seconds.
+const CONVERGE: Duration = Duration::from_secs(30);
+/// How often waits poll.
+const POLL: Duration = Duration::from_millis(50);
+
+fn accord_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_accord"))
+}
+
+fn ballot(i: usize) -> String {
+    format!("local.leeds.ward-{i}.2027-05-06")
+}
+
+// ---------------------------------------------------------------------------------
+// Processes
+
+/// A running `accord node --config CONFIG` process; killed (SIGKILL) when dropped.
+struct NodeProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NodeProcess {
+    /// Spawns the node, its stderr appended to `log`, and waits (bounded) for its
+    /// `listening on ADDR` line. Fails if it exits first.
+    async fn spawn(config: &Path, log: &Path) -> anyhow::Result<Self> {
+        let stderr = OpenOptions::new().create(true).append(true).open(log)?;
+        let filter = std::env::var("ACCORD_TEST_LOG").unwrap_or_else(|_| "info".into());
+        let mut child = Command::new(accord_binary())
+            .args(["node", "--config"])
+            .arg(config)
+            .env("RUST_LOG", filter)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .context("spawning accord node")?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Ends at EOF, that is when the process exits.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let mut process = Self {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        match tokio::time::timeout(START, rx.recv()).await {
+            Ok(Some(addr)) => {
+                process.addr = addr.parse().context("a socket address")?;
+                Ok(process)
+            }
+            Ok(None) => {
+                // Stdout closed: the process is exiting; reap it (bounded).
+                let status = wait_exit(&mut process.child, Duration::from_secs(5)).await;
+                bail!("exited before listening: {status:?}")
+            }
+            Err(_) => bail!("no `listening on` line within {START:?}"),
+        }
+    }
+
+    /// SIGKILL, no clean shutdown; reaps the process.
+    fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// One organisation's node: its folder, fixed listen address and TLS pin, and the
+/// process currently running it (if any).
+struct ProcNode {
+    name: String,
+    folder: PathBuf,
+    config: PathBuf,
+    addr: SocketAddr,
+    pin: Fingerprint,
+    home: Identity,
+    process: Option<NodeProcess>,
+}
+
+impl ProcNode {
+    fn log_path(&self) -> PathBuf {
+        self.folder.join("node.log")
+    }
+
+    /// An admin client of the node's `Ledger` API over TLS (pinned).
+    fn client(&self) -> Client {
+        tls_client(self.addr, self.pin, Some(ADMIN_TOKEN)).expect("TLS client")
+    }
+
+    /// Starts a process on the node's config (and so on its port and data folder),
+    /// and waits until it answers `GetStatus`. The port may still be held for a
+    /// moment after a kill: bounded retries while it frees up.
+    async fn start(&mut self) -> anyhow::Result<()> {
+        assert!(self.process.is_none(), "{} is already running", self.name);
+        let deadline = Instant::now() + START;
+        let mut last = None;
+        for _ in 0..50 {
+            if Instant::now() >= deadline {
+                break;
+            }
+            match NodeProcess::spawn(&self.config, &self.log_path()).await {
+                Ok(process) => {
+                    if process.addr != self.addr {
+                        bail!(
+                            "{} listens on {}, not on {} as configured",
+                            self.name,
+                            process.addr,
+                            self.addr
+                        );
+                    }
+                    self.process = Some(process);
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Some(e) = last {
+            bail!("{} did not start: {e}\n{}", self.name, self.log_tail(20));
+        }
+        let mut client = self.client();
+        loop {
+            if let Some(status) = self.process.as_mut().and_then(|p| p.child.try_wait().ok()?) {
+                bail!(
+                    "{} exited while starting: {status}\n{}",
+                    self.name,
+                    self.log_tail(20)
+                );
+            }
+            match client.get_status(pb::GetStatusRequest {}).await {
+                Ok(_) => return Ok(()),
+                Err(status) if Instant::now() >= deadline => {
+                    bail!("{} did not answer within {START:?}: {status}", self.name)
+                }
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    /// `kill -9` of the running process.
+    fn kill9(&mut self) {
+        self.process
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", self.name))
+            .kill9();
+    }
+
+    /// The last `n` lines the node's processes wrote to stderr.
+    fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(n)..].join("\n");
+        format!("--- {} (last {n} log lines) ---\n{tail}", self.name)
+    }
+}
+
+/// Three node processes of one [`TestAlliance`], a full mesh over TLS, optionally
+/// every link "a pulls from b" through its own [`Proxy`] in front of b.
+struct ProcFederation {
+    alliance: TestAlliance,
+    nodes: Vec<ProcNode>,
+    /// `(a, b)`: the proxy through which `a` pulls from `b`.
+    proxies: BTreeMap<(usize, usize), Proxy>,
+}
+
+impl ProcFederation {
+    /// Writes every node's folder (home key, TLS identity, config) and starts them.
+    async fn start(proxied: bool) -> anyhow::Result<Self> {
+        let alliance = TestAlliance::new(NODES, 0);
+        // Ports from the OS, released for the nodes to bind (fixed in the configs, so
+        // that a node restarts on the same address its peers know).
+        let addrs: Vec<SocketAddr> = {
+            let listeners = (0..NODES)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+                .collect::<Result<Vec<_>, _>>()?;
+            listeners
+                .iter()
+                .map(std::net::TcpListener::local_addr)
+                .collect::<Result<_, _>>()?
+        };
+        let mut pins = Vec::new();
+        let mut folders = Vec::new();
+        for i in 0..NODES {
+            let folder = alliance.dir.path().join(format!("node-{i}"));
+            std::fs::create_dir_all(folder.join("keys"))?;
+            std::fs::write(folder.join("keys/home.pem"), alliance.member(i).to_pem())?;
+            pins.push(tls_identity(&folder.join("tls"))?.fingerprint());
+            folders.push(folder);
+        }
+        let mut proxies = BTreeMap::new();
+        let mut nodes = Vec::new();
+        for (i, folder) in folders.into_iter().enumerate() {
+            let mut peers = Vec::new();
+            for j in (0..NODES).filter(|j| *j != i) {
+                let via = if proxied {
+                    let proxy = Proxy::start(addrs[j]).await?;
+                    let via = proxy.addr;
+                    proxies.insert((i, j), proxy);
+                    via
+                } else {
+                    addrs[j]
+                };
+                peers.push((format!("node-{j}"), via, pins[j]));
+            }
+            let config = folder.join("node.toml");
+            std::fs::write(
+                &config,
+                config_toml(&alliance, alliance.member(i), addrs[i], &peers),
+            )?;
+            nodes.push(ProcNode {
+                name: format!("node-{i}"),
+                folder,
+                config,
+                addr: addrs[i],
+                pin: pins[i],
+                home: alliance.member(i).clone(),
+                process: None,
+            });
+        }
+        let mut federation = Self {
+            alliance,
+            nodes,
+            proxies,
+        };
+        for node in &mut federation.nodes {
+            node.start().await?;
+        }
+        Ok(federation)
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.log_tail(30))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Status of node `i` (running), bounded by the client's deadline.
+    async fn status(&self, i: usize) -> anyhow::Result<pb::NodeStatus> {
+        Ok(self.nodes[i]
+            .client()
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .with_context(|| format!("status of {}", self.nodes[i].name))?
+            .into_inner())
+    }
+
+    /// Polls until every node reports the same heads and digest, and `done` accepts
+    /// that snapshot; fails after `within`.
+    async fn converge_when(
+        &self,
+        within: Duration,
+        done: impl Fn(&Snapshot) -> bool,
+    ) -> anyhow::Result<Snapshot> {
+        let deadline = Instant::now() + within;
+        let clients: Vec<Client> = self.nodes.iter().map(ProcNode::client).collect();
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            last.clear();
+            let mut snaps = Vec::new();
+            for (node, client) in self.nodes.iter().zip(&clients) {
+                match snapshot(&mut client.clone()).await {
+                    Ok(s) => {
+                        last.push(format!(
+                            "{}: {} entries, digest {}",
+                            node.name,
+                            s.entries,
+                            hex::encode(s.digest.get(..6).unwrap_or_default())
+                        ));
+                        snaps.push(s);
+                    }
+                    Err(e) => last.push(format!("{}: {e}", node.name)),
+                }
+            }
+            if snaps.len() == self.nodes.len()
+                && snaps
+                    .iter()
+                    .all(|s| s.digest == snaps[0].digest && s.heads == snaps[0].heads)
+                && done(&snaps[0])
+            {
+                return Ok(snaps.swap_remove(0));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        let mut statuses = Vec::new();
+        for i in 0..self.nodes.len() {
+            match self.status(i).await {
+                Ok(s) => statuses.push(format!("{}: {}", self.nodes[i].name, status_summary(&s))),
+                Err(e) => statuses.push(format!("{e}")),
+            }
+        }
+        bail!(
+            "no convergence within {within:?}: {last:?}\n{}\n{}",
+            statuses.join("\n"),
+            self.logs()
+        )
+    }
+
+    /// Polls `GetStatus` of node `i` until `check` accepts it; fails after `within`.
+    async fn wait_status(
+        &self,
+        i: usize,
+        within: Duration,
+        check: impl Fn(&pb::NodeStatus) -> bool,
+    ) -> anyhow::Result<pb::NodeStatus> {
+        let deadline = Instant::now() + within;
+        let mut last = None;
+        while Instant::now() < deadline {
+            match self.status(i).await {
+                Ok(status) if check(&status) => return Ok(status),
+                Ok(status) => last = Some(status_summary(&status)),
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        bail!(
+            "{}: condition not met within {within:?}; last status {last:?}",
+            self.nodes[i].name
+        )
+    }
+
+    /// Every stored entry on node `i`, by author, each log checked to run from seq 1
+    /// without a gap.
+    async fn logs_of(&self, i: usize) -> anyhow::Result<BTreeMap<Vec<u8>, Vec<(u64, Vec<u8>)>>> {
+        let mut client = self.nodes[i].client();
+        let mut out = BTreeMap::new();
+        for author in self.alliance.members.iter().map(key_of) {
+            let log = full_log(&mut client, &author).await?;
+            let mut entries = Vec::new();
+            for (n, signed) in log.iter().enumerate() {
+                let decoded = accord_core::entry::decode(signed.clone(), usize::MAX)?;
+                if decoded.seq() != n as u64 + 1 || decoded.author().to_vec() != author {
+                    bail!(
+                        "{}: log of {} has seq {} by {} at position {}",
+                        self.nodes[i].name,
+                        hex::encode(&author[..4]),
+                        decoded.seq(),
+                        decoded.author(),
+                        n + 1
+                    );
+                }
+                entries.push((decoded.seq(), decoded.id().to_vec()));
+            }
+            out.insert(author, entries);
+        }
+        Ok(out)
+    }
+
+    /// Every stored entry on node `i` as signed entries (for the digest).
+    async fn entries_of(&self, i: usize) -> anyhow::Result<Vec<pb::SignedEntry>> {
+        all_entries(&mut self.nodes[i].client()).await
+    }
+}
+
+/// The TOML config of a node listening on `listen`, home to `home` (the admin token
+/// covers it), pulling from `peers` (name, address, pin) every second.
+fn config_toml(
+    alliance: &TestAlliance,
+    home: &Identity,
+    listen: SocketAddr,
+    peers: &[(String, SocketAddr, Fingerprint)],
+) -> String {
+    let mut toml = format!(
+        "data_dir = \"data\"\n\
+         listen = \"{listen}\"\n\
+         charter = {:?}\n\
+         identities = [\"keys/home.pem\"]\n\
+         cache_capacity_mb = 16\n\
+         anti_entropy_secs = 1\n\
+         \n\
+         [tls]\n\
+         cert = \"tls/node.crt\"\n\
+         key = \"tls/node.key\"\n\
+         \n\
+         [[operators]]\n\
+         name = \"admin\"\n\
+         token_sha256 = \"{}\"\n\
+         identities = [\"{}\"]\n",
+        alliance.charter_path.display().to_string(),
+        token_sha256(ADMIN_TOKEN),
+        home.public_id(),
+    );
+    for (name, addr, pin) in peers {
+        toml += &format!(
+            "\n[[peers]]\nname = \"{name}\"\naddress = \"https://{addr}\"\ncert_sha256 = \"{}\"\n",
+            hex::encode(pin)
+        );
+    }
+    toml
+}
+
+// ---------------------------------------------------------------------------------
+// Publishing load
+
+/// An acknowledged publish.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Ack {
+    author: Vec<u8>,
+    seq: u64,
+    id: Vec<u8>,
+    node: usize,
+}
+
+/// What the publishing clients share with the test.
+#[derive(Default)]
+struct Load {
+    stop: AtomicBool,
+    acks: Mutex<Vec<Ack>>,
+    acked: [AtomicUsize; NODES],
+    failed: [AtomicUsize; NODES],
+    /// Failures of publishes begun while the node was up, and it stayed up.
+    failed_while_up: [AtomicUsize; NODES],
+    /// Per node: even while up, odd while killed (bumped at the kill and once the
+    /// restarted process answers).
+    epoch: [AtomicUsize; NODES],
+    last_error: Mutex<BTreeMap<usize, String>>,
+}
+
+impl Load {
+    fn acked(&self, node: usize) -> usize {
+        self.acked[node].load(Ordering::SeqCst)
+    }
+
+    fn failed(&self, node: usize) -> usize {
+        self.failed[node].load(Ordering::SeqCst)
+    }
+
+    fn failed_while_up(&self, node: usize) -> usize {
+        self.failed_while_up[node].load(Ordering::SeqCst)
+    }
+
+    /// Marks node `node` killed (or, called again, up again).
+    fn bump(&self, node: usize) {
+        self.epoch[node].fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "acked {:?}, failed {:?} (while up {:?}), last errors {:?}",
+            (0..NODES).map(|i| self.acked(i)).collect::<Vec<_>>(),
+            (0..NODES).map(|i| self.failed(i)).collect::<Vec<_>>(),
+            (0..NODES)
+                .map(|i| self.failed_while_up(i))
+                .collect::<Vec<_>>(),
+            self.last_error.lock().unwrap()
+        )
+    }
+
+    /// Polls until `check` holds; fails after `within`.
+    async fn wait(&self, what: &str, within: Duration, check: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + within;
+        while !check(self) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?}; {}",
+                self.summary()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Most publishes (acknowledged or failed) one client attempts.
+const MAX_ATTEMPTS: usize = 20_000;
+
+/// Publishes as `home` on node `node` until told to stop (bounded in attempts and
+/// time), recording every acknowledgement. Failures (the node is down) are counted
+/// and retried after a short pause, on a fresh connection.
+async fn publisher(
+    load: Arc<Load>,
+    node: usize,
+    client_no: usize,
+    addr: SocketAddr,
+    pin: Fingerprint,
+    home: Identity,
+    until: Instant,
+) {
+    let mut client = tls_client(addr, pin, Some(ADMIN_TOKEN)).expect("TLS client");
+    for i in 0..MAX_ATTEMPTS {
+        if load.stop.load(Ordering::SeqCst) || Instant::now() >= until {
+            return;
+        }
+        let body = match i % 4 {
+            0 => statement(
+                &format!("node {node} client {client_no} statement {i}"),
+                vec![],
+            ),
+            1 => intention(&ballot(i % 40), S::Considering, ""),
+            2 => intention(&ballot(100 + client_no), S::Intends, "A. Candidate"),
+            _ => intention(&ballot(i % 40), S::Withdrawn, ""),
+        };
+        let epoch = load.epoch[node].load(Ordering::SeqCst);
+        match publish(&mut client, &home, body).await {
+            Ok(ack) => {
+                assert_eq!(ack.author, key_of(&home), "acknowledged for another author");
+                load.acks.lock().unwrap().push(Ack {
+                    author: ack.author,
+                    seq: ack.seq,
+                    id: ack.id,
+                    node,
+                });
+                load.acked[node].fetch_add(1, Ordering::SeqCst);
+            }
+            Err(status) => {
+                load.failed[node].fetch_add(1, Ordering::SeqCst);
+                if epoch.is_multiple_of(2) && load.epoch[node].load(Ordering::SeqCst) == epoch {
+                    load.failed_while_up[node].fetch_add(1, Ordering::SeqCst);
+                }
+                load.last_error
+                    .lock()
+                    .unwrap()
+                    .insert(node, format!("{}: {}", status.code(), status.message()));
+                // The node is (probably) down: a pause, not a synchronisation.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                client = tls_client(addr, pin, Some(ADMIN_TOKEN)).expect("TLS client");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_publishing_load_loses_nothing_and_catches_up() {
+    const CLIENTS_PER_NODE: usize = 3;
+    /// Acknowledgements (per node) each phase waits for.
+    const PHASE: usize = 300;
+    /// Acknowledgements (per live node) while a node is down.
+    const DOWN_PHASE: usize = 1_500;
+    /// Killed in turn, each restarted before the next kill; the last one is killed
+    /// again as soon as it answers after its restart (while it catches up).
+    const VICTIMS: [usize; 2] = [2, 0];
+    let started = Instant::now();
+    let mut fed = ProcFederation::start(false).await.unwrap();
+
+    let load = Arc::new(Load::default());
+    let until = Instant::now() + Duration::from_secs(150);
+    let mut tasks = Vec::new();
+    for (n, node) in fed.nodes.iter().enumerate() {
+        for c in 0..CLIENTS_PER_NODE {
+            tasks.push(tokio::spawn(publisher(
+                load.clone(),
+                n,
+                c,
+                node.addr,
+                node.pin,
+                node.home.clone(),
+                until,
+            )));
+        }
+    }
+
+    let mut outages = Vec::new();
+    let mut kills = [0; NODES];
+    for victim in VICTIMS {
+        // Mid-load: every node is publishing.
+        let base: Vec<usize> = (0..NODES).map(|i| load.acked(i)).collect();
+        load.wait("acknowledgements before the kill", CONVERGE, |l| {
+            (0..NODES).all(|i| l.acked(i) >= base[i] + PHASE)
+        })
+        .await;
+        let victim_name = fed.nodes[victim].name.clone();
+        load.bump(victim);
+        let victim_acked = load.acked(victim);
+        let victim_failed = load.failed(victim);
+        fed.nodes[victim].kill9();
+        let killed_at = Instant::now();
+
+        // The others go on publishing; the victim's clients fail; the others' sessions
+        // with the victim have ended in an error.
+        let base: Vec<usize> = (0..NODES).map(|i| load.acked(i)).collect();
+        load.wait("publishing while a node is down", CONVERGE, |l| {
+            (0..NODES)
+                .filter(|i| *i != victim)
+                .all(|i| l.acked(i) >= base[i] + DOWN_PHASE)
+                && l.failed(victim) >= victim_failed + CLIENTS_PER_NODE
+        })
+        .await;
+        for i in (0..NODES).filter(|i| *i != victim) {
+            fed.wait_status(i, CONVERGE, |s| {
+                s.peers
+                    .iter()
+                    .any(|p| p.name == victim_name && !p.connected && !p.last_error.is_empty())
+            })
+            .await
+            .unwrap();
+        }
+        assert!(
+            load.acked(victim) <= victim_acked + CLIENTS_PER_NODE,
+            "a killed node acknowledged publishes: {}",
+            load.summary()
+        );
+
+        // Restart on the same config, port and data folder; its clients resume.
+        fed.nodes[victim].start().await.unwrap();
+        kills[victim] += 1;
+        if victim == VICTIMS[VICTIMS.len() - 1] {
+            // Once more at once, while it catches up on what it missed.
+            let own = fed.status(victim).await.unwrap().entries;
+            let other = fed.status((victim + 1) % NODES).await.unwrap().entries;
+            fed.nodes[victim].kill9();
+            fed.nodes[victim].start().await.unwrap();
+            kills[victim] += 1;
+            eprintln!(
+                "{victim_name} killed again on restarting, holding {own} entries, a peer {other}"
+            );
+        }
+        load.bump(victim);
+        outages.push((victim_name, killed_at.elapsed()));
+        let before = load.acked(victim);
+        load.wait("publishing after the restart", CONVERGE, |l| {
+            l.acked(victim) >= before + PHASE
+        })
+        .await;
+    }
+    load.stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("a publisher did not stop within 30s")
+            .expect("publisher panicked");
+    }
+    for i in 0..NODES {
+        assert_eq!(
+            load.failed_while_up(i),
+            0,
+            "publishes failed on a node that was up: {}",
+            load.summary()
+        );
+    }
+    let acks = load.acks.lock().unwrap().clone();
+    eprintln!(
+        "load: {} acknowledged ({}), outages {outages:?}",
+        acks.len(),
+        load.summary(),
+    );
+
+    // No (author, seq) was acknowledged twice (each publish is a new entry).
+    let mut by_seq: BTreeMap<(Vec<u8>, u64), &Ack> = BTreeMap::new();
+    for ack in &acks {
+        if let Some(earlier) = by_seq.insert((ack.author.clone(), ack.seq), ack) {
+            panic!("two acknowledgements of one seq: {earlier:?} and {ack:?}");
+        }
+    }
+
+    // Converge past the highest acknowledged seq of every author, then compare.
+    let mut wanted: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for (author, seq) in by_seq.keys() {
+        let top = wanted.entry(author.clone()).or_insert(0);
+        *top = (*top).max(*seq);
+    }
+    let snap = fed
+        .converge_when(CONVERGE, |s| {
+            wanted
+                .iter()
+                .all(|(author, seq)| s.heads.get(author).is_some_and(|(h, _)| h >= seq))
+        })
+        .await
+        .unwrap();
+
+    let reference = fed.logs_of(0).await.unwrap();
+    for i in 0..NODES {
+        let logs = if i == 0 {
+            reference.clone()
+        } else {
+            fed.logs_of(i).await.unwrap()
+        };
+        assert!(
+            logs == reference,
+            "{} holds other logs than node-0",
+            fed.nodes[i].name
+        );
+        let stored: BTreeSet<(Vec<u8>, u64, Vec<u8>)> = logs
+            .iter()
+            .flat_map(|(a, log)| log.iter().map(move |(s, id)| (a.clone(), *s, id.clone())))
+            .collect();
+        let lost: Vec<&Ack> = acks
+            .iter()
+            .filter(|a| !stored.contains(&(a.author.clone(), a.seq, a.id.clone())))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{}: {} acknowledged entries missing, first {:?}",
+            fed.nodes[i].name,
+            lost.len(),
+            lost.first()
+        );
+        let status = fed.status(i).await.unwrap();
+        assert!(
+            status.frozen.is_empty(),
+            "{}: frozen authors (a fork?): {}",
+            fed.nodes[i].name,
+            status_summary(&status)
+        );
+        assert_eq!(status.digest, snap.digest);
+    }
+    // Unacknowledged entries can only be publishes in flight on a victim at its kill.
+    let stored = reference.values().map(Vec::len).sum::<usize>();
+    for (n, node) in fed.nodes.iter().enumerate() {
+        let log = &reference[&key_of(&node.home)];
+        let acked = acks.iter().filter(|a| a.node == n).count();
+        let in_flight = kills[n] * CLIENTS_PER_NODE;
+        assert!(
+            acked <= log.len() && log.len() <= acked + in_flight,
+            "{}: {} entries, {acked} acknowledged",
+            node.name,
+            log.len()
+        );
+    }
+    assert_eq!(snap.entries, stored as u64);
+    let entries = fed.entries_of(VICTIMS[0]).await.unwrap();
+    assert_eq!(
+        fed.alliance.digest_of(&entries).unwrap().to_vec(),
+        snap.digest,
+        "the digest is the one the entries give"
+    );
+    eprintln!(
+        "kill -9 test: {stored} entries on every node, took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_between_processes_heals() {
+    const EACH: usize = 8;
+    const CUT: usize = 2;
+    let started = Instant::now();
+    let fed = ProcFederation::start(true).await.unwrap();
+    assert_eq!(fed.proxies.len(), NODES * (NODES - 1));
+
+    let mut published = BTreeSet::new();
+    let first = publish(
+        &mut fed.nodes[0].client(),
+        &fed.nodes[0].home,
+        intention(&ballot(0), S::Considering, ""),
+    )
+    .await
+    .unwrap();
+    published.insert(first.id);
+    fed.converge_when(CONVERGE, |s| s.entries == 1)
+        .await
+        .unwrap();
+
+    // Cut C off, both directions; wait until no session crosses the cut.
+    for ((a, b), proxy) in &fed.proxies {
+        if *a == CUT || *b == CUT {
+            proxy.cut();
+        }
+    }
+    let cut_name = fed.nodes[CUT].name.clone();
+    for i in 0..NODES {
+        fed.wait_status(i, CONVERGE, |s| {
+            s.peers
+                .iter()
+                .filter(|p| i == CUT || p.name == cut_name)
+                .all(|p| !p.connected)
+        })
+        .await
+        .unwrap();
+    }
+
+    // Publish on both sides at once.
+    let publishing = fed.nodes.iter().enumerate().map(|(n, node)| async move {
+        let mut client = node.client();
+        let mut ids = Vec::new();
+        for i in 0..EACH {
+            let body = if i % 2 == 0 {
+                intention(&ballot(10 * (n + 1) + i), S::Intends, "")
+            } else {
+                statement(&format!("{} during the partition {i}", node.name), vec![])
+            };
+            let ack = publish(&mut client, &node.home, body)
+                .await
+                .unwrap_or_else(|e| panic!("publish on {}: {e}", node.name));
+            ids.push(ack.id);
+        }
+        ids
+    });
+    for ids in futures::future::join_all(publishing).await {
+        published.extend(ids);
+    }
+    let majority = 1 + 2 * EACH as u64;
+    let minority = 1 + EACH as u64;
+    for i in (0..NODES).filter(|i| *i != CUT) {
+        fed.wait_status(i, CONVERGE, |s| s.entries == majority)
+            .await
+            .unwrap();
+    }
+    // While cut (three anti-entropy rounds): A and B agree, C holds only its own.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        let a = fed.status(0).await.unwrap();
+        let b = fed.status(1).await.unwrap();
+        let c = fed.status(CUT).await.unwrap();
+        assert_eq!(a.digest, b.digest, "A and B differ: {}", status_summary(&b));
+        assert_eq!(a.entries, majority, "A: {}", status_summary(&a));
+        assert_eq!(c.entries, minority, "C is cut off: {}", status_summary(&c));
+        assert_ne!(c.digest, a.digest, "C's digest while cut");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    for proxy in fed.proxies.values() {
+        proxy.heal();
+    }
+    let total = 1 + 3 * EACH as u64;
+    let snap = fed
+        .converge_when(CONVERGE, |s| s.entries == total)
+        .await
+        .unwrap();
+    for i in 0..NODES {
+        let entries = fed.entries_of(i).await.unwrap();
+        let ids: BTreeSet<Vec<u8>> = entries.iter().map(entry_id).collect();
+        assert_eq!(
+            ids, published,
+            "{} holds every entry of both sides",
+            fed.nodes[i].name
+        );
+        let status = fed.status(i).await.unwrap();
+        assert!(status.frozen.is_empty(), "{}", status_summary(&status));
+        assert_eq!(status.digest, snap.digest);
+    }
+    let entries = fed.entries_of(CUT).await.unwrap();
+    assert_eq!(
+        fed.alliance.digest_of(&entries).unwrap().to_vec(),
+        snap.digest
+    );
+    // The links carry replication again: every peer connected, nothing behind.
+    for i in 0..NODES {
+        fed.wait_status(i, CONVERGE, |s| {
+            s.peers.len() == NODES - 1 && s.peers.iter().all(|p| p.connected && p.behind == 0)
+        })
+        .await
+        .unwrap();
+    }
+    eprintln!("partition test took {:?}", started.elapsed());
+    drop(fed);
+}
+
+/// The proxies are in this process; the node processes must be gone when a test
+/// ends, even on failure: [`NodeProcess`] kills on drop. This checks the guard.
+#[test]
+fn a_dropped_node_process_is_killed() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let fed = ProcFederation::start(false).await.unwrap();
+        let pids: Vec<u32> = fed
+            .nodes
+            .iter()
+            .map(|n| n.process.as_ref().expect("running").child.id())
+            .collect();
+        drop(fed);
+        for pid in pids {
+            // Reaped by the guard: no such process any more (or a zombie of another).
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+            assert!(
+                stat.is_err(),
+                "process {pid} still exists after drop: {stat:?}"
+            );
+        }
+    });
+}
