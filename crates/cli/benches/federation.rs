@@ -480,10 +480,11 @@ async fn main() {
     // 3. Propagation in a 5-node full mesh (in this process).
     let n = 5;
     let addrs = free_addrs(n);
-    let mut pins = Vec::new();
-    for i in 0..n {
-        pins.push(alliance.node(&format!("p{i}"), addrs[i], &[i], &[], 10).1);
-    }
+    let pins: Vec<tls::Fingerprint> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| alliance.node(&format!("p{i}"), *addr, &[i], &[], 10).1)
+        .collect();
     let mut stops = Vec::new();
     for i in 0..n {
         let peers: Vec<(String, SocketAddr, tls::Fingerprint)> = (0..n)

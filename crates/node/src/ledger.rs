@@ -557,14 +557,7 @@ impl Writer {
             }
         }
         if !accepted.is_empty() || !forks.is_empty() {
-            // Publishes and submissions are answered only once durable; entries
-            // pulled from peers need no flush of their own (sled flushes within
-            // half a second, and a crash loses only what peers still hold).
-            let answered = outcomes
-                .iter()
-                .any(|(_, outcome)| matches!(outcome, Outcome::One(Ok(_))));
-            let flush = answered || !forks.is_empty();
-            if let Err(e) = self.write(&accepted, &forks, flush).await {
+            if let Err(e) = self.write(&accepted, &forks).await {
                 let reason = e.to_string();
                 tracing::error!("storage failed; refusing further writes: {reason}");
                 self.failed = Some(reason.clone());
@@ -682,7 +675,6 @@ impl Writer {
         &self,
         accepted: &[VerifiedEntry],
         forks: &[ForkProof],
-        flush: bool,
     ) -> Result<(), StoreError> {
         let stored: Vec<StoredEntry> = accepted
             .iter()
@@ -699,10 +691,10 @@ impl Writer {
             let record = serde_json::to_vec(&ForkProofRecord::of(proof)).expect("serialises");
             self.store.put_fork(&proof.author, &record)?;
         }
-        if flush {
-            self.store.flush().await?;
-        }
-        Ok(())
+        // Entries pulled from peers are flushed too: nobody waits for them, but
+        // sled holds unflushed writes in memory, and a flush per batch keeps a node
+        // catching up on a million entries within its memory budget.
+        self.store.flush().await
     }
 
     /// The proof that `candidate` forks the author's log at `seq`, when the first
