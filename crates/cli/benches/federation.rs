@@ -135,7 +135,7 @@ impl Alliance {
         let names: Vec<String> = home.iter().map(|i| format!("\"Party {i}\"")).collect();
         let mut toml = format!(
             "data_dir = \"data\"\nlisten = \"{listen}\"\ncharter = {:?}\nidentities = [{}]\n\
-             anti_entropy_secs = {anti_entropy_secs}\ncache_capacity_mb = 64\n\n\
+             anti_entropy_secs = {anti_entropy_secs}\ncache_capacity_mb = 32\n\n\
              [tls]\ncert = \"node.crt\"\nkey = \"node.key\"\n\n\
              [[operators]]\nname = \"bench\"\ntoken_sha256 = \"{}\"\nidentities = [{}]\n",
             self.dir.join("charter.json"),
@@ -211,7 +211,9 @@ impl Drop for NodeProcess {
 }
 
 /// Signs `n` entries spread over every author, as a busy alliance would write them:
-/// 70% intentions over 10,000 ballots, 20% event updates, 10% statements.
+/// 70% intentions (positions changing over and over on 3,000 ballots: ten councils'
+/// wards, about a large English local election), 25% event updates (100 events per
+/// author), 5% statements.
 fn generate(alliance: &Alliance, n: usize) -> Vec<Vec<pb::SignedEntry>> {
     let authors = alliance.ids.len();
     let base = chrono::Utc::now().timestamp_millis() - 86_400_000;
@@ -237,9 +239,9 @@ fn generate(alliance: &Alliance, n: usize) -> Vec<Vec<pb::SignedEntry>> {
                     let mut head: Option<LogHead> = None;
                     let mut out = Vec::with_capacity(count);
                     for i in 0..count {
-                        let (kind, body) = match i % 10 {
-                            0..=6 => {
-                                let ward = (i * 31 + a * 7) % 1000;
+                        let (kind, body) = match i % 20 {
+                            0..=13 => {
+                                let ward = (i * 31 + a * 7) % 300;
                                 let status = [
                                     pb::IntentionStatus::Considering,
                                     pb::IntentionStatus::Intends,
@@ -248,14 +250,14 @@ fn generate(alliance: &Alliance, n: usize) -> Vec<Vec<pb::SignedEntry>> {
                                 let intention = pb::Intention {
                                     ballot: format!(
                                         "local.{}.ward-{ward}.2027-05-06",
-                                        councils[i % councils.len()]
+                                        councils[(i * 7 + a) % councils.len()]
                                     ),
                                     status: status as i32,
                                     ..Default::default()
                                 };
                                 (pb::EntryKind::Intention, intention.encode_to_vec())
                             }
-                            7 | 8 => {
+                            14..=18 => {
                                 let day = i % 28 + 1;
                                 let event = pb::Event {
                                     uid: format!("event-{}", i % 100),

@@ -8,7 +8,7 @@
 //! listen = "127.0.0.1:7400"
 //! charter = "charter.json"
 //! identities = ["keys/breakthrough.pem"]
-//! cache_capacity_mb = 64
+//! cache_capacity_mb = 32
 //!
 //! [[operators]]
 //! name = "breakthrough-officer"
@@ -101,7 +101,7 @@ pub struct RawPeer {
 }
 
 fn default_cache_capacity_mb() -> u64 {
-    64
+    32
 }
 
 #[derive(Debug, Clone, Deserialize)]
