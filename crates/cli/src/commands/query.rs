@@ -106,6 +106,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "address": p.address,
                 "connected": p.connected,
                 "last_contact": if p.last_contact_ms == 0 { Value::Null } else { json!(time_ms(p.last_contact_ms)) },
+                "last_contact_ms": if p.last_contact_ms == 0 { Value::Null } else { json!(p.last_contact_ms) },
                 "behind": p.behind,
                 "received": p.received,
                 "refused": p.refused,
@@ -121,8 +122,18 @@ pub async fn status(list: &ListArgs) -> Result<()> {
         }));
         return Ok(());
     }
+    let connected = s.peers.iter().filter(|p| p.connected).count();
+    let peers = match s.peers.len() {
+        0 => "none (this node pulls from no other node)".to_owned(),
+        n => format!("{n}, {connected} connected"),
+    };
+    let frozen = if s.frozen.is_empty() {
+        "none".to_owned()
+    } else {
+        s.frozen.iter().map(&name).collect::<Vec<_>>().join(", ")
+    };
     println(&format!(
-        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\n",
+        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\npeers     {peers}\nfrozen    {frozen}\n",
         s.alliance_name,
         hex::encode(&s.alliance),
         s.entries,
@@ -140,21 +151,29 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 if o.secretary { "secretary" } else { "member" }.into(),
                 if o.home { "yes" } else { "" }.into(),
                 heads.get(&o.key).map(u64::to_string).unwrap_or_default(),
+                if s.frozen.contains(&o.key) {
+                    "FROZEN"
+                } else {
+                    ""
+                }
+                .into(),
                 hex::encode(&o.key),
             ]
         })
         .collect();
     print(&table(
-        &["ORGANISATION", "ROLE", "HOME", "HEAD", "PUBLIC KEY"],
+        &["ORGANISATION", "ROLE", "HOME", "HEAD", "LOG", "PUBLIC KEY"],
         &rows,
     ));
     for key in &s.frozen {
         println(&format!(
-            "\nFROZEN: the log of {} is frozen by a fork proof",
+            "\nFROZEN: {} signed two different entries with one seq (a fork proof); every node \
+             refuses its entries past the fork",
             name(key)
         ));
     }
     if !s.peers.is_empty() {
+        let now = chrono::Utc::now().timestamp_millis();
         let rows: Vec<Vec<String>> = s
             .peers
             .iter()
@@ -163,15 +182,15 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                     p.name.clone(),
                     p.address.clone(),
                     if p.connected { "connected" } else { "down" }.into(),
-                    if p.last_contact_ms == 0 {
-                        "never".into()
-                    } else {
-                        short_time(&time_ms(p.last_contact_ms))
-                    },
+                    contact_age(p.last_contact_ms, now),
                     p.behind.to_string(),
                     p.received.to_string(),
                     p.refused.to_string(),
-                    p.last_error.clone(),
+                    if p.last_error.is_empty() {
+                        "-".into()
+                    } else {
+                        p.last_error.replace('\n', " ")
+                    },
                 ]
             })
             .collect();
@@ -191,6 +210,21 @@ pub async fn status(list: &ListArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// How long ago a peer was last heard from, for the status table: "never", "4s ago",
+/// "12m ago", "3h ago", "2d ago".
+fn contact_age(last_contact_ms: i64, now_ms: i64) -> String {
+    if last_contact_ms <= 0 {
+        return "never".into();
+    }
+    let secs = (now_ms - last_contact_ms).max(0) / 1000;
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
 }
 
 pub async fn intentions(
@@ -764,5 +798,21 @@ fn summary(names: &Names, body: &Body) -> String {
             keys(&r.stand_aside)
         ),
         Body::Unknown { kind } => format!("kind {kind}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contact_age;
+
+    #[test]
+    fn contact_age_is_short_and_rounds_down() {
+        let now = 1_800_000_000_000;
+        assert_eq!(contact_age(0, now), "never");
+        assert_eq!(contact_age(now - 4_999, now), "4s ago");
+        assert_eq!(contact_age(now + 500, now), "0s ago");
+        assert_eq!(contact_age(now - 12 * 60_000 - 1, now), "12m ago");
+        assert_eq!(contact_age(now - 3 * 3_600_000, now), "3h ago");
+        assert_eq!(contact_age(now - 2 * 86_400_000, now), "2d ago");
     }
 }
