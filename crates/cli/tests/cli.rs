@@ -983,10 +983,55 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
         assert_eq!(before["cert_sha256"], after["cert_sha256"]);
         assert_eq!(before["client_config"], after["client_config"]);
     }
+    for (before, after) in nodes.iter().zip(again["nodes"].as_array().unwrap()) {
+        // The ports were free again, so they are reused.
+        assert_eq!(before["grpc"], after["grpc"]);
+    }
     for config in &configs {
         let status = json_at(config, &["status"]);
         assert_eq!(status["digest"], digest, "{config}");
         assert_eq!(status["entries"], entries, "{config}");
     }
     running.stop("-INT");
+
+    // A third start finds one old port taken: every node gets a new port, and every
+    // config names the new addresses, so the nodes federate again.
+    let taken = nodes[2]["grpc"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("https://")
+        .to_owned();
+    let _holder = std::net::TcpListener::bind(&taken).expect("the old port is free");
+    let (running, _) = start(
+        &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
+        "Press Ctrl-C",
+        Duration::from_secs(60),
+    );
+    let (third, configs) = demo_manifest(&demo);
+    let third_nodes = third["nodes"].as_array().unwrap();
+    assert!(
+        third_nodes
+            .iter()
+            .all(|n| !n["grpc"].as_str().unwrap().ends_with(&taken)),
+        "{third}"
+    );
+    wait_for(
+        "every node's three peers to be connected at the new addresses",
+        Duration::from_secs(30),
+        || {
+            configs.iter().all(|c| {
+                let peers = json_at(c, &["status"])["peers"].clone();
+                let peers = peers.as_array().unwrap();
+                peers.len() == 3
+                    && peers.iter().all(|p| {
+                        p["connected"] == true
+                            && third_nodes.iter().any(|n| n["grpc"] == p["address"])
+                    })
+            })
+        },
+    );
+    let (digest_now, entries_now) = converged(&configs, Duration::from_secs(10));
+    assert_eq!(digest_now, digest);
+    assert_eq!(entries_now, entries);
+    running.stop("-TERM");
 }
