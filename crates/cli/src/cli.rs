@@ -109,8 +109,8 @@ pub enum Command {
         #[arg(long, value_name = "NODE.toml")]
         config: PathBuf,
     },
-    /// Show the node's status: alliance, entries, derived-state digest, heads, frozen
-    /// logs and each peer's replication (connected, last contact, behind, errors)
+    /// Show a node's status: alliance, entries, digest, heads, frozen logs and peers
+    /// (connected, last contact, behind, received, refused, last error)
     Status(ListArgs),
     /// Declare an organisation's intention on a ballot
     #[command(subcommand)]
@@ -206,9 +206,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create (or reuse) a demo alliance in DIR and run it until interrupted: four nodes
-    /// (one per member organisation and the secretariat's), federated over TLS on
-    /// loopback, in this process
+    /// Run a demo alliance in DIR until interrupted: four nodes, one per organisation,
+    /// federated over TLS in this process (created on first use, then reused)
     #[command(
         long_about = "Create (or reuse) a demo alliance in DIR and run it until interrupted \
             (Ctrl-C or SIGTERM stops every node cleanly).\n\n\

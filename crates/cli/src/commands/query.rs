@@ -122,6 +122,20 @@ pub async fn status(list: &ListArgs) -> Result<()> {
         }));
         return Ok(());
     }
+    print(&status_table(&s, chrono::Utc::now().timestamp_millis()));
+    Ok(())
+}
+
+/// The status as a person reads it: a summary, the organisations with their heads
+/// (frozen logs marked), then one row per peer.
+fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
+    let names: std::collections::BTreeMap<Vec<u8>, String> = s
+        .organisations
+        .iter()
+        .map(|o| (o.key.clone(), o.name.clone()))
+        .collect();
+    let name = |key: &Vec<u8>| names.get(key).cloned().unwrap_or_else(|| hex::encode(key));
+    let mut out = String::new();
     let connected = s.peers.iter().filter(|p| p.connected).count();
     let peers = match s.peers.len() {
         0 => "none (this node pulls from no other node)".to_owned(),
@@ -132,8 +146,8 @@ pub async fn status(list: &ListArgs) -> Result<()> {
     } else {
         s.frozen.iter().map(&name).collect::<Vec<_>>().join(", ")
     };
-    println(&format!(
-        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\npeers     {peers}\nfrozen    {frozen}\n",
+    out.push_str(&format!(
+        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\npeers     {peers}\nfrozen    {frozen}\n\n",
         s.alliance_name,
         hex::encode(&s.alliance),
         s.entries,
@@ -161,19 +175,18 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             ]
         })
         .collect();
-    print(&table(
+    out.push_str(&table(
         &["ORGANISATION", "ROLE", "HOME", "HEAD", "LOG", "PUBLIC KEY"],
         &rows,
     ));
     for key in &s.frozen {
-        println(&format!(
+        out.push_str(&format!(
             "\nFROZEN: {} signed two different entries with one seq (a fork proof); every node \
-             refuses its entries past the fork",
+             refuses its entries past the fork\n",
             name(key)
         ));
     }
     if !s.peers.is_empty() {
-        let now = chrono::Utc::now().timestamp_millis();
         let rows: Vec<Vec<String>> = s
             .peers
             .iter()
@@ -182,7 +195,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                     p.name.clone(),
                     p.address.clone(),
                     if p.connected { "connected" } else { "down" }.into(),
-                    contact_age(p.last_contact_ms, now),
+                    contact_age(p.last_contact_ms, now_ms),
                     p.behind.to_string(),
                     p.received.to_string(),
                     p.refused.to_string(),
@@ -194,8 +207,8 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 ]
             })
             .collect();
-        println("");
-        print(&table(
+        out.push('\n');
+        out.push_str(&table(
             &[
                 "PEER",
                 "ADDRESS",
@@ -209,7 +222,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             &rows,
         ));
     }
-    Ok(())
+    out
 }
 
 /// How long ago a peer was last heard from, for the status table: "never", "4s ago",
@@ -803,7 +816,88 @@ fn summary(names: &Names, body: &Body) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::contact_age;
+    use super::{contact_age, status_table};
+    use accord_core::pb;
+
+    #[test]
+    fn status_table_shows_peers_and_frozen_logs() {
+        let now = 1_800_000_000_000;
+        let org = |key: u8, name: &str, home: bool| pb::Organisation {
+            key: vec![key; 32],
+            name: name.into(),
+            ec_id: String::new(),
+            secretary: false,
+            home,
+        };
+        let status = pb::NodeStatus {
+            alliance: vec![7; 32],
+            alliance_name: "Test Alliance".into(),
+            heads: vec![
+                pb::Head {
+                    author: vec![1; 32],
+                    seq: 3,
+                    id: vec![0; 32],
+                },
+                pb::Head {
+                    author: vec![2; 32],
+                    seq: 5,
+                    id: vec![0; 32],
+                },
+            ],
+            digest: vec![9; 32],
+            entries: 8,
+            organisations: vec![org(1, "Alpha", true), org(2, "Beta", false)],
+            version: "0.1.0".into(),
+            peers: vec![
+                pb::PeerStatus {
+                    name: "beta".into(),
+                    address: "https://127.0.0.1:7401".into(),
+                    connected: true,
+                    last_contact_ms: now - 2_000,
+                    behind: 0,
+                    received: 5,
+                    refused: 0,
+                    last_error: String::new(),
+                },
+                pb::PeerStatus {
+                    name: "gamma".into(),
+                    address: "https://127.0.0.1:7402".into(),
+                    connected: false,
+                    last_contact_ms: 0,
+                    behind: 0,
+                    received: 0,
+                    refused: 2,
+                    last_error: "unavailable: connection refused".into(),
+                },
+            ],
+            frozen: vec![vec![2; 32]],
+        };
+        let text = status_table(&status, now);
+        let expected = format!(
+            "alliance  Test Alliance ({alliance})\n\
+             entries   8\n\
+             digest    {digest}\n\
+             version   0.1.0\n\
+             peers     2, 1 connected\n\
+             frozen    Beta\n\
+             \n\
+             ORGANISATION  ROLE    HOME  HEAD  LOG     PUBLIC KEY\n\
+             Alpha         member  yes   3             {alpha}\n\
+             Beta          member        5     FROZEN  {beta}\n\
+             \n\
+             FROZEN: Beta signed two different entries with one seq (a fork proof); every node \
+             refuses its entries past the fork\n\
+             \n\
+             PEER   ADDRESS                 STATE      LAST CONTACT  BEHIND  RECEIVED  REFUSED  LAST ERROR\n\
+             beta   https://127.0.0.1:7401  connected  2s ago        0       5         0        -\n\
+             gamma  https://127.0.0.1:7402  down       never         0       0         2        unavailable: connection refused\n",
+            alliance = hex::encode([7; 32]),
+            digest = hex::encode([9; 32]),
+            alpha = hex::encode([1; 32]),
+            beta = hex::encode([2; 32]),
+        );
+        assert_eq!(text, expected, "\n{text}");
+    }
 
     #[test]
     fn contact_age_is_short_and_rounds_down() {
