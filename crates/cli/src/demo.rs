@@ -133,27 +133,28 @@ pub async fn run(dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
-    // A demo.json from an earlier run names addresses that are gone: it reappears
-    // once this run's nodes hold the same ledger.
-    let manifest = dir.join("demo.json");
-    if manifest.exists() {
-        std::fs::remove_file(&manifest)
-            .with_context(|| format!("cannot remove {}", manifest.display()))?;
-    }
     let demo = prepare(&dir)?;
     let shutdown = node::shutdown_signal()?;
 
-    // Every listener is bound before any config is written, so that each node's
-    // config can name every peer's address before any node starts.
+    // Every listener is bound before any config is made, so that each node's config
+    // can name every peer's address before any node starts.
     let listeners = bind(&demo, listen).await?;
     let addresses: Vec<SocketAddr> = listeners
         .iter()
         .map(TcpListener::local_addr)
         .collect::<std::io::Result<_>>()?;
-    write_configs(&demo, &addresses)?;
+    // The configs are validated as `accord node` would, but written to the folder only
+    // once every node serves: a demo already running on DIR holds the ledgers, so this
+    // one stops before it rewrites the configs that demo's users rely on.
     let mut configs = Vec::new();
-    for node in &demo.nodes {
-        configs.push(accord_node::NodeConfig::load(&node.node_config())?);
+    for (i, node) in demo.nodes.iter().enumerate() {
+        let path = node.node_config();
+        let raw: accord_node::config::RawNodeConfig =
+            toml::from_str(&node_toml(&demo, i, &addresses))
+                .with_context(|| format!("{}: invalid config", path.display()))?;
+        let config = accord_node::NodeConfig::from_raw(raw, &node.folder)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        configs.push(config);
     }
 
     let (stop, stopping) = watch::channel(false);
@@ -198,7 +199,16 @@ pub async fn run(dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
 fn node_ended(ended: Result<NodeEnd, tokio::task::JoinError>) -> anyhow::Error {
     match ended {
         Ok((name, Ok(()))) => anyhow!("node {name} stopped unexpectedly"),
-        Ok((name, Err(error))) => anyhow!("node {name} stopped: {error}"),
+        Ok((name, Err(error))) => {
+            let text = error.to_string();
+            if text.contains("lock") {
+                anyhow!(
+                    "node {name} stopped: {text} (is another `accord demo` running on this folder?)"
+                )
+            } else {
+                anyhow!("node {name} stopped: {text}")
+            }
+        }
         Err(error) => anyhow!("a node failed: {error}"),
     }
 }
@@ -231,9 +241,17 @@ async fn stop_all(stop: &watch::Sender<bool>, running: &mut JoinSet<NodeEnd>) ->
 /// every node holds the same ledger, then writes demo.json and prints the summary.
 async fn start(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
     let mut clients = Vec::new();
-    for node in &demo.nodes {
-        clients.push(ready(node).await?);
+    for (node, address) in demo.nodes.iter().zip(addresses) {
+        clients.push(ready(node, *address).await?);
     }
+    // A demo.json from an earlier run names addresses that may be gone: it reappears
+    // once the nodes hold the same ledger.
+    let manifest = demo.dir.join("demo.json");
+    if manifest.exists() {
+        std::fs::remove_file(&manifest)
+            .with_context(|| format!("cannot remove {}", manifest.display()))?;
+    }
+    write_configs(demo, addresses)?;
     let mut empty = true;
     for client in &mut clients {
         let status = client
@@ -262,18 +280,15 @@ async fn start(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
     Ok(())
 }
 
-/// Connects to a node through its client config, as a user would, retrying while it
-/// starts (at most ten seconds).
-async fn ready(node: &DemoNode) -> Result<Client> {
+/// Connects to a node (TLS, its certificate pinned, its operator token), retrying
+/// while it starts (at most ten seconds).
+async fn ready(node: &DemoNode, address: SocketAddr) -> Result<Client> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let config = node.client_config();
+    let mut client = Client::connect_tls(&dial(address), node.fingerprint, &node.token, None)?;
     loop {
-        let error = match Client::connect(&config).await {
-            Ok(mut client) => match client.ledger.get_status(pb::GetStatusRequest {}).await {
-                Ok(_) => return Ok(client),
-                Err(e) => rpc(e),
-            },
-            Err(e) => e,
+        let error = match client.ledger.get_status(pb::GetStatusRequest {}).await {
+            Ok(_) => return Ok(client),
+            Err(e) => rpc(e),
         };
         if tokio::time::Instant::now() >= deadline {
             return Err(error.context(format!("node {} did not answer", node.org.slug)));
@@ -526,47 +541,58 @@ fn toml_string(text: &str) -> String {
     serde_json::to_string(text).expect("strings serialise")
 }
 
+/// Node `i`'s node.toml for these addresses: home to its organisation's identity,
+/// with TLS, and every other node as a pinned peer.
+fn node_toml(demo: &Demo, i: usize, addresses: &[SocketAddr]) -> String {
+    let node = &demo.nodes[i];
+    let org = node.org;
+    let key = Path::new("../..").join(key_file(org));
+    let mut text = format!(
+        "# Written by `accord demo`; rewritten on every start.\n\
+         data_dir = \"data\"\n\
+         listen = \"{}\"\n\
+         charter = \"../../charter.json\"\n\
+         identities = [{}]\n\
+         cache_capacity_mb = 16\n\
+         anti_entropy_secs = 5\n\n\
+         [[operators]]\n\
+         name = {}\n\
+         token_sha256 = \"{}\"\n\
+         identities = [{}]\n\n\
+         [tls]\n\
+         cert = \"tls/node.crt\"\n\
+         key = \"tls/node.key\"\n",
+        addresses[i],
+        toml_string(&key.to_string_lossy()),
+        toml_string(&format!("{}-operator", org.slug)),
+        setup::token_sha256(&node.token),
+        toml_string(org.name),
+    );
+    for (j, peer) in demo.nodes.iter().enumerate() {
+        if i == j {
+            continue;
+        }
+        text.push_str(&format!(
+            "\n[[peers]]\n\
+             name = {}\n\
+             address = \"{}\"\n\
+             cert_sha256 = \"{}\"\n",
+            toml_string(peer.org.slug),
+            dial(addresses[j]),
+            hex::encode(peer.fingerprint),
+        ));
+    }
+    text
+}
+
 /// Writes every node's node.toml and client.toml for these addresses.
 fn write_configs(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
     for (i, node) in demo.nodes.iter().enumerate() {
-        let org = node.org;
-        let key = Path::new("../..").join(key_file(org));
-        let mut node_toml = format!(
-            "# Written by `accord demo`; rewritten on every start.\n\
-             data_dir = \"data\"\n\
-             listen = \"{}\"\n\
-             charter = \"../../charter.json\"\n\
-             identities = [{}]\n\
-             cache_capacity_mb = 16\n\
-             anti_entropy_secs = 5\n\n\
-             [[operators]]\n\
-             name = {}\n\
-             token_sha256 = \"{}\"\n\
-             identities = [{}]\n\n\
-             [tls]\n\
-             cert = \"tls/node.crt\"\n\
-             key = \"tls/node.key\"\n",
-            addresses[i],
-            toml_string(&key.to_string_lossy()),
-            toml_string(&format!("{}-operator", org.slug)),
-            setup::token_sha256(&node.token),
-            toml_string(org.name),
-        );
-        for (j, peer) in demo.nodes.iter().enumerate() {
-            if i == j {
-                continue;
-            }
-            node_toml.push_str(&format!(
-                "\n[[peers]]\n\
-                 name = {}\n\
-                 address = \"{}\"\n\
-                 cert_sha256 = \"{}\"\n",
-                toml_string(peer.org.slug),
-                dial(addresses[j]),
-                hex::encode(peer.fingerprint),
-            ));
-        }
-        files::write_new(&node.node_config(), node_toml.as_bytes(), true)?;
+        files::write_new(
+            &node.node_config(),
+            node_toml(demo, i, addresses).as_bytes(),
+            true,
+        )?;
         let client_toml = format!(
             "# Written by `accord demo`; rewritten on every start.\n\
              node = \"{}\"\n\
@@ -575,7 +601,7 @@ fn write_configs(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
              as = {}\n",
             dial(addresses[i]),
             hex::encode(node.fingerprint),
-            toml_string(org.name),
+            toml_string(node.org.name),
         );
         files::write_new(&node.client_config(), client_toml.as_bytes(), true)?;
     }

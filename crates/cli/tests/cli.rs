@@ -904,6 +904,16 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
         assert_eq!(connected, 3, "{table}");
     }
 
+    // A second demo on the same folder stops at once, leaving the running one's files
+    // alone.
+    let client_tomls: Vec<Vec<u8>> = configs.iter().map(|c| std::fs::read(c).unwrap()).collect();
+    let err = fails(&["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"]);
+    assert!(err.contains("another `accord demo`"), "{err}");
+    for (config, before) in configs.iter().zip(&client_tomls) {
+        assert_eq!(&std::fs::read(config).unwrap(), before, "{config}");
+    }
+    assert!(demo.join("demo.json").exists());
+
     // Every node derives the same clashes.
     let clashes = json_at(&configs[0], &["clashes"]);
     for config in &configs[1..] {
