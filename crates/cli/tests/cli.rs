@@ -772,6 +772,49 @@ fn tls_node_is_reached_through_its_pinned_certificate() {
     alliance.node.take().unwrap().stop("-TERM");
 }
 
+/// Runs `accord args…` and waits for it to end, at most `timeout` (else it is killed
+/// and the test fails).
+fn finished_within(args: &[&str], timeout: Duration) -> Output {
+    let child = Command::new(ACCORD)
+        .args(args)
+        .env_remove("ACCORD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("accord starts");
+    let mut running = Running { child };
+    let deadline = Instant::now() + timeout;
+    while running.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "accord {args:?} still running after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    use std::io::Read;
+    running
+        .child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    running
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut err)
+        .unwrap();
+    Output {
+        status: running.child.wait().unwrap(),
+        stdout: out,
+        stderr: err,
+    }
+}
+
 /// Runs `accord args…` with a client config and parses its JSON output.
 fn json_at(config: &str, args: &[&str]) -> Value {
     let mut all: Vec<&str> = args.to_vec();
@@ -907,7 +950,13 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
     // A second demo on the same folder stops at once, leaving the running one's files
     // alone.
     let client_tomls: Vec<Vec<u8>> = configs.iter().map(|c| std::fs::read(c).unwrap()).collect();
-    let err = fails(&["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"]);
+    let second = finished_within(
+        &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
+        Duration::from_secs(20),
+    );
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(err.contains("another `accord demo`"), "{err}");
     for (config, before) in configs.iter().zip(&client_tomls) {
         assert_eq!(&std::fs::read(config).unwrap(), before, "{config}");
