@@ -1042,3 +1042,31 @@ fn print_summary(demo: &Demo, addresses: &[SocketAddr], seeded: bool, entries: u
         },
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_take_consecutive_ports_from_listen() {
+        let first: SocketAddr = "127.0.0.1:7400".parse().unwrap();
+        let ports: Vec<u16> = consecutive(first, 4)
+            .unwrap()
+            .iter()
+            .map(SocketAddr::port)
+            .collect();
+        assert_eq!(ports, [7400, 7401, 7402, 7403]);
+        let last: SocketAddr = "127.0.0.1:65533".parse().unwrap();
+        assert!(consecutive(last, 4).is_err());
+    }
+
+    #[test]
+    fn peers_dial_loopback_when_a_node_listens_everywhere() {
+        let any: SocketAddr = "0.0.0.0:7400".parse().unwrap();
+        assert_eq!(dial(any), "https://127.0.0.1:7400");
+        let any6: SocketAddr = "[::]:7400".parse().unwrap();
+        assert_eq!(dial(any6), "https://[::1]:7400");
+        let here: SocketAddr = "127.0.0.1:7401".parse().unwrap();
+        assert_eq!(dial(here), "https://127.0.0.1:7401");
+    }
+}
