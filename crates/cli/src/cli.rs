@@ -10,10 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Accord: a signed, replicated ledger for the organisations of an electoral alliance",
     long_about = "Accord: a signed, replicated ledger for the organisations of an electoral alliance.\n\n\
-        Set-up commands (keygen, key, charter, token) work on local files. `accord node` runs a node. \
+        Set-up commands (keygen, key, charter, token, tls) work on local files. `accord node` runs a node. \
         The other commands talk to a node's gRPC API, using a client config file given with \
         --config or the ACCORD_CONFIG environment variable.\n\n\
-        Try `accord demo --dir /tmp/pal` for a ready-made alliance."
+        Try `accord demo --dir /tmp/pal` for a ready-made alliance: four federated nodes \
+        in one process."
 )]
 pub struct Cli {
     /// Client config file for the commands that talk to a node (they also take
@@ -31,9 +32,10 @@ pub static DEFAULT_CLIENT_CONFIG: std::sync::OnceLock<PathBuf> = std::sync::Once
 /// How a node is reached: the client config file.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Client config file (TOML: node = "http://127.0.0.1:7400", token_file = "token",
-    /// optional as = "Organisation name", and cert_sha256 for an https:// node);
-    /// default: `accord --config` or ACCORD_CONFIG
+    /// Client config file (TOML: node = "https://127.0.0.1:7400" with cert_sha256, the
+    /// node's certificate fingerprint, or node = "http://…" for a node without TLS;
+    /// token_file = "token"; optional as = "Organisation name"); default: `accord
+    /// --config` or ACCORD_CONFIG
     #[arg(long, value_name = "CLIENT.toml")]
     pub config: Option<PathBuf>,
 }
@@ -107,7 +109,8 @@ pub enum Command {
         #[arg(long, value_name = "NODE.toml")]
         config: PathBuf,
     },
-    /// Show the node's status: alliance, heads, derived-state digest
+    /// Show a node's status: alliance, entries, digest, heads, frozen logs and peers
+    /// (connected, last contact, behind, received, refused, last error)
     Status(ListArgs),
     /// Declare an organisation's intention on a ballot
     #[command(subcommand)]
@@ -203,14 +206,34 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create (or reuse) a demo alliance in DIR and serve it until interrupted
+    /// Run a demo alliance in DIR until interrupted: four nodes, one per organisation,
+    /// federated over TLS in this process (created on first use, then reused)
+    #[command(
+        long_about = "Create (or reuse) a demo alliance in DIR and run it until interrupted \
+            (Ctrl-C or SIGTERM stops every node cleanly).\n\n\
+            Four nodes run in this process: one for each member organisation (Breakthrough \
+            Party, Northern Green Left, Radical Socialist Alliance) and one for the PAL \
+            Secretariat. Each has its own data, TLS certificate (ECDSA P-256, self-signed), \
+            operator token and port, and pulls from the other three over mutual TLS with \
+            pinned certificates. Each organisation publishes the sample data through its own \
+            node; once every node holds the same ledger, DIR/demo.json lists the nodes \
+            (address, certificate fingerprint, client config, token file, data folder) and \
+            the organisations, and a summary is printed.\n\n\
+            DIR/nodes/NAME/client.toml reaches node NAME as its organisation: for example \
+            `accord --config DIR/nodes/northern-green-left/client.toml clashes`.\n\n\
+            Run again on the same DIR to reuse the keys, certificates and ledgers (the \
+            sample data is only published into an empty ledger)."
+    )]
     Demo {
-        /// Folder for keys, charter, token, configs, data and demo.json
+        /// Folder for the charter, keys, nodes (configs, tokens, certificates, data) and
+        /// demo.json
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
-        /// Address to serve gRPC on (port 0 picks a free port)
-        #[arg(long, default_value = "127.0.0.1:7400")]
-        listen: std::net::SocketAddr,
+        /// Address of the first node; the other three take the next ports (port 0: ports
+        /// the OS picks). Default: the previous run's ports if they are free, else
+        /// 127.0.0.1:7400 to 7403
+        #[arg(long, value_name = "ADDRESS")]
+        listen: Option<std::net::SocketAddr>,
     },
 }
 

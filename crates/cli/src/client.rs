@@ -114,13 +114,24 @@ impl Client {
         let config = ClientConfig::load(config_path)?;
         match config.pin {
             Some(pin) if config.node.starts_with("https://") => {
-                let tls = accord_node::tls::client_config(pin, None)?;
-                let channel = accord_node::tls::channel(&config.node, tls, Duration::from_secs(10))
-                    .map_err(|e| anyhow!("bad node address: {e}"))?;
-                Ok(Self::over(channel, &config.token, config.default_as)?)
+                Self::connect_tls(&config.node, pin, &config.token, config.default_as)
             }
             _ => Self::connect_with(&config.node, &config.token, config.default_as).await,
         }
+    }
+
+    /// A client of the node at `node` (`https://host:port`) whose certificate has the
+    /// fingerprint `pin`. Connects lazily: the first call reports an unreachable node.
+    pub fn connect_tls(
+        node: &str,
+        pin: accord_node::tls::Fingerprint,
+        token: &str,
+        default_as: Option<String>,
+    ) -> Result<Self> {
+        let tls = accord_node::tls::client_config(pin, None)?;
+        let channel = accord_node::tls::channel(node, tls, Duration::from_secs(10))
+            .map_err(|e| anyhow!("bad node address: {e}"))?;
+        Self::over(channel, token, default_as)
     }
 
     fn over(channel: Channel, token: &str, default_as: Option<String>) -> Result<Self> {

@@ -1,7 +1,24 @@
-//! `accord demo`: a ready-made alliance in one folder, served by one in-process node
-//! that is home to every demo identity, seeded through the real gRPC API.
+//! `accord demo`: a ready-made alliance in one folder, run as a real federation in
+//! this process. Each organisation (three members and the secretariat) has its own
+//! node, with its own data, TLS certificate, operator token and port on loopback; the
+//! four nodes pull from each other over mutual TLS with pinned certificates. The sample
+//! data is published by each organisation through its own node, through the real gRPC
+//! API, and the demo waits until every node holds the same ledger.
+//!
+//! The folder:
+//!
+//! ```text
+//! DIR/charter.json                  the alliance (written last: marks a complete folder)
+//! DIR/keys/NAME.pem                 each organisation's Ed25519 identity
+//! DIR/nodes/NAME/node.toml          the node's config (rewritten on every start)
+//! DIR/nodes/NAME/client.toml        a client config for it (rewritten on every start)
+//! DIR/nodes/NAME/token              the node's operator token
+//! DIR/nodes/NAME/tls/node.{crt,key} the node's TLS certificate and key
+//! DIR/nodes/NAME/data/              the node's ledger
+//! DIR/demo.json                     written once every node holds the same ledger
+//! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,36 +27,89 @@ use accord_core::{Charter, Identity, PublicId, pb};
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::{Days, NaiveDate, Utc};
 use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::client::{Client, rpc};
 use crate::commands::{node, publish, setup};
 use crate::files;
-use crate::render::println;
+use crate::render::{println, table};
 
 const ALLIANCE: &str = "Progressive Alliance of the Left";
-const NODE_NAME: &str = "pal-node";
 const BREAKTHROUGH: &str = "Breakthrough Party";
 const GREEN_LEFT: &str = "Northern Green Left";
 const RADICAL: &str = "Radical Socialist Alliance";
 const SECRETARIAT: &str = "PAL Secretariat";
 
-/// The demo identities: name, key file, sample Electoral Commission id (members only).
-const ORGS: &[(&str, &str, Option<&str>)] = &[
-    (BREAKTHROUGH, "keys/breakthrough-party.pem", Some("PP99901")),
-    (GREEN_LEFT, "keys/northern-green-left.pem", Some("PP99902")),
-    (
-        RADICAL,
-        "keys/radical-socialist-alliance.pem",
-        Some("PP99903"),
-    ),
-    (SECRETARIAT, "keys/pal-secretariat.pem", None),
+/// The first node's port when neither --listen nor an earlier run says otherwise.
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7400);
+/// How long the nodes may take to hold the same ledger once the sample data is in.
+const CONVERGENCE: Duration = Duration::from_secs(30);
+/// How long the nodes may take to stop once asked.
+const STOPPING: Duration = Duration::from_secs(15);
+
+/// One organisation and its node.
+struct OrgSpec {
+    name: &'static str,
+    /// The node's name, its folder under nodes/ and its key file under keys/.
+    slug: &'static str,
+    /// A sample Electoral Commission register id (members only).
+    ec_id: Option<&'static str>,
+}
+
+/// The demo organisations, in node order (the first node takes the --listen port).
+const ORGS: &[OrgSpec] = &[
+    OrgSpec {
+        name: BREAKTHROUGH,
+        slug: "breakthrough-party",
+        ec_id: Some("PP99901"),
+    },
+    OrgSpec {
+        name: GREEN_LEFT,
+        slug: "northern-green-left",
+        ec_id: Some("PP99902"),
+    },
+    OrgSpec {
+        name: RADICAL,
+        slug: "radical-socialist-alliance",
+        ec_id: Some("PP99903"),
+    },
+    OrgSpec {
+        name: SECRETARIAT,
+        slug: "pal-secretariat",
+        ec_id: None,
+    },
 ];
+
+fn key_file(org: &OrgSpec) -> PathBuf {
+    Path::new("keys").join(format!("{}.pem", org.slug))
+}
+
+/// One node's files, made or found by [`prepare`].
+struct DemoNode {
+    org: &'static OrgSpec,
+    folder: PathBuf,
+    token: String,
+    /// SHA-256 of the node's TLS certificate, as peers and clients pin it.
+    fingerprint: [u8; 32],
+}
+
+impl DemoNode {
+    fn node_config(&self) -> PathBuf {
+        self.folder.join("node.toml")
+    }
+
+    fn client_config(&self) -> PathBuf {
+        self.folder.join("client.toml")
+    }
+}
 
 struct Demo {
     dir: PathBuf,
     charter: Charter,
     identities: Vec<(String, Identity)>,
-    token: String,
+    nodes: Vec<DemoNode>,
 }
 
 impl Demo {
@@ -52,200 +122,505 @@ impl Demo {
     }
 }
 
-pub async fn run(dir: &Path, listen: SocketAddr) -> Result<()> {
-    // The summary on stdout is what a demo user reads; the node's logs stay quiet.
+/// What a node task returns: the node's name and how it ended.
+type NodeEnd = (&'static str, Result<(), accord_node::NodeError>);
+
+pub async fn run(dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
+    // The summary on stdout is what a demo user reads; the nodes' logs stay quiet.
     node::init_tracing("warn");
     std::fs::create_dir_all(dir.join("keys"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
-    // A demo.json from an earlier run names an address that is gone: it reappears
-    // once this run is ready.
-    let manifest = dir.join("demo.json");
+    let demo = prepare(&dir)?;
+    let shutdown = node::shutdown_signal()?;
+
+    // Every listener is bound before any config is made, so that each node's config
+    // can name every peer's address before any node starts.
+    let listeners = bind(&demo, listen).await?;
+    let addresses: Vec<SocketAddr> = listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<std::io::Result<_>>()?;
+    // The configs are validated as `accord node` would, but written to the folder only
+    // once every node serves: a demo already running on DIR holds the ledgers, so this
+    // one stops before it rewrites the configs that demo's users rely on.
+    let mut configs = Vec::new();
+    for (i, node) in demo.nodes.iter().enumerate() {
+        let path = node.node_config();
+        let raw: accord_node::config::RawNodeConfig =
+            toml::from_str(&node_toml(&demo, i, &addresses))
+                .with_context(|| format!("{}: invalid config", path.display()))?;
+        let config = accord_node::NodeConfig::from_raw(raw, &node.folder)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        configs.push(config);
+    }
+
+    let (stop, stopping) = watch::channel(false);
+    let mut running: JoinSet<NodeEnd> = JoinSet::new();
+    for ((node, config), listener) in demo.nodes.iter().zip(configs).zip(listeners) {
+        let mut stopping = stopping.clone();
+        let name = node.org.slug;
+        running.spawn(async move {
+            let signal = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            (name, accord_node::run(config, listener, signal).await)
+        });
+    }
+
+    tokio::pin!(shutdown);
+    let started = tokio::select! {
+        started = start(&demo, &addresses) => started,
+        Some(ended) = running.join_next() => {
+            let error = node_ended(ended);
+            let _ = stop_all(&stop, &mut running).await;
+            return Err(error);
+        }
+        () = &mut shutdown => return stop_all(&stop, &mut running).await,
+    };
+    if let Err(error) = started {
+        let _ = stop_all(&stop, &mut running).await;
+        return Err(error);
+    }
+
+    tokio::select! {
+        Some(ended) = running.join_next() => {
+            let error = node_ended(ended);
+            let _ = stop_all(&stop, &mut running).await;
+            Err(error)
+        }
+        () = &mut shutdown => stop_all(&stop, &mut running).await,
+    }
+}
+
+/// Why a node task ended on its own: always an error, since nodes run until stopped.
+fn node_ended(ended: Result<NodeEnd, tokio::task::JoinError>) -> anyhow::Error {
+    match ended {
+        Ok((name, Ok(()))) => anyhow!("node {name} stopped unexpectedly"),
+        Ok((name, Err(error))) => {
+            let text = error.to_string();
+            if text.contains("acquire lock") {
+                anyhow!(
+                    "node {name} stopped: {text} (is another `accord demo` running on this folder?)"
+                )
+            } else {
+                anyhow!("node {name} stopped: {text}")
+            }
+        }
+        Err(error) => anyhow!("a node failed: {error}"),
+    }
+}
+
+/// Asks every node to stop and waits (bounded) until they have.
+async fn stop_all(stop: &watch::Sender<bool>, running: &mut JoinSet<NodeEnd>) -> Result<()> {
+    let _ = stop.send(true);
+    let mut errors = Vec::new();
+    let waited = tokio::time::timeout(STOPPING, async {
+        while let Some(ended) = running.join_next().await {
+            match ended {
+                Ok((_, Ok(()))) => {}
+                Ok((name, Err(error))) => errors.push(format!("node {name}: {error}")),
+                Err(error) => errors.push(format!("a node failed: {error}")),
+            }
+        }
+    })
+    .await;
+    if waited.is_err() {
+        running.abort_all();
+        bail!("the nodes did not stop within {}s", STOPPING.as_secs());
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(())
+}
+
+/// Once the nodes run: publishes the sample data if the ledger is empty, waits until
+/// every node holds the same ledger, then writes demo.json and prints the summary.
+async fn start(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
+    let mut clients = Vec::new();
+    for (node, address) in demo.nodes.iter().zip(addresses) {
+        clients.push(ready(node, *address).await?);
+    }
+    // A demo.json from an earlier run names addresses that may be gone: it reappears
+    // once the nodes hold the same ledger.
+    let manifest = demo.dir.join("demo.json");
     if manifest.exists() {
         std::fs::remove_file(&manifest)
             .with_context(|| format!("cannot remove {}", manifest.display()))?;
     }
-    let demo = prepare(&dir)?;
-    let shutdown = node::shutdown_signal()?;
+    write_configs(demo, addresses)?;
+    let mut empty = true;
+    for client in &mut clients {
+        let status = client
+            .ledger
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .map_err(rpc)?
+            .into_inner();
+        empty &= status.entries == 0;
+    }
+    if empty {
+        let mut seeder = Seeder {
+            nodes: demo
+                .nodes
+                .iter()
+                .map(|n| demo.key(n.org.name))
+                .zip(clients)
+                .collect(),
+        };
+        seed(demo, &mut seeder, Utc::now().date_naive()).await?;
+        clients = seeder.nodes.into_iter().map(|(_, c)| c).collect();
+    }
+    let (entries, digest) = converge(demo, &mut clients).await?;
+    write_demo_json(demo, addresses)?;
+    print_summary(demo, addresses, empty, entries, &digest);
+    Ok(())
+}
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let address = listener.local_addr()?;
-    let grpc = format!("http://{address}");
-    write_configs(&demo, address)?;
-    let config = accord_node::NodeConfig::load(&dir.join("node.toml"))?;
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut node = tokio::spawn(accord_node::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-
-    tokio::pin!(shutdown);
-    let seeded = tokio::select! {
-        seeded = seed_if_empty(&demo, &grpc) => seeded?,
-        result = &mut node => return node_ended(result),
-        () = &mut shutdown => {
-            let _ = stop.send(());
-            return node_ended(node.await);
+/// Connects to a node (TLS, its certificate pinned, its operator token), retrying
+/// while it starts (at most ten seconds).
+async fn ready(node: &DemoNode, address: SocketAddr) -> Result<Client> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut client = Client::connect_tls(&dial(address), node.fingerprint, &node.token, None)?;
+    loop {
+        let error = match client.ledger.get_status(pb::GetStatusRequest {}).await {
+            Ok(_) => return Ok(client),
+            Err(e) => rpc(e),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(error.context(format!("node {} did not answer", node.org.slug)));
         }
-    };
-    write_demo_json(&demo, &grpc)?;
-    print_summary(&demo, &grpc, seeded);
-
-    tokio::select! {
-        result = &mut node => node_ended(result),
-        () = &mut shutdown => {
-            let _ = stop.send(());
-            node_ended(node.await)
-        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-fn node_ended(
-    result: Result<Result<(), accord_node::NodeError>, tokio::task::JoinError>,
-) -> Result<()> {
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(anyhow!("node stopped: {error}")),
-        Err(error) => Err(anyhow!("node failed: {error}")),
+/// Waits (at most [`CONVERGENCE`]) until every node reports the same digest and entry
+/// count; returns them.
+async fn converge(demo: &Demo, clients: &mut [Client]) -> Result<(u64, String)> {
+    let deadline = tokio::time::Instant::now() + CONVERGENCE;
+    loop {
+        let mut seen = Vec::new();
+        for client in clients.iter_mut() {
+            let status = client
+                .ledger
+                .get_status(pb::GetStatusRequest {})
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            seen.push(status);
+        }
+        let first = &seen[0];
+        if seen
+            .iter()
+            .all(|s| s.digest == first.digest && s.entries == first.entries)
+        {
+            return Ok((first.entries, hex::encode(&first.digest)));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let report: Vec<String> = demo
+                .nodes
+                .iter()
+                .zip(&seen)
+                .map(|(node, s)| {
+                    let errors: Vec<String> = s
+                        .peers
+                        .iter()
+                        .filter(|p| !p.last_error.is_empty())
+                        .map(|p| format!("{}: {}", p.name, p.last_error))
+                        .collect();
+                    format!(
+                        "{} has {} entries, digest {}{}",
+                        node.org.slug,
+                        s.entries,
+                        &hex::encode(&s.digest)[..12],
+                        if errors.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (peer errors: {})", errors.join(", "))
+                        }
+                    )
+                })
+                .collect();
+            bail!(
+                "the nodes did not converge within {}s: {}",
+                CONVERGENCE.as_secs(),
+                report.join("; ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Creates the keys, charter and token, or reuses them if the charter exists.
+/// Creates the keys, charter, tokens and TLS certificates, or reuses those that exist.
 fn prepare(dir: &Path) -> Result<Demo> {
     let charter_path = dir.join("charter.json");
-    let token_path = dir.join("token");
-    if charter_path.exists() {
+    let (charter, identities) = if charter_path.exists() {
+        if !dir.join("nodes").exists() && dir.join("data").exists() {
+            bail!(
+                "{} holds a single-node demo from an earlier version of accord; remove it or choose another folder",
+                dir.display()
+            );
+        }
         let bytes = std::fs::read(&charter_path)
             .with_context(|| format!("cannot read {}", charter_path.display()))?;
         let charter =
             Charter::from_bytes(bytes).with_context(|| charter_path.display().to_string())?;
         let mut identities = Vec::new();
-        for (name, file, _) in ORGS {
-            let identity = setup::read_identity(&dir.join(file))
+        for org in ORGS {
+            let file = key_file(org);
+            let identity = setup::read_identity(&dir.join(&file))
                 .context("the demo folder is incomplete; remove it or choose another")?;
-            if charter.find(name) != Some(identity.public_id()) {
+            if charter.find(org.name) != Some(identity.public_id()) {
                 bail!(
-                    "{} does not hold the key of {name} in {}; remove the folder or choose another",
-                    file,
+                    "{} does not hold the key of {} in {}; remove the folder or choose another",
+                    file.display(),
+                    org.name,
                     charter_path.display()
                 );
             }
-            identities.push(((*name).to_owned(), identity));
+            identities.push((org.name.to_owned(), identity));
         }
-        let token = crate::client::read_token(&token_path)
-            .context("the demo folder is incomplete; remove it or choose another")?;
-        return Ok(Demo {
-            dir: dir.to_owned(),
-            charter,
-            identities,
-            token,
-        });
-    }
-    if dir.join("data").exists() {
-        bail!(
-            "{} holds node data but no charter.json; remove it or choose another folder",
-            dir.display()
-        );
-    }
-    let mut identities = Vec::new();
-    for (name, file, _) in ORGS {
-        let identity = setup::write_new_identity(&dir.join(file), true)?;
-        identities.push(((*name).to_owned(), identity));
-    }
-    let key_of = |name: &str| {
-        identities
+        (charter, identities)
+    } else {
+        if dir.join("nodes").exists() || dir.join("data").exists() {
+            bail!(
+                "{} holds node data but no charter.json; remove it or choose another folder",
+                dir.display()
+            );
+        }
+        let mut identities = Vec::new();
+        for org in ORGS {
+            let identity = setup::write_new_identity(&dir.join(key_file(org)), true)?;
+            identities.push((org.name.to_owned(), identity));
+        }
+        let key_of = |name: &str| {
+            identities
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, i): &(String, Identity)| i.public_id())
+                .expect("a demo identity")
+        };
+        let members: Vec<(String, PublicId, Option<String>)> = ORGS
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, i): &(String, Identity)| i.public_id())
-            .expect("a demo identity")
+            .filter_map(|o| {
+                o.ec_id
+                    .map(|ec| (o.name.to_owned(), key_of(o.name), Some(ec.to_owned())))
+            })
+            .collect();
+        let secretaries = vec![(SECRETARIAT.to_owned(), key_of(SECRETARIAT))];
+        let (bytes, charter) = setup::charter_file_bytes(ALLIANCE, &members, &secretaries)?;
+        // The charter last: its presence marks a complete set of keys.
+        files::write_new(&charter_path, &bytes, true)?;
+        (charter, identities)
     };
-    let members: Vec<(String, PublicId, Option<String>)> = ORGS
-        .iter()
-        .filter_map(|(name, _, ec)| {
-            ec.map(|ec| ((*name).to_owned(), key_of(name), Some(ec.to_owned())))
-        })
-        .collect();
-    let secretaries = vec![(SECRETARIAT.to_owned(), key_of(SECRETARIAT))];
-    let (bytes, charter) = setup::charter_file_bytes(ALLIANCE, &members, &secretaries)?;
-    let token = setup::new_token()?;
-    files::write_secret(&token_path, format!("{token}\n").as_bytes(), true)?;
-    // The charter last: its presence marks a complete demo folder.
-    files::write_new(&charter_path, &bytes, true)?;
+    let mut nodes = Vec::new();
+    for org in ORGS {
+        nodes.push(prepare_node(dir, org)?);
+    }
     Ok(Demo {
         dir: dir.to_owned(),
         charter,
         identities,
-        token,
+        nodes,
     })
+}
+
+/// A node's folder, token and TLS certificate: made if missing, else reused.
+fn prepare_node(dir: &Path, org: &'static OrgSpec) -> Result<DemoNode> {
+    let folder = dir.join("nodes").join(org.slug);
+    std::fs::create_dir_all(folder.join("tls"))
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let token_path = folder.join("token");
+    let token = if token_path.exists() {
+        crate::client::read_token(&token_path)?
+    } else {
+        let token = setup::new_token()?;
+        files::write_secret(&token_path, format!("{token}\n").as_bytes(), true)?;
+        token
+    };
+    let cert = folder.join("tls/node.crt");
+    let key = folder.join("tls/node.key");
+    if !(cert.exists() && key.exists()) {
+        let names = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let (cert_pem, key_pem) = accord_node::tls::generate(&names)?;
+        files::write_secret(&key, key_pem.as_bytes(), true)?;
+        files::write_new(&cert, cert_pem.as_bytes(), true)?;
+    }
+    // Loaded as the node will load it, so a damaged pair fails here, by name.
+    let identity = accord_node::tls::TlsIdentity::load(&cert, &key)?;
+    Ok(DemoNode {
+        org,
+        folder,
+        token,
+        fingerprint: identity.fingerprint(),
+    })
+}
+
+/// The addresses an earlier run wrote into the node configs, if every node has one.
+fn previous_addresses(demo: &Demo) -> Option<Vec<SocketAddr>> {
+    demo.nodes
+        .iter()
+        .map(|node| {
+            let text = std::fs::read_to_string(node.node_config()).ok()?;
+            let raw: accord_node::config::RawNodeConfig = toml::from_str(&text).ok()?;
+            Some(raw.listen)
+        })
+        .collect()
+}
+
+/// Binds every node's listener. An explicit --listen with a port gives the first node
+/// that port and the others the next ones; port 0 lets the OS choose. Otherwise the
+/// ports of the previous run are reused if they are all free, else 7400 to 7403 on
+/// loopback, else ports the OS chooses.
+async fn bind(demo: &Demo, listen: Option<SocketAddr>) -> Result<Vec<TcpListener>> {
+    let count = demo.nodes.len();
+    if let Some(listen) = listen.filter(|l| l.port() != 0) {
+        return bind_all(&consecutive(listen, count)?).await;
+    }
+    let previous = previous_addresses(demo)
+        .filter(|p| listen.is_none_or(|l| p.iter().all(|a| a.ip() == l.ip())));
+    if let Some(listeners) = try_bind(previous).await {
+        return Ok(listeners);
+    }
+    let default = match listen {
+        None => Some(consecutive(DEFAULT_LISTEN, count)?),
+        Some(_) => None,
+    };
+    if let Some(listeners) = try_bind(default).await {
+        return Ok(listeners);
+    }
+    let ip = listen.map_or(DEFAULT_LISTEN.ip(), |l| l.ip());
+    bind_all(&vec![SocketAddr::new(ip, 0); count]).await
+}
+
+/// `count` addresses from `first`, one port apart.
+fn consecutive(first: SocketAddr, count: usize) -> Result<Vec<SocketAddr>> {
+    (0..count)
+        .map(|i| {
+            u16::try_from(i)
+                .ok()
+                .and_then(|i| first.port().checked_add(i))
+                .map(|port| SocketAddr::new(first.ip(), port))
+                .ok_or_else(|| anyhow!("--listen {first}: the demo needs {count} ports from it"))
+        })
+        .collect()
+}
+
+/// Binds all of `addresses`, if given and free.
+async fn try_bind(addresses: Option<Vec<SocketAddr>>) -> Option<Vec<TcpListener>> {
+    bind_all(&addresses?).await.ok()
+}
+
+async fn bind_all(addresses: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for address in addresses {
+        listeners.push(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))?,
+        );
+    }
+    Ok(listeners)
+}
+
+/// The address clients and peers dial: loopback when the node listens on every
+/// interface.
+fn dial(address: SocketAddr) -> String {
+    let ip = match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("https://{}", SocketAddr::new(ip, address.port()))
 }
 
 fn toml_string(text: &str) -> String {
     serde_json::to_string(text).expect("strings serialise")
 }
 
-fn write_configs(demo: &Demo, address: SocketAddr) -> Result<()> {
-    let identities: Vec<String> = ORGS.iter().map(|(_, f, _)| toml_string(f)).collect();
-    let names: Vec<String> = ORGS.iter().map(|(n, _, _)| toml_string(n)).collect();
-    let node_toml = format!(
+/// Node `i`'s node.toml for these addresses: home to its organisation's identity,
+/// with TLS, and every other node as a pinned peer.
+fn node_toml(demo: &Demo, i: usize, addresses: &[SocketAddr]) -> String {
+    let node = &demo.nodes[i];
+    let org = node.org;
+    let key = Path::new("../..").join(key_file(org));
+    let mut text = format!(
         "# Written by `accord demo`; rewritten on every start.\n\
          data_dir = \"data\"\n\
-         listen = \"{address}\"\n\
-         charter = \"charter.json\"\n\
+         listen = \"{}\"\n\
+         charter = \"../../charter.json\"\n\
          identities = [{}]\n\
-         cache_capacity_mb = 32\n\n\
+         cache_capacity_mb = 16\n\
+         anti_entropy_secs = 5\n\n\
          [[operators]]\n\
-         name = \"demo-operator\"\n\
+         name = {}\n\
          token_sha256 = \"{}\"\n\
-         identities = [{}]\n",
-        identities.join(", "),
-        setup::token_sha256(&demo.token),
-        names.join(", "),
+         identities = [{}]\n\n\
+         [tls]\n\
+         cert = \"tls/node.crt\"\n\
+         key = \"tls/node.key\"\n",
+        addresses[i],
+        toml_string(&key.to_string_lossy()),
+        toml_string(&format!("{}-operator", org.slug)),
+        setup::token_sha256(&node.token),
+        toml_string(org.name),
     );
-    files::write_new(&demo.dir.join("node.toml"), node_toml.as_bytes(), true)?;
-    let client_toml = format!(
-        "# Written by `accord demo`; rewritten on every start.\n\
-         node = \"http://{address}\"\n\
-         token_file = \"token\"\n\
-         as = {}\n",
-        toml_string(BREAKTHROUGH)
-    );
-    files::write_new(&demo.dir.join("client.toml"), client_toml.as_bytes(), true)
-}
-
-/// Publishes the sample data if the ledger is empty. Returns whether it did.
-async fn seed_if_empty(demo: &Demo, grpc: &str) -> Result<bool> {
-    let mut client = connect(grpc, &demo.token).await?;
-    let status = client
-        .ledger
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .map_err(rpc)?
-        .into_inner();
-    if status.entries > 0 {
-        return Ok(false);
-    }
-    seed(demo, &mut client, Utc::now().date_naive()).await?;
-    Ok(true)
-}
-
-/// Connects, retrying briefly while the node starts (at most ten seconds).
-async fn connect(grpc: &str, token: &str) -> Result<Client> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match Client::connect_with(grpc, token, None).await {
-            Ok(mut client) => match client.ledger.get_status(pb::GetStatusRequest {}).await {
-                Ok(_) => return Ok(client),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(rpc(e)),
-                Err(_) => {}
-            },
-            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-            Err(_) => {}
+    for (j, peer) in demo.nodes.iter().enumerate() {
+        if i == j {
+            continue;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        text.push_str(&format!(
+            "\n[[peers]]\n\
+             name = {}\n\
+             address = \"{}\"\n\
+             cert_sha256 = \"{}\"\n",
+            toml_string(peer.org.slug),
+            dial(addresses[j]),
+            hex::encode(peer.fingerprint),
+        ));
+    }
+    text
+}
+
+/// Writes every node's node.toml and client.toml for these addresses.
+fn write_configs(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
+    for (i, node) in demo.nodes.iter().enumerate() {
+        files::write_new(
+            &node.node_config(),
+            node_toml(demo, i, addresses).as_bytes(),
+            true,
+        )?;
+        let client_toml = format!(
+            "# Written by `accord demo`; rewritten on every start.\n\
+             node = \"{}\"\n\
+             cert_sha256 = \"{}\"\n\
+             token_file = \"token\"\n\
+             as = {}\n",
+            dial(addresses[i]),
+            hex::encode(node.fingerprint),
+            toml_string(node.org.name),
+        );
+        files::write_new(&node.client_config(), client_toml.as_bytes(), true)?;
+    }
+    Ok(())
+}
+
+/// Publishes each organisation's entries through its own node.
+struct Seeder {
+    nodes: Vec<(PublicId, Client)>,
+}
+
+impl Seeder {
+    async fn publish(&mut self, author: PublicId, body: Body) -> Result<pb::PublishResponse> {
+        let (_, client) = self
+            .nodes
+            .iter_mut()
+            .find(|(key, _)| *key == author)
+            .expect("every demo identity has a node");
+        publish::publish(client, author, body).await
     }
 }
 
@@ -280,7 +655,7 @@ struct SampleEvent {
     public: bool,
 }
 
-async fn seed(demo: &Demo, client: &mut Client, today: NaiveDate) -> Result<()> {
+async fn seed(demo: &Demo, nodes: &mut Seeder, today: NaiveDate) -> Result<()> {
     use pb::IntentionStatus as S;
     let b = demo.key(BREAKTHROUGH);
     let g = demo.key(GREEN_LEFT);
@@ -321,77 +696,78 @@ async fn seed(demo: &Demo, client: &mut Client, today: NaiveDate) -> Result<()> 
     );
     declare(r, intention(ASHLEY, S::Considering));
     for (who, body) in steps.drain(..) {
-        publish::publish(client, who, body).await?;
+        nodes.publish(who, body).await?;
     }
 
-    publish::publish(
-        client,
-        s,
-        Body::Resolution(pb::Resolution {
-            ballot: HULME.into(),
-            stands: vec![b.to_vec()],
-            stand_aside: vec![r.to_vec()],
-            rationale: "Breakthrough came second here in 2024; RSA concentrates on Ashley".into(),
-        }),
-    )
-    .await?;
-    publish::publish(
-        client,
-        r,
-        Body::Intention(pb::Intention {
-            note: "Standing aside for Breakthrough, as the secretariat resolved".into(),
-            ..intention(HULME, S::StoodAside)
-        }),
-    )
-    .await?;
-    publish::publish(
-        client,
-        s,
-        Body::Resolution(pb::Resolution {
-            ballot: LITTLE_LONDON.into(),
-            stands: vec![g.to_vec()],
-            stand_aside: vec![b.to_vec()],
-            rationale: "Northern Green Left has the sitting councillor".into(),
-        }),
-    )
-    .await?;
-
-    // A joint statement: Breakthrough asks two partners to co-sign, both endorse.
-    let statement = publish::publish(
-        client,
-        b,
-        Body::Statement(pb::Statement {
-            title: "One progressive candidate per ward in May 2027".into(),
-            text: "The parties of the Progressive Alliance of the Left will not split the \
-                   vote: in every ward of the May 2027 local elections we back one \
-                   progressive candidate. (Sample text.)"
-                .into(),
-            cosigners: vec![g.to_vec(), r.to_vec()],
-        }),
-    )
-    .await?;
-    for who in [g, r] {
-        publish::publish(
-            client,
-            who,
-            Body::Endorsement(pb::Endorsement {
-                statement: statement.id.clone(),
+    nodes
+        .publish(
+            s,
+            Body::Resolution(pb::Resolution {
+                ballot: HULME.into(),
+                stands: vec![b.to_vec()],
+                stand_aside: vec![r.to_vec()],
+                rationale: "Breakthrough came second here in 2024; RSA concentrates on Ashley"
+                    .into(),
             }),
         )
         .await?;
+    nodes
+        .publish(
+            r,
+            Body::Intention(pb::Intention {
+                note: "Standing aside for Breakthrough, as the secretariat resolved".into(),
+                ..intention(HULME, S::StoodAside)
+            }),
+        )
+        .await?;
+    nodes
+        .publish(
+            s,
+            Body::Resolution(pb::Resolution {
+                ballot: LITTLE_LONDON.into(),
+                stands: vec![g.to_vec()],
+                stand_aside: vec![b.to_vec()],
+                rationale: "Northern Green Left has the sitting councillor".into(),
+            }),
+        )
+        .await?;
+
+    // A joint statement: Breakthrough asks two partners to co-sign, both endorse.
+    let statement = nodes
+        .publish(
+            b,
+            Body::Statement(pb::Statement {
+                title: "One progressive candidate per ward in May 2027".into(),
+                text: "The parties of the Progressive Alliance of the Left will not split the \
+                   vote: in every ward of the May 2027 local elections we back one \
+                   progressive candidate. (Sample text.)"
+                    .into(),
+                cosigners: vec![g.to_vec(), r.to_vec()],
+            }),
+        )
+        .await?;
+    for who in [g, r] {
+        nodes
+            .publish(
+                who,
+                Body::Endorsement(pb::Endorsement {
+                    statement: statement.id.clone(),
+                }),
+            )
+            .await?;
     }
-    publish::publish(
-        client,
-        s,
-        Body::Statement(pb::Statement {
-            title: "Clash resolution timetable".into(),
-            text: "Declare intentions for May 2027 by the end of January; the secretariat \
+    nodes
+        .publish(
+            s,
+            Body::Statement(pb::Statement {
+                title: "Clash resolution timetable".into(),
+                text: "Declare intentions for May 2027 by the end of January; the secretariat \
                    resolves clashes in order of close of nominations. (Sample text.)"
-                .into(),
-            cosigners: Vec::new(),
-        }),
-    )
-    .await?;
+                    .into(),
+                cosigners: Vec::new(),
+            }),
+        )
+        .await?;
 
     // A week of events from tomorrow, two of them at the same venue at the same time.
     let day = |n: u64| {
@@ -526,28 +902,28 @@ async fn seed(demo: &Demo, client: &mut Client, today: NaiveDate) -> Result<()> 
         } = e;
         let mut organisers = vec![who.to_vec()];
         organisers.extend(with.iter().map(PublicId::to_vec));
-        publish::publish(
-            client,
-            who,
-            Body::Event(pb::Event {
-                uid: uid.into(),
-                title: title.into(),
-                description: "Sample event".into(),
-                start: format!("{}T{start}", day(n)),
-                end: format!("{}T{end}", day(n)),
-                time_zone: "Europe/London".into(),
-                venue: venue.into(),
-                area: area.into(),
-                organisers,
-                visibility: if public {
-                    pb::Visibility::Public
-                } else {
-                    pb::Visibility::Alliance
-                } as i32,
-                cancelled: false,
-            }),
-        )
-        .await?;
+        nodes
+            .publish(
+                who,
+                Body::Event(pb::Event {
+                    uid: uid.into(),
+                    title: title.into(),
+                    description: "Sample event".into(),
+                    start: format!("{}T{start}", day(n)),
+                    end: format!("{}T{end}", day(n)),
+                    time_zone: "Europe/London".into(),
+                    venue: venue.into(),
+                    area: area.into(),
+                    organisers,
+                    visibility: if public {
+                        pb::Visibility::Public
+                    } else {
+                        pb::Visibility::Alliance
+                    } as i32,
+                    cancelled: false,
+                }),
+            )
+            .await?;
     }
     // One cancelled event, kept for the record.
     let mut cancelled = pb::Event {
@@ -563,31 +939,33 @@ async fn seed(demo: &Demo, client: &mut Client, today: NaiveDate) -> Result<()> 
         visibility: pb::Visibility::Alliance as i32,
         cancelled: false,
     };
-    publish::publish(client, r, Body::Event(cancelled.clone())).await?;
+    nodes.publish(r, Body::Event(cancelled.clone())).await?;
     cancelled.cancelled = true;
-    publish::publish(client, r, Body::Event(cancelled)).await?;
+    nodes.publish(r, Body::Event(cancelled)).await?;
     Ok(())
 }
 
-fn write_demo_json(demo: &Demo, grpc: &str) -> Result<()> {
+fn write_demo_json(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
     let dir = &demo.dir;
     let value = json!({
         "alliance": {"id": demo.charter.id().to_string(), "name": demo.charter.name()},
-        "nodes": [{
-            "name": NODE_NAME,
-            "grpc": grpc,
-            "client_config": dir.join("client.toml"),
-            "node_config": dir.join("node.toml"),
-            "token_file": dir.join("token"),
-            "data_dir": dir.join("data"),
-        }],
-        "organisations": ORGS.iter().map(|(name, file, ec)| json!({
-            "name": name,
-            "id": demo.key(name).to_string(),
-            "role": if ec.is_some() { "member" } else { "secretary" },
-            "ec_id": ec,
-            "node": NODE_NAME,
-            "key_file": dir.join(file),
+        "nodes": demo.nodes.iter().zip(addresses).map(|(node, address)| json!({
+            "name": node.org.slug,
+            "grpc": dial(*address),
+            "cert_sha256": hex::encode(node.fingerprint),
+            "client_config": node.client_config(),
+            "node_config": node.node_config(),
+            "token_file": node.folder.join("token"),
+            "data_dir": node.folder.join("data"),
+            "organisation": node.org.name,
+        })).collect::<Vec<_>>(),
+        "organisations": ORGS.iter().map(|org| json!({
+            "name": org.name,
+            "id": demo.key(org.name).to_string(),
+            "role": if org.ec_id.is_some() { "member" } else { "secretary" },
+            "ec_id": org.ec_id,
+            "node": org.slug,
+            "key_file": dir.join(key_file(org)),
         })).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&value)? + "\n";
@@ -599,38 +977,96 @@ fn write_demo_json(demo: &Demo, grpc: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", dir.join("demo.json").display()))
 }
 
-fn print_summary(demo: &Demo, grpc: &str, seeded: bool) {
+fn print_summary(demo: &Demo, addresses: &[SocketAddr], seeded: bool, entries: u64, digest: &str) {
     let dir = demo.dir.display();
-    let config = demo.dir.join("client.toml");
-    let config = config.display();
+    let rows: Vec<Vec<String>> = demo
+        .nodes
+        .iter()
+        .zip(addresses)
+        .map(|(node, address)| {
+            vec![
+                node.org.slug.to_owned(),
+                dial(*address),
+                node.org.name.to_owned(),
+                node.client_config().display().to_string(),
+            ]
+        })
+        .collect();
+    let nodes = table(&["NODE", "ADDRESS", "HOME TO", "CLIENT CONFIG"], &rows);
+    let config = |slug: &str| {
+        demo.dir
+            .join("nodes")
+            .join(slug)
+            .join("client.toml")
+            .display()
+            .to_string()
+    };
+    let clashes: String = demo
+        .nodes
+        .iter()
+        .map(|n| format!("  accord --config {} clashes\n", config(n.org.slug)))
+        .collect();
+    let green_left = config("northern-green-left");
+    let radical = config("radical-socialist-alliance");
+    let secretariat = config("pal-secretariat");
     println(&format!(
-        "Demo alliance \"{ALLIANCE}\" ({})\n\
-         node {NODE_NAME} listening on {grpc}, home to {}\n\
-         {}\n\
-         files in {dir}: demo.json, charter.json, client.toml, node.toml, token, keys/, data/\n\
+        "Demo alliance \"{ALLIANCE}\" ({id})\n\
+         {count} nodes on loopback, each home to one organisation, a full mesh over TLS \
+         with pinned self-signed certificates:\n\
+         \n\
+         {nodes}\n\
+         {what}\n\
+         every node holds the same {entries} entries (digest {digest})\n\
+         files in {dir}: demo.json, charter.json, keys/, nodes/NODE/{{node.toml, client.toml, token, tls/, data/}}\n\
+         \n\
+         Every node derives the same state, so every node shows the same clashes:\n\
+         {clashes}\
          \n\
          Try, in another terminal:\n  \
-           export ACCORD_CONFIG={config}\n  \
-           accord status\n  \
-           accord clashes\n  \
-           accord resolutions\n  \
-           accord statements\n  \
-           accord events\n  \
-           accord event-clashes\n  \
-           accord intention declare --as \"{GREEN_LEFT}\" --ballot {ASHLEY} --status intends\n  \
-           accord clashes watch\n\
-         (or run `accord --config {config} clashes` and so on)\n\
+           accord --config {secretariat} status        (peers, heads, digest)\n  \
+           accord --config {radical} clashes watch\n  \
+           accord --config {green_left} intention declare --ballot {ASHLEY} --status intends\n  \
+           (Northern Green Left publishes through its own node; the watch above sees the new\n  \
+           clash arrive through replication)\n  \
+           export ACCORD_CONFIG={secretariat}\n  \
+           accord resolutions; accord statements; accord events; accord event-clashes\n  \
+           accord resolve --ballot {ASHLEY} --stands \"{RADICAL}\" --stand-aside \"{GREEN_LEFT}\" --rationale \"...\"\n\
          \n\
-         Press Ctrl-C to stop.",
-        demo.charter.id(),
-        ORGS.iter()
-            .map(|(n, _, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", "),
-        if seeded {
-            "published the sample intentions, resolutions, statements and events"
+         Press Ctrl-C to stop all {count} nodes.",
+        id = demo.charter.id(),
+        count = demo.nodes.len(),
+        what = if seeded {
+            "each organisation published its sample intentions, resolutions, statements and events through its own node"
         } else {
-            "reusing the existing ledger"
+            "reusing the existing ledgers"
         },
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_take_consecutive_ports_from_listen() {
+        let first: SocketAddr = "127.0.0.1:7400".parse().unwrap();
+        let ports: Vec<u16> = consecutive(first, 4)
+            .unwrap()
+            .iter()
+            .map(SocketAddr::port)
+            .collect();
+        assert_eq!(ports, [7400, 7401, 7402, 7403]);
+        let last: SocketAddr = "127.0.0.1:65533".parse().unwrap();
+        assert!(consecutive(last, 4).is_err());
+    }
+
+    #[test]
+    fn peers_dial_loopback_when_a_node_listens_everywhere() {
+        let any: SocketAddr = "0.0.0.0:7400".parse().unwrap();
+        assert_eq!(dial(any), "https://127.0.0.1:7400");
+        let any6: SocketAddr = "[::]:7400".parse().unwrap();
+        assert_eq!(dial(any6), "https://[::1]:7400");
+        let here: SocketAddr = "127.0.0.1:7401".parse().unwrap();
+        assert_eq!(dial(here), "https://127.0.0.1:7401");
+    }
 }

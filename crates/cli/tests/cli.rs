@@ -772,50 +772,202 @@ fn tls_node_is_reached_through_its_pinned_certificate() {
     alliance.node.take().unwrap().stop("-TERM");
 }
 
+/// Runs `accord args…` and waits for it to end, at most `timeout` (else it is killed
+/// and the test fails).
+fn finished_within(args: &[&str], timeout: Duration) -> Output {
+    let child = Command::new(ACCORD)
+        .args(args)
+        .env_remove("ACCORD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("accord starts");
+    let mut running = Running { child };
+    let deadline = Instant::now() + timeout;
+    while running.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "accord {args:?} still running after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    use std::io::Read;
+    running
+        .child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    running
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut err)
+        .unwrap();
+    Output {
+        status: running.child.wait().unwrap(),
+        stdout: out,
+        stderr: err,
+    }
+}
+
+/// Runs `accord args…` with a client config and parses its JSON output.
+fn json_at(config: &str, args: &[&str]) -> Value {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--json", "--config", config]);
+    json(&all)
+}
+
+/// Waits (bounded) until every node reports the same digest and entry count; returns
+/// them.
+fn converged(configs: &[String], timeout: Duration) -> (Value, Value) {
+    let mut last = (Value::Null, Value::Null);
+    wait_for("every node to hold the same ledger", timeout, || {
+        let statuses: Vec<Value> = configs.iter().map(|c| json_at(c, &["status"])).collect();
+        last = (
+            statuses[0]["digest"].clone(),
+            statuses[0]["entries"].clone(),
+        );
+        statuses
+            .iter()
+            .all(|s| s["digest"] == last.0 && s["entries"] == last.1)
+    });
+    last
+}
+
+fn demo_manifest(demo: &Path) -> (Value, Vec<String>) {
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(demo.join("demo.json")).unwrap()).unwrap();
+    let configs = manifest["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["client_config"].as_str().unwrap().to_owned())
+        .collect();
+    (manifest, configs)
+}
+
 #[test]
-fn demo_creates_an_alliance_and_serves_it() {
+fn demo_runs_a_federation_of_four_nodes_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("pal");
+    let began = Instant::now();
     let (running, _) = start(
         &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
         "Press Ctrl-C",
         Duration::from_secs(120),
     );
-    let manifest = demo.join("demo.json");
-    wait_for("demo.json", Duration::from_secs(10), || manifest.exists());
-    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    eprintln!("demo ready in {:?}", began.elapsed());
+    // demo.json is written before the summary is printed.
+    let (manifest, configs) = demo_manifest(&demo);
     assert_eq!(
         manifest["alliance"]["name"],
         "Progressive Alliance of the Left"
     );
     assert_eq!(manifest["alliance"]["id"].as_str().unwrap().len(), 64);
-    let node = &manifest["nodes"][0];
-    assert!(
-        node["grpc"]
-            .as_str()
-            .unwrap()
-            .starts_with("http://127.0.0.1:")
-    );
-    let config = node["client_config"].as_str().unwrap().to_owned();
+    let nodes = manifest["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4, "{manifest}");
     let organisations = manifest["organisations"].as_array().unwrap();
     assert_eq!(organisations.len(), 4);
-    for org in organisations {
-        assert_eq!(org["id"].as_str().unwrap().len(), 64);
+    for (node, org) in nodes.iter().zip(organisations) {
+        assert!(
+            node["grpc"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://127.0.0.1:"),
+            "{node}"
+        );
+        assert_eq!(node["cert_sha256"].as_str().unwrap().len(), 64);
+        for file in ["client_config", "node_config", "token_file", "data_dir"] {
+            assert!(Path::new(node[file].as_str().unwrap()).exists(), "{file}");
+        }
+        // Each organisation is at home on its own node.
         assert_eq!(org["node"], node["name"]);
-        assert!(org["name"].is_string());
+        assert_eq!(node["organisation"], org["name"]);
+        assert_eq!(org["id"].as_str().unwrap().len(), 64);
+        assert!(Path::new(org["key_file"].as_str().unwrap()).exists());
+        #[cfg(unix)]
+        {
+            assert_eq!(mode(Path::new(node["token_file"].as_str().unwrap())), 0o600);
+            assert_eq!(mode(Path::new(org["key_file"].as_str().unwrap())), 0o600);
+        }
     }
-    #[cfg(unix)]
-    {
-        assert_eq!(mode(&demo.join("token")), 0o600);
-        assert_eq!(mode(&demo.join("keys/breakthrough-party.pem")), 0o600);
+    let mut distinct = configs.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "one client config per node: {configs:?}");
+    assert_eq!(
+        organisations
+            .iter()
+            .filter(|o| o["role"] == "secretary")
+            .count(),
+        1
+    );
+
+    // Every node holds the same ledger and is connected to its three peers.
+    let (digest, entries) = converged(&configs, Duration::from_secs(10));
+    assert!(entries.as_u64().unwrap() > 20, "{entries}");
+    wait_for(
+        "every node's three peers to be connected",
+        Duration::from_secs(30),
+        || {
+            configs.iter().all(|c| {
+                let peers = json_at(c, &["status"])["peers"].clone();
+                let peers = peers.as_array().unwrap();
+                peers.len() == 3 && peers.iter().all(|p| p["connected"] == true)
+            })
+        },
+    );
+    for (config, node) in configs.iter().zip(nodes) {
+        let status = json_at(config, &["status"]);
+        assert_eq!(status["alliance"], manifest["alliance"]["id"]);
+        assert_eq!(status["digest"], digest);
+        assert_eq!(status["entries"], entries);
+        assert_eq!(status["heads"].as_object().unwrap().len(), 4);
+        let home: Vec<&Value> = status["organisations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["home"] == true)
+            .map(|o| &o["name"])
+            .collect();
+        assert_eq!(home, [&node["organisation"]], "{config}");
+        let table = ok(&["status", "--config", config]);
+        assert!(table.contains("PEER"), "{table}");
+        assert!(table.contains("peers     3, 3 connected"), "{table}");
+        assert!(table.contains("frozen    none"), "{table}");
+        let connected = table
+            .lines()
+            .filter(|l| l.split_whitespace().nth(2) == Some("connected"))
+            .count();
+        assert_eq!(connected, 3, "{table}");
     }
 
-    let status = json(&["status", "--json", "--config", &config]);
-    assert_eq!(status["alliance"], manifest["alliance"]["id"]);
-    assert!(status["entries"].as_u64().unwrap() > 20);
-    assert_eq!(status["heads"].as_object().unwrap().len(), 4);
+    // A second demo on the same folder stops at once, leaving the running one's files
+    // alone.
+    let client_tomls: Vec<Vec<u8>> = configs.iter().map(|c| std::fs::read(c).unwrap()).collect();
+    let second = finished_within(
+        &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
+        Duration::from_secs(20),
+    );
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("another `accord demo`"), "{err}");
+    for (config, before) in configs.iter().zip(&client_tomls) {
+        assert_eq!(&std::fs::read(config).unwrap(), before, "{config}");
+    }
+    assert!(demo.join("demo.json").exists());
 
-    let clashes = json(&["clashes", "--json", "--config", &config]);
+    // Every node derives the same clashes.
+    let clashes = json_at(&configs[0], &["clashes"]);
+    for config in &configs[1..] {
+        assert_eq!(json_at(config, &["clashes"]), clashes, "{config}");
+    }
     let clashes = clashes.as_array().unwrap();
     assert!(clashes.len() >= 2, "{clashes:?}");
     let states: Vec<&str> = clashes
@@ -825,11 +977,13 @@ fn demo_creates_an_alliance_and_serves_it() {
     assert!(states.contains(&"resolved"), "{states:?}");
     assert!(states.contains(&"open"), "{states:?}");
     assert!(states.contains(&"potential"), "{states:?}");
-    let event_clashes = json(&["event-clashes", "--json", "--config", &config]);
-    assert!(!event_clashes.as_array().unwrap().is_empty());
-    let events = json(&["events", "--json", "--config", &config]);
+    for config in &configs {
+        let event_clashes = json_at(config, &["event-clashes"]);
+        assert!(!event_clashes.as_array().unwrap().is_empty(), "{config}");
+    }
+    let events = json_at(&configs[3], &["events"]);
     assert!(events.as_array().unwrap().len() >= 7);
-    let statements = json(&["statements", "--json", "--config", &config]);
+    let statements = json_at(&configs[2], &["statements"]);
     assert!(
         statements
             .as_array()
@@ -837,23 +991,106 @@ fn demo_creates_an_alliance_and_serves_it() {
             .iter()
             .any(|s| s["joint"] == true)
     );
+
+    // Northern Green Left publishes through its own node (its client config says `as`);
+    // the secretariat's node sees the new clash in Ashley.
+    let green_left = &configs[1];
+    assert_eq!(nodes[1]["organisation"], "Northern Green Left");
+    let ashley = "local.bristol.ashley.2027-05-06";
+    let published = json(&[
+        "intention",
+        "declare",
+        "--config",
+        green_left,
+        "--ballot",
+        ashley,
+        "--status",
+        "intends",
+        "--json",
+    ]);
+    assert_eq!(published["author"], organisations[1]["name"], "{published}");
+    let began = Instant::now();
+    wait_for(
+        "the Ashley clash on the secretariat's node",
+        Duration::from_secs(15),
+        || {
+            json_at(&configs[3], &["clashes"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["ballot"] == ashley)
+        },
+    );
+    eprintln!("a publish reached another node in {:?}", began.elapsed());
+    let (digest, entries) = converged(&configs, Duration::from_secs(15));
     running.stop("-INT");
 
-    // A second start reuses the folder and its ledger.
-    let entries = status["entries"].clone();
+    // A second start, with no --listen, reuses the folder: the same keys, certificates
+    // and ledgers, and no second copy of the sample data.
+    let began = Instant::now();
+    let (running, _) = start(
+        &["demo", "--dir", path(&demo)],
+        "Press Ctrl-C",
+        Duration::from_secs(60),
+    );
+    eprintln!("demo restarted in {:?}", began.elapsed());
+    assert!(ok(&["charter", "show", path(&demo.join("charter.json"))]).contains("PAL Secretariat"));
+    let (again, configs) = demo_manifest(&demo);
+    assert_eq!(again["alliance"], manifest["alliance"]);
+    assert_eq!(again["organisations"], manifest["organisations"]);
+    for (before, after) in nodes.iter().zip(again["nodes"].as_array().unwrap()) {
+        assert_eq!(before["cert_sha256"], after["cert_sha256"]);
+        assert_eq!(before["client_config"], after["client_config"]);
+    }
+    for (before, after) in nodes.iter().zip(again["nodes"].as_array().unwrap()) {
+        // The ports were free again, so they are reused.
+        assert_eq!(before["grpc"], after["grpc"]);
+    }
+    for config in &configs {
+        let status = json_at(config, &["status"]);
+        assert_eq!(status["digest"], digest, "{config}");
+        assert_eq!(status["entries"], entries, "{config}");
+    }
+    running.stop("-INT");
+
+    // A third start finds one old port taken: every node gets a new port, and every
+    // config names the new addresses, so the nodes federate again.
+    let taken = nodes[2]["grpc"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("https://")
+        .to_owned();
+    let _holder = std::net::TcpListener::bind(&taken).expect("the old port is free");
     let (running, _) = start(
         &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
         "Press Ctrl-C",
         Duration::from_secs(60),
     );
-    assert!(ok(&["charter", "show", path(&demo.join("charter.json"))]).contains("PAL Secretariat"));
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(demo.join("demo.json")).unwrap()).unwrap();
-    let config = manifest["nodes"][0]["client_config"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let status = json(&["status", "--json", "--config", &config]);
-    assert_eq!(status["entries"], entries);
-    running.stop("-INT");
+    let (third, configs) = demo_manifest(&demo);
+    let third_nodes = third["nodes"].as_array().unwrap();
+    assert!(
+        third_nodes
+            .iter()
+            .all(|n| !n["grpc"].as_str().unwrap().ends_with(&taken)),
+        "{third}"
+    );
+    wait_for(
+        "every node's three peers to be connected at the new addresses",
+        Duration::from_secs(30),
+        || {
+            configs.iter().all(|c| {
+                let peers = json_at(c, &["status"])["peers"].clone();
+                let peers = peers.as_array().unwrap();
+                peers.len() == 3
+                    && peers.iter().all(|p| {
+                        p["connected"] == true
+                            && third_nodes.iter().any(|n| n["grpc"] == p["address"])
+                    })
+            })
+        },
+    );
+    let (digest_now, entries_now) = converged(&configs, Duration::from_secs(10));
+    assert_eq!(digest_now, digest);
+    assert_eq!(entries_now, entries);
+    running.stop("-TERM");
 }

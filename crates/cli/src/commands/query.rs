@@ -106,6 +106,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "address": p.address,
                 "connected": p.connected,
                 "last_contact": if p.last_contact_ms == 0 { Value::Null } else { json!(time_ms(p.last_contact_ms)) },
+                "last_contact_ms": if p.last_contact_ms == 0 { Value::Null } else { json!(p.last_contact_ms) },
                 "behind": p.behind,
                 "received": p.received,
                 "refused": p.refused,
@@ -121,8 +122,32 @@ pub async fn status(list: &ListArgs) -> Result<()> {
         }));
         return Ok(());
     }
-    println(&format!(
-        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\n",
+    print(&status_table(&s, chrono::Utc::now().timestamp_millis()));
+    Ok(())
+}
+
+/// The status as a person reads it: a summary, the organisations with their heads
+/// (frozen logs marked), then one row per peer.
+fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
+    let names: std::collections::BTreeMap<Vec<u8>, String> = s
+        .organisations
+        .iter()
+        .map(|o| (o.key.clone(), o.name.clone()))
+        .collect();
+    let name = |key: &Vec<u8>| names.get(key).cloned().unwrap_or_else(|| hex::encode(key));
+    let mut out = String::new();
+    let connected = s.peers.iter().filter(|p| p.connected).count();
+    let peers = match s.peers.len() {
+        0 => "none (this node pulls from no other node)".to_owned(),
+        n => format!("{n}, {connected} connected"),
+    };
+    let frozen = if s.frozen.is_empty() {
+        "none".to_owned()
+    } else {
+        s.frozen.iter().map(&name).collect::<Vec<_>>().join(", ")
+    };
+    out.push_str(&format!(
+        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\npeers     {peers}\nfrozen    {frozen}\n\n",
         s.alliance_name,
         hex::encode(&s.alliance),
         s.entries,
@@ -140,17 +165,24 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 if o.secretary { "secretary" } else { "member" }.into(),
                 if o.home { "yes" } else { "" }.into(),
                 heads.get(&o.key).map(u64::to_string).unwrap_or_default(),
+                if s.frozen.contains(&o.key) {
+                    "FROZEN"
+                } else {
+                    ""
+                }
+                .into(),
                 hex::encode(&o.key),
             ]
         })
         .collect();
-    print(&table(
-        &["ORGANISATION", "ROLE", "HOME", "HEAD", "PUBLIC KEY"],
+    out.push_str(&table(
+        &["ORGANISATION", "ROLE", "HOME", "HEAD", "LOG", "PUBLIC KEY"],
         &rows,
     ));
     for key in &s.frozen {
-        println(&format!(
-            "\nFROZEN: the log of {} is frozen by a fork proof",
+        out.push_str(&format!(
+            "\nFROZEN: {} signed two different entries with one seq (a fork proof); every node \
+             refuses its entries past the fork\n",
             name(key)
         ));
     }
@@ -163,20 +195,20 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                     p.name.clone(),
                     p.address.clone(),
                     if p.connected { "connected" } else { "down" }.into(),
-                    if p.last_contact_ms == 0 {
-                        "never".into()
-                    } else {
-                        short_time(&time_ms(p.last_contact_ms))
-                    },
+                    contact_age(p.last_contact_ms, now_ms),
                     p.behind.to_string(),
                     p.received.to_string(),
                     p.refused.to_string(),
-                    p.last_error.clone(),
+                    if p.last_error.is_empty() {
+                        "-".into()
+                    } else {
+                        p.last_error.replace('\n', " ")
+                    },
                 ]
             })
             .collect();
-        println("");
-        print(&table(
+        out.push('\n');
+        out.push_str(&table(
             &[
                 "PEER",
                 "ADDRESS",
@@ -190,7 +222,22 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             &rows,
         ));
     }
-    Ok(())
+    out
+}
+
+/// How long ago a peer was last heard from, for the status table: "never", "4s ago",
+/// "12m ago", "3h ago", "2d ago".
+fn contact_age(last_contact_ms: i64, now_ms: i64) -> String {
+    if last_contact_ms <= 0 {
+        return "never".into();
+    }
+    let secs = (now_ms - last_contact_ms).max(0) / 1000;
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
 }
 
 pub async fn intentions(
@@ -764,5 +811,102 @@ fn summary(names: &Names, body: &Body) -> String {
             keys(&r.stand_aside)
         ),
         Body::Unknown { kind } => format!("kind {kind}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{contact_age, status_table};
+    use accord_core::pb;
+
+    #[test]
+    fn status_table_shows_peers_and_frozen_logs() {
+        let now = 1_800_000_000_000;
+        let org = |key: u8, name: &str, home: bool| pb::Organisation {
+            key: vec![key; 32],
+            name: name.into(),
+            ec_id: String::new(),
+            secretary: false,
+            home,
+        };
+        let status = pb::NodeStatus {
+            alliance: vec![7; 32],
+            alliance_name: "Test Alliance".into(),
+            heads: vec![
+                pb::Head {
+                    author: vec![1; 32],
+                    seq: 3,
+                    id: vec![0; 32],
+                },
+                pb::Head {
+                    author: vec![2; 32],
+                    seq: 5,
+                    id: vec![0; 32],
+                },
+            ],
+            digest: vec![9; 32],
+            entries: 8,
+            organisations: vec![org(1, "Alpha", true), org(2, "Beta", false)],
+            version: "0.1.0".into(),
+            peers: vec![
+                pb::PeerStatus {
+                    name: "beta".into(),
+                    address: "https://127.0.0.1:7401".into(),
+                    connected: true,
+                    last_contact_ms: now - 2_000,
+                    behind: 0,
+                    received: 5,
+                    refused: 0,
+                    last_error: String::new(),
+                },
+                pb::PeerStatus {
+                    name: "gamma".into(),
+                    address: "https://127.0.0.1:7402".into(),
+                    connected: false,
+                    last_contact_ms: 0,
+                    behind: 0,
+                    received: 0,
+                    refused: 2,
+                    last_error: "unavailable: connection refused".into(),
+                },
+            ],
+            frozen: vec![vec![2; 32]],
+        };
+        let text = status_table(&status, now);
+        let expected = format!(
+            "alliance  Test Alliance ({alliance})\n\
+             entries   8\n\
+             digest    {digest}\n\
+             version   0.1.0\n\
+             peers     2, 1 connected\n\
+             frozen    Beta\n\
+             \n\
+             ORGANISATION  ROLE    HOME  HEAD  LOG     PUBLIC KEY\n\
+             Alpha         member  yes   3             {alpha}\n\
+             Beta          member        5     FROZEN  {beta}\n\
+             \n\
+             FROZEN: Beta signed two different entries with one seq (a fork proof); every node \
+             refuses its entries past the fork\n\
+             \n\
+             PEER   ADDRESS                 STATE      LAST CONTACT  BEHIND  RECEIVED  REFUSED  LAST ERROR\n\
+             beta   https://127.0.0.1:7401  connected  2s ago        0       5         0        -\n\
+             gamma  https://127.0.0.1:7402  down       never         0       0         2        unavailable: connection refused\n",
+            alliance = hex::encode([7; 32]),
+            digest = hex::encode([9; 32]),
+            alpha = hex::encode([1; 32]),
+            beta = hex::encode([2; 32]),
+        );
+        assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn contact_age_is_short_and_rounds_down() {
+        let now = 1_800_000_000_000;
+        assert_eq!(contact_age(0, now), "never");
+        assert_eq!(contact_age(now - 4_999, now), "4s ago");
+        assert_eq!(contact_age(now + 500, now), "0s ago");
+        assert_eq!(contact_age(now - 12 * 60_000 - 1, now), "12m ago");
+        assert_eq!(contact_age(now - 3 * 3_600_000, now), "3h ago");
+        assert_eq!(contact_age(now - 2 * 86_400_000, now), "2d ago");
     }
 }
