@@ -12,8 +12,37 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    limit_malloc_arenas();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run())
+}
+
+/// Caps glibc's malloc at two arenas, before any thread starts. By default glibc
+/// gives threads up to eight arenas per core, and a node's threads (async workers,
+/// batched signature verification) fragmented them enough to keep a node holding a
+/// million entries well above its memory budget (BENCHMARKS.md). The one `unsafe`
+/// call in the workspace: a plain libc call with constant arguments.
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator settings; it is called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -97,6 +97,32 @@ fn parse_entry_key(key: &[u8]) -> Result<(PublicId, u64), StoreError> {
     Ok((author, seq))
 }
 
+/// How long `open` waits for a lock that the same process is still releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens the sled database. sled releases its file lock only when its background
+/// flusher lets go of the database, a moment after the last handle is dropped, so a
+/// reopen in the same process (a restart) may find it still held: wait a bounded
+/// time. Another process holding it gets the lock error after that.
+fn open_db(path: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity_bytes)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database in `path` for `alliance`. A directory made for
     /// another alliance, or by a newer layout, is refused rather than mixed.
@@ -105,10 +131,7 @@ impl Store {
         alliance: AllianceId,
         cache_capacity_bytes: u64,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_capacity_bytes)
-            .open()?;
+        let db = open_db(path, cache_capacity_bytes)?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(v) if v.as_ref() == [FORMAT] => {}
