@@ -232,17 +232,23 @@ impl DecodedEntry {
         })
     }
 
-    /// Alliance, role and body: everything that does not depend on the log.
-    fn check_context(&self, charter: &Charter) -> Result<Body, EntryError> {
+    /// The first rules after decoding: the entry is for this alliance and its author
+    /// holds a role in it. Cheap, so a node can apply them before the signature.
+    pub fn check_author(&self, charter: &Charter) -> Result<Role, EntryError> {
         if self.alliance != charter.id() {
             return Err(EntryError::WrongAlliance {
                 expected: charter.id(),
                 found: self.alliance,
             });
         }
-        let role = charter
+        charter
             .role(&self.author)
-            .ok_or(EntryError::NotAMember(self.author))?;
+            .ok_or(EntryError::NotAMember(self.author))
+    }
+
+    /// Alliance, role and body: everything that does not depend on the log.
+    fn check_context(&self, charter: &Charter) -> Result<Body, EntryError> {
+        let role = self.check_author(charter)?;
         let body = Body::decode(self.kind, &self.body)?;
         match (&body, role) {
             (Body::Resolution(_), Role::Member) => {

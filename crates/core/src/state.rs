@@ -33,6 +33,11 @@ pub struct ForkProof {
     pub second: Vec<u8>,
 }
 
+/// The order in which fork proofs about one author are preferred: lowest first.
+fn fork_rank(p: &ForkProof) -> (u64, &[u8], &[u8]) {
+    (p.seq, &p.first, &p.second)
+}
+
 /// Why a fork proof from elsewhere was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ForkProofError {
@@ -270,10 +275,9 @@ impl State {
     /// Whether `proof` would replace what is known of its author's fork (there is
     /// none yet, or it ranks lower).
     pub fn fork_is_news(&self, proof: &ForkProof) -> bool {
-        let rank = |p: &ForkProof| (p.seq, p.first.clone(), p.second.clone());
         self.forks
             .get(&proof.author)
-            .is_none_or(|old| rank(proof) < rank(old))
+            .is_none_or(|old| fork_rank(proof) < fork_rank(old))
     }
 
     /// The state of a set of entries and fork proofs, in any order, duplicates

@@ -489,7 +489,7 @@ impl Writer {
         let mut outcomes: Vec<(Reply, Outcome)> = Vec::with_capacity(jobs.len());
         {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-            let charter = state.charter().clone();
+            let charter = state.charter();
             let max = charter.rules().max_entry_bytes as usize;
             let mut overlay = Overlay {
                 state: &state,
@@ -516,13 +516,13 @@ impl Writer {
                             max,
                         )
                         .and_then(|(decoded, checked)| {
-                            decoded.accept(&charter, &overlay, now, checked)
+                            decoded.accept(charter, &overlay, now, checked)
                         });
                         Outcome::One(self.take(result, &mut overlay, &mut accepted))
                     }
                     Request::Submit { entry, checked } => {
                         let result =
-                            self.offer(*entry, checked, &charter, now, &mut overlay, &mut forks);
+                            self.offer(*entry, checked, charter, now, &mut overlay, &mut forks);
                         Outcome::One(self.take(result, &mut overlay, &mut accepted))
                     }
                     Request::Ingest { entries, checked } => {
@@ -530,7 +530,7 @@ impl Writer {
                         for entry in entries {
                             let (author, seq) = (entry.author(), entry.seq());
                             let result =
-                                self.offer(entry, checked, &charter, now, &mut overlay, &mut forks);
+                                self.offer(entry, checked, charter, now, &mut overlay, &mut forks);
                             match self.take(result, &mut overlay, &mut accepted) {
                                 Ok(_) => report.accepted += 1,
                                 Err(EntryError::Duplicate { .. }) => report.known += 1,

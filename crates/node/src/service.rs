@@ -111,26 +111,19 @@ impl LedgerApi for LedgerService {
             PublicId::from_slice(&request.author)
                 .map_err(|e| Status::invalid_argument(format!("author: {e}")))?
         };
-        let (index, charter_name) = {
-            let state = self.ledger.state();
-            let name = state
-                .charter()
-                .name_of(&author)
-                .unwrap_or("unknown")
-                .to_string();
-            let index = self
-                .ledger
-                .identities()
-                .iter()
-                .position(|i| i.public_id() == author);
-            (index, name)
-        };
         if !caller.identities.contains(&author) {
+            let state = self.ledger.state();
+            let name = state.charter().name_of(&author).unwrap_or("unknown");
             return Err(Status::permission_denied(format!(
-                "the token of operator {:?} does not cover {charter_name} ({author})",
+                "the token of operator {:?} does not cover {name} ({author})",
                 caller.name
             )));
         }
+        let index = self
+            .ledger
+            .identities()
+            .iter()
+            .position(|i| i.public_id() == author);
         let index = index.ok_or_else(|| {
             Status::permission_denied(format!("{author} is not an identity of this node"))
         })?;
@@ -158,26 +151,17 @@ impl LedgerApi for LedgerService {
             .into_inner()
             .entry
             .ok_or_else(|| Status::invalid_argument("submit request has no entry"))?;
-        let (max, alliance, role) = {
+        // The rules in their documented order: alliance and role before the signature.
+        let decoded = {
             let state = self.ledger.state();
             let charter = state.charter();
-            (
-                charter.rules().max_entry_bytes as usize,
-                charter.id(),
-                charter.clone(),
-            )
+            let decoded = entry::decode(signed, charter.rules().max_entry_bytes as usize)
+                .map_err(|e| entry_status(&e))?;
+            decoded
+                .check_author(charter)
+                .map_err(|e| entry_status(&e))?;
+            decoded
         };
-        let decoded = entry::decode(signed, max).map_err(|e| entry_status(&e))?;
-        // The rules in their documented order: alliance and role before the signature.
-        if decoded.alliance() != alliance {
-            return Err(entry_status(&EntryError::WrongAlliance {
-                expected: alliance,
-                found: decoded.alliance(),
-            }));
-        }
-        if role.role(&decoded.author()).is_none() {
-            return Err(entry_status(&EntryError::NotAMember(decoded.author())));
-        }
         let checked = SignatureChecked::single(&decoded).map_err(|e| entry_status(&e))?;
         self.ledger
             .submit(decoded, checked)

@@ -54,12 +54,7 @@ async fn grpcio_connects_over_tls_with_the_node_certificate() {
         .await
         .unwrap();
     let node = federation.node(0);
-    let cert = node.folder.join("node.crt");
-    let cert = if cert.exists() {
-        cert
-    } else {
-        node.folder.join("tls/node.crt")
-    };
+    let cert = node.folder.join("tls/node.crt");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/grpcio_client.py");
     let target = format!("localhost:{}", node.addr.port());
     let output = tokio::time::timeout(
