@@ -121,6 +121,11 @@ pub struct EventView {
     pub sequence: u32,
     pub first_published_ms: i64,
     pub last_modified_ms: i64,
+    /// The last change the public could see: a version that was public, or the one
+    /// that made a public event alliance-only. None if it was never public. Public
+    /// calendars date themselves by this, so they do not reveal when alliance-only
+    /// events change.
+    pub last_public_change_ms: Option<i64>,
     pub entry: EntryId,
 }
 
@@ -165,6 +170,7 @@ pub(crate) struct EventHistory {
     pub(crate) first_published_ms: i64,
     /// Versions after the first.
     pub(crate) updates: u32,
+    pub(crate) last_public_change_ms: Option<i64>,
     pub(crate) last: Record<Event>,
 }
 
@@ -349,17 +355,24 @@ impl State {
             }
             Body::Event(e) => {
                 let record = Record::of(entry, e.clone());
+                let public = e.visibility == crate::body::Visibility::Public;
                 match self.events.entry((author, e.uid.clone())) {
                     std::collections::btree_map::Entry::Vacant(slot) => {
                         slot.insert(EventHistory {
                             first_published_ms: entry.timestamp_ms(),
                             updates: 0,
+                            last_public_change_ms: public.then_some(entry.timestamp_ms()),
                             last: record,
                         });
                     }
                     std::collections::btree_map::Entry::Occupied(mut slot) => {
                         let history = slot.get_mut();
                         history.updates = history.updates.saturating_add(1);
+                        if public
+                            || history.last.value.visibility == crate::body::Visibility::Public
+                        {
+                            history.last_public_change_ms = Some(entry.timestamp_ms());
+                        }
                         history.last = record;
                     }
                 }
@@ -454,6 +467,7 @@ impl State {
                     sequence: history.updates,
                     first_published_ms: history.first_published_ms,
                     last_modified_ms: last.timestamp_ms,
+                    last_public_change_ms: history.last_public_change_ms,
                     entry: last.entry,
                 }
             })
