@@ -39,7 +39,12 @@ impl Directory {
             .members()
             .iter()
             .map(|m| (m.key, m.name.clone()))
-            .chain(charter.secretaries().iter().map(|s| (s.key, s.name.clone())));
+            .chain(
+                charter
+                    .secretaries()
+                    .iter()
+                    .map(|s| (s.key, s.name.clone())),
+            );
         let mut dir = Directory::default();
         for (key, name) in named {
             let mut slug = slugify(&name);

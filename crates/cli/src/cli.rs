@@ -182,6 +182,10 @@ pub enum Command {
     },
     /// List pairs of live events that overlap at the same venue or area
     EventClashes(ListArgs),
+    /// Members' calendar links: a private address per member that shows the
+    /// alliance's members-only events and the clash board (the node needs [http])
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// Show an author's log, entry by entry
     Log {
         #[command(flatten)]
@@ -491,4 +495,25 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Make a member's link and print its addresses (webcal://, https:// and the page)
+    Link {
+        #[command(flatten)]
+        list: ListArgs,
+        /// Whom the link is for, e.g. "Jo Bloggs (Leeds branch)"; unique among live links
+        label: String,
+    },
+    /// Revoke a link by its id (or the first 6+ digits of it) or its label; its
+    /// addresses answer 404 from then on
+    Revoke {
+        #[command(flatten)]
+        list: ListArgs,
+        /// The link's id or label
+        link: String,
+    },
+    /// List links, live and revoked (tokens are not shown: the node keeps only hashes)
+    List(ListArgs),
 }

@@ -1,5 +1,6 @@
 //! Runs a parsed command line.
 
+pub mod feed;
 pub mod node;
 pub mod publish;
 mod query;
@@ -8,8 +9,8 @@ pub mod setup;
 use anyhow::Result;
 
 use crate::cli::{
-    CharterCommand, ClashesCommand, Cli, Command, EventCommand, IntentionCommand, KeyCommand,
-    StatementCommand, TlsCommand, TokenCommand,
+    CharterCommand, ClashesCommand, Cli, Command, EventCommand, FeedCommand, IntentionCommand,
+    KeyCommand, StatementCommand, TlsCommand, TokenCommand,
 };
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -107,6 +108,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             include_cancelled,
         } => query::events(&list, from, to, include_cancelled).await,
         Command::EventClashes(list) => query::event_clashes(&list).await,
+        Command::Feed(FeedCommand::Link { list, label }) => feed::link(&list, &label).await,
+        Command::Feed(FeedCommand::Revoke { list, link }) => feed::revoke(&list, &link).await,
+        Command::Feed(FeedCommand::List(list)) => feed::list(&list).await,
         Command::Log {
             list,
             author,

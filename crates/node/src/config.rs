@@ -28,6 +28,15 @@
 //! name = "northern-green-left"
 //! address = "https://127.0.0.1:7401"
 //! cert_sha256 = "…64 hex digits…"
+//!
+
+//! # The members' calendar over HTTP (see `http`). Without this section the node
+//! # serves no calendar. Put a reverse proxy with a public certificate in front and
+//! # give its address as public_url, which every link the node prints is built on.
+//! [http]
+//! listen = "127.0.0.1:7480"
+//! public_url = "https://calendar.example.org"
+//! refresh_minutes = 60
 //! ```
 //!
 //! `anti_entropy_secs` (default 10) sets how often each peer's heads are checked.
@@ -75,6 +84,63 @@ pub struct RawNodeConfig {
     /// Seconds between heads checks with each peer.
     #[serde(default = "default_anti_entropy_secs")]
     pub anti_entropy_secs: u64,
+    /// The calendar's HTTP server; none without this section.
+    #[serde(default)]
+    pub http: Option<RawHttp>,
+}
+
+/// The `[http]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: SocketAddr,
+    /// The address members reach the calendar at; default `http://<listen>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// How often calendar apps are asked to refresh (REFRESH-INTERVAL).
+    #[serde(default = "default_refresh_minutes")]
+    pub refresh_minutes: u64,
+}
+
+fn default_refresh_minutes() -> u64 {
+    60
+}
+
+/// The calendar's HTTP server, validated.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// "http(s)://host[:port][/prefix]" without a trailing slash.
+    pub public_url: String,
+    pub refresh: Duration,
+}
+
+impl HttpConfig {
+    fn from_raw(raw: RawHttp) -> Result<Self, String> {
+        let public_url = match raw.public_url {
+            Some(url) => url.trim().trim_end_matches('/').to_owned(),
+            None => format!("http://{}", raw.listen),
+        };
+        let uri: http::Uri = public_url
+            .parse()
+            .map_err(|e| format!("[http] public_url {public_url:?}: {e}"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https"))
+            || uri.authority().is_none()
+            || uri.query().is_some()
+        {
+            return Err(format!(
+                "[http] public_url {public_url:?} must look like https://host[:port][/path]"
+            ));
+        }
+        if !(1..=7 * 24 * 60).contains(&raw.refresh_minutes) {
+            return Err("[http] refresh_minutes must be between 1 and 10080 (a week)".into());
+        }
+        Ok(Self {
+            listen: raw.listen,
+            public_url,
+            refresh: Duration::from_secs(raw.refresh_minutes * 60),
+        })
+    }
 }
 
 fn default_anti_entropy_secs() -> u64 {
@@ -132,6 +198,7 @@ pub struct NodeConfig {
     pub tls: Option<TlsIdentity>,
     pub peers: Vec<Peer>,
     pub anti_entropy: Duration,
+    pub http: Option<HttpConfig>,
 }
 
 /// The lowercase hex SHA-256 of a token, as the config file's `token_sha256` holds it.
@@ -262,7 +329,9 @@ impl NodeConfig {
         if raw.anti_entropy_secs == 0 {
             return Err("anti_entropy_secs must be at least 1".into());
         }
+        let http = raw.http.map(HttpConfig::from_raw).transpose()?;
         Ok(Self {
+            http,
             tls,
             peers,
             anti_entropy: Duration::from_secs(raw.anti_entropy_secs),

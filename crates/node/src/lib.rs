@@ -9,6 +9,8 @@
 pub mod auth;
 pub mod config;
 pub mod federation;
+pub mod feed_links;
+pub mod http;
 pub mod ledger;
 pub mod replication;
 pub mod service;
@@ -36,10 +38,22 @@ pub enum NodeError {
 }
 
 /// Serves the node on `listener` until `shutdown` completes, then stops cleanly
-/// (in-flight publishes finish and are flushed).
+/// (in-flight publishes finish and are flushed). The calendar, if configured, listens
+/// on its `[http] listen` address.
 pub async fn run(
     config: NodeConfig,
     listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    run_with_http(config, listener, None, shutdown).await
+}
+
+/// [`run`], with the calendar's listener bound by the caller (ignored if the config
+/// has no `[http]` section).
+pub async fn run_with_http(
+    config: NodeConfig,
+    listener: tokio::net::TcpListener,
+    http_listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let charter = config.charter.clone();
@@ -112,8 +126,38 @@ pub async fn run(
     )
     .max_decoding_message_size(16 << 20)
     .max_encoding_message_size(64 << 20);
+    let mut ledger_api =
+        service::LedgerService::new(ledger.clone(), peer_states, stopping_rx.clone());
+    let mut http_task = None;
+    if let Some(http_config) = &config.http {
+        let http_listener = match http_listener {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind(http_config.listen)
+                .await
+                .map_err(|e| NodeError::Transport(format!("http {}: {e}", http_config.listen)))?,
+        };
+        let links = feed_links::FeedLinks::new(ledger.store().clone());
+        ledger_api = ledger_api.with_calendar(links.clone(), http_config.public_url.clone());
+        let calendar = std::sync::Arc::new(http::Calendar::new(
+            ledger.clone(),
+            links,
+            http_config.public_url.clone(),
+            http_config.refresh,
+        ));
+        if let Ok(addr) = http_listener.local_addr() {
+            tracing::info!(%addr, public_url = %http_config.public_url, "serving the calendar");
+        }
+        let mut stopping = stopping_rx.clone();
+        http_task = Some(tokio::spawn(http::serve(
+            calendar,
+            http_listener,
+            async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            },
+        )));
+    }
     let ledger_service = pb::ledger_server::LedgerServer::with_interceptor(
-        service::LedgerService::new(ledger.clone(), peer_states, stopping_rx),
+        ledger_api,
         auth::TokenCheck::new(config.operators.clone()),
     );
 
@@ -143,6 +187,13 @@ pub async fn run(
     };
     for task in peer_tasks {
         let _ = task.await;
+    }
+    if let Some(task) = http_task {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "calendar server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "calendar server panicked"),
+            Ok(Ok(())) => {}
+        }
     }
     // Requests still queued are answered (and flushed) before the writer ends.
     drop(ledger);

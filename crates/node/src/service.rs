@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::auth::caller;
+use crate::feed_links::{FeedLinkError, FeedLinks, LinkInfo};
 use crate::ledger::{Ack, Ledger};
 use crate::replication::PeerStates;
 use crate::status::{append_status, entry_status};
@@ -24,6 +25,8 @@ pub const MAX_LOG_PAGE: u32 = 1000;
 pub struct LedgerService {
     ledger: Ledger,
     peers: PeerStates,
+    /// Members' feed links and the calendar's public address, if the node serves one.
+    calendar: Option<(FeedLinks, String)>,
     /// Turns true when the node is stopping: open streams end then.
     stopping: watch::Receiver<bool>,
 }
@@ -33,8 +36,45 @@ impl LedgerService {
         Self {
             ledger,
             peers,
+            calendar: None,
             stopping,
         }
+    }
+
+    /// Serves feed links for the calendar at `public_url`.
+    pub fn with_calendar(mut self, links: FeedLinks, public_url: String) -> Self {
+        self.calendar = Some((links, public_url));
+        self
+    }
+
+    fn feed_links(&self) -> Result<&FeedLinks, Status> {
+        self.calendar.as_ref().map(|(l, _)| l).ok_or_else(|| {
+            Status::failed_precondition(
+                "this node serves no calendar: add an [http] section to its config",
+            )
+        })
+    }
+}
+
+fn link_status(e: FeedLinkError) -> Status {
+    match e {
+        FeedLinkError::EmptyLabel | FeedLinkError::LongLabel | FeedLinkError::Ambiguous(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        FeedLinkError::LabelTaken(_) => Status::already_exists(e.to_string()),
+        FeedLinkError::NotFound(_) => Status::not_found(e.to_string()),
+        FeedLinkError::AlreadyRevoked { .. } => Status::failed_precondition(e.to_string()),
+        FeedLinkError::Store(_) => Status::internal(e.to_string()),
+    }
+}
+
+fn link_view(info: LinkInfo) -> pb::FeedLink {
+    pb::FeedLink {
+        id: info.id,
+        label: info.record.label,
+        created_ms: info.record.created_ms,
+        revoked_ms: info.record.revoked_ms.unwrap_or(0),
+        ..Default::default()
     }
 }
 
@@ -232,6 +272,11 @@ impl LedgerApi for LedgerService {
                 })
                 .collect(),
             frozen: state.forks().map(|f| f.author.to_vec()).collect(),
+            calendar_url: self
+                .calendar
+                .as_ref()
+                .map(|(_, url)| url.clone())
+                .unwrap_or_default(),
         }))
     }
 
@@ -431,6 +476,57 @@ impl LedgerApi for LedgerService {
             })
             .collect::<Result<_, _>>()?;
         Ok(Response::new(pb::GetLogResponse { entries }))
+    }
+
+    async fn create_feed_link(
+        &self,
+        request: Request<pb::CreateFeedLinkRequest>,
+    ) -> Result<Response<pb::FeedLink>, Status> {
+        let links = self.feed_links()?;
+        let base = self.calendar.as_ref().map_or("", |(_, url)| url.as_str());
+        let made = links
+            .create(&request.get_ref().label, Utc::now().timestamp_millis())
+            .await
+            .map_err(link_status)?;
+        tracing::info!(id = %made.info.id, label = %made.info.record.label, "feed link created");
+        let page_url = format!("{base}/m/{}/", made.token);
+        let feed_url = format!("{page_url}calendar.ics");
+        let webcal_url = format!(
+            "webcal://{}",
+            feed_url
+                .split_once("://")
+                .map_or(feed_url.as_str(), |(_, rest)| rest)
+        );
+        Ok(Response::new(pb::FeedLink {
+            token: made.token,
+            page_url,
+            feed_url,
+            webcal_url,
+            ..link_view(made.info)
+        }))
+    }
+
+    async fn revoke_feed_link(
+        &self,
+        request: Request<pb::RevokeFeedLinkRequest>,
+    ) -> Result<Response<pb::FeedLink>, Status> {
+        let revoked = self
+            .feed_links()?
+            .revoke(&request.get_ref().link, Utc::now().timestamp_millis())
+            .await
+            .map_err(link_status)?;
+        tracing::info!(id = %revoked.id, label = %revoked.record.label, "feed link revoked");
+        Ok(Response::new(link_view(revoked)))
+    }
+
+    async fn list_feed_links(
+        &self,
+        _request: Request<pb::ListFeedLinksRequest>,
+    ) -> Result<Response<pb::ListFeedLinksResponse>, Status> {
+        let links = self.feed_links()?.list().map_err(link_status)?;
+        Ok(Response::new(pb::ListFeedLinksResponse {
+            links: links.into_iter().map(link_view).collect(),
+        }))
     }
 }
 

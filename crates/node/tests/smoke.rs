@@ -52,6 +52,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         peers: vec![],
         anti_entropy: Duration::from_secs(1),
         tls: None,
+        http: None,
     }
 }
 

@@ -9,6 +9,8 @@
 //! - tree `meta`: `format` → one byte, the layout version; `alliance` → 32 bytes.
 //! - tree `entries`: author (32 bytes) ‖ seq (u64, big-endian) → version byte ‖ bytes.
 //! - tree `forks`: author (32 bytes) → version byte ‖ encoded fork proof.
+//! - tree `feed_links`: SHA-256 of a member's calendar token (32 bytes) → version
+//!   byte ‖ the node's record of it (opaque here). Node-local: never replicated.
 //!
 //! Every value starts with a version byte, so a later layout can read old values and
 //! rewrite them lazily. Keys sort by author then seq, so one author's log is one
@@ -58,6 +60,7 @@ pub struct Store {
     db: sled::Db,
     entries: sled::Tree,
     forks: sled::Tree,
+    feed_links: sled::Tree,
 }
 
 fn entry_key(author: &PublicId, seq: u64) -> [u8; 40] {
@@ -163,6 +166,7 @@ impl Store {
         Ok(Self {
             entries: db.open_tree("entries")?,
             forks: db.open_tree("forks")?,
+            feed_links: db.open_tree("feed_links")?,
             db,
         })
     }
@@ -227,6 +231,39 @@ impl Store {
     /// Every stored entry, in (author, seq) order.
     pub fn entries(&self) -> impl Iterator<Item = Result<StoredEntry, StoreError>> + '_ {
         self.entries.iter().map(|item| decode_item(item?))
+    }
+
+    /// Writes the record of a member's feed link, keyed by its token's hash, and waits
+    /// for the disk: a link handed out or revoked stays so across a crash.
+    pub async fn put_feed_link(
+        &self,
+        token_hash: &[u8; 32],
+        record: &[u8],
+    ) -> Result<(), StoreError> {
+        self.feed_links.insert(token_hash, versioned(record))?;
+        self.flush().await
+    }
+
+    /// The record of the feed link whose token hashes to `token_hash`.
+    pub fn feed_link(&self, token_hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.feed_links
+            .get(token_hash)?
+            .map(|v| unversioned(&v))
+            .transpose()
+    }
+
+    /// Every feed link record, by token hash.
+    pub fn feed_links(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError> {
+        self.feed_links
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                let hash: [u8; 32] = key.as_ref().try_into().map_err(|_| {
+                    StoreError::Corrupt(format!("feed link key of {} bytes", key.len()))
+                })?;
+                Ok((hash, unversioned(&value)?))
+            })
+            .collect()
     }
 
     /// Number of stored entries (a full scan of the keys).

@@ -1,0 +1,589 @@
+//! The members' calendar over HTTP (axum): iCalendar feeds, the web page, the
+//! members' clash board and a health endpoint, all from the node's replicated state.
+//!
+//! Routes (every one also under `/m/<token>/…` for a member's link, which adds
+//! alliance-only events; a token that is not live answers 404):
+//! - `/` — the page; `?org=<slug>&area=<GSS code>` filter it.
+//! - `/calendar.ics` (also with `?org=&area=`), `/org/<slug>/calendar.ics`,
+//!   `/area/<code>/calendar.ics` — feeds.
+//! - `/events/<author hex>/<uid>` — one event.
+//! - `/m/<token>/clashes` — the members' clash board.
+//! - `/healthz` — liveness and the entry count, as JSON.
+//!
+//! Feeds are rendered once per state change and kept with their ETag, so a
+//! conditional request costs a hash-map lookup; a feed holding a cancelled event is
+//! rendered again once that event is past (it then drops out).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use accord_calendar::ics::{self, FeedOptions};
+use accord_calendar::page::{self, PageContext};
+use accord_calendar::{Audience, Directory, Paths, Selection};
+use accord_core::PublicId;
+use accord_core::clash::ClashState;
+use axum::Router;
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::feed_links::FeedLinks;
+use crate::ledger::Ledger;
+
+/// Most rendered feeds kept; past it the cache starts again (feeds per member link
+/// and per area are many, but each is cheap to render again).
+const MAX_CACHED_FEEDS: usize = 4096;
+
+/// Content-Security-Policy of every page: nothing from other sites, no scripts.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                   form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// What the calendar serves from.
+pub struct Calendar {
+    ledger: Ledger,
+    links: FeedLinks,
+    directory: Directory,
+    alliance_name: String,
+    base: String,
+    refresh: Duration,
+    version: watch::Receiver<u64>,
+    cache: Mutex<FeedCache>,
+}
+
+#[derive(Default)]
+struct FeedCache {
+    version: u64,
+    feeds: HashMap<(Option<String>, Selection), Arc<Rendered>>,
+}
+
+/// A feed as served: its bytes and validators.
+struct Rendered {
+    body: Bytes,
+    etag: HeaderValue,
+    /// Whole seconds since the epoch, for If-Modified-Since.
+    last_modified: Option<SystemTime>,
+    stale_at: Option<DateTime<Utc>>,
+}
+
+impl Calendar {
+    pub fn new(ledger: Ledger, links: FeedLinks, base: String, refresh: Duration) -> Self {
+        let (directory, alliance_name) = {
+            let state = ledger.state();
+            (
+                Directory::from_charter(state.charter()),
+                state.charter().name().to_owned(),
+            )
+        };
+        let version = ledger.changes();
+        Self {
+            ledger,
+            links,
+            directory,
+            alliance_name,
+            base,
+            refresh,
+            version,
+            cache: Mutex::default(),
+        }
+    }
+
+    fn paths(&self, token: Option<&str>) -> Paths {
+        Paths {
+            base: self.base.clone(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    /// The feed for `selection` read through `token`'s link (None: public), from
+    /// the cache when the state has not changed since it was rendered.
+    fn feed(&self, token: Option<&str>, selection: Selection) -> Arc<Rendered> {
+        let now = Utc::now();
+        let version = *self.version.borrow();
+        let key = (token.map(str::to_owned), selection);
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.version != version {
+                cache.feeds.clear();
+                cache.version = version;
+            }
+            if let Some(hit) = cache.feeds.get(&key)
+                && hit.stale_at.is_none_or(|t| now < t)
+            {
+                return hit.clone();
+            }
+        }
+        // Render outside the cache lock; a concurrent miss renders the same bytes.
+        let events = self.ledger.state().events();
+        let paths = self.paths(token);
+        let feed = ics::render(
+            &events,
+            &FeedOptions {
+                alliance_name: &self.alliance_name,
+                directory: &self.directory,
+                paths: &paths,
+                selection: &key.1,
+                refresh: self.refresh,
+            },
+            now,
+        );
+        let rendered = Arc::new(Rendered {
+            etag: HeaderValue::from_str(&feed.etag).expect("an etag is a header value"),
+            last_modified: feed
+                .last_modified
+                .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)),
+            stale_at: feed.stale_at,
+            body: Bytes::from(feed.bytes),
+        });
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.version == version {
+            if cache.feeds.len() >= MAX_CACHED_FEEDS {
+                cache.feeds.clear();
+            }
+            cache.feeds.insert(key, rendered.clone());
+        }
+        rendered
+    }
+}
+
+/// The router over `calendar`.
+pub fn router(calendar: Arc<Calendar>) -> Router {
+    let views = Router::new()
+        .route("/", get(page_handler))
+        .route("/calendar.ics", get(feed_query))
+        .route("/org/{slug}/calendar.ics", get(feed_org))
+        .route("/area/{code}/calendar.ics", get(feed_area))
+        .route("/events/{author}/{uid}", get(event_handler))
+        .route("/clashes", get(clashes_handler));
+    let members = views.clone().layer(axum::middleware::from_fn_with_state(
+        calendar.clone(),
+        member_gate,
+    ));
+    Router::new()
+        .route("/healthz", get(health))
+        .merge(views)
+        .nest("/m/{token}", members)
+        .fallback(not_found_handler)
+        .with_state(calendar)
+}
+
+/// Serves `calendar` on `listener` until `shutdown` completes.
+pub async fn serve(
+    calendar: Arc<Calendar>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(calendar))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The member token of a request under `/m/<token>/`, checked by [`member_gate`].
+#[derive(Clone)]
+struct Member(String);
+
+async fn member_gate(
+    AxumState(calendar): AxumState<Arc<Calendar>>,
+    Path(params): Path<HashMap<String, String>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = params.get("token") else {
+        return not_found(&calendar, None);
+    };
+    let token = token.to_ascii_lowercase();
+    match calendar.links.is_live(&token) {
+        Ok(true) => {
+            request.extensions_mut().insert(Member(token));
+            next.run(request).await
+        }
+        Ok(false) => not_found(&calendar, None),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read feed links");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage error\n").into_response()
+        }
+    }
+}
+
+fn member(request_extensions: &axum::http::Extensions) -> Option<String> {
+    request_extensions.get::<Member>().map(|m| m.0.clone())
+}
+
+#[derive(Deserialize, Default)]
+struct Filters {
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    area: Option<String>,
+}
+
+/// A request for something that is not there, or not for this reader.
+struct Refusal {
+    status: StatusCode,
+    title: &'static str,
+    text: String,
+}
+
+impl Refusal {
+    fn not_found(text: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            title: "Not found",
+            text: text.into(),
+        }
+    }
+
+    fn bad_request(text: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            title: "Bad request",
+            text: text.into(),
+        }
+    }
+}
+
+impl Calendar {
+    /// The selection for `filters`, refusing unknown organisations and malformed areas.
+    fn selection(
+        &self,
+        token: &Option<String>,
+        org: Option<&str>,
+        area: Option<&str>,
+    ) -> Result<Selection, Refusal> {
+        let organisation = match org.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(slug) => Some(
+                self.directory
+                    .by_slug(slug)
+                    .ok_or_else(|| {
+                        Refusal::not_found(format!(
+                            "No organisation of the alliance is called {slug:?}."
+                        ))
+                    })?
+                    .key,
+            ),
+        };
+        let area = match area.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(code) => {
+                let code = code.to_ascii_uppercase();
+                accord_core::body::check_gss("area", &code).map_err(|_| {
+                    Refusal::bad_request(format!(
+                        "{code:?} is not a GSS area code (a letter E, W, S, N or K and 8 digits, \
+                         e.g. E14001234)."
+                    ))
+                })?;
+                Some(code)
+            }
+        };
+        Ok(Selection {
+            audience: if token.is_some() {
+                Audience::Members
+            } else {
+                Audience::Public
+            },
+            organisation,
+            area,
+        })
+    }
+
+    fn context<'a>(&'a self, paths: &'a Paths) -> PageContext<'a> {
+        PageContext {
+            alliance_name: &self.alliance_name,
+            directory: &self.directory,
+            paths,
+            now: Utc::now(),
+        }
+    }
+}
+
+fn html(status: StatusCode, body: String, member: bool) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static(if member {
+            "no-referrer"
+        } else {
+            "strict-origin-when-cross-origin"
+        }),
+    );
+    if member {
+        headers.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+    }
+    response
+}
+
+fn refused(calendar: &Calendar, token: Option<&str>, refusal: Refusal) -> Response {
+    let paths = calendar.paths(token);
+    let body = page::message(&calendar.context(&paths), refusal.title, &refusal.text);
+    html(refusal.status, body, token.is_some())
+}
+
+fn not_found(calendar: &Calendar, token: Option<&str>) -> Response {
+    refused(
+        calendar,
+        token,
+        Refusal::not_found("There is nothing at this address."),
+    )
+}
+
+async fn not_found_handler(AxumState(calendar): AxumState<Arc<Calendar>>) -> Response {
+    not_found(&calendar, None)
+}
+
+async fn health(AxumState(calendar): AxumState<Arc<Calendar>>) -> Response {
+    let (entries, digest) = {
+        let state = calendar.ledger.state();
+        (state.entry_count(), hex::encode(state.digest()))
+    };
+    let mut response = axum::Json(serde_json::json!({
+        "status": "ok",
+        "alliance": calendar.alliance_name,
+        "entries": entries,
+        "digest": digest,
+    }))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn page_handler(
+    AxumState(calendar): AxumState<Arc<Calendar>>,
+    Query(filters): Query<Filters>,
+    request: axum::extract::Request,
+) -> Response {
+    let token = member(request.extensions());
+    let selection =
+        match calendar.selection(&token, filters.org.as_deref(), filters.area.as_deref()) {
+            Ok(s) => s,
+            Err(r) => return refused(&calendar, token.as_deref(), r),
+        };
+    let paths = calendar.paths(token.as_deref());
+    let ctx = calendar.context(&paths);
+    let events = calendar.ledger.state().events();
+    let audience = Selection {
+        audience: selection.audience,
+        organisation: None,
+        area: None,
+    };
+    let mut areas: Vec<String> = events
+        .iter()
+        .filter(|e| audience.includes(e, ctx.now) && e.event.end_utc > ctx.now)
+        .filter_map(|e| e.event.area.clone())
+        .collect();
+    areas.sort();
+    areas.dedup();
+    let body = page::calendar(&ctx, &selection, &events, &areas);
+    html(StatusCode::OK, body, token.is_some())
+}
+
+async fn event_handler(
+    AxumState(calendar): AxumState<Arc<Calendar>>,
+    Path(params): Path<HashMap<String, String>>,
+    request: axum::extract::Request,
+) -> Response {
+    let token = member(request.extensions());
+    let missing = || Refusal::not_found("There is no such event, or it is not public.");
+    let (Some(author), Some(uid)) = (params.get("author"), params.get("uid")) else {
+        return refused(&calendar, token.as_deref(), missing());
+    };
+    let Ok(author) = author.parse::<PublicId>() else {
+        return refused(&calendar, token.as_deref(), missing());
+    };
+    let paths = calendar.paths(token.as_deref());
+    let ctx = calendar.context(&paths);
+    let member = token.is_some();
+    let events = calendar.ledger.state().events();
+    // Past and cancelled events are shown too: their address may be bookmarked.
+    let found = events.iter().find(|e| {
+        e.author == author
+            && &e.event.uid == uid
+            && (member || e.event.visibility == accord_core::body::Visibility::Public)
+    });
+    match found {
+        Some(event) => html(StatusCode::OK, page::event(&ctx, event), token.is_some()),
+        None => refused(&calendar, token.as_deref(), missing()),
+    }
+}
+
+async fn clashes_handler(
+    AxumState(calendar): AxumState<Arc<Calendar>>,
+    request: axum::extract::Request,
+) -> Response {
+    let Some(token) = member(request.extensions()) else {
+        // The board is for members: publicly it does not exist.
+        return not_found(&calendar, None);
+    };
+    let paths = calendar.paths(Some(&token));
+    let ctx = calendar.context(&paths);
+    let clashes: Vec<_> = calendar
+        .ledger
+        .state()
+        .clashes()
+        .into_iter()
+        .filter(|c| c.state != ClashState::Resolved)
+        .collect();
+    html(StatusCode::OK, page::clash_board(&ctx, &clashes), true)
+}
+
+async fn feed_query(
+    AxumState(calendar): AxumState<Arc<Calendar>>,
+    Query(filters): Query<Filters>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Response {
+    let token = member(request.extensions());
+    feed_response(
+        &calendar,
+        token,
+        filters.org.as_deref(),
+        filters.area.as_deref(),
+        &headers,
+    )
+}
+
+async fn feed_org(
+    AxumState(calendar): AxumState<Arc<Calendar>>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Response {
+    let token = member(request.extensions());
+    feed_response(
+        &calendar,
+        token,
+        Some(params.get("slug").map_or("", String::as_str)),
+        None,
+        &headers,
+    )
+}
+
+async fn feed_area(
+    AxumState(calendar): AxumState<Arc<Calendar>>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Response {
+    let token = member(request.extensions());
+    let code = params.get("code").map_or("", String::as_str);
+    if code.trim().is_empty() {
+        return not_found(&calendar, token.as_deref());
+    }
+    feed_response(&calendar, token, None, Some(code), &headers)
+}
+
+fn feed_response(
+    calendar: &Calendar,
+    token: Option<String>,
+    org: Option<&str>,
+    area: Option<&str>,
+    headers: &HeaderMap,
+) -> Response {
+    if org.is_some_and(|o| o.trim().is_empty()) {
+        return not_found(calendar, token.as_deref());
+    }
+    let selection = match calendar.selection(&token, org, area) {
+        Ok(s) => s,
+        Err(r) => return refused(calendar, token.as_deref(), r),
+    };
+    let member = token.is_some();
+    let feed = calendar.feed(token.as_deref(), selection);
+    let not_modified = match headers.get(header::IF_NONE_MATCH) {
+        // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
+        Some(value) => etag_matches(value, &feed.etag),
+        None => match (
+            headers
+                .get(header::IF_MODIFIED_SINCE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok()),
+            feed.last_modified,
+        ) {
+            (Some(since), Some(modified)) => modified <= since,
+            _ => false,
+        },
+    };
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = (StatusCode::OK, feed.body.clone()).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/calendar; charset=utf-8"),
+        );
+        r
+    };
+    let out = response.headers_mut();
+    out.insert(header::ETAG, feed.etag.clone());
+    if let Some(modified) = feed.last_modified
+        && let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+    {
+        out.insert(header::LAST_MODIFIED, value);
+    }
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if member {
+            "private, max-age=60"
+        } else {
+            "public, max-age=60"
+        }),
+    );
+    if member {
+        out.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        out.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+    }
+    response
+}
+
+/// Whether an If-None-Match value matches `etag` (weak comparison, RFC 9110 §13.1.2).
+fn etag_matches(value: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let ours = etag.as_bytes();
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/").as_bytes() == ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists() {
+        let ours = HeaderValue::from_static("\"abc\"");
+        let check = |v: &'static str| etag_matches(&HeaderValue::from_static(v), &ours);
+        assert!(check("\"abc\""));
+        assert!(check("W/\"abc\""));
+        assert!(check("\"x\", \"abc\""));
+        assert!(check("*"));
+        assert!(!check("\"abcd\""));
+        assert!(!check("abc"));
+    }
+}
