@@ -4,10 +4,10 @@
 //! "now" only decides which events are in the feed and its Last-Modified.
 //!
 //! Times in Europe/London are written as the author's local time with
-//! `TZID=Europe/London` and one VTIMEZONE (the EU rules in force since 1996); times in
-//! any other zone are written in UTC. Core takes the first of an ambiguous local time
-//! and refuses a nonexistent one, which is what RFC 5545 §3.3.5 prescribes for
-//! readers of TZID times, so both sides agree on the instant.
+//! `TZID=Europe/London`, and every feed carries its VTIMEZONE (the EU rules in force
+//! since 1996); times in any other zone are written in UTC. Core takes the first of
+//! an ambiguous local time and refuses a nonexistent one, which is what RFC 5545
+//! §3.3.5 prescribes for readers of TZID times, so both sides agree on the instant.
 //!
 //! Every content line ends in CRLF and is folded at 75 octets (§3.1) on a character
 //! boundary, never inside an escape sequence.
@@ -80,9 +80,9 @@ pub fn render(events: &[EventView], options: &FeedOptions<'_>, now: DateTime<Utc
     let refresh = duration(options.refresh);
     w.raw("REFRESH-INTERVAL;VALUE=DURATION", &refresh);
     w.raw("X-PUBLISHED-TTL", &refresh);
-    if included.iter().any(|ev| ev.event.time_zone == LONDON) {
-        write_london(&mut w);
-    }
+    // Always, even when no event uses it: X-WR-TIMEZONE names it, and a calendar
+    // needs at least one component (RFC 5545 §3.6) when it has no events.
+    write_london(&mut w);
     for ev in &included {
         write_event(&mut w, ev, options);
     }
@@ -741,6 +741,7 @@ mod tests {
             "2026-05-02T10:30:15.250Z",
         )];
         let feed = fx.render(&events, &Selection::public(), "2026-06-01T00:00:00Z");
+        // The snapshot shows LF; the bytes end every line in CRLF (no bare CR or LF).
         assert_well_formed(&feed.bytes);
         assert_eq!(feed.events, 1);
         assert_eq!(feed.last_modified, Some(at("2026-05-02T10:30:15.250Z")));
@@ -799,10 +800,6 @@ mod tests {
             END:VCALENDAR
         "#]]
         .assert_eq(&text(&feed).replace("\r\n", "\n"));
-        assert_eq!(feed.bytes.iter().filter(|&&b| b == b'\n').count(), {
-            let t = text(&feed);
-            t.matches("\r\n").count()
-        });
     }
 
     /// Publishes the next event entry of `who`, signed and checked as a node would.
@@ -874,7 +871,7 @@ mod tests {
     }
 
     #[test]
-    fn other_zones_are_written_in_utc_without_a_vtimezone() {
+    fn other_zones_are_written_in_utc() {
         let fx = Fixture::new();
         let mut event = pb_event("nyc", "2026-06-01T19:00", "2026-06-01T21:00");
         event.time_zone = "America/New_York".into();
@@ -887,22 +884,21 @@ mod tests {
         let feed = fx.render(&events, &Selection::public(), "2026-05-02T00:00:00Z");
         assert!(has_line(&feed, "DTSTART:20260601T230000Z"));
         assert!(has_line(&feed, "DTEND:20260602T010000Z"));
-        assert!(!text(&feed).contains("VTIMEZONE"));
         assert!(!text(&feed).contains("TZID="));
         // The calendar still says which zone to show it in.
         assert!(has_line(&feed, "X-WR-TIMEZONE:Europe/London"));
     }
 
     #[test]
-    fn an_empty_feed_has_no_date_and_no_vtimezone() {
+    fn an_empty_feed_has_no_date_and_still_a_component() {
         let fx = Fixture::new();
         let feed = fx.render(&[], &Selection::public(), "2026-05-02T00:00:00Z");
         assert_well_formed(&feed.bytes);
         assert_eq!(feed.events, 0);
         assert_eq!(feed.last_modified, None);
         assert_eq!(feed.stale_at, None);
-        assert!(!text(&feed).contains("VTIMEZONE"));
-        assert!(text(&feed).ends_with("END:VCALENDAR\r\n"));
+        assert!(has_line(&feed, "BEGIN:VTIMEZONE"));
+        assert!(text(&feed).ends_with("END:VTIMEZONE\r\nEND:VCALENDAR\r\n"));
     }
 
     #[test]
