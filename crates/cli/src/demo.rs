@@ -1,7 +1,8 @@
 //! `accord demo`: a ready-made alliance in one folder, run as a real federation in
 //! this process. Each organisation (three members and the secretariat) has its own
 //! node, with its own data, TLS certificate, operator token and port on loopback; the
-//! four nodes pull from each other over mutual TLS with pinned certificates. The sample
+//! four nodes pull from each other over mutual TLS with pinned certificates. Each
+//! node also serves the members' calendar over HTTP (its gRPC port + 80 when free). The sample
 //! data is published by each organisation through its own node, through the real gRPC
 //! API, and the demo waits until every node holds the same ledger.
 //!
@@ -15,6 +16,7 @@
 //! DIR/nodes/NAME/token              the node's operator token
 //! DIR/nodes/NAME/tls/node.{crt,key} the node's TLS certificate and key
 //! DIR/nodes/NAME/data/              the node's ledger
+//! DIR/nodes/NAME/member-token       a sample member's calendar link token (secret)
 //! DIR/demo.json                     written once every node holds the same ledger
 //! ```
 
@@ -143,6 +145,15 @@ pub async fn run(dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
         .iter()
         .map(TcpListener::local_addr)
         .collect::<std::io::Result<_>>()?;
+    let http_listeners = bind_http(&addresses).await?;
+    let http: Vec<SocketAddr> = http_listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<std::io::Result<_>>()?;
+    let addresses = Addresses {
+        grpc: addresses,
+        http,
+    };
     // The configs are validated as `accord node` would, but written to the folder only
     // once every node serves: a demo already running on DIR holds the ledgers, so this
     // one stops before it rewrites the configs that demo's users rely on.
@@ -159,14 +170,23 @@ pub async fn run(dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
 
     let (stop, stopping) = watch::channel(false);
     let mut running: JoinSet<NodeEnd> = JoinSet::new();
-    for ((node, config), listener) in demo.nodes.iter().zip(configs).zip(listeners) {
+    for (((node, config), listener), http) in demo
+        .nodes
+        .iter()
+        .zip(configs)
+        .zip(listeners)
+        .zip(http_listeners)
+    {
         let mut stopping = stopping.clone();
         let name = node.org.slug;
         running.spawn(async move {
             let signal = async move {
                 let _ = stopping.wait_for(|s| *s).await;
             };
-            (name, accord_node::run(config, listener, signal).await)
+            (
+                name,
+                accord_node::run_with_http(config, listener, Some(http), signal).await,
+            )
         });
     }
 
@@ -239,9 +259,9 @@ async fn stop_all(stop: &watch::Sender<bool>, running: &mut JoinSet<NodeEnd>) ->
 
 /// Once the nodes run: publishes the sample data if the ledger is empty, waits until
 /// every node holds the same ledger, then writes demo.json and prints the summary.
-async fn start(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
+async fn start(demo: &Demo, addresses: &Addresses) -> Result<()> {
     let mut clients = Vec::new();
-    for (node, address) in demo.nodes.iter().zip(addresses) {
+    for (node, address) in demo.nodes.iter().zip(&addresses.grpc) {
         clients.push(ready(node, *address).await?);
     }
     // A demo.json from an earlier run names addresses that may be gone: it reappears
@@ -275,9 +295,57 @@ async fn start(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
         clients = seeder.nodes.into_iter().map(|(_, c)| c).collect();
     }
     let (entries, digest) = converge(demo, &mut clients).await?;
-    write_demo_json(demo, addresses)?;
-    print_summary(demo, addresses, empty, entries, &digest);
+    let mut member_tokens = Vec::new();
+    for (node, client) in demo.nodes.iter().zip(&mut clients) {
+        member_tokens.push(member_token(node, client).await?);
+    }
+    write_demo_json(demo, addresses, &member_tokens)?;
+    print_summary(demo, addresses, empty, entries, &digest, &member_tokens);
     Ok(())
+}
+
+/// The label of the sample member link each demo node hands out.
+const DEMO_MEMBER: &str = "Demo member";
+
+/// The node's sample member link token: the one saved in the node's folder if the
+/// node still honours it, else a new link (replacing any live one with the label).
+async fn member_token(node: &DemoNode, client: &mut Client) -> Result<String> {
+    let path = node.folder.join("member-token");
+    let links = client
+        .ledger
+        .list_feed_links(pb::ListFeedLinksRequest {})
+        .await
+        .map_err(rpc)?
+        .into_inner()
+        .links;
+    if let Ok(saved) = crate::client::read_token(&path) {
+        let id = &accord_node::token_sha256(&saved)[..12];
+        if links.iter().any(|l| l.id == id && l.revoked_ms == 0) {
+            return Ok(saved);
+        }
+    }
+    if links
+        .iter()
+        .any(|l| l.label == DEMO_MEMBER && l.revoked_ms == 0)
+    {
+        client
+            .ledger
+            .revoke_feed_link(pb::RevokeFeedLinkRequest {
+                link: DEMO_MEMBER.into(),
+            })
+            .await
+            .map_err(rpc)?;
+    }
+    let link = client
+        .ledger
+        .create_feed_link(pb::CreateFeedLinkRequest {
+            label: DEMO_MEMBER.into(),
+        })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    files::write_secret(&path, format!("{}\n", link.token).as_bytes(), true)?;
+    Ok(link.token)
 }
 
 /// Connects to a node (TLS, its certificate pinned, its operator token), retrying
@@ -471,6 +539,40 @@ fn previous_addresses(demo: &Demo) -> Option<Vec<SocketAddr>> {
         .collect()
 }
 
+/// Where the demo's nodes listen: gRPC and the calendar's HTTP, in node order.
+struct Addresses {
+    grpc: Vec<SocketAddr>,
+    http: Vec<SocketAddr>,
+}
+
+/// Binds each node's calendar listener on its gRPC port + 80 (7480 for 7400), or a
+/// port the OS picks when that one is taken.
+async fn bind_http(grpc: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for address in grpc {
+        let preferred = address
+            .port()
+            .checked_add(80)
+            .filter(|_| address.port() != 0)
+            .map(|port| SocketAddr::new(address.ip(), port));
+        let listener = match preferred {
+            Some(p) => match TcpListener::bind(p).await {
+                Ok(l) => l,
+                Err(_) => TcpListener::bind(SocketAddr::new(address.ip(), 0)).await?,
+            },
+            None => TcpListener::bind(SocketAddr::new(address.ip(), 0)).await?,
+        };
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// The calendar's address for browsers: `http://` and loopback when listening on
+/// every interface.
+fn http_url(address: SocketAddr) -> String {
+    dial(address).replacen("https://", "http://", 1)
+}
+
 /// Binds every node's listener. An explicit --listen with a port gives the first node
 /// that port and the others the next ones; port 0 lets the OS choose. Otherwise the
 /// ports of the previous run are reused if they are all free, else 7400 to 7403 on
@@ -543,7 +645,9 @@ fn toml_string(text: &str) -> String {
 
 /// Node `i`'s node.toml for these addresses: home to its organisation's identity,
 /// with TLS, and every other node as a pinned peer.
-fn node_toml(demo: &Demo, i: usize, addresses: &[SocketAddr]) -> String {
+fn node_toml(demo: &Demo, i: usize, addresses: &Addresses) -> String {
+    let http = addresses.http[i];
+    let addresses = &addresses.grpc;
     let node = &demo.nodes[i];
     let org = node.org;
     let key = Path::new("../..").join(key_file(org));
@@ -561,12 +665,18 @@ fn node_toml(demo: &Demo, i: usize, addresses: &[SocketAddr]) -> String {
          identities = [{}]\n\n\
          [tls]\n\
          cert = \"tls/node.crt\"\n\
-         key = \"tls/node.key\"\n",
+         key = \"tls/node.key\"\n\n\
+         [http]\n\
+         listen = \"{}\"\n\
+         public_url = \"{}\"\n\
+         refresh_minutes = 15\n",
         addresses[i],
         toml_string(&key.to_string_lossy()),
         toml_string(&format!("{}-operator", org.slug)),
         setup::token_sha256(&node.token),
         toml_string(org.name),
+        http,
+        http_url(http),
     );
     for (j, peer) in demo.nodes.iter().enumerate() {
         if i == j {
@@ -586,7 +696,7 @@ fn node_toml(demo: &Demo, i: usize, addresses: &[SocketAddr]) -> String {
 }
 
 /// Writes every node's node.toml and client.toml for these addresses.
-fn write_configs(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
+fn write_configs(demo: &Demo, addresses: &Addresses) -> Result<()> {
     for (i, node) in demo.nodes.iter().enumerate() {
         files::write_new(
             &node.node_config(),
@@ -599,7 +709,7 @@ fn write_configs(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
              cert_sha256 = \"{}\"\n\
              token_file = \"token\"\n\
              as = {}\n",
-            dial(addresses[i]),
+            dial(addresses.grpc[i]),
             hex::encode(node.fingerprint),
             toml_string(node.org.name),
         );
@@ -942,16 +1052,44 @@ async fn seed(demo: &Demo, nodes: &mut Seeder, today: NaiveDate) -> Result<()> {
     nodes.publish(r, Body::Event(cancelled.clone())).await?;
     cancelled.cancelled = true;
     nodes.publish(r, Body::Event(cancelled)).await?;
+    // One event moved after it was first published (its SEQUENCE is 1), in Welsh and
+    // English, with the punctuation calendar feeds must escape.
+    let mut moved = pb::Event {
+        uid: "ynys-mon-public-meeting".into(),
+        title: "Public meeting, Ynys Môn: costau byw / cost of living".into(),
+        description: "Croeso i bawb; everyone welcome.\nBSL interpreted, step-free access,                       tea and bara brith. (Sample event.)"
+            .into(),
+        start: format!("{}T18:00", day(9)),
+        end: format!("{}T20:00", day(9)),
+        time_zone: "Europe/London".into(),
+        venue: "Neuadd y Dref, Llangefni, Ynys Môn".into(),
+        area: "W06000001".into(),
+        organisers: vec![g.to_vec(), b.to_vec()],
+        visibility: pb::Visibility::Public as i32,
+        cancelled: false,
+    };
+    nodes.publish(g, Body::Event(moved.clone())).await?;
+    moved.start = format!("{}T18:30", day(10));
+    moved.end = format!("{}T20:30", day(10));
+    nodes.publish(g, Body::Event(moved)).await?;
     Ok(())
 }
 
-fn write_demo_json(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
+fn write_demo_json(demo: &Demo, addresses: &Addresses, member_tokens: &[String]) -> Result<()> {
     let dir = &demo.dir;
     let value = json!({
         "alliance": {"id": demo.charter.id().to_string(), "name": demo.charter.name()},
-        "nodes": demo.nodes.iter().zip(addresses).map(|(node, address)| json!({
+        "nodes": demo.nodes.iter().enumerate().map(|(i, node)| json!({
             "name": node.org.slug,
-            "grpc": dial(*address),
+            "grpc": dial(addresses.grpc[i]),
+            "http": http_url(addresses.http[i]),
+            "calendar": {
+                "page": format!("{}/", http_url(addresses.http[i])),
+                "feed": format!("{}/calendar.ics", http_url(addresses.http[i])),
+                "member_page": format!("{}/m/{}/", http_url(addresses.http[i]), member_tokens[i]),
+                "member_feed": format!("{}/m/{}/calendar.ics", http_url(addresses.http[i]), member_tokens[i]),
+                "member_token_file": node.folder.join("member-token"),
+            },
             "cert_sha256": hex::encode(node.fingerprint),
             "client_config": node.client_config(),
             "node_config": node.node_config(),
@@ -977,22 +1115,35 @@ fn write_demo_json(demo: &Demo, addresses: &[SocketAddr]) -> Result<()> {
         .with_context(|| format!("cannot write {}", dir.join("demo.json").display()))
 }
 
-fn print_summary(demo: &Demo, addresses: &[SocketAddr], seeded: bool, entries: u64, digest: &str) {
+fn print_summary(
+    demo: &Demo,
+    addresses: &Addresses,
+    seeded: bool,
+    entries: u64,
+    digest: &str,
+    member_tokens: &[String],
+) {
     let dir = demo.dir.display();
     let rows: Vec<Vec<String>> = demo
         .nodes
         .iter()
-        .zip(addresses)
-        .map(|(node, address)| {
+        .enumerate()
+        .map(|(i, node)| {
             vec![
                 node.org.slug.to_owned(),
-                dial(*address),
+                dial(addresses.grpc[i]),
+                http_url(addresses.http[i]),
                 node.org.name.to_owned(),
                 node.client_config().display().to_string(),
             ]
         })
         .collect();
-    let nodes = table(&["NODE", "ADDRESS", "HOME TO", "CLIENT CONFIG"], &rows);
+    let nodes = table(
+        &["NODE", "GRPC", "CALENDAR", "HOME TO", "CLIENT CONFIG"],
+        &rows,
+    );
+    let calendar = http_url(addresses.http[0]);
+    let member = format!("{calendar}/m/{}/", member_tokens[0]);
     let config = |slug: &str| {
         demo.dir
             .join("nodes")
@@ -1019,6 +1170,12 @@ fn print_summary(demo: &Demo, addresses: &[SocketAddr], seeded: bool, entries: u
          every node holds the same {entries} entries (digest {digest})\n\
          files in {dir}: demo.json, charter.json, keys/, nodes/NODE/{{node.toml, client.toml, token, tls/, data/}}\n\
          \n\
+         The members' calendar, served by every node from its own replica:\n  \
+           public page:      {calendar}/\n  \
+           public feed:      {calendar}/calendar.ics  (subscribe: webcal://{calendar_host}/calendar.ics)\n  \
+           a member's page:  {member}  (members-only events and the clash board)\n  \
+           accord --config {secretariat} feed link \"Jo Bloggs (Leeds)\"   (a new member link)\n\
+         \n\
          Every node derives the same state, so every node shows the same clashes:\n\
          {clashes}\
          \n\
@@ -1035,6 +1192,7 @@ fn print_summary(demo: &Demo, addresses: &[SocketAddr], seeded: bool, entries: u
          Press Ctrl-C to stop all {count} nodes.",
         id = demo.charter.id(),
         count = demo.nodes.len(),
+        calendar_host = calendar.trim_start_matches("http://"),
         what = if seeded {
             "each organisation published its sample intentions, resolutions, statements and events through its own node"
         } else {
