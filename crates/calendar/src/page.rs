@@ -106,7 +106,7 @@ pub fn calendar(
             "Upcoming events of " (ctx.alliance_name) ". All times are UK time."
         }
         p.skip-to-subscribe {
-            a href="#subscribe" { "Subscribe in your calendar app" }
+            a href="#subscribe" { "Subscribe to this calendar" }
         }
         (filter_form(ctx, &selection, areas))
         @if days.is_empty() {
@@ -410,9 +410,10 @@ fn filter_form(ctx: &PageContext<'_>, selection: &Selection, areas: &[String]) -
                 button type="submit" { "Show events" }
             }
         }
-        p.applied aria-live="polite" {
+        p.applied {
             @if filtered {
-                "Showing " strong { (describe(ctx, selection)) } ". "
+                span { "Showing " strong { (describe(ctx, selection)) } "." }
+                " "
                 a.clear href=(ctx.home()) { "Clear filters" }
             } @else {
                 "Showing all upcoming events."
@@ -605,6 +606,7 @@ fn feed_block(ctx: &PageContext<'_>, selection: &Selection, name: &str, id: &str
             p {
                 a.button.webcal href=(ctx.paths.webcal_url(selection, ctx.directory)) {
                     "Subscribe in your calendar app"
+                    span.visually-hidden { ": " (name) }
                 }
             }
             p {
@@ -672,21 +674,16 @@ fn clash_article(ctx: &PageContext<'_>, clash: &Clash) -> Markup {
                     }
                 }
             }
-            table.parties {
-                caption { "Parties" }
-                thead {
-                    tr {
-                        th scope="col" { "Organisation" }
-                        th scope="col" { "Position" }
-                        th scope="col" { "Candidate" }
-                    }
-                }
-                tbody {
-                    @for party in &clash.parties {
-                        tr {
-                            td { (ctx.directory.name(&party.organisation)) }
-                            td { (status_label(party.status)) }
-                            td { @if let Some(c) = &party.candidate { (c) } @else { "—" } }
+            h3 { "Parties" }
+            ul.parties {
+                @for party in &clash.parties {
+                    li.party data-organisation=(party.organisation) {
+                        span.party-name { (ctx.directory.name(&party.organisation)) }
+                        " "
+                        span.party-status { (status_label(party.status)) }
+                        @if let Some(candidate) = &party.candidate {
+                            " "
+                            span.candidate { "Candidate: " (candidate) }
                         }
                     }
                 }
@@ -1192,7 +1189,7 @@ mod tests {
             ),
         ] {
             assert!(html.contains(&format!(
-                r#"<a class="button webcal" href="{webcal}">Subscribe in your calendar app</a>"#
+                r#"<a class="button webcal" href="{webcal}">Subscribe in your calendar app<span class="visually-hidden">: "#
             )));
             assert!(
                 html.contains(&format!(r#"readonly value="{https}""#)),
@@ -1332,10 +1329,12 @@ mod tests {
         assert!(html.contains(r#"class="clash state-breached closed""#));
         assert!(html.contains("Recorded (entry <code>abababab</code>)"));
         assert_eq!(count(&html, "None recorded"), 3);
-        assert!(html.contains("<td>Jo &lt;Bloggs&gt;</td>"));
-        assert!(
-            html.contains("<td>Intends to stand</td>") && html.contains("<td>Considering</td>")
-        );
+        assert!(html.contains(
+            r#"<span class="party-name">Alpha Party</span> <span class="party-status">Intends to stand</span> <span class="candidate">Candidate: Jo &lt;Bloggs&gt;</span>"#
+        ));
+        assert!(html.contains(
+            r#"<span class="party-name">Beta &amp; Co &lt;Left&gt;</span> <span class="party-status">Considering</span></li>"#
+        ));
         assert!(html.contains("19 working days before polling day, 4pm"));
     }
 
