@@ -113,10 +113,8 @@ pub fn calendar(
             section.empty aria-labelledby="empty-heading" {
                 h2 #empty-heading { "No upcoming events" }
                 @if filtered {
-                    p {
-                        "Nothing upcoming matches these filters. Try another organisation or area, or "
-                        a href=(ctx.home()) { "show all events" } "."
-                    }
+                    p { "Nothing upcoming matches these filters. Try another organisation or area." }
+                    p.back { a href=(ctx.home()) { "Show all events" } }
                 } @else {
                     p { "Nothing is scheduled yet. Subscribe below and new events will appear in your calendar app." }
                 }
@@ -891,7 +889,8 @@ mod tests {
         assert!(html.contains(r##"<a class="skip-link" href="#main">"##));
         assert!(html.contains(r#"id="main" tabindex="-1">"#));
         assert!(html.ends_with("</html>"));
-        let lower = html.to_lowercase();
+        // ASCII lowercasing keeps byte offsets, so `at` indexes `html` too.
+        let lower = html.to_ascii_lowercase();
         assert!(!lower.contains("<script"), "a page has a script");
         assert!(!lower.contains("<img"), "a page has an image");
         assert!(!lower.contains("@import") && !lower.contains("url("));
@@ -1097,6 +1096,16 @@ mod tests {
         );
         let link = format!("href=\"/m/s3cret/events/{}/secret\"", key(1));
         assert!(html.contains(&link), "{html}");
+        let detail = event(&ctx(&dir, &paths), &secret);
+        check_document(&detail);
+        assert!(detail.contains(r#"<meta name="robots" content="noindex">"#));
+        assert!(
+            article_tag(&detail, &secret)
+                .unwrap()
+                .contains("members-only")
+        );
+        assert!(detail.contains("<dt>Who can see it</dt><dd>Members only</dd>"));
+        assert!(detail.contains(r#"href="webcal://cal.example.org/m/s3cret/calendar.ics""#));
         // No link leaves the member's paths (except the in-page anchors).
         for (at, _) in html.match_indices("href=\"/") {
             assert!(html[at..].starts_with("href=\"/m/s3cret/"));
