@@ -152,25 +152,46 @@ impl Calendar {
     }
 }
 
+/// The calendar's views under `prefix` ("" or "/m/{token}").
+fn views(prefix: &str) -> Router<Arc<Calendar>> {
+    Router::new()
+        .route(&format!("{prefix}/"), get(page_handler))
+        .route(&format!("{prefix}/calendar.ics"), get(feed_query))
+        .route(
+            &format!("{prefix}/org/{{slug}}/calendar.ics"),
+            get(feed_org),
+        )
+        .route(
+            &format!("{prefix}/area/{{code}}/calendar.ics"),
+            get(feed_area),
+        )
+        .route(
+            &format!("{prefix}/events/{{author}}/{{uid}}"),
+            get(event_handler),
+        )
+        .route(&format!("{prefix}/clashes"), get(clashes_handler))
+}
+
 /// The router over `calendar`.
 pub fn router(calendar: Arc<Calendar>) -> Router {
-    let views = Router::new()
-        .route("/", get(page_handler))
-        .route("/calendar.ics", get(feed_query))
-        .route("/org/{slug}/calendar.ics", get(feed_org))
-        .route("/area/{code}/calendar.ics", get(feed_area))
-        .route("/events/{author}/{uid}", get(event_handler))
-        .route("/clashes", get(clashes_handler));
-    let members = views.clone().layer(axum::middleware::from_fn_with_state(
-        calendar.clone(),
-        member_gate,
-    ));
+    let members = views("/m/{token}")
+        .route("/m/{token}", get(member_root))
+        .route_layer(axum::middleware::from_fn_with_state(
+            calendar.clone(),
+            member_gate,
+        ));
     Router::new()
         .route("/healthz", get(health))
-        .merge(views)
-        .nest("/m/{token}", members)
+        .merge(views(""))
+        .merge(members)
         .fallback(not_found_handler)
         .with_state(calendar)
+}
+
+/// "/m/<token>" without the slash: to the member's page.
+async fn member_root(request: axum::extract::Request) -> Response {
+    let to = format!("{}/", request.uri().path());
+    axum::response::Redirect::permanent(&to).into_response()
 }
 
 /// Serves `calendar` on `listener` until `shutdown` completes.
