@@ -225,6 +225,29 @@ impl TestAlliance {
     /// node is home to `home`; besides `operators`, an operator with [`ADMIN_TOKEN`]
     /// covers every home identity.
     pub fn node_config(&mut self, home: &[&Identity], operators: &[OperatorSpec]) -> PathBuf {
+        self.write_node_config(home, operators, None)
+    }
+
+    /// As [`TestAlliance::node_config`], serving the calendar on a free loopback port
+    /// (reserved now; [`TestNode::http`] gives its address).
+    pub fn node_config_with_calendar(
+        &mut self,
+        home: &[&Identity],
+        operators: &[OperatorSpec],
+    ) -> PathBuf {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        self.write_node_config(home, operators, Some(port))
+    }
+
+    fn write_node_config(
+        &mut self,
+        home: &[&Identity],
+        operators: &[OperatorSpec],
+        http_port: Option<u16>,
+    ) -> PathBuf {
         self.nodes += 1;
         let folder = self.dir.path().join(format!("node-{}", self.nodes));
         std::fs::create_dir_all(folder.join("keys")).expect("node folder");
@@ -251,6 +274,11 @@ impl TestAlliance {
             toml += &format!("name = {:?}\n", op.name);
             toml += &format!("token_sha256 = \"{}\"\n", token_sha256(&op.token));
             toml += &format!("identities = {:?}\n", op.identities);
+        }
+        if let Some(port) = http_port {
+            toml += &format!(
+                "\n[http]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n"
+            );
         }
         let path = folder.join("node.toml");
         std::fs::write(&path, toml).expect("write node config");
@@ -362,6 +390,8 @@ pub fn entry_id(signed: &pb::SignedEntry) -> Vec<u8> {
 pub struct TestNode {
     pub config_path: PathBuf,
     pub addr: SocketAddr,
+    /// The calendar's base URL ("http://127.0.0.1:PORT"), if the config serves one.
+    pub http: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
 }
@@ -382,6 +412,7 @@ impl TestNode {
         let config = NodeConfig::load(config_path)
             .with_context(|| format!("loading {}", config_path.display()))?;
         let addr = listener.local_addr()?;
+        let http = config.http.as_ref().map(|h| h.public_url.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(accord_node::run(config, listener, async move {
             let _ = rx.await;
@@ -389,6 +420,7 @@ impl TestNode {
         let mut node = Self {
             config_path: config_path.to_owned(),
             addr,
+            http,
             shutdown: Some(tx),
             task: Some(task),
         };
