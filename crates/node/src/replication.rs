@@ -48,7 +48,10 @@ pub struct PeerStatus {
     pub last_contact_ms: Option<i64>,
     /// Entries the peer holds that this node lacks, at the last heads check.
     pub behind: u64,
+    /// Entries the peer sent, copies of ones already held included.
     pub received: u64,
+    /// Of those, entries new to this node, stored.
+    pub accepted: u64,
     pub refused: u64,
     pub last_error: Option<String>,
 }
@@ -331,11 +334,13 @@ async fn store_verified(
             .map_err(|e| SessionError::Ledger(e.to_string()))?;
     }
     let mut gap = false;
+    let mut accepted = 0;
     if let Some(checked) = verified.checked {
         let report = ledger
             .ingest(verified.entries, checked)
             .await
             .map_err(|e| SessionError::Ledger(e.to_string()))?;
+        accepted = report.accepted as u64;
         for (author, seq, error) in &report.refused {
             match error {
                 // Does not fit this node's log yet (or the author forked): pull again
@@ -352,6 +357,7 @@ async fn store_verified(
     }
     update(states, &peer.name, |s| {
         s.received += verified.received;
+        s.accepted += accepted;
         s.refused += refused;
     });
     if refused > 0 {

@@ -267,6 +267,7 @@ impl LedgerApi for LedgerService {
                     last_contact_ms: p.last_contact_ms.unwrap_or(0),
                     behind: p.behind,
                     received: p.received,
+                    accepted: p.accepted,
                     refused: p.refused,
                     last_error: p.last_error.clone().unwrap_or_default(),
                 })

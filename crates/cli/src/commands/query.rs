@@ -110,6 +110,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "last_contact_ms": if p.last_contact_ms == 0 { Value::Null } else { json!(p.last_contact_ms) },
                 "behind": p.behind,
                 "received": p.received,
+                "accepted": p.accepted,
                 "refused": p.refused,
                 "last_error": non_empty(&p.last_error),
             })).collect::<Vec<_>>(),
@@ -204,6 +205,7 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
                     contact_age(p.last_contact_ms, now_ms),
                     p.behind.to_string(),
                     p.received.to_string(),
+                    p.accepted.to_string(),
                     p.refused.to_string(),
                     if p.last_error.is_empty() {
                         "-".into()
@@ -222,6 +224,7 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
                 "LAST CONTACT",
                 "BEHIND",
                 "RECEIVED",
+                "NEW",
                 "REFUSED",
                 "LAST ERROR",
             ],
@@ -863,6 +866,7 @@ mod tests {
                     last_contact_ms: now - 2_000,
                     behind: 0,
                     received: 5,
+                    accepted: 3,
                     refused: 0,
                     last_error: String::new(),
                 },
@@ -873,6 +877,7 @@ mod tests {
                     last_contact_ms: 0,
                     behind: 0,
                     received: 0,
+                    accepted: 0,
                     refused: 2,
                     last_error: "unavailable: connection refused".into(),
                 },
@@ -896,9 +901,9 @@ mod tests {
              FROZEN: Beta signed two different entries with one seq (a fork proof); every node \
              refuses its entries past the fork\n\
              \n\
-             PEER   ADDRESS                 STATE      LAST CONTACT  BEHIND  RECEIVED  REFUSED  LAST ERROR\n\
-             beta   https://127.0.0.1:7401  connected  2s ago        0       5         0        -\n\
-             gamma  https://127.0.0.1:7402  down       never         0       0         2        unavailable: connection refused\n",
+             PEER   ADDRESS                 STATE      LAST CONTACT  BEHIND  RECEIVED  NEW  REFUSED  LAST ERROR\n\
+             beta   https://127.0.0.1:7401  connected  2s ago        0       5         3    0        -\n\
+             gamma  https://127.0.0.1:7402  down       never         0       0         0    2        unavailable: connection refused\n",
             alliance = hex::encode([7; 32]),
             digest = hex::encode([9; 32]),
             alpha = hex::encode([1; 32]),
