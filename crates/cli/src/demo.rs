@@ -1057,7 +1057,7 @@ async fn seed(demo: &Demo, nodes: &mut Seeder, today: NaiveDate) -> Result<()> {
     let mut moved = pb::Event {
         uid: "ynys-mon-public-meeting".into(),
         title: "Public meeting, Ynys Môn: costau byw / cost of living".into(),
-        description: "Croeso i bawb; everyone welcome.\nBSL interpreted, step-free access,                       tea and bara brith. (Sample event.)"
+        description: "Croeso i bawb; everyone welcome.\nBSL interpreted, step-free access, tea and bara brith. (Sample event.)"
             .into(),
         start: format!("{}T18:00", day(9)),
         end: format!("{}T20:00", day(9)),

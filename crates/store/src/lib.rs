@@ -54,6 +54,9 @@ pub struct StoredEntry {
     pub bytes: Vec<u8>,
 }
 
+/// A stored feed link: its token's SHA-256 and the node's record of it.
+pub type FeedLinkRecord = ([u8; 32], Vec<u8>);
+
 /// A node's database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -253,7 +256,7 @@ impl Store {
     }
 
     /// Every feed link record, by token hash.
-    pub fn feed_links(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError> {
+    pub fn feed_links(&self) -> Result<Vec<FeedLinkRecord>, StoreError> {
         self.feed_links
             .iter()
             .map(|item| {

@@ -97,6 +97,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "seq": h.seq,
                 "id": hex::encode(&h.id),
             })).collect::<Vec<_>>(),
+            "calendar_url": (!s.calendar_url.is_empty()).then(|| s.calendar_url.clone()),
             "frozen": s.frozen.iter().map(|k| json!({
                 "name": name(k),
                 "id": hex::encode(k),
@@ -146,8 +147,13 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
     } else {
         s.frozen.iter().map(&name).collect::<Vec<_>>().join(", ")
     };
+    let calendar = if s.calendar_url.is_empty() {
+        "not served (no [http] in the node's config)".to_owned()
+    } else {
+        format!("{}/", s.calendar_url)
+    };
     out.push_str(&format!(
-        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\npeers     {peers}\nfrozen    {frozen}\n\n",
+        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\npeers     {peers}\nfrozen    {frozen}\ncalendar  {calendar}\n\n",
         s.alliance_name,
         hex::encode(&s.alliance),
         s.entries,
@@ -848,6 +854,7 @@ mod tests {
             entries: 8,
             organisations: vec![org(1, "Alpha", true), org(2, "Beta", false)],
             version: "0.1.0".into(),
+            calendar_url: "https://calendar.example.org".into(),
             peers: vec![
                 pb::PeerStatus {
                     name: "beta".into(),
@@ -880,6 +887,7 @@ mod tests {
              version   0.1.0\n\
              peers     2, 1 connected\n\
              frozen    Beta\n\
+             calendar  https://calendar.example.org/\n\
              \n\
              ORGANISATION  ROLE    HOME  HEAD  LOG     PUBLIC KEY\n\
              Alpha         member  yes   3             {alpha}\n\
