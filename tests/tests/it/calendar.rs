@@ -226,6 +226,36 @@ async fn feeds_answer_conditional_requests_until_the_state_changes() {
     .await;
     assert_eq!(both.status, StatusCode::OK);
 
+    // Gzipped on request: its own strong ETag, the same feed inside, 304 on its ETag.
+    let gzip = [(header::ACCEPT_ENCODING, "gzip")];
+    let zipped = get_with(&url, &gzip).await;
+    assert_eq!(zipped.status, StatusCode::OK);
+    assert_eq!(zipped.header(header::CONTENT_ENCODING), Some("gzip"));
+    assert_eq!(zipped.header(header::VARY), Some("accept-encoding"));
+    assert_eq!(first.header(header::VARY), Some("accept-encoding"));
+    let zipped_etag = zipped.etag();
+    assert!(
+        zipped_etag.starts_with('"') && zipped_etag != etag,
+        "{zipped_etag} vs {etag}"
+    );
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&zipped.body[..]),
+        &mut unzipped,
+    )
+    .expect("a gzip body");
+    assert_eq!(unzipped, first.body);
+    let zipped_same = get_with(
+        &url,
+        &[gzip[0].clone(), (header::IF_NONE_MATCH, &zipped_etag)],
+    )
+    .await;
+    assert_eq!(zipped_same.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(zipped_same.etag(), zipped_etag);
+    // The plain representation's ETag does not validate the gzipped one.
+    let crossed = get_with(&url, &[gzip[0].clone(), (header::IF_NONE_MATCH, &etag)]).await;
+    assert_eq!(crossed.status, StatusCode::OK);
+
     // Unchanged state: byte-identical bodies.
     let again = expect_status(&url, StatusCode::OK).await;
     assert_eq!(again.body, first.body);
