@@ -2,54 +2,24 @@
 //! only the node's certificate: Python's grpcio, built on gRPC C-core, which refuses
 //! Ed25519 certificates (hence the nodes' ECDSA P-256 TLS keys).
 //!
-//! grpcio comes from PyPI: if `python3` cannot import it, the test installs it into a
-//! virtual environment under the target folder (once).
+//! grpcio comes from PyPI: if `python3` cannot import it, the test installs it into
+//! the shared virtual environment under the target folder ([`accord_tests::python`]).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use accord_core::pb;
-use accord_tests::ADMIN_TOKEN;
 use accord_tests::federation::{FederationSpec, TestFederation, Topology};
+use accord_tests::{ADMIN_TOKEN, python};
 use prost::Message;
-
-/// A python3 that can `import grpc`.
-fn python_with_grpcio() -> PathBuf {
-    let system = PathBuf::from("python3");
-    if imports_grpc(&system) {
-        return system;
-    }
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("grpcio-venv");
-    let python = venv.join("bin/python3");
-    if !imports_grpc(&python) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv");
-        assert!(made.success(), "cannot make a virtual environment");
-        let installed = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "grpcio>=1.60"])
-            .status()
-            .expect("pip install grpcio");
-        assert!(installed.success(), "cannot install grpcio from PyPI");
-    }
-    python
-}
-
-fn imports_grpc(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import grpc"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_connects_over_tls_with_the_node_certificate() {
-    let python = tokio::task::spawn_blocking(python_with_grpcio)
-        .await
-        .unwrap();
+    let python = tokio::task::spawn_blocking(|| {
+        python::venv(Path::new(env!("CARGO_TARGET_TMPDIR")), &[python::GRPCIO])
+    })
+    .await
+    .unwrap();
     let federation = TestFederation::start(FederationSpec::new(1, Topology::FullMesh))
         .await
         .unwrap();

@@ -1,0 +1,355 @@
+//! `accord feed` through the real binary: a member's calendar link made, fetched,
+//! listed, revoked (its feed then answers 404) and refused when revoked twice or when
+//! the node serves no calendar. Nodes run as `accord node` processes on loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const ACCORD: &str = env!("CARGO_BIN_EXE_accord");
+
+fn accord(args: &[&str]) -> Output {
+    Command::new(ACCORD)
+        .args(args)
+        .env_remove("ACCORD_CONFIG")
+        .output()
+        .expect("accord runs")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Runs accord and expects success; returns stdout.
+fn ok(args: &[&str]) -> String {
+    let output = accord(args);
+    assert!(
+        output.status.success(),
+        "accord {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+fn json(args: &[&str]) -> Value {
+    let text = ok(args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("accord {args:?}: {e}: {text}"))
+}
+
+/// Expects exit code 1 and exactly one line on stderr starting with "error: ".
+fn fails(args: &[&str]) -> String {
+    let output = accord(args);
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "accord {args:?}: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(output.stdout.is_empty(), "{:?}", output.stdout);
+    err
+}
+
+/// A running `accord node`: killed (and reaped) when dropped, also on panic.
+struct Running {
+    child: Child,
+}
+
+impl Running {
+    /// Sends SIGTERM and waits, at most ten seconds, for a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "accord node stopped with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "accord node did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `accord node --config <config>` and waits (bounded) for its address.
+fn start_node(config: &Path) -> (Running, String) {
+    let mut child = Command::new(ACCORD)
+        .args(["node", "--config", path(config)])
+        .env_remove("ACCORD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("accord node starts");
+    let out = child.stdout.take().unwrap();
+    let running = Running { child };
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("a \"listening on\" line from accord node");
+        if let Some(address) = line.strip_prefix("listening on ") {
+            return (running, address.trim().to_owned());
+        }
+    }
+}
+
+/// GET an http:// URL over a fresh connection, within ten seconds; the status and
+/// the body.
+fn http_get(url: &str) -> std::io::Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = match rest.split_once('/') {
+        Some((host, path)) => (host, format!("/{path}")),
+        None => (rest, "/".to_owned()),
+    };
+    let addr: SocketAddr = host.parse().expect("a loopback address and port");
+    let timeout = Duration::from_secs(10);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Ok((status, body))
+}
+
+/// The status of GET `url`.
+fn status_of(url: &str) -> u16 {
+    http_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}")).0
+}
+
+/// An alliance of two members in one folder, and a node home to them, with or
+/// without the calendar.
+struct Alliance {
+    dir: tempfile::TempDir,
+}
+
+impl Alliance {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("keys")).unwrap();
+        let mut keys = Vec::new();
+        for name in ["red", "green"] {
+            let file = d.join("keys").join(format!("{name}.pem"));
+            keys.push(ok(&["keygen", "--out", path(&file)]).trim().to_owned());
+        }
+        ok(&[
+            "charter",
+            "--name",
+            "Test Alliance",
+            "--member",
+            &format!("Red Party={}", keys[0]),
+            "--member",
+            &format!("Green Party={}", keys[1]),
+            "--out",
+            path(&d.join("charter.json")),
+        ]);
+        Self { dir }
+    }
+
+    /// Writes `<name>/node.toml` (with `[http]` on a free loopback port if
+    /// `calendar`) and `<name>/client.toml`; returns the client config's path, the
+    /// node config's path and the calendar's base URL.
+    fn node(&self, name: &str, calendar: bool) -> (PathBuf, PathBuf, Option<String>) {
+        let d = self.dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        let hash = ok(&["token", "new", "--out", path(&d.join("token"))]);
+        let root = self.dir.path();
+        let mut node_toml = format!(
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\ncharter = {:?}\n\
+             identities = [{:?}, {:?}]\n\
+             [[operators]]\nname = \"test\"\ntoken_sha256 = \"{}\"\n\
+             identities = [\"Red Party\", \"Green Party\"]\n",
+            path(&root.join("charter.json")),
+            path(&root.join("keys/red.pem")),
+            path(&root.join("keys/green.pem")),
+            hash.trim()
+        );
+        let base = calendar.then(|| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            node_toml.push_str(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n"));
+            // public_url defaults to http://<listen>.
+            format!("http://127.0.0.1:{port}")
+        });
+        let node = d.join("node.toml");
+        std::fs::write(&node, node_toml).unwrap();
+        (d.join("client.toml"), node, base)
+    }
+}
+
+fn write_client(client: &Path, address: &str) {
+    std::fs::write(
+        client,
+        format!("node = \"http://{address}\"\ntoken_file = \"token\"\nas = \"Red Party\"\n"),
+    )
+    .unwrap();
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn feed_links_are_made_listed_and_revoked_through_the_cli() {
+    let alliance = Alliance::new();
+    let (client, node_config, base) = alliance.node("red", true);
+    let base = base.expect("a calendar");
+    let (node, address) = start_node(&node_config);
+    write_client(&client, &address);
+    let config = path(&client);
+    // The calendar listens a moment after the gRPC address is announced.
+    wait_for("the calendar", Duration::from_secs(10), || {
+        http_get(&format!("{base}/healthz")).is_ok_and(|(status, _)| status == 200)
+    });
+
+    let link = json(&["feed", "link", "Jo (Leeds)", "--json", "--config", config]);
+    assert_eq!(link["label"], "Jo (Leeds)");
+    assert!(link["revoked"].is_null(), "{link}");
+    let id = link["id"].as_str().expect("an id").to_owned();
+    assert_eq!(id.len(), 12, "{link}");
+    let feed_url = link["feed_url"].as_str().expect("feed_url").to_owned();
+    let page_url = link["page_url"].as_str().expect("page_url").to_owned();
+    let webcal_url = link["webcal_url"].as_str().expect("webcal_url").to_owned();
+    let token = page_url
+        .strip_prefix(&format!("{base}/m/"))
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("page_url {page_url} is not {base}/m/<token>/"));
+    assert_eq!(token.len(), 32, "{page_url}");
+    assert_eq!(feed_url, format!("{page_url}calendar.ics"));
+    assert_eq!(
+        webcal_url,
+        format!("webcal://{}", &feed_url["http://".len()..])
+    );
+
+    let (status, body) = http_get(&feed_url).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("BEGIN:VCALENDAR\r\n"), "{body}");
+    assert!(body.contains("(members)"), "{body}");
+    assert_eq!(status_of(&page_url), 200);
+
+    // The text form gives the same three addresses.
+    let text = ok(&["feed", "link", "Sam (Kirkstall)", "--config", config]);
+    assert!(text.contains("webcal://"), "{text}");
+    assert!(text.contains(&format!("{base}/m/")), "{text}");
+    // A label is unique among live links.
+    let err = fails(&["feed", "link", "Jo (Leeds)", "--config", config]);
+    assert!(err.contains("already"), "{err}");
+
+    let list = json(&["feed", "list", "--json", "--config", config]);
+    let jo = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|l| l["label"] == "Jo (Leeds)")
+        .unwrap_or_else(|| panic!("Jo missing from {list}"));
+    assert_eq!(jo["id"], id.as_str());
+    assert!(jo["revoked"].is_null(), "{jo}");
+    assert!(jo.get("feed_url").is_none(), "no addresses once made: {jo}");
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+
+    let revoked = ok(&["feed", "revoke", "Jo (Leeds)", "--config", config]);
+    assert!(revoked.contains(&id), "{revoked}");
+    assert_eq!(status_of(&feed_url), 404);
+    assert_eq!(status_of(&page_url), 404);
+    let list = json(&["feed", "list", "--json", "--config", config]);
+    let states: Vec<(String, bool)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["label"].as_str().unwrap().to_owned(),
+                !l["revoked"].is_null(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("Jo (Leeds)".to_owned(), true),
+            ("Sam (Kirkstall)".to_owned(), false)
+        ]
+    );
+    let table = ok(&["feed", "list", "--config", config]);
+    assert!(table.contains("revoked"), "{table}");
+    assert!(table.contains("live"), "{table}");
+
+    // Again, by id or label: one line, exit 1.
+    let err = fails(&["feed", "revoke", "Jo (Leeds)", "--config", config]);
+    assert!(err.contains("already revoked"), "{err}");
+    let err = fails(&["feed", "revoke", &id[..6], "--json", "--config", config]);
+    assert!(err.contains("already revoked"), "{err}");
+    let err = fails(&["feed", "revoke", "Nobody", "--config", config]);
+    assert!(err.contains("not found"), "{err}");
+    // The label is free again once revoked.
+    let again = json(&["feed", "link", "Jo (Leeds)", "--json", "--config", config]);
+    assert_ne!(again["id"], id.as_str());
+    assert_eq!(status_of(again["feed_url"].as_str().unwrap()), 200);
+    assert_eq!(status_of(&feed_url), 404);
+    node.stop();
+}
+
+#[test]
+fn feed_link_on_a_node_without_a_calendar_says_so() {
+    let alliance = Alliance::new();
+    let (client, node_config, base) = alliance.node("plain", false);
+    assert!(base.is_none());
+    let (node, address) = start_node(&node_config);
+    write_client(&client, &address);
+    let config = path(&client);
+    let err = fails(&["feed", "link", "Jo (Leeds)", "--config", config]);
+    assert!(err.contains("serves no calendar"), "{err}");
+    assert!(err.contains("[http]"), "{err}");
+    for args in [
+        &["feed", "list", "--json", "--config", config][..],
+        &["feed", "revoke", "Jo (Leeds)", "--config", config],
+    ] {
+        let err = fails(args);
+        assert!(err.contains("serves no calendar"), "{args:?}: {err}");
+    }
+    node.stop();
+}
