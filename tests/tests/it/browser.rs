@@ -544,7 +544,7 @@ impl Driver {
             .prefix("accord-chromium-")
             .tempdir()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log = profile.path().with_extension("chromedriver.log");
+        let log = profile.path().join("chromedriver.log");
         let child = {
             use std::os::unix::process::CommandExt;
             Command::new(CHROMEDRIVER)
@@ -681,7 +681,8 @@ impl Driver {
         }
     }
 
-    /// Processes whose command line names this driver's Chromium profile.
+    /// Processes whose command line names this driver's profile folder: Chromium's
+    /// and chromedriver's own (its log is there).
     fn using_profile(&self) -> Vec<String> {
         let profile = self.profile.path().display().to_string();
         let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -710,7 +711,6 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 
