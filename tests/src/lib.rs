@@ -6,6 +6,7 @@
 //! up after a fixed number of rounds.
 
 pub mod federation;
+pub mod process;
 pub mod python;
 
 pub use federation::*;

@@ -1,9 +1,10 @@
 //! The `accord` binary, run as a user would: set-up commands on files, a node started
 //! with `accord node`, client commands against it, and the demo.
 
+use accord_tests::process::Running;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -65,38 +66,6 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-/// A running accord process: killed (and reaped) when dropped, also on panic.
-struct Running {
-    child: Child,
-}
-
-impl Running {
-    /// Sends a signal and waits, at most ten seconds, for a clean exit.
-    fn stop(mut self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "accord stopped with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "accord did not stop on {signal}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `accord args…`; its stdout lines arrive on the receiver.
 fn start_lines(args: &[&str]) -> (Running, mpsc::Receiver<String>) {
     let mut child = Command::new(ACCORD)
@@ -108,7 +77,7 @@ fn start_lines(args: &[&str]) -> (Running, mpsc::Receiver<String>) {
         .spawn()
         .expect("accord starts");
     let out = child.stdout.take().unwrap();
-    let running = Running { child };
+    let running = Running::new(child);
     let (send, receive) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
@@ -782,7 +751,7 @@ fn finished_within(args: &[&str], timeout: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("accord starts");
-    let mut running = Running { child };
+    let mut running = Running::new(child);
     let deadline = Instant::now() + timeout;
     while running.child.try_wait().unwrap().is_none() {
         assert!(

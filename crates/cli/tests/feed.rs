@@ -2,10 +2,11 @@
 //! listed, revoked (its feed then answers 404) and refused when revoked twice or when
 //! the node serves no calendar. Nodes run as `accord node` processes on loopback.
 
+use accord_tests::process::Running;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -53,38 +54,6 @@ fn fails(args: &[&str]) -> String {
     err
 }
 
-/// A running `accord node`: killed (and reaped) when dropped, also on panic.
-struct Running {
-    child: Child,
-}
-
-impl Running {
-    /// Sends SIGTERM and waits, at most ten seconds, for a clean exit.
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "accord node stopped with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "accord node did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `accord node --config <config>` and waits (bounded) for its address.
 fn start_node(config: &Path) -> (Running, String) {
     let mut child = Command::new(ACCORD)
@@ -96,7 +65,7 @@ fn start_node(config: &Path) -> (Running, String) {
         .spawn()
         .expect("accord node starts");
     let out = child.stdout.take().unwrap();
-    let running = Running { child };
+    let running = Running::new(child);
     let (send, lines) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
@@ -330,7 +299,7 @@ fn feed_links_are_made_listed_and_revoked_through_the_cli() {
     assert_ne!(again["id"], id.as_str());
     assert_eq!(status_of(again["feed_url"].as_str().unwrap()), 200);
     assert_eq!(status_of(&feed_url), 404);
-    node.stop();
+    node.stop("-TERM");
 }
 
 #[test]
@@ -351,5 +320,5 @@ fn feed_link_on_a_node_without_a_calendar_says_so() {
         let err = fails(args);
         assert!(err.contains("serves no calendar"), "{args:?}: {err}");
     }
-    node.stop();
+    node.stop("-TERM");
 }
