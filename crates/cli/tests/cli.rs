@@ -1,7 +1,7 @@
 //! The `accord` binary, run as a user would: set-up commands on files, a node started
 //! with `accord node`, client commands against it, and the demo.
 
-use accord_tests::process::Running;
+use accord_tests::process::{Running, http_get};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -914,6 +914,33 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
             .filter(|l| l.split_whitespace().nth(2) == Some("connected"))
             .count();
         assert_eq!(connected, 3, "{table}");
+    }
+
+    // Every node serves the members' calendar from its own replica: public events in
+    // the public feed and page, alliance-only ones only through the member's link.
+    for node in nodes {
+        let calendar = &node["calendar"];
+        let get = |key: &str| {
+            let url = calendar[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{key}: {node}"));
+            assert!(url.starts_with(node["http"].as_str().unwrap()), "{url}");
+            let (status, body) = http_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            assert_eq!(status, 200, "GET {url}: {body}");
+            body
+        };
+        let feed = get("feed");
+        assert!(feed.starts_with("BEGIN:VCALENDAR\r\n"), "{feed}");
+        assert!(feed.contains("UID:canvass-briefing-headingley."), "{feed}");
+        assert!(!feed.contains("members-meeting-hyde-park"), "{feed}");
+        let member_feed = get("member_feed");
+        assert!(
+            member_feed.contains("UID:members-meeting-hyde-park."),
+            "{member_feed}"
+        );
+        assert!(get("page").contains("Canvass briefing"));
+        let member_page = get("member_page");
+        assert!(member_page.contains("Hyde Park members"), "{member_page}");
     }
 
     // A second demo on the same folder stops at once, leaving the running one's files
