@@ -29,7 +29,6 @@
 //! address = "https://127.0.0.1:7401"
 //! cert_sha256 = "…64 hex digits…"
 //!
-
 //! # The members' calendar over HTTP (see `http`). Without this section the node
 //! # serves no calendar. Put a reverse proxy with a public certificate in front and
 //! # give its address as public_url, which every link the node prints is built on.
