@@ -203,7 +203,7 @@ fn main() -> anyhow::Result<()> {
         // Top the store up to the reload size, then restart and time start-up.
         let mut c = node.client().await?;
         let stored = c
-            .get_status(pb::GetStatusRequest {})
+            .get_status(pb::GetStatusRequest::default())
             .await?
             .into_inner()
             .entries as usize;

@@ -479,7 +479,7 @@ impl FedNode {
                 let task = self.task.take().expect("task");
                 bail!("{} stopped while starting: {:?}", self.name, task.await);
             }
-            match client.get_status(pb::GetStatusRequest {}).await {
+            match client.get_status(pb::GetStatusRequest::default()).await {
                 Ok(_) => return Ok(()),
                 Err(status) if Instant::now() >= deadline => {
                     bail!(
@@ -814,7 +814,7 @@ impl TestFederation {
         let mut client = self.client(i)?;
         let mut last = None;
         while Instant::now() < deadline {
-            match client.get_status(pb::GetStatusRequest {}).await {
+            match client.get_status(pb::GetStatusRequest::default()).await {
                 Ok(status) => {
                     let status = status.into_inner();
                     if check(&status) {

@@ -439,7 +439,7 @@ impl TestNode {
                 let task = self.task.take().expect("task");
                 bail!("node stopped while starting: {:?}", task.await);
             }
-            match client.get_status(pb::GetStatusRequest {}).await {
+            match client.get_status(pb::GetStatusRequest::default()).await {
                 Ok(_) => return Ok(()),
                 Err(status) if tokio::time::Instant::now() >= deadline => {
                     bail!("node did not answer within {NODE_TIMEOUT:?}: {status}")
@@ -518,7 +518,7 @@ pub async fn full_log(client: &mut Client, author: &[u8]) -> anyhow::Result<Vec<
 /// Every stored entry of every author the node reports a head for.
 pub async fn all_entries(client: &mut Client) -> anyhow::Result<Vec<pb::SignedEntry>> {
     let status = client
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await?
         .into_inner();
     let mut out = Vec::new();
@@ -538,7 +538,7 @@ pub struct Snapshot {
 
 pub async fn snapshot(client: &mut Client) -> anyhow::Result<Snapshot> {
     let status = client
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await?
         .into_inner();
     Ok(Snapshot {

@@ -276,7 +276,7 @@ async fn start(demo: &Demo, addresses: &Addresses) -> Result<()> {
     for client in &mut clients {
         let status = client
             .ledger
-            .get_status(pb::GetStatusRequest {})
+            .get_status(pb::GetStatusRequest::default())
             .await
             .map_err(rpc)?
             .into_inner();
@@ -354,7 +354,11 @@ async fn ready(node: &DemoNode, address: SocketAddr) -> Result<Client> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut client = Client::connect_tls(&dial(address), node.fingerprint, &node.token, None)?;
     loop {
-        let error = match client.ledger.get_status(pb::GetStatusRequest {}).await {
+        let error = match client
+            .ledger
+            .get_status(pb::GetStatusRequest::default())
+            .await
+        {
             Ok(_) => return Ok(client),
             Err(e) => rpc(e),
         };
@@ -374,7 +378,7 @@ async fn converge(demo: &Demo, clients: &mut [Client]) -> Result<(u64, String)> 
         for client in clients.iter_mut() {
             let status = client
                 .ledger
-                .get_status(pb::GetStatusRequest {})
+                .get_status(pb::GetStatusRequest::default())
                 .await
                 .map_err(rpc)?
                 .into_inner();

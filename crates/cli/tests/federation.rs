@@ -183,7 +183,7 @@ impl ProcNode {
                     self.log_tail(20)
                 );
             }
-            match client.get_status(pb::GetStatusRequest {}).await {
+            match client.get_status(pb::GetStatusRequest::default()).await {
                 Ok(_) => return Ok(()),
                 Err(status) if Instant::now() >= deadline => {
                     bail!("{} did not answer within {START:?}: {status}", self.name)
@@ -296,7 +296,7 @@ impl ProcFederation {
     async fn status(&self, i: usize) -> anyhow::Result<pb::NodeStatus> {
         Ok(self.nodes[i]
             .client()
-            .get_status(pb::GetStatusRequest {})
+            .get_status(pb::GetStatusRequest::default())
             .await
             .with_context(|| format!("status of {}", self.nodes[i].name))?
             .into_inner())

@@ -12,7 +12,7 @@
 //! apply an already durable batch.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use accord_core::entry::{self, DecodedEntry, Logs, SignatureChecked};
@@ -115,6 +115,9 @@ pub struct Ledger {
     jobs: mpsc::Sender<Job>,
     changes: watch::Receiver<u64>,
     appended: broadcast::Sender<Arc<Appended>>,
+    /// The digest of the state at a change count: computing it hashes the whole
+    /// derived state, so it is done at most once per change.
+    digest: Arc<Mutex<Option<(u64, [u8; 32])>>>,
 }
 
 /// Counts of what a reload did, for the log line and the benchmark.
@@ -304,6 +307,7 @@ impl Ledger {
                 jobs: jobs_tx,
                 changes: changes_rx,
                 appended,
+                digest: Arc::default(),
             },
             task,
         )
@@ -314,6 +318,24 @@ impl Ledger {
         self.state
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The digest of the current derived state ([`State::digest`]), computed at most
+    /// once per change.
+    pub fn digest(&self) -> [u8; 32] {
+        let state = self.state();
+        // Read under the state lock: the count never runs ahead of the state, so a
+        // cached digest is never older than its count says.
+        let version = *self.changes.borrow();
+        let mut cached = self.digest.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, digest)) = *cached
+            && v == version
+        {
+            return digest;
+        }
+        let digest = state.digest();
+        *cached = Some((version, digest));
+        digest
     }
 
     pub fn store(&self) -> &Store {

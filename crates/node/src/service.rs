@@ -212,8 +212,13 @@ impl LedgerApi for LedgerService {
 
     async fn get_status(
         &self,
-        _request: Request<pb::GetStatusRequest>,
+        request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
+        let digest = if request.get_ref().omit_digest {
+            Vec::new()
+        } else {
+            self.ledger.digest().to_vec()
+        };
         let state = self.ledger.state();
         let charter = state.charter();
         let home: Vec<PublicId> = self
@@ -251,7 +256,7 @@ impl LedgerApi for LedgerService {
                     id: head.id.to_vec(),
                 })
                 .collect(),
-            digest: state.digest().to_vec(),
+            digest,
             entries: state.entry_count(),
             organisations,
             version: env!("CARGO_PKG_VERSION").to_string(),

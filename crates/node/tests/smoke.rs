@@ -205,7 +205,7 @@ async fn publish_query_refuse_and_restart() {
 
     let before = node
         .client
-        .get_status(authed(pb::GetStatusRequest {}))
+        .get_status(authed(pb::GetStatusRequest::default()))
         .await
         .unwrap()
         .into_inner();
@@ -214,7 +214,7 @@ async fn publish_query_refuse_and_restart() {
     let mut node = start(cfg).await;
     let after = node
         .client
-        .get_status(authed(pb::GetStatusRequest {}))
+        .get_status(authed(pb::GetStatusRequest::default()))
         .await
         .unwrap()
         .into_inner();
@@ -226,7 +226,7 @@ async fn publish_query_refuse_and_restart() {
 async fn digest(node: &mut Node) -> (u64, Vec<u8>) {
     let s = node
         .client
-        .get_status(authed(pb::GetStatusRequest {}))
+        .get_status(authed(pb::GetStatusRequest::default()))
         .await
         .unwrap()
         .into_inner();
@@ -298,7 +298,7 @@ async fn a_chain_relays_every_authors_entries() {
     assert_eq!(clashes.clashes.len(), 1, "C sees the clash between A and B");
     let status = nodes[1]
         .client
-        .get_status(authed(pb::GetStatusRequest {}))
+        .get_status(authed(pb::GetStatusRequest::default()))
         .await
         .unwrap()
         .into_inner();
@@ -409,7 +409,7 @@ async fn a_fork_is_found_passed_on_and_freezes_the_log() {
         for node in nodes.iter_mut() {
             let s = node
                 .client
-                .get_status(authed(pb::GetStatusRequest {}))
+                .get_status(authed(pb::GetStatusRequest::default()))
                 .await
                 .unwrap()
                 .into_inner();

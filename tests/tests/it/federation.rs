@@ -36,7 +36,7 @@ async fn all_of(node: &FedNode) -> Vec<pb::SignedEntry> {
 async fn status_of(node: &FedNode) -> pb::NodeStatus {
     node.client()
         .unwrap()
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .unwrap()
         .into_inner()

@@ -56,7 +56,7 @@ async fn grpcio_connects_over_tls_with_the_node_certificate() {
     // The same status, fetched by our own client, has the same encoded size.
     let mut client = node.client().unwrap();
     let status = client
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -534,7 +534,7 @@ async fn get_log_returns_the_exact_stored_bytes() {
     // Status: heads name the last ids, and the digest is the derived state of exactly
     // these entries.
     let status = c
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -256,7 +256,7 @@ async fn a_forking_entry_is_refused_and_freezes_the_log_durably() {
         "neither side of the fork counts; the forking entry is not stored"
     );
     let status = c
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -379,7 +379,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         let mut client = node.client_with(token).await.unwrap();
         assert_refused(
             case,
-            client.get_status(pb::GetStatusRequest {}).await,
+            client.get_status(pb::GetStatusRequest::default()).await,
             Code::Unauthenticated,
             "",
         );

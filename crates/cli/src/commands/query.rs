@@ -68,7 +68,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
     let (mut client, _) = connect(list).await?;
     let s = client
         .ledger
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .map_err(rpc)?
         .into_inner();
