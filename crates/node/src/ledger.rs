@@ -117,7 +117,14 @@ pub struct Ledger {
     appended: broadcast::Sender<Arc<Appended>>,
     /// The digest of the state at a change count: computing it hashes the whole
     /// derived state, so it is done at most once per change.
-    digest: Arc<Mutex<Option<(u64, [u8; 32])>>>,
+    digest: Arc<Mutex<Option<CachedDigest>>>,
+}
+
+/// The digest of the state as of a change count.
+#[derive(Debug, Clone, Copy)]
+struct CachedDigest {
+    version: u64,
+    digest: [u8; 32],
 }
 
 /// Counts of what a reload did, for the log line and the benchmark.
@@ -328,13 +335,13 @@ impl Ledger {
         // cached digest is never older than its count says.
         let version = *self.changes.borrow();
         let mut cached = self.digest.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((v, digest)) = *cached
-            && v == version
+        if let Some(c) = *cached
+            && c.version == version
         {
-            return digest;
+            return c.digest;
         }
         let digest = state.digest();
-        *cached = Some((version, digest));
+        *cached = Some(CachedDigest { version, digest });
         digest
     }
 
