@@ -1,5 +1,6 @@
 //! The standard services beside the ledger: gRPC health and server reflection.
 
+use accord_core::pb;
 use accord_tests::*;
 use futures::StreamExt;
 use tonic_health::pb::HealthCheckRequest;
@@ -63,4 +64,45 @@ async fn reflection_lists_the_services() {
         names.iter().any(|n| n == "accord.v1.Ledger"),
         "accord.v1.Ledger missing from {names:?}"
     );
+}
+
+/// GetStatus gives the digest of the current state (cached between changes, never
+/// stale), or leaves it out when asked to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_digest_follows_the_state_and_can_be_omitted() {
+    let (a, _node, mut c) = home_to_all(2, 0).await;
+    let reader = c.clone();
+    let status = |omit_digest: bool| {
+        let mut c = reader.clone();
+        async move {
+            c.get_status(pb::GetStatusRequest { omit_digest })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let empty = status(false).await;
+    assert_eq!(empty.digest.len(), 32);
+    assert_eq!(status(false).await.digest, empty.digest, "same state");
+    let ballot = "local.leeds.headingley-hyde-park.2027-05-06";
+    publish(
+        &mut c,
+        a.member(0),
+        intention(ballot, pb::IntentionStatus::Intends, ""),
+    )
+    .await
+    .unwrap();
+    let after = status(false).await;
+    assert_eq!(after.entries, 1);
+    assert_ne!(after.digest, empty.digest, "a change gives a new digest");
+    let entries = all_entries(&mut c).await.unwrap();
+    assert_eq!(
+        after.digest,
+        a.digest_of(&entries).unwrap().to_vec(),
+        "the digest is that of the stored entries"
+    );
+    let light = status(true).await;
+    assert!(light.digest.is_empty());
+    assert_eq!(light.entries, 1);
+    assert_eq!(light.heads.len(), 1);
 }
