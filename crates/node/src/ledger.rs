@@ -11,7 +11,7 @@
 //! Readers take a snapshot under a read lock; the writer holds the write lock only to
 //! apply an already durable batch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
@@ -118,6 +118,14 @@ pub struct Ledger {
     /// The digest of the state at a change count: computing it hashes the whole
     /// derived state, so it is done at most once per change.
     digest: Arc<Mutex<Option<CachedDigest>>>,
+    /// For each home identity, the longest log of it a peer has reported (seq, peer).
+    /// A node restored from a backup or onto an empty disk is behind its own
+    /// identities' logs; publishing before it catches up would fork them.
+    own_logs_elsewhere: Arc<Mutex<BTreeMap<PublicId, (u64, String)>>>,
+    /// True once a peer has reported its heads since the node started.
+    peer_contact: Arc<watch::Sender<bool>>,
+    /// Until when publishes wait for that first report (None: no peers configured).
+    peer_contact_deadline: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
 
 /// The digest of the state as of a change count.
@@ -315,6 +323,9 @@ impl Ledger {
                 changes: changes_rx,
                 appended,
                 digest: Arc::default(),
+                own_logs_elsewhere: Arc::default(),
+                peer_contact: Arc::new(watch::channel(false).0),
+                peer_contact_deadline: Arc::default(),
             },
             task,
         )
@@ -343,6 +354,66 @@ impl Ledger {
         let digest = state.digest();
         *cached = Some(CachedDigest { version, digest });
         digest
+    }
+
+    /// The node has peers: publishes made in the next `wait` wait (at most until
+    /// then) for a first peer's heads, so that a node restored from a backup learns
+    /// that it is behind its own logs before it signs anything.
+    pub fn expect_peers(&self, wait: std::time::Duration) {
+        *self
+            .peer_contact_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + wait);
+    }
+
+    /// Waits (bounded, see [`Ledger::expect_peers`]) until a peer has reported its
+    /// heads since start. Returns at once without peers or once the time is up.
+    pub async fn wait_for_peer_contact(&self) {
+        let Some(deadline) = *self
+            .peer_contact_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        else {
+            return;
+        };
+        let mut contact = self.peer_contact.subscribe();
+        let _ = tokio::time::timeout_at(deadline, contact.wait_for(|c| *c)).await;
+    }
+
+    /// Records the heads a peer reported, for [`Ledger::behind_own_log`].
+    pub fn note_peer_heads<'a>(
+        &self,
+        peer: &str,
+        heads: impl IntoIterator<Item = (&'a PublicId, u64)>,
+    ) {
+        self.peer_contact
+            .send_if_modified(|c| !std::mem::replace(c, true));
+        let mut seen = self
+            .own_logs_elsewhere
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (author, seq) in heads {
+            if !self.identities.iter().any(|i| i.public_id() == *author) {
+                continue;
+            }
+            let slot = seen.entry(*author).or_insert((0, String::new()));
+            if seq > slot.0 {
+                *slot = (seq, peer.to_owned());
+            }
+        }
+    }
+
+    /// If a peer holds more of `author`'s log than this node (its home), the peer's
+    /// seq and name and this node's seq: publishing now would fork the log.
+    pub fn behind_own_log(&self, author: &PublicId) -> Option<(u64, String, u64)> {
+        let (theirs, peer) = self
+            .own_logs_elsewhere
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(author)
+            .cloned()?;
+        let ours = self.state().head(author).map_or(0, |h| h.seq);
+        (theirs > ours).then_some((theirs, peer, ours))
     }
 
     pub fn store(&self) -> &Store {

@@ -28,6 +28,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub use config::{ConfigError, NodeConfig, token_sha256};
 pub use ledger::{Ledger, LoadReport};
 
+/// How long after start publishes wait for a first peer's heads (see
+/// [`Ledger::expect_peers`]).
+const FIRST_PEER_CONTACT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why the node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -95,6 +99,9 @@ pub async fn run_with_http(
         anti_entropy: config.anti_entropy,
         ..Default::default()
     };
+    if !config.peers.is_empty() {
+        ledger.expect_peers(FIRST_PEER_CONTACT);
+    }
     let mut peer_tasks = Vec::new();
     for peer in &config.peers {
         peer_states

@@ -166,6 +166,11 @@ async fn session(
     let mut client = FederationClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(16 << 20);
+    // The peer's heads first: if it holds more of a home identity's log than this
+    // node (restored from a backup), publishing as it waits until this node catches up.
+    let heads = client.get_heads(pb::GetHeadsRequest {}).await?.into_inner();
+    let theirs = heads_from_pb(&heads.heads)?;
+    ledger.note_peer_heads(&peer.name, theirs.iter().map(|(a, h)| (a, h.0)));
     let request = {
         let state = ledger.state();
         pb::SyncRequest {
@@ -230,6 +235,7 @@ async fn read_loop(
             _ = ticker.tick() => {
                 let heads = client.get_heads(pb::GetHeadsRequest {}).await?.into_inner();
                 let theirs = heads_from_pb(&heads.heads)?;
+                ledger.note_peer_heads(&peer.name, theirs.iter().map(|(a, h)| (a, h.0)));
                 let lacking = lacking(ledger, &theirs);
                 update(states, &peer.name, |s| {
                     s.behind = lacking;

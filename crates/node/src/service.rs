@@ -167,6 +167,14 @@ impl LedgerApi for LedgerService {
         let index = index.ok_or_else(|| {
             Status::permission_denied(format!("{author} is not an identity of this node"))
         })?;
+        self.ledger.wait_for_peer_contact().await;
+        if let Some((theirs, peer, ours)) = self.ledger.behind_own_log(&author) {
+            return Err(Status::unavailable(format!(
+                "this node holds {ours} entries of {author}'s log but peer {peer:?} holds \
+                 {theirs}: publishing now would fork the log, so it waits until this node \
+                 has caught up (was it restored from a backup?); try again shortly"
+            )));
+        }
         let body = request
             .body
             .ok_or_else(|| Status::invalid_argument("publish request has no body"))?;

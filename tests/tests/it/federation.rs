@@ -1066,3 +1066,51 @@ async fn peer_status_shows_connected_and_not_behind_after_convergence() {
 fn node_index(name: &str) -> usize {
     name.trim_start_matches("node-").parse().unwrap_or(9)
 }
+
+/// A node restored onto an empty disk does not fork its own identity's log: its
+/// first publish waits for a peer's heads, is refused while the node is behind its
+/// own log, and once caught up extends the log where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restored_onto_an_empty_disk_does_not_fork_its_own_log() {
+    let mut fed = TestFederation::start(FederationSpec::new(2, Topology::FullMesh))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        publish_on(&fed.nodes[0], &ballot(i), S::Considering).await;
+    }
+    fed.converge_to(5, CONVERGE).await.unwrap();
+
+    // The disk is lost; the node comes back with its keys and config only.
+    fed.nodes[0].stop().await.unwrap();
+    std::fs::remove_dir_all(fed.nodes[0].data_dir()).unwrap();
+    fed.nodes[0].start().await.unwrap();
+
+    // Publish at once, as an officer would, retrying while the node says it is
+    // catching up (bounded).
+    let deadline = Instant::now() + CONVERGE;
+    let mut client = fed.nodes[0].client().unwrap();
+    let home = fed.nodes[0].home.clone();
+    let mut refused = 0;
+    let ack = loop {
+        match publish(&mut client, &home, intention(&ballot(5), S::Intends, "")).await {
+            Ok(ack) => break ack,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status}");
+                assert!(status.message().contains("fork"), "{status}");
+                refused += 1;
+                assert!(Instant::now() < deadline, "still refused: {status}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(
+        ack.seq, 6,
+        "extends the log where it was ({refused} refusals first)"
+    );
+    let snap = fed.converge_to(6, CONVERGE).await.unwrap();
+    assert_eq!(snap.entries, 6);
+    for node in &fed.nodes {
+        let status = status_of(node).await;
+        assert!(status.frozen.is_empty(), "{}", status_summary(&status));
+    }
+}
