@@ -517,10 +517,25 @@ impl State {
         }
     }
 
-    /// SHA-256 of the canonical JSON of [`State::derived`].
+    /// SHA-256 of the canonical JSON of [`State::derived`]. The JSON is streamed into
+    /// the hash, never held whole (it is tens of MB for a million entries).
     pub fn digest(&self) -> [u8; 32] {
-        let json = serde_json::to_vec(&self.derived()).expect("derived state serialises");
-        Sha256::digest(&json).into()
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.update(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = std::io::BufWriter::with_capacity(64 << 10, Hashing(Sha256::new()));
+        serde_json::to_writer(&mut out, &self.derived()).expect("derived state serialises");
+        let hashing = out
+            .into_inner()
+            .unwrap_or_else(|_| unreachable!("writing into a hash cannot fail"));
+        hashing.0.finalize().into()
     }
 }
 
