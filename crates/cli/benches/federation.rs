@@ -446,8 +446,9 @@ async fn main() {
     wait_for_entries(&mut client_a, catch_up as u64, Duration::from_secs(900)).await;
     let reload = started.elapsed().as_secs_f64();
     println!(
-        "    node A loaded and verified {catch_up} stored entries in {reload:.1}s ({:.0}/s)",
-        catch_up as f64 / reload
+        "    node A loaded and verified {catch_up} stored entries in {reload:.1}s ({:.0}/s); peak memory so far {:.0} MB",
+        catch_up as f64 / reload,
+        node_a.peak_mb()
     );
     let node_b = NodeProcess::start(&config_b);
     let mut client_b = client(addrs[1], node_pin(root.path(), "b"));
@@ -457,6 +458,11 @@ async fn main() {
         "(2) catch-up of {catch_up} entries over TLS: {:.1}s = {rate:.0}/s; ÷ batch verify = {:.2} (target ≥ {CATCH_UP_TARGET})",
         took.as_secs_f64(),
         rate / verify
+    );
+    println!(
+        "    peak memory before the digests: node A {:.0} MB, node B {:.0} MB",
+        node_a.peak_mb(),
+        node_b.peak_mb()
     );
     let digest = |c: &mut Client| {
         let mut c = c.clone();
