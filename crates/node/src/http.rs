@@ -141,8 +141,11 @@ impl Calendar {
             etag: HeaderValue::from_str(&feed.etag).expect("an etag is a header value"),
             gzip_etag: HeaderValue::from_str(&gzip_etag).expect("an etag is a header value"),
             gzip: Bytes::from(gzip(&feed.bytes)),
+            // An entry may be stamped up to the allowed clock skew ahead: never claim a
+            // modification later than now.
             last_modified: feed
                 .last_modified
+                .map(|t| t.min(now))
                 .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)),
             stale_at: feed.stale_at,
             body: Bytes::from(feed.bytes),
@@ -178,7 +181,7 @@ fn views(prefix: &str) -> Router<Arc<Calendar>> {
         .route(&format!("{prefix}/clashes"), get(clashes_handler))
 }
 
-/// `bytes` gzipped (level 6: feeds are text and compress about tenfold).
+/// `bytes` gzipped (level 6: feeds are repetitive text and shrink several-fold).
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(
