@@ -919,3 +919,34 @@ async fn python_icalendar_reads_times_text_and_updates_exactly() {
     assert_eq!(state("spring"), ("CONFIRMED".into(), 0));
     assert_eq!(parsed(&feed, "spring", &author)["class"], "PUBLIC");
 }
+
+/// An entry may be stamped a little ahead of the node's clock (within the charter's
+/// skew): the feed still never claims a modification later than now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_modified_is_never_in_the_future() {
+    let mut c = calendar_node(1, 0).await;
+    let signer = c.alliance.signer(c.alliance.member(0));
+    let ahead_ms = now_ms() + 120_000;
+    let event = event_at(
+        "ahead",
+        "Stamped two minutes ahead",
+        "2027-05-01T10:00",
+        "2027-05-01T11:00",
+    );
+    let entry = signer.peek_raw(
+        ahead_ms,
+        pb::EntryKind::Event as i32,
+        prost::Message::encode_to_vec(&event),
+    );
+    submit(&mut c.client, entry).await.expect("within the skew");
+    let got = get(&format!("{}/calendar.ics", c.base)).await;
+    assert!(got.text().contains("UID:ahead."), "{}", got.text());
+    let modified = httpdate::parse_http_date(got.header(header::LAST_MODIFIED).unwrap()).unwrap();
+    let now = std::time::SystemTime::now();
+    assert!(
+        modified <= now,
+        "Last-Modified {modified:?} is after now {now:?}"
+    );
+    let ahead = std::time::UNIX_EPOCH + Duration::from_millis(ahead_ms as u64);
+    assert!(modified < ahead - Duration::from_secs(60));
+}
