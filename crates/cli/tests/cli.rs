@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// `accord feed`: members' calendar links.
+#[path = "cli/feed.rs"]
+mod feed;
+
 const ACCORD: &str = env!("CARGO_BIN_EXE_accord");
 
 fn accord(args: &[&str]) -> Output {
@@ -47,13 +51,18 @@ fn json(args: &[&str]) -> Value {
 
 /// Expects exit code 1 and exactly one line on stderr starting with "error: ".
 fn fails(args: &[&str]) -> String {
+    stderr(&failure(args))
+}
+
+/// Runs accord and checks it failed as [`fails`] says; returns the whole output.
+fn failure(args: &[&str]) -> Output {
     let output = accord(args);
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "accord {args:?}: {err}");
     assert!(err.starts_with("error: "), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(!err.contains("panicked"), "{err}");
-    err
+    output
 }
 
 fn path(p: &Path) -> &str {

@@ -2,88 +2,27 @@
 //! listed, revoked (its feed then answers 404) and refused when revoked twice or when
 //! the node serves no calendar. Nodes run as `accord node` processes on loopback.
 
-use accord_tests::process::{Running, http_get};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
+use accord_tests::process::{Running, http_get};
 
-const ACCORD: &str = env!("CARGO_BIN_EXE_accord");
+use super::{json, ok, path, start, wait_for};
 
-fn accord(args: &[&str]) -> Output {
-    Command::new(ACCORD)
-        .args(args)
-        .env_remove("ACCORD_CONFIG")
-        .output()
-        .expect("accord runs")
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-/// Runs accord and expects success; returns stdout.
-fn ok(args: &[&str]) -> String {
-    let output = accord(args);
-    assert!(
-        output.status.success(),
-        "accord {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
-}
-
-fn json(args: &[&str]) -> Value {
-    let text = ok(args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("accord {args:?}: {e}: {text}"))
-}
-
-/// Expects exit code 1 and exactly one line on stderr starting with "error: ".
+/// Like the binary's other tests' `fails`, and nothing on stdout either.
 fn fails(args: &[&str]) -> String {
-    let output = accord(args);
-    let err = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(1), "accord {args:?}: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(!err.contains("panicked"), "{err}");
+    let output = super::failure(args);
     assert!(output.stdout.is_empty(), "{:?}", output.stdout);
-    err
+    super::stderr(&output)
 }
 
 /// Starts `accord node --config <config>` and waits (bounded) for its address.
 fn start_node(config: &Path) -> (Running, String) {
-    let mut child = Command::new(ACCORD)
-        .args(["node", "--config", path(config)])
-        .env_remove("ACCORD_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("accord node starts");
-    let out = child.stdout.take().unwrap();
-    let running = Running::new(child);
-    let (send, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if send.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .expect("a \"listening on\" line from accord node");
-        if let Some(address) = line.strip_prefix("listening on ") {
-            return (running, address.trim().to_owned());
-        }
-    }
+    start(
+        &["node", "--config", path(config)],
+        "listening on ",
+        Duration::from_secs(30),
+    )
 }
 
 /// The status of GET `url`.
@@ -160,14 +99,6 @@ fn write_client(client: &Path, address: &str) {
         format!("node = \"http://{address}\"\ntoken_file = \"token\"\nas = \"Red Party\"\n"),
     )
     .unwrap();
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
