@@ -319,7 +319,7 @@ async fn member_token(node: &DemoNode, client: &mut Client) -> Result<String> {
         .into_inner()
         .links;
     if let Ok(saved) = crate::client::read_token(&path) {
-        let id = &accord_node::token_sha256(&saved)[..12];
+        let id = accord_node::feed_links::link_id(&saved);
         if links.iter().any(|l| l.id == id && l.revoked_ms == 0) {
             return Ok(saved);
         }

@@ -78,6 +78,11 @@ fn id_of(hash: &[u8; 32]) -> String {
     hex::encode(hash)[..ID_HEX].to_owned()
 }
 
+/// The id that names the link of `token` (lists and revocations use it).
+pub fn link_id(token: &str) -> String {
+    id_of(&hash(&token.trim().to_ascii_lowercase()))
+}
+
 fn decode(bytes: &[u8]) -> Result<LinkRecord, FeedLinkError> {
     serde_json::from_slice(bytes).map_err(|e| FeedLinkError::Store(format!("feed link: {e}")))
 }
@@ -234,6 +239,7 @@ mod tests {
         let (_dir, links) = links();
         let jo = links.create("Jo (Leeds)", 1).await.unwrap();
         assert_eq!(jo.token.len(), 32);
+        assert_eq!(link_id(&jo.token), jo.info.id);
         assert!(links.is_live(&jo.token).unwrap());
         assert!(links.is_live(&jo.token.to_uppercase()).unwrap());
         assert!(!links.is_live("0123456789abcdef0123456789abcdef").unwrap());

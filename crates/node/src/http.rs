@@ -168,11 +168,11 @@ fn views(prefix: &str) -> Router<Arc<Calendar>> {
         .route(&format!("{prefix}/calendar.ics"), get(feed_query))
         .route(
             &format!("{prefix}/org/{{slug}}/calendar.ics"),
-            get(feed_org),
+            get(feed_path),
         )
         .route(
             &format!("{prefix}/area/{{code}}/calendar.ics"),
-            get(feed_area),
+            get(feed_path),
         )
         .route(
             &format!("{prefix}/events/{{author}}/{{uid}}"),
@@ -523,34 +523,20 @@ async fn feed_query(
     )
 }
 
-async fn feed_org(
+/// `/org/<slug>/calendar.ics` and `/area/<code>/calendar.ics`.
+async fn feed_path(
     AxumState(calendar): AxumState<Arc<Calendar>>,
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Response {
     let token = member(request.extensions());
-    feed_response(
-        &calendar,
-        token,
-        Some(params.get("slug").map_or("", String::as_str)),
-        None,
-        &headers,
-    )
-}
-
-async fn feed_area(
-    AxumState(calendar): AxumState<Arc<Calendar>>,
-    Path(params): Path<HashMap<String, String>>,
-    headers: HeaderMap,
-    request: axum::extract::Request,
-) -> Response {
-    let token = member(request.extensions());
-    let code = params.get("code").map_or("", String::as_str);
-    if code.trim().is_empty() {
+    let org = params.get("slug").map(String::as_str);
+    let area = params.get("code").map(String::as_str);
+    if org.or(area).is_none_or(|v| v.trim().is_empty()) {
         return not_found(&calendar, token.as_deref());
     }
-    feed_response(&calendar, token, None, Some(code), &headers)
+    feed_response(&calendar, token, org, area, &headers)
 }
 
 fn feed_response(

@@ -18,7 +18,7 @@ use reqwest::header::{self, HeaderMap};
 use serde_json::Value;
 use tonic::Code;
 
-use crate::LEEDS_HHP;
+use crate::{LEEDS_HHP, home_to_all_with_calendar};
 
 /// A node home to every member and secretary of a new alliance, serving the calendar.
 struct Calendar {
@@ -30,12 +30,7 @@ struct Calendar {
 }
 
 async fn calendar_node(members: usize, secretaries: usize) -> Calendar {
-    let mut alliance = TestAlliance::new(members, secretaries);
-    let everyone: Vec<_> = alliance.everyone().into_iter().cloned().collect();
-    let refs: Vec<_> = everyone.iter().collect();
-    let config = alliance.node_config_with_calendar(&refs, &[]);
-    let node = TestNode::start(&config).await.expect("node starts");
-    let client = node.client().await.expect("client connects");
+    let (alliance, node, client) = home_to_all_with_calendar(members, secretaries).await;
     let base = node.http.clone().expect("the node serves the calendar");
     Calendar {
         alliance,
