@@ -377,6 +377,9 @@ impl Ledger {
         else {
             return;
         };
+        if *self.peer_contact.borrow() || tokio::time::Instant::now() >= deadline {
+            return;
+        }
         let mut contact = self.peer_contact.subscribe();
         let _ = tokio::time::timeout_at(deadline, contact.wait_for(|c| *c)).await;
     }
