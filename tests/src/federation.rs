@@ -182,6 +182,10 @@ pub enum LinkMode {
     Refuse,
     /// Accepts and never answers (a link that loses every packet).
     Blackhole,
+    /// Stops forwarding without closing anything: open connections stay open and
+    /// carry nothing more, new ones are accepted and never answered (a peer that is
+    /// stopped, or a link that silently drops every packet).
+    Stall,
     /// The proxy is gone.
     Stopped,
 }
@@ -243,7 +247,12 @@ impl Proxy {
         self.set(LinkMode::Blackhole);
     }
 
-    /// Forwards again (connections held by a blackhole are dropped).
+    /// Stops forwarding but keeps every connection open ([`LinkMode::Stall`]).
+    pub fn stall(&self) {
+        self.set(LinkMode::Stall);
+    }
+
+    /// Forwards again (connections held by a blackhole or a stall are dropped).
     pub fn heal(&self) {
         self.set(LinkMode::Open);
     }
@@ -300,7 +309,7 @@ async fn accept_loop(
             LinkMode::Open => {
                 connections.spawn(forward(tcp, target, state.clone(), now.epoch));
             }
-            LinkMode::Blackhole => {
+            LinkMode::Blackhole | LinkMode::Stall => {
                 connections.spawn(hold(tcp, state.clone(), now.epoch));
             }
             LinkMode::Refuse => drop(tcp),
@@ -338,6 +347,12 @@ async fn forward(
         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
         () = changed_since(&mut state, epoch) => {}
     }
+    // A stall keeps both sockets open, carrying nothing, until the next change.
+    let now = *state.borrow();
+    if now.mode == LinkMode::Stall {
+        changed_since(&mut state, now.epoch).await;
+    }
+    drop((inbound, outbound));
 }
 
 async fn hold(inbound: TcpStream, mut state: watch::Receiver<ProxyState>, epoch: u64) {

@@ -222,7 +222,13 @@ struct ProcFederation {
 impl ProcFederation {
     /// Writes every node's folder (home key, TLS identity, config) and starts them.
     async fn start(proxied: bool) -> anyhow::Result<Self> {
-        let alliance = TestAlliance::new(NODES, 0);
+        Self::start_with(proxied, 0).await
+    }
+
+    /// As [`ProcFederation::start`], with `homeless` more members that no node is
+    /// home to (members `NODES..`): the test signs their entries itself.
+    async fn start_with(proxied: bool, homeless: usize) -> anyhow::Result<Self> {
+        let alliance = TestAlliance::new(NODES + homeless, 0);
         // Ports from the OS, released for the nodes to bind (fixed in the configs, so
         // that a node restarts on the same address its peers know).
         let addrs: Vec<SocketAddr> = {
@@ -919,4 +925,142 @@ fn a_dropped_node_process_is_killed() {
             );
         }
     });
+}
+
+/// Submits `entry` (signed by the test) to node `i`.
+async fn submit_to(
+    fed: &ProcFederation,
+    i: usize,
+    entry: pb::SignedEntry,
+) -> Result<(), tonic::Status> {
+    submit(&mut fed.nodes[i].client(), entry).await.map(drop)
+}
+
+/// The authors node `i` reports frozen by a fork proof.
+async fn frozen_on(fed: &ProcFederation, i: usize) -> Vec<accord_core::PublicId> {
+    frozen(&fed.status(i).await.expect("status"))
+}
+
+/// Regression (issue 9): a fork at seq 2 or later stranded a node that was behind.
+/// Sync sent fork proofs before entries, the proof froze the author's whole log,
+/// and the node then refused the entries before the fork for ever (its sessions
+/// restarting every two anti-entropy rounds); a node with an empty data directory
+/// never received any of the author's log. Entries before a fork's seq must be
+/// accepted from anyone, and both nodes must converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_at_seq_12_strands_neither_a_node_behind_nor_an_empty_one() {
+    let mut fed = ProcFederation::start_with(false, 1).await.unwrap();
+    let forker = fed.alliance.member(NODES).clone();
+    let mut signer = fed.alliance.signer(&forker);
+    for i in 0..8 {
+        let entry = signer.next(&intention(&ballot(i), S::Considering, ""));
+        submit_to(&fed, 0, entry).await.unwrap();
+    }
+    fed.converge_when(CONVERGE, |s| s.entries == 8)
+        .await
+        .unwrap();
+    // Node 2 misses seqs 9 to 11, and the fork at 12.
+    fed.nodes[2].kill9();
+    for i in 8..11 {
+        let entry = signer.next(&intention(&ballot(i), S::Considering, ""));
+        submit_to(&fed, 0, entry).await.unwrap();
+    }
+    let one = signer.peek(&intention(&ballot(20), S::Intends, ""));
+    let two = signer.peek(&intention(&ballot(21), S::Intends, ""));
+    submit_to(&fed, 0, one).await.unwrap();
+    fed.wait_status(1, CONVERGE, |s| s.entries == 12)
+        .await
+        .unwrap();
+    let refused = submit_to(&fed, 1, two).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    for i in 0..2 {
+        fed.wait_status(i, CONVERGE, |s| frozen(s) == vec![forker.public_id()])
+            .await
+            .unwrap();
+    }
+    let key = key_of(&forker);
+    let holds_11 = |s: &Snapshot| s.heads.get(&key).map(|h| h.0) == Some(11);
+
+    // Behind: node 2 restarts holding seq 8.
+    fed.nodes[2].start().await.unwrap();
+    let snap = fed.converge_when(CONVERGE, holds_11).await.unwrap();
+    assert_eq!(frozen_on(&fed, 2).await, vec![forker.public_id()]);
+    // "Behind" counts stop at the fork: no node counts the other branch as missing.
+    for i in 0..NODES {
+        fed.wait_status(i, CONVERGE, |s| s.peers.iter().all(|p| p.behind == 0))
+            .await
+            .unwrap();
+    }
+
+    // Empty: node 2 restarts on an empty data directory.
+    fed.nodes[2].kill9();
+    std::fs::remove_dir_all(fed.nodes[2].folder.join("data")).unwrap();
+    fed.nodes[2].start().await.unwrap();
+    let again = fed.converge_when(CONVERGE, holds_11).await.unwrap();
+    assert_eq!(again.digest, snap.digest);
+    assert_eq!(frozen_on(&fed, 2).await, vec![forker.public_id()]);
+}
+
+/// Regression (issue 9): with no HTTP/2 keepalive and no deadline on any call, a
+/// peer that stopped answering without closing its connection (SIGSTOP, a link
+/// that drops every packet) showed as connected, with no error, for as long as it
+/// lasted, and a session waiting on it held up shutdown. Here the link from node 0
+/// to node 1 stops forwarding with every socket left open: node 0 must show node 1
+/// as not connected within 15 s, keep node 2, stop within 5 s of SIGTERM, and pull
+/// from node 1 again once the link heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_is_noticed_within_15_s() {
+    let mut fed = ProcFederation::start(true).await.unwrap();
+    let peer = |s: &pb::NodeStatus, name: &str| {
+        s.peers
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .expect("peer in status")
+    };
+    fed.wait_status(0, CONVERGE, |s| s.peers.iter().all(|p| p.connected))
+        .await
+        .unwrap();
+    let stalled = Instant::now();
+    fed.proxies[&(0, 1)].stall();
+    let status = fed
+        .wait_status(0, Duration::from_secs(15), |s| !peer(s, "node-1").connected)
+        .await
+        .unwrap();
+    let noticed = stalled.elapsed();
+    assert!(
+        peer(&status, "node-2").connected,
+        "{}",
+        status_summary(&status)
+    );
+    assert!(
+        !peer(&status, "node-1").last_error.is_empty(),
+        "{}",
+        status_summary(&status)
+    );
+    eprintln!("the stalled peer was noticed after {noticed:?}");
+
+    // It pulls again once the link heals.
+    fed.proxies[&(0, 1)].heal();
+    fed.wait_status(0, CONVERGE, |s| peer(s, "node-1").connected)
+        .await
+        .unwrap();
+
+    // Shutdown never waits on a silent peer.
+    fed.proxies[&(0, 1)].stall();
+    fed.proxies[&(0, 2)].stall();
+    let process = fed.nodes[0].process.as_mut().expect("running");
+    let pid = process.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let exit = wait_exit(&mut process.child, Duration::from_secs(5)).await;
+    assert!(
+        exit.is_some_and(|e| e.success()),
+        "node 0 did not stop cleanly within 5 s of SIGTERM: {exit:?}\n{}",
+        fed.nodes[0].log_tail(20)
+    );
 }

@@ -38,6 +38,14 @@ fn fork_rank(p: &ForkProof) -> (u64, &[u8], &[u8]) {
     (p.seq, &p.first, &p.second)
 }
 
+impl ForkProof {
+    /// Whether this proof is preferred to `other` (about the same author): every
+    /// node keeps the lowest by (seq, first, second), whatever the arrival order.
+    pub fn outranks(&self, other: &ForkProof) -> bool {
+        fork_rank(self) < fork_rank(other)
+    }
+}
+
 /// Why a fork proof from elsewhere was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ForkProofError {
@@ -257,8 +265,8 @@ impl State {
         self.forks.values()
     }
 
-    /// Records a fork proof. The author's log is frozen at the fork: nothing more is
-    /// accepted from them, and none of their entries from the fork's seq on counts in
+    /// Records a fork proof. The author's log is frozen at the fork: nothing from
+    /// the fork's seq on is accepted from them (earlier entries still are), and none of their entries from the fork's seq on counts in
     /// any view (the two sides of the fork are only evidence). Of several proofs
     /// about one author the lowest (seq, first, second) is kept, so every node that
     /// has seen the same proofs keeps the same one.
@@ -555,7 +563,7 @@ impl Logs for State {
         self.logs.get(author)?.ids.get(index).copied()
     }
 
-    fn is_frozen(&self, author: &PublicId) -> bool {
-        self.forks.contains_key(author)
+    fn frozen_from(&self, author: &PublicId) -> Option<u64> {
+        self.forks.get(author).map(|f| f.seq)
     }
 }

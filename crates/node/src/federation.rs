@@ -22,8 +22,73 @@ use tonic::{Request, Response, Status};
 use crate::ledger::Ledger;
 use crate::tls::{Fingerprint, peer_fingerprint};
 
-/// Entries per batch sent to a peer.
+/// Most entries per batch sent to a peer.
 pub const SYNC_BATCH: usize = 2048;
+/// A batch sent to a peer is cut once it holds this many bytes of entries, so a
+/// batch stays a few MiB whatever the entries' sizes (one entry larger than this
+/// travels alone).
+pub const SYNC_BATCH_BYTES: usize = 4 << 20;
+/// The largest message a node accepts from a peer (a `SyncBatch`), and so the
+/// limit the puller sets on its client.
+pub const PEER_MAX_MESSAGE: usize = 64 << 20;
+/// The largest request the node's servers accept (a `Publish`, a `Submit`, a
+/// `Sync` with its heads).
+pub const MAX_REQUEST: usize = 16 << 20;
+/// Room for the fields around an entry in a request or batch.
+const ENVELOPE_ROOM: usize = 64 << 10;
+
+/// Checks that entries of the charter's largest size fit the transport: in a
+/// request to this node and in a batch to a peer. A charter whose limit does not
+/// fit would let a node accept entries it can never pass on.
+pub fn check_transport(charter: &accord_core::Charter) -> Result<(), String> {
+    let max = charter.rules().max_entry_bytes as usize;
+    if max + ENVELOPE_ROOM > MAX_REQUEST
+        || SYNC_BATCH_BYTES + max + ENVELOPE_ROOM > PEER_MAX_MESSAGE
+    {
+        return Err(format!(
+            "the charter allows entries of {max} bytes, but requests to a node are limited \
+             to {MAX_REQUEST} bytes; lower rules.max_entry_bytes to at most {}",
+            MAX_REQUEST - ENVELOPE_ROOM
+        ));
+    }
+    Ok(())
+}
+
+/// Cuts a stream of encoded entries into batches of at most [`SYNC_BATCH`]
+/// entries and about [`SYNC_BATCH_BYTES`] bytes.
+#[derive(Default)]
+struct Batcher {
+    entries: Vec<pb::SignedEntry>,
+    bytes: usize,
+}
+
+impl Batcher {
+    /// Adds an entry; returns a full batch to send, if this one filled it.
+    fn push(&mut self, bytes: &[u8]) -> Option<pb::SyncBatch> {
+        let Ok(signed) = pb::SignedEntry::decode(bytes) else {
+            return None;
+        };
+        self.bytes += bytes.len();
+        self.entries.push(signed);
+        (self.entries.len() >= SYNC_BATCH || self.bytes >= SYNC_BATCH_BYTES).then(|| self.take())
+    }
+
+    fn take(&mut self) -> pb::SyncBatch {
+        self.bytes = 0;
+        pb::SyncBatch {
+            entries: std::mem::take(&mut self.entries),
+            forks: vec![],
+        }
+    }
+
+    /// What is left, if anything.
+    fn rest(&mut self) -> Option<pb::SyncBatch> {
+        (!self.entries.is_empty()).then(|| self.take())
+    }
+}
+
+/// Entries read from the store at a time while serving a pull.
+const STORE_READ: usize = 256;
 
 pub struct FederationService {
     ledger: Ledger,
@@ -137,6 +202,9 @@ impl Federation for FederationService {
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         self.check_peer(&request)?;
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "a peer".to_owned(), |a| a.to_string());
         let request = request.into_inner();
         let theirs = heads_from_pb(&request.heads)?;
         // Subscribe first: whatever becomes durable after this point arrives live.
@@ -171,41 +239,55 @@ impl Federation for FederationService {
                 .iter()
                 .map(|(author, (seq, _))| (*author, *seq))
                 .collect();
-            if !forks.is_empty() {
-                let batch = pb::SyncBatch {
-                    entries: vec![],
-                    forks,
-                };
-                if tx.send(Ok(batch)).await.is_err() {
-                    return;
-                }
-            }
+            let mut batcher = Batcher::default();
             for (author, mut from, head) in ours {
                 while from <= head {
                     let count = usize::try_from(head - from + 1)
                         .unwrap_or(usize::MAX)
-                        .min(SYNC_BATCH);
-                    let stored = match ledger.store().log(&author, from, count) {
-                        Ok(stored) => stored,
+                        .min(STORE_READ);
+                    let store = ledger.store().clone();
+                    let read =
+                        tokio::task::spawn_blocking(move || store.log(&author, from, count)).await;
+                    let stored = match read {
+                        Ok(Ok(stored)) => stored,
+                        Ok(Err(e)) => {
+                            tracing::error!(%peer, "serving a pull: cannot read the store: {e}");
+                            let _ = tx
+                                .send(Err(Status::internal("this node cannot read its store")))
+                                .await;
+                            return;
+                        }
                         Err(e) => {
-                            let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                            tracing::error!(%peer, "serving a pull: {e}");
                             return;
                         }
                     };
                     let Some(last) = stored.last() else { break };
                     from = last.seq + 1;
                     sent.insert(author, last.seq);
-                    let entries = stored
-                        .iter()
-                        .filter_map(|s| pb::SignedEntry::decode(s.bytes.as_slice()).ok())
-                        .collect();
-                    let batch = pb::SyncBatch {
-                        entries,
-                        forks: vec![],
-                    };
-                    if tx.send(Ok(batch)).await.is_err() {
-                        return;
+                    for entry in &stored {
+                        if let Some(batch) = batcher.push(&entry.bytes)
+                            && !send(&tx, &peer, batch).await
+                        {
+                            return;
+                        }
                     }
+                }
+            }
+            if let Some(batch) = batcher.rest()
+                && !send(&tx, &peer, batch).await
+            {
+                return;
+            }
+            // Proofs after the entries: a proof freezes its author from the fork's seq
+            // on, and the entries before it must have arrived by then.
+            if !forks.is_empty() {
+                let batch = pb::SyncBatch {
+                    entries: vec![],
+                    forks,
+                };
+                if !send(&tx, &peer, batch).await {
+                    return;
                 }
             }
             if !follow {
@@ -229,20 +311,22 @@ impl Federation for FederationService {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                let mut batch = pb::SyncBatch::default();
                 for (author, seq, bytes) in &appended.entries {
                     let done = sent.entry(*author).or_insert(0);
                     if *seq <= *done {
                         continue;
                     }
                     *done = *seq;
-                    if let Ok(signed) = pb::SignedEntry::decode(bytes.as_slice()) {
-                        batch.entries.push(signed);
+                    if let Some(batch) = batcher.push(bytes)
+                        && !send(&tx, &peer, batch).await
+                    {
+                        return;
                     }
                 }
+                let mut batch = batcher.rest().unwrap_or_default();
                 batch.forks = appended.forks.iter().map(fork_to_pb).collect();
                 if (!batch.entries.is_empty() || !batch.forks.is_empty())
-                    && tx.send(Ok(batch)).await.is_err()
+                    && !send(&tx, &peer, batch).await
                 {
                     return;
                 }
@@ -254,15 +338,32 @@ impl Federation for FederationService {
     }
 }
 
+/// Sends one batch to the puller; false when the stream is gone.
+async fn send(
+    tx: &mpsc::Sender<Result<pb::SyncBatch, Status>>,
+    peer: &str,
+    batch: pb::SyncBatch,
+) -> bool {
+    let ok = tx.send(Ok(batch)).await.is_ok();
+    if !ok {
+        tracing::debug!(%peer, "a pull ended: the peer closed its stream");
+    }
+    ok
+}
+
 /// How many entries this node (`ours`) lacks against a peer's heads, summed over
-/// authors; a head where the two hold different entries counts as one.
+/// authors; a head where the two hold different entries counts as one. For an
+/// author frozen by a fork, only entries before the fork count: nothing from the
+/// fork's seq on will ever be accepted.
 pub fn behind(ours: &impl Logs, theirs: &BTreeMap<PublicId, PeerHead>) -> u64 {
     theirs
         .iter()
         .map(|(author, (seq, id))| {
-            let lacking = seq.saturating_sub(ours.head(author).map_or(0, |h| h.seq));
+            let frozen = ours.frozen_from(author);
+            let counted = frozen.map_or(*seq, |from| (*seq).min(from.saturating_sub(1)));
+            let lacking = counted.saturating_sub(ours.head(author).map_or(0, |h| h.seq));
             let diverged = match (ours.id_at(author, *seq), id) {
-                (Some(mine), Some(id)) => mine != *id && !ours.is_frozen(author),
+                (Some(mine), Some(id)) => mine != *id && frozen.is_none(),
                 _ => false,
             };
             lacking + u64::from(diverged)

@@ -143,9 +143,28 @@ pub struct LoadReport {
     pub seconds: f64,
 }
 
+/// Whether a reload checks the signatures of stored entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signatures {
+    /// At start-up: the store may have been damaged or tampered with.
+    Verify,
+    /// A rebuild of the views while running (after a lower fork proof): every stored
+    /// entry was verified before it was stored and at start-up.
+    VerifiedEarlier,
+}
+
 /// Reads every stored entry, checks the signatures (batched, on every core) and the
 /// log links, and rebuilds the derived state.
 pub fn load_state(store: &Store, charter: &Charter) -> Result<(State, LoadReport), StoreError> {
+    load_state_with(store, charter, Signatures::Verify)
+}
+
+/// As [`load_state`], choosing whether signatures are checked again.
+pub fn load_state_with(
+    store: &Store,
+    charter: &Charter,
+    signatures: Signatures,
+) -> Result<(State, LoadReport), StoreError> {
     /// Entries decoded and verified at a time: memory stays bounded however large
     /// the store. 4,096 rather than 16,384 took a million-entry node's start-up peak
     /// from about 270 MB to about 200 MB, for a load about 10% slower (BENCHMARKS.md).
@@ -185,7 +204,7 @@ pub fn load_state(store: &Store, charter: &Charter) -> Result<(State, LoadReport
         if window.is_empty() {
             break;
         }
-        for entry in verify_all(std::mem::take(&mut window), charter)? {
+        for entry in verify_all(std::mem::take(&mut window), charter, signatures)? {
             let same_author = previous.filter(|(author, _, _)| *author == entry.author());
             let expected_seq = same_author.map_or(1, |(_, seq, _)| seq + 1);
             let expected_prev = same_author.map(|(_, _, id)| id);
@@ -213,6 +232,7 @@ pub fn load_state(store: &Store, charter: &Charter) -> Result<(State, LoadReport
 fn verify_all(
     decoded: Vec<DecodedEntry>,
     charter: &Charter,
+    signatures: Signatures,
 ) -> Result<Vec<VerifiedEntry>, StoreError> {
     const CHUNK: usize = 256;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -234,7 +254,12 @@ fn verify_all(
                     let mut part = part.into_iter().peekable();
                     while part.peek().is_some() {
                         let chunk: Vec<DecodedEntry> = part.by_ref().take(CHUNK).collect();
-                        let checked = entry::verify_batch(&chunk).map_err(|bad| {
+                        let checked = if signatures == Signatures::VerifiedEarlier {
+                            Ok(SignatureChecked::verified_earlier_in_this_store())
+                        } else {
+                            entry::verify_batch(&chunk)
+                        };
+                        let checked = checked.map_err(|bad| {
                             let e = &chunk[bad[0]];
                             StoreError::Corrupt(format!(
                                 "signature of stored entry {}/{} does not verify",
@@ -525,8 +550,8 @@ struct Writer {
 struct Overlay<'a> {
     state: &'a State,
     heads: HashMap<PublicId, (LogHead, Vec<EntryId>)>,
-    /// Authors frozen by fork proofs found in this batch.
-    frozen: Vec<PublicId>,
+    /// Authors frozen by fork proofs found in this batch, with the fork's seq.
+    frozen: HashMap<PublicId, u64>,
 }
 
 enum Outcome {
@@ -552,12 +577,33 @@ impl Logs for Overlay<'_> {
         ids.get(index).copied()
     }
 
-    fn is_frozen(&self, author: &PublicId) -> bool {
-        self.state.is_frozen(author) || self.frozen.contains(author)
+    fn frozen_from(&self, author: &PublicId) -> Option<u64> {
+        let here = self.frozen.get(author).copied();
+        match (self.state.frozen_from(author), here) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
 impl Overlay<'_> {
+    /// Adds a fork proof found or received in this batch, unless the state or the
+    /// batch already holds one that ranks as low: of several proofs about one author
+    /// the lowest is kept, within a batch as across batches.
+    fn add_fork(&mut self, forks: &mut Vec<ForkProof>, proof: ForkProof) -> bool {
+        if !self.state.fork_is_news(&proof) {
+            return false;
+        }
+        match forks.iter_mut().find(|f| f.author == proof.author) {
+            Some(old) if !proof.outranks(old) => return false,
+            Some(old) => *old = proof.clone(),
+            None => forks.push(proof.clone()),
+        }
+        let seq = self.frozen.entry(proof.author).or_insert(proof.seq);
+        *seq = (*seq).min(proof.seq);
+        true
+    }
+
     fn push(&mut self, entry: &VerifiedEntry) {
         let slot = self
             .heads
@@ -598,7 +644,7 @@ impl Writer {
             let mut overlay = Overlay {
                 state: &state,
                 heads: HashMap::new(),
-                frozen: Vec::new(),
+                frozen: HashMap::new(),
             };
             let now = now_ms();
             for job in jobs {
@@ -646,11 +692,7 @@ impl Writer {
                     Request::Forks(proofs) => {
                         let mut report = IngestReport::default();
                         for proof in proofs {
-                            let news = overlay.state.fork_is_news(&proof)
-                                && !forks.iter().any(|f| f.author == proof.author);
-                            if news {
-                                overlay.frozen.push(proof.author);
-                                forks.push(proof);
+                            if overlay.add_fork(&mut forks, proof) {
                                 report.forks += 1;
                             }
                         }
@@ -740,8 +782,7 @@ impl Writer {
         if let Err(EntryError::Fork { seq, .. }) = &result {
             match self.fork_proof(overlay, &candidate, *seq) {
                 Ok(Some(proof)) => {
-                    overlay.frozen.push(proof.author);
-                    forks.push(proof);
+                    overlay.add_fork(forks, proof);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!("cannot build fork proof: {e}"),
@@ -760,7 +801,8 @@ impl Writer {
             .unwrap_or_else(|p| p.into_inner())
             .charter()
             .clone();
-        match tokio::task::spawn_blocking(move || load_state(&store, &charter)).await {
+        let rebuild = move || load_state_with(&store, &charter, Signatures::VerifiedEarlier);
+        match tokio::task::spawn_blocking(rebuild).await {
             Ok(Ok((state, _))) => {
                 *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
             }
@@ -810,7 +852,7 @@ impl Writer {
         seq: u64,
     ) -> Result<Option<ForkProof>, StoreError> {
         let author = candidate.author();
-        if overlay.is_frozen(&author) {
+        if overlay.frozen_from(&author).is_some_and(|from| from <= seq) {
             return Ok(None);
         }
         let Some(stored) = self.store.get(&author, seq)? else {

@@ -61,6 +61,7 @@ pub async fn run_with_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let charter = config.charter.clone();
+    federation::check_transport(&charter).map_err(NodeError::Transport)?;
     let store = Store::open(&config.data_dir, charter.id(), config.cache_capacity_bytes)
         .map_err(|e| NodeError::Store(format!("{}: {e}", config.data_dir.display())))?;
     let (state, report) = tokio::task::spawn_blocking({
@@ -131,8 +132,8 @@ pub async fn run_with_http(
     let federation_service = pb::federation_server::FederationServer::new(
         federation::FederationService::new(ledger.clone(), pins.clone(), stopping_rx.clone()),
     )
-    .max_decoding_message_size(16 << 20)
-    .max_encoding_message_size(64 << 20);
+    .max_decoding_message_size(federation::MAX_REQUEST)
+    .max_encoding_message_size(federation::PEER_MAX_MESSAGE);
     let mut ledger_api =
         service::LedgerService::new(ledger.clone(), peer_states, stopping_rx.clone());
     let mut http_task = None;
@@ -172,6 +173,8 @@ pub async fn run_with_http(
         tracing::info!(%addr, alliance = %config.charter.id(), "serving");
     }
     let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(tls::KEEPALIVE))
+        .http2_keepalive_timeout(Some(tls::KEEPALIVE_TIMEOUT))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ledger_service);

@@ -65,6 +65,8 @@ pub struct Tuning {
     pub anti_entropy: Duration,
     pub connect_timeout: Duration,
     pub max_backoff: Duration,
+    /// Deadline of each unary call to a peer, and of the answer that opens a pull.
+    pub rpc_deadline: Duration,
 }
 
 impl Default for Tuning {
@@ -73,6 +75,7 @@ impl Default for Tuning {
             anti_entropy: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(10),
+            rpc_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -112,7 +115,11 @@ pub async fn run_peer(
         if *stopping.borrow() {
             return;
         }
-        let result = session(&peer, &identity, &ledger, &states, tuning, stopping.clone()).await;
+        // Shutdown never waits on a peer: a session stuck on one ends with the node.
+        let result = tokio::select! {
+            result = session(&peer, &identity, &ledger, &states, tuning, stopping.clone()) => result,
+            () = stopped(&mut stopping) => return,
+        };
         update(&states, &peer.name, |s| s.connected = false);
         match result {
             Ok(()) => {
@@ -164,11 +171,11 @@ async fn session(
 ) -> Result<(), SessionError> {
     let channel = connect(peer, identity, tuning)?;
     let mut client = FederationClient::new(channel)
-        .max_decoding_message_size(64 << 20)
+        .max_decoding_message_size(crate::federation::PEER_MAX_MESSAGE)
         .max_encoding_message_size(16 << 20);
     // The peer's heads first: if it holds more of a home identity's log than this
     // node (restored from a backup), publishing as it waits until this node catches up.
-    let heads = client.get_heads(pb::GetHeadsRequest {}).await?.into_inner();
+    let heads = get_heads(&mut client, tuning).await?;
     let theirs = heads_from_pb(&heads.heads)?;
     ledger.note_peer_heads(&peer.name, theirs.iter().map(|(a, h)| (a, h.0)));
     let request = {
@@ -180,7 +187,10 @@ async fn session(
             follow: true,
         }
     };
-    let stream = client.sync(request).await?.into_inner();
+    let stream = tokio::time::timeout(tuning.rpc_deadline, client.sync(request))
+        .await
+        .map_err(|_| not_answering(tuning))??
+        .into_inner();
     tracing::info!(peer = %peer.name, "replicating");
     update(states, &peer.name, |s| {
         s.connected = true;
@@ -200,6 +210,26 @@ async fn session(
             ingest.await
         }
     }
+}
+
+/// Asks the peer for its heads, within the RPC deadline.
+async fn get_heads(
+    client: &mut FederationClient<Channel>,
+    tuning: Tuning,
+) -> Result<pb::Heads, SessionError> {
+    let mut request = tonic::Request::new(pb::GetHeadsRequest {});
+    request.set_timeout(tuning.rpc_deadline);
+    match tokio::time::timeout(tuning.rpc_deadline, client.get_heads(request)).await {
+        Ok(answer) => Ok(answer?.into_inner()),
+        Err(_) => Err(not_answering(tuning)),
+    }
+}
+
+fn not_answering(tuning: Tuning) -> SessionError {
+    SessionError::Status(tonic::Status::deadline_exceeded(format!(
+        "the peer did not answer within {}s",
+        tuning.rpc_deadline.as_secs()
+    )))
 }
 
 /// Batches verified ahead of the writer, per peer.
@@ -233,7 +263,7 @@ async fn read_loop(
                 }
             }
             _ = ticker.tick() => {
-                let heads = client.get_heads(pb::GetHeadsRequest {}).await?.into_inner();
+                let heads = get_heads(&mut client, tuning).await?;
                 let theirs = heads_from_pb(&heads.heads)?;
                 ledger.note_peer_heads(&peer.name, theirs.iter().map(|(a, h)| (a, h.0)));
                 let lacking = lacking(ledger, &theirs);
@@ -353,7 +383,7 @@ async fn store_verified(
                 // from the heads, which finds the fork if there is one.
                 EntryError::SeqGap { .. } | EntryError::PrevMismatch { .. } => gap = true,
                 // A fork is recorded as a proof by the writer; a frozen log is expected.
-                EntryError::Fork { .. } | EntryError::Frozen(_) => {}
+                EntryError::Fork { .. } | EntryError::Frozen { .. } => {}
                 _ => {
                     refused += 1;
                     tracing::warn!(peer = %peer.name, %author, seq, "refused an entry: {error}");

@@ -37,7 +37,7 @@ pub fn entry_status(error: &EntryError) -> Status {
         E::SeqGap { .. }
         | E::PrevMismatch { .. }
         | E::Fork { .. }
-        | E::Frozen(_)
+        | E::Frozen { .. }
         | E::TimeWentBack { .. } => Status::failed_precondition(message),
     }
 }

@@ -248,6 +248,11 @@ pub fn client_config(
 
 /// A gRPC channel to `address` (`https://host:port`) over TLS with `config`.
 /// Connects lazily and reconnects by itself.
+/// How often both ends of a connection ping an idle HTTP/2 connection.
+pub const KEEPALIVE: Duration = Duration::from_secs(4);
+/// How long a ping may go unanswered before the connection is closed.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(4);
+
 pub fn channel(
     address: &str,
     config: Arc<rustls::ClientConfig>,
@@ -269,7 +274,12 @@ pub fn channel(
     let endpoint = Endpoint::from_shared(format!("http://{authority}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(connect_timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A peer that stops answering (stopped, cut off without a reset) is found by
+        // HTTP/2 pings within KEEPALIVE + KEEPALIVE_TIMEOUT, not when TCP gives up.
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     let server_name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
     let connector = tower::service_fn(move |_: http::Uri| {
         let config = config.clone();

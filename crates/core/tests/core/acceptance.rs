@@ -210,7 +210,7 @@ fn a_replay_and_a_fork_are_told_apart() {
 }
 
 #[test]
-fn a_frozen_log_accepts_nothing() {
+fn a_frozen_log_accepts_nothing_from_the_fork_on() {
     let mut alliance = Alliance::new();
     let mut state = State::new(alliance.charter.clone());
     let first = alliance.verified(&state, A, intention(BALLOT, S::Intends, ""));
@@ -224,7 +224,38 @@ fn a_frozen_log_accepts_nothing() {
     let next = alliance.sign(A, intention(BALLOT, S::Withdrawn, ""));
     assert_eq!(
         accept(&alliance.charter, &state, next).unwrap_err(),
-        EntryError::Frozen(alliance.key(A))
+        EntryError::Frozen {
+            author: alliance.key(A),
+            seq: 1
+        }
+    );
+}
+
+/// Regression: a fork proof froze its author's whole log, so a node that was behind
+/// when the author forked at seq 3 refused the author's entry 2 for ever and never
+/// caught up (issue 9). Entries before the fork's seq are accepted from anyone.
+#[test]
+fn a_frozen_log_still_accepts_entries_before_the_fork() {
+    let mut alliance = Alliance::new();
+    let mut state = State::new(alliance.charter.clone());
+    let first = alliance.verified(&state, A, intention(BALLOT, S::Intends, ""));
+    state.apply(&first);
+    let second = alliance.sign(A, intention(BALLOT, S::Withdrawn, ""));
+    let third = alliance.sign(A, intention(BALLOT, S::Intends, ""));
+    state.record_fork(accord_core::state::ForkProof {
+        author: alliance.key(A),
+        seq: 3,
+        first: vec![1],
+        second: vec![2],
+    });
+    let second = accept(&alliance.charter, &state, second).expect("before the fork");
+    state.apply(&second);
+    assert_eq!(
+        accept(&alliance.charter, &state, third).unwrap_err(),
+        EntryError::Frozen {
+            author: alliance.key(A),
+            seq: 3
+        }
     );
 }
 
