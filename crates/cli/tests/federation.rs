@@ -1064,3 +1064,45 @@ async fn a_peer_that_stops_answering_is_noticed_within_15_s() {
         fed.nodes[0].log_tail(20)
     );
 }
+
+/// Regression (issue 9): Sync batches were cut at 2,048 entries, not by bytes, so a
+/// node behind by 1,500 entries of 60 kB never caught up: every peer's batch of
+/// about 90 MB broke the 64 MiB message limit, for ever, and the serving nodes
+/// logged nothing. Batches are now cut at a few MiB whatever the entry sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_node_catches_up_on_1500_entries_of_60_kb() {
+    const ENTRIES: u64 = 1500;
+    let mut fed = ProcFederation::start_with(false, 1).await.unwrap();
+    fed.nodes[2].kill9();
+    std::fs::remove_dir_all(fed.nodes[2].folder.join("data")).unwrap();
+    let author = fed.alliance.member(NODES).clone();
+    let mut signer = fed.alliance.signer(&author);
+    let mut client = fed.nodes[0].client();
+    for i in 0..ENTRIES {
+        // 20,000 characters of three bytes each (the text's limit), 60 kB, that
+        // differ from entry to entry.
+        let text: String = (0..20_000u32)
+            .map(|j| char::from_u32(0x2190 + (i as u32 * 7 + j * 13) % 96).expect("an arrow"))
+            .collect();
+        let body = pb::publish_request::Body::Statement(pb::Statement {
+            title: format!("statement {i}"),
+            text,
+            cosigners: vec![],
+        });
+        submit(&mut client, signer.next(&body)).await.unwrap();
+    }
+    let key = key_of(&author);
+    fed.wait_status(1, CONVERGE, |s| {
+        s.heads.iter().any(|h| h.author == key && h.seq == ENTRIES)
+    })
+    .await
+    .unwrap();
+    fed.nodes[2].start().await.unwrap();
+    let snap = fed
+        .converge_when(Duration::from_secs(60), |s| {
+            s.heads.get(&key).map(|h| h.0) == Some(ENTRIES)
+        })
+        .await
+        .unwrap();
+    assert_eq!(snap.entries, ENTRIES);
+}

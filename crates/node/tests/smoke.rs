@@ -392,7 +392,7 @@ async fn a_fork_is_found_passed_on_and_freezes_the_log() {
         body("local.leeds.adel-wharfedale.2027-05-06"),
     );
     // Each node takes one side while they are apart; then they are peered.
-    for (i, side) in [one, two].into_iter().enumerate() {
+    for (i, side) in [one.clone(), two].into_iter().enumerate() {
         let tls = tls_identity(dirs[i].path());
         let mut node = start(federated(dirs[i].path(), i, tls, &[])).await;
         node.client
@@ -429,10 +429,14 @@ async fn a_fork_is_found_passed_on_and_freezes_the_log() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Nothing more is accepted from the forked author.
+    // Nothing more is accepted from the forked author, not even an entry that
+    // extends one side correctly. (Regression: this entry once had an all-zero
+    // previous hash, so it was refused as not fitting the log whether or not the log
+    // was frozen, and the check could not fail.)
+    let side = accord_core::entry::decode(one, usize::MAX).unwrap();
     let head = accord_core::LogHead {
         seq: 1,
-        id: accord_core::EntryId::from_bytes([0; 32]),
+        id: side.id(),
         timestamp_ms: 0,
     };
     let next = raw(
@@ -450,6 +454,10 @@ async fn a_fork_is_found_passed_on_and_freezes_the_log() {
     assert_eq!(
         refused.code(),
         tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("forked their log at seq 1"),
         "{refused:?}"
     );
     for node in nodes {
