@@ -369,8 +369,8 @@ async fn ready(node: &DemoNode, address: SocketAddr) -> Result<Client> {
     }
 }
 
-/// Waits (at most [`CONVERGENCE`]) until every node reports the same digest and entry
-/// count; returns them.
+/// Waits (at most [`CONVERGENCE`]) until every node reports the same entries digest
+/// (heads and fork proofs) and entry count; returns them.
 async fn converge(demo: &Demo, clients: &mut [Client]) -> Result<(u64, String)> {
     let deadline = tokio::time::Instant::now() + CONVERGENCE;
     loop {
@@ -378,7 +378,7 @@ async fn converge(demo: &Demo, clients: &mut [Client]) -> Result<(u64, String)> 
         for client in clients.iter_mut() {
             let status = client
                 .ledger
-                .get_status(pb::GetStatusRequest::default())
+                .get_status(pb::GetStatusRequest { omit_digest: true })
                 .await
                 .map_err(rpc)?
                 .into_inner();
@@ -387,9 +387,9 @@ async fn converge(demo: &Demo, clients: &mut [Client]) -> Result<(u64, String)> 
         let first = &seen[0];
         if seen
             .iter()
-            .all(|s| s.digest == first.digest && s.entries == first.entries)
+            .all(|s| s.entries_digest == first.entries_digest && s.entries == first.entries)
         {
-            return Ok((first.entries, hex::encode(&first.digest)));
+            return Ok((first.entries, hex::encode(&first.entries_digest)));
         }
         if tokio::time::Instant::now() >= deadline {
             let report: Vec<String> = demo
@@ -407,7 +407,7 @@ async fn converge(demo: &Demo, clients: &mut [Client]) -> Result<(u64, String)> 
                         "{} has {} entries, digest {}{}",
                         node.org.slug,
                         s.entries,
-                        &hex::encode(&s.digest)[..12],
+                        &hex::encode(&s.entries_digest)[..12],
                         if errors.is_empty() {
                             String::new()
                         } else {

@@ -192,6 +192,12 @@ impl<T> Record<T> {
     }
 }
 
+/// The rules that derive the views from the entries (body rules, deadlines and the
+/// bank-holiday table, time-zone handling, the views' fields). A release that
+/// changes what the views hold for the same entries bumps it, so a state digest is
+/// always shown with the rules it was computed under.
+pub const RULES_VERSION: &str = "accord-rules/1";
+
 /// The derived state of one alliance.
 #[derive(Debug, Clone)]
 pub struct State {
@@ -525,7 +531,38 @@ impl State {
         }
     }
 
-    /// SHA-256 of the canonical JSON of [`State::derived`]. The JSON is streamed into
+    /// The entries digest: equal on two nodes whenever they hold the same entries
+    /// and fork proofs, whatever their release (it covers no derived view, so new
+    /// body rules, holiday tables or time-zone data cannot change it). SHA-256 of
+    /// `"accord/v1/entries-digest\0"`, the number of heads (u64, big-endian), each
+    /// head in key order as author (32 bytes) ‖ seq (u64 BE) ‖ head entry id (32
+    /// bytes), the number of fork proofs (u64 BE), then each proof in author order as
+    /// author ‖ seq (u64 BE) ‖ len(first) (u64 BE) ‖ first ‖ len(second) ‖ second.
+    pub fn entries_digest(&self) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(b"accord/v1/entries-digest\0");
+        let heads: Vec<(PublicId, LogHead)> = self.heads().collect();
+        hash.update((heads.len() as u64).to_be_bytes());
+        for (author, head) in heads {
+            hash.update(author.as_bytes());
+            hash.update(head.seq.to_be_bytes());
+            hash.update(head.id.as_bytes());
+        }
+        hash.update((self.forks.len() as u64).to_be_bytes());
+        for proof in self.forks.values() {
+            hash.update(proof.author.as_bytes());
+            hash.update(proof.seq.to_be_bytes());
+            for side in [&proof.first, &proof.second] {
+                hash.update((side.len() as u64).to_be_bytes());
+                hash.update(side);
+            }
+        }
+        hash.finalize().into()
+    }
+
+    /// The state digest: SHA-256 of the canonical JSON of [`State::derived`], under
+    /// the rules of [`RULES_VERSION`]. Two nodes with the same entries show the same
+    /// state digest only when they also run the same rules. The JSON is streamed into
     /// the hash, never held whole (it is tens of MB for a million entries).
     pub fn digest(&self) -> [u8; 32] {
         struct Hashing(Sha256);

@@ -265,6 +265,8 @@ impl LedgerApi for LedgerService {
                 })
                 .collect(),
             digest,
+            entries_digest: state.entries_digest().to_vec(),
+            rules_version: accord_core::state::RULES_VERSION.to_string(),
             entries: state.entry_count(),
             organisations,
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -88,6 +88,8 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             "alliance": hex::encode(&s.alliance),
             "alliance_name": s.alliance_name,
             "digest": hex::encode(&s.digest),
+            "entries_digest": hex::encode(&s.entries_digest),
+            "rules_version": s.rules_version,
             "entries": s.entries,
             "version": s.version,
             "heads": heads,
@@ -154,11 +156,12 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
         format!("{}/", s.calendar_url)
     };
     out.push_str(&format!(
-        "alliance  {} ({})\nentries   {}\ndigest    {}\nversion   {}\npeers     {peers}\nfrozen    {frozen}\ncalendar  {calendar}\n\n",
+        "alliance  {} ({})\nentries   {} (digest {})\nstate     {}\nversion   {}\npeers     {peers}\nfrozen    {frozen}\ncalendar  {calendar}\n\n",
         s.alliance_name,
         hex::encode(&s.alliance),
         s.entries,
-        hex::encode(&s.digest),
+        hex::encode(&s.entries_digest),
+        state_digest(s),
         s.version
     ));
     let heads: std::collections::BTreeMap<Vec<u8>, u64> =
@@ -201,7 +204,14 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
                 vec![
                     p.name.clone(),
                     p.address.clone(),
-                    if p.connected { "connected" } else { "down" }.into(),
+                    if p.connected {
+                        "connected"
+                    } else if p.last_contact_ms > 0 {
+                        "not answering"
+                    } else {
+                        "down"
+                    }
+                    .into(),
                     contact_age(p.last_contact_ms, now_ms),
                     p.behind.to_string(),
                     p.received.to_string(),
@@ -232,6 +242,22 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
         ));
     }
     out
+}
+
+/// The state digest with the rules it was computed under, or why there is none.
+fn state_digest(s: &pb::NodeStatus) -> String {
+    if s.digest.is_empty() {
+        return "(digest not asked for)".into();
+    }
+    let rules = if s.rules_version.is_empty() {
+        "rules not given"
+    } else {
+        s.rules_version.as_str()
+    };
+    format!(
+        "{} (digest of the derived views, {rules})",
+        hex::encode(&s.digest)
+    )
 }
 
 /// How long ago a peer was last heard from, for the status table: "never", "4s ago",
@@ -854,6 +880,8 @@ mod tests {
                 },
             ],
             digest: vec![9; 32],
+            entries_digest: vec![8; 32],
+            rules_version: "accord-rules/1".into(),
             entries: 8,
             organisations: vec![org(1, "Alpha", true), org(2, "Beta", false)],
             version: "0.1.0".into(),
@@ -887,8 +915,8 @@ mod tests {
         let text = status_table(&status, now);
         let expected = format!(
             "alliance  Test Alliance ({alliance})\n\
-             entries   8\n\
-             digest    {digest}\n\
+             entries   8 (digest {entries_digest})\n\
+             state     {digest} (digest of the derived views, accord-rules/1)\n\
              version   0.1.0\n\
              peers     2, 1 connected\n\
              frozen    Beta\n\
@@ -906,6 +934,7 @@ mod tests {
              gamma  https://127.0.0.1:7402  down       never         0       0         0    2        unavailable: connection refused\n",
             alliance = hex::encode([7; 32]),
             digest = hex::encode([9; 32]),
+            entries_digest = hex::encode([8; 32]),
             alpha = hex::encode([1; 32]),
             beta = hex::encode([2; 32]),
         );
