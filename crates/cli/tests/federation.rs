@@ -55,13 +55,14 @@ struct NodeProcess {
 impl NodeProcess {
     /// Spawns the node, its stderr appended to `log`, and waits (bounded) for its
     /// `listening on ADDR` line. Fails if it exits first.
-    async fn spawn(config: &Path, log: &Path) -> anyhow::Result<Self> {
+    async fn spawn(config: &Path, log: &Path, env: &[(String, String)]) -> anyhow::Result<Self> {
         let stderr = OpenOptions::new().create(true).append(true).open(log)?;
         let filter = std::env::var("ACCORD_TEST_LOG").unwrap_or_else(|_| "info".into());
         let mut child = Command::new(accord_binary())
             .args(["node", "--config"])
             .arg(config)
             .env("RUST_LOG", filter)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -130,6 +131,8 @@ struct ProcNode {
     pin: Fingerprint,
     home: Identity,
     process: Option<NodeProcess>,
+    /// Extra environment for the node's processes (say, libfaketime's).
+    env: Vec<(String, String)>,
 }
 
 impl ProcNode {
@@ -153,7 +156,7 @@ impl ProcNode {
             if Instant::now() >= deadline {
                 break;
             }
-            match NodeProcess::spawn(&self.config, &self.log_path()).await {
+            match NodeProcess::spawn(&self.config, &self.log_path(), &self.env).await {
                 Ok(process) => {
                     if process.addr != self.addr {
                         bail!(
@@ -228,7 +231,16 @@ impl ProcFederation {
     /// As [`ProcFederation::start`], with `homeless` more members that no node is
     /// home to (members `NODES..`): the test signs their entries itself.
     async fn start_with(proxied: bool, homeless: usize) -> anyhow::Result<Self> {
-        let alliance = TestAlliance::new(NODES + homeless, 0);
+        Self::start_alliance(proxied, TestAlliance::new(NODES + homeless, 0), |_| vec![]).await
+    }
+
+    /// As [`ProcFederation::start`], for `alliance` (whose first `NODES` members
+    /// are the nodes' homes), with extra environment for each node's processes.
+    async fn start_alliance(
+        proxied: bool,
+        alliance: TestAlliance,
+        env: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
         // Ports from the OS, released for the nodes to bind (fixed in the configs, so
         // that a node restarts on the same address its peers know).
         let addrs: Vec<SocketAddr> = {
@@ -277,6 +289,7 @@ impl ProcFederation {
                 pin: pins[i],
                 home: alliance.member(i).clone(),
                 process: None,
+                env: env(i),
             });
         }
         let mut federation = Self {
@@ -1105,4 +1118,117 @@ async fn an_empty_node_catches_up_on_1500_entries_of_60_kb() {
         .await
         .unwrap();
     assert_eq!(snap.entries, ENTRIES);
+}
+
+/// libfaketime's preload library (Debian's `faketime` package; tests/setup installs it).
+fn libfaketime() -> String {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ];
+    candidates
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!("libfaketime is missing (tests/setup installs Debian's faketime)")
+        })
+        .to_string()
+}
+
+/// Regression (issue 9): any entry a node refused ended the whole session as
+/// "misbehaving", and catch-up streams authors in key order, so with a peer holding
+/// one entry stamped ahead of the node's clock, a node behind that peer never
+/// received the authors after it until the entry's time came. An entry from the
+/// future is held, not misbehaviour: the peer's other authors keep coming at once,
+/// status shows the held entry, and it is applied once its time comes.
+///
+/// Node 0's clock runs 20 s ahead (libfaketime); the charter allows 2 s of skew.
+/// Two members with no node: the one whose key sorts first signs an entry stamped
+/// by node 0's clock, the other ten ordinary entries, all given to node 0. Node 2,
+/// restarted behind and reaching only node 0, must have the ten within 10 s (the
+/// held entry is due after 18 s) and the held one after it is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_holding_a_future_entry_still_relays_every_other_author() {
+    const AHEAD_MS: i64 = 20_000;
+    let rules = accord_core::charter::Rules {
+        max_clock_skew_secs: 2,
+        ..Default::default()
+    };
+    let alliance = TestAlliance::with_rules(NODES + 2, 0, rules);
+    let preload = libfaketime();
+    let mut fed = ProcFederation::start_alliance(true, alliance, |i| {
+        if i == 0 {
+            vec![
+                ("LD_PRELOAD".into(), preload.clone()),
+                ("FAKETIME".into(), format!("+{}s", AHEAD_MS / 1000)),
+                ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ]
+        } else {
+            vec![]
+        }
+    })
+    .await
+    .unwrap();
+    // Node 2 reaches node 0 only.
+    fed.proxies[&(2, 1)].cut();
+    fed.nodes[2].kill9();
+    let mut homeless = [
+        fed.alliance.member(NODES).clone(),
+        fed.alliance.member(NODES + 1).clone(),
+    ];
+    homeless.sort_by_key(key_of);
+    let [early, late] = homeless;
+    let ahead = fed.alliance.signer(&early).peek_raw(
+        now_ms() + AHEAD_MS,
+        pb::EntryKind::Intention as i32,
+        prost::Message::encode_to_vec(&pb::Intention {
+            ballot: ballot(1),
+            status: S::Intends as i32,
+            ..Default::default()
+        }),
+    );
+    submit_to(&fed, 0, ahead).await.unwrap();
+    let mut signer = fed.alliance.signer(&late);
+    for i in 0..10 {
+        let entry = signer.next(&intention(&ballot(10 + i), S::Considering, ""));
+        submit_to(&fed, 0, entry).await.unwrap();
+    }
+
+    fed.nodes[2].start().await.unwrap();
+    let restarted = Instant::now();
+    let (early_key, late_key) = (key_of(&early), key_of(&late));
+    let head = |s: &pb::NodeStatus, key: &[u8]| {
+        s.heads
+            .iter()
+            .find(|h| h.author == key)
+            .map_or(0, |h| h.seq)
+    };
+    let status = fed
+        .wait_status(2, Duration::from_secs(10), |s| head(s, &late_key) == 10)
+        .await
+        .unwrap();
+    eprintln!(
+        "node 2 had every other author after {:?}",
+        restarted.elapsed()
+    );
+    assert_eq!(head(&status, &early_key), 0, "{}", status_summary(&status));
+    let from_0 = fed
+        .wait_status(2, Duration::from_secs(5), |s| {
+            s.peers.iter().any(|p| p.name == "node-0" && p.held == 1)
+        })
+        .await
+        .unwrap();
+    let peer = from_0.peers.iter().find(|p| p.name == "node-0").unwrap();
+    assert_eq!(peer.refused, 0, "holding is not refusing");
+    assert_eq!(peer.refusals.len(), 1);
+    assert_eq!(peer.refusals[0].author, early_key);
+    assert!(peer.refusals[0].held_until_ms > 0);
+
+    // Once due, it is pulled again and applied.
+    fed.wait_status(2, CONVERGE, |s| {
+        head(s, &early_key) == 1 && s.peers.iter().all(|p| p.held == 0)
+    })
+    .await
+    .unwrap();
 }

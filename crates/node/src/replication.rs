@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accord_core::entry::{self, DecodedEntry};
+use accord_core::entry::{self, DecodedEntry, Logs};
 use accord_core::pb::federation_client::FederationClient;
 use accord_core::state::ForkProof;
 use accord_core::{EntryError, pb};
@@ -54,6 +54,31 @@ pub struct PeerStatus {
     pub accepted: u64,
     pub refused: u64,
     pub last_error: Option<String>,
+    /// Authors whose entries from this peer this node does not take for now: one
+    /// entry was refused (or held for its time), so its later entries cannot fit.
+    /// The rest of the peer's authors go on replicating.
+    pub blocked: BTreeMap<accord_core::PublicId, Blocked>,
+}
+
+/// Why one author's entries from a peer are not taken for now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Blocked {
+    /// The entry refused or held.
+    pub seq: u64,
+    pub reason: String,
+    /// For an entry stamped ahead of this node's clock: the Unix milliseconds from
+    /// which it is within the allowed skew; the peer is pulled from again then.
+    pub held_until_ms: Option<i64>,
+}
+
+impl PeerStatus {
+    /// Entries held for their time.
+    pub fn held(&self) -> u64 {
+        self.blocked
+            .values()
+            .filter(|b| b.held_until_ms.is_some())
+            .count() as u64
+    }
 }
 
 /// The status of every peer, shared with the API.
@@ -257,7 +282,8 @@ async fn read_loop(
                 let Some(batch) = message? else { return Ok(()) };
                 update(states, &peer.name, |s| s.last_contact_ms = Some(now_ms()));
                 let charter = charter(ledger);
-                let pending = tokio::task::spawn_blocking(move || verify(&charter, batch));
+                let held = ledger.clone();
+                let pending = tokio::task::spawn_blocking(move || verify(&charter, &held, batch));
                 if tx.send(pending).await.is_err() {
                     return Ok(());
                 }
@@ -266,11 +292,36 @@ async fn read_loop(
                 let heads = get_heads(&mut client, tuning).await?;
                 let theirs = heads_from_pb(&heads.heads)?;
                 ledger.note_peer_heads(&peer.name, theirs.iter().map(|(a, h)| (a, h.0)));
-                let lacking = lacking(ledger, &theirs);
+                let now = now_ms();
+                let mut due = false;
+                let mut lacking = 0;
                 update(states, &peer.name, |s| {
+                    // Held entries whose time has come are pulled again; an author
+                    // refused here but since received from elsewhere is taken again.
+                    let state = ledger.state();
+                    s.blocked.retain(|author, b| match b.held_until_ms {
+                        Some(until) if until <= now => {
+                            due = true;
+                            false
+                        }
+                        Some(_) => true,
+                        None => state.head(author).is_none_or(|h| h.seq < b.seq),
+                    });
+                    let counted: BTreeMap<_, _> = theirs
+                        .iter()
+                        .map(|(author, head)| match s.blocked.get(author) {
+                            Some(b) => (*author, (head.0.min(b.seq - 1), None)),
+                            None => (*author, *head),
+                        })
+                        .collect();
+                    lacking = behind(&*state, &counted);
                     s.behind = lacking;
-                    s.last_contact_ms = Some(now_ms());
+                    s.last_contact_ms = Some(now);
                 });
+                if due {
+                    tracing::info!(peer = %peer.name, "an entry held for its time is due; pulling again");
+                    return Ok(());
+                }
                 behind_checks = if lacking > 0 { behind_checks + 1 } else { 0 };
                 if behind_checks >= 2 {
                     tracing::info!(peer = %peer.name, lacking, "live stream missed entries; pulling again");
@@ -312,8 +363,10 @@ struct Verified {
     refused: u64,
 }
 
-/// Decodes a batch and checks every signature (batched). CPU only.
-fn verify(charter: &accord_core::Charter, batch: pb::SyncBatch) -> Verified {
+/// Decodes a batch, drops the entries this node already holds (same author, seq
+/// and id: copies relayed by several peers) before any signature is checked, and
+/// checks the rest's signatures (batched). CPU only.
+fn verify(charter: &accord_core::Charter, ledger: &Ledger, batch: pb::SyncBatch) -> Verified {
     let max = charter.rules().max_entry_bytes as usize;
     let mut refused = 0u64;
     let mut proofs = Vec::new();
@@ -342,6 +395,10 @@ fn verify(charter: &accord_core::Charter, batch: pb::SyncBatch) -> Verified {
             }
         }
     }
+    {
+        let state = ledger.state();
+        decoded.retain(|e| state.id_at(&e.author(), e.seq()) != Some(e.id()));
+    }
     let (entries, checked, forged) = verified(decoded);
     if forged > 0 {
         tracing::warn!(forged, "refused entries whose signatures do not verify");
@@ -362,7 +419,7 @@ async fn store_verified(
     states: &PeerStates,
     verified: Verified,
 ) -> Result<bool, SessionError> {
-    let mut refused = verified.refused;
+    let refused = verified.refused;
     if !verified.proofs.is_empty() {
         ledger
             .record_forks(verified.proofs)
@@ -371,22 +428,61 @@ async fn store_verified(
     }
     let mut gap = false;
     let mut accepted = 0;
+    let mut refused_here = 0;
+    let mut blocked = BTreeMap::new();
     if let Some(checked) = verified.checked {
         let report = ledger
             .ingest(verified.entries, checked)
             .await
             .map_err(|e| SessionError::Ledger(e.to_string()))?;
         accepted = report.accepted as u64;
+        let already: Vec<accord_core::PublicId> = {
+            let states = states.lock().unwrap_or_else(|p| p.into_inner());
+            states
+                .get(&peer.name)
+                .map(|s| s.blocked.keys().copied().collect())
+                .unwrap_or_default()
+        };
         for (author, seq, error) in &report.refused {
+            let is_blocked = already.contains(author) || blocked.contains_key(author);
             match error {
+                // Follows an entry of the same author refused or held here: expected.
+                EntryError::SeqGap { .. } | EntryError::PrevMismatch { .. } if is_blocked => {}
                 // Does not fit this node's log yet (or the author forked): pull again
                 // from the heads, which finds the fork if there is one.
                 EntryError::SeqGap { .. } | EntryError::PrevMismatch { .. } => gap = true,
                 // A fork is recorded as a proof by the writer; a frozen log is expected.
                 EntryError::Fork { .. } | EntryError::Frozen { .. } => {}
+                // Ahead of this node's clock: held (the peer keeps it), and pulled
+                // again once its time comes. Not misbehaviour: clocks differ.
+                EntryError::FromTheFuture {
+                    timestamp_ms,
+                    skew_secs,
+                } => {
+                    tracing::info!(peer = %peer.name, %author, seq, "holding an entry until its time: {error}");
+                    let until = timestamp_ms.saturating_sub(i64::from(*skew_secs) * 1000);
+                    blocked.insert(
+                        *author,
+                        Blocked {
+                            seq: *seq,
+                            reason: error.to_string(),
+                            held_until_ms: Some(until),
+                        },
+                    );
+                }
+                // Refused: this author's entries from this peer stop here; every
+                // other author goes on.
                 _ => {
-                    refused += 1;
-                    tracing::warn!(peer = %peer.name, %author, seq, "refused an entry: {error}");
+                    refused_here += 1;
+                    tracing::warn!(peer = %peer.name, %author, seq, "refused an entry; taking no more of this author from this peer: {error}");
+                    blocked.insert(
+                        *author,
+                        Blocked {
+                            seq: *seq,
+                            reason: error.to_string(),
+                            held_until_ms: None,
+                        },
+                    );
                 }
             }
         }
@@ -394,20 +490,21 @@ async fn store_verified(
     update(states, &peer.name, |s| {
         s.received += verified.received;
         s.accepted += accepted;
-        s.refused += refused;
+        s.refused += refused + refused_here;
+        for (author, b) in &blocked {
+            if b.held_until_ms.is_none() {
+                s.last_error = Some(format!("refused entry {author}/{}: {}", b.seq, b.reason));
+            }
+        }
+        s.blocked.extend(blocked);
     });
     if refused > 0 {
-        // Honest entries of the batch are kept; the peer is backed off from.
+        // Entries that do not decode or whose signatures fail are no matter of
+        // release or clock: the peer relays forgeries. Honest entries of the batch
+        // are kept; the peer is backed off from.
         return Err(SessionError::Misbehaving(refused));
     }
     Ok(!gap)
-}
-
-fn lacking(
-    ledger: &Ledger,
-    theirs: &BTreeMap<accord_core::PublicId, crate::federation::PeerHead>,
-) -> u64 {
-    behind(&*ledger.state(), theirs)
 }
 
 fn charter(ledger: &Ledger) -> accord_core::Charter {

@@ -285,6 +285,17 @@ impl LedgerApi for LedgerService {
                     accepted: p.accepted,
                     refused: p.refused,
                     last_error: p.last_error.clone().unwrap_or_default(),
+                    held: p.held(),
+                    refusals: p
+                        .blocked
+                        .iter()
+                        .map(|(author, b)| pb::PeerRefusal {
+                            author: author.to_vec(),
+                            seq: b.seq,
+                            reason: b.reason.clone(),
+                            held_until_ms: b.held_until_ms.unwrap_or(0),
+                        })
+                        .collect(),
                 })
                 .collect(),
             frozen: state.forks().map(|f| f.author.to_vec()).collect(),

@@ -114,6 +114,14 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "received": p.received,
                 "accepted": p.accepted,
                 "refused": p.refused,
+                "held": p.held,
+                "refusals": p.refusals.iter().map(|r| json!({
+                    "author": name(&r.author),
+                    "author_id": hex::encode(&r.author),
+                    "seq": r.seq,
+                    "reason": r.reason,
+                    "held_until": (r.held_until_ms != 0).then(|| time_ms(r.held_until_ms)),
+                })).collect::<Vec<_>>(),
                 "last_error": non_empty(&p.last_error),
             })).collect::<Vec<_>>(),
             "organisations": s.organisations.iter().map(|o| json!({
@@ -240,6 +248,24 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
             ],
             &rows,
         ));
+        for p in &s.peers {
+            for r in &p.refusals {
+                let what = if r.held_until_ms != 0 {
+                    format!(
+                        "held until {} (stamped ahead of this node's clock)",
+                        time_ms(r.held_until_ms)
+                    )
+                } else {
+                    format!("refused: {}", r.reason)
+                };
+                out.push_str(&format!(
+                    "{}: entry {} of {} {what}; its later entries come from other peers or once this clears\n",
+                    p.name,
+                    r.seq,
+                    name(&r.author)
+                ));
+            }
+        }
     }
     out
 }
@@ -897,6 +923,8 @@ mod tests {
                     accepted: 3,
                     refused: 0,
                     last_error: String::new(),
+                    held: 0,
+                    refusals: vec![],
                 },
                 pb::PeerStatus {
                     name: "gamma".into(),
@@ -908,6 +936,13 @@ mod tests {
                     accepted: 0,
                     refused: 2,
                     last_error: "unavailable: connection refused".into(),
+                    held: 0,
+                    refusals: vec![pb::PeerRefusal {
+                        author: vec![2; 32],
+                        seq: 4,
+                        reason: "entry body is invalid: x".into(),
+                        held_until_ms: 0,
+                    }],
                 },
             ],
             frozen: vec![vec![2; 32]],
@@ -931,7 +966,8 @@ mod tests {
              \n\
              PEER   ADDRESS                 STATE      LAST CONTACT  BEHIND  RECEIVED  NEW  REFUSED  LAST ERROR\n\
              beta   https://127.0.0.1:7401  connected  2s ago        0       5         3    0        -\n\
-             gamma  https://127.0.0.1:7402  down       never         0       0         0    2        unavailable: connection refused\n",
+             gamma  https://127.0.0.1:7402  down       never         0       0         0    2        unavailable: connection refused\n\
+             gamma: entry 4 of Beta refused: entry body is invalid: x; its later entries come from other peers or once this clears\n",
             alliance = hex::encode([7; 32]),
             digest = hex::encode([9; 32]),
             entries_digest = hex::encode([8; 32]),
