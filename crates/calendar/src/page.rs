@@ -1412,13 +1412,26 @@ mod tests {
             ),
             "{html}"
         );
-        let closed_at = html.find(r#"<h2 id="closed-heading">Nominations closed</h2>"#).unwrap();
-        assert!(html.find(r#"data-ballot="local.atlantis.harbour.2026-09-10""#).unwrap() < closed_at);
-        assert!(html.find(r#"data-ballot="local.leeds.kirkstall.2026-07-02""#).unwrap() > closed_at);
+        let closed_at = html
+            .find(r#"<h2 id="closed-heading">Nominations closed</h2>"#)
+            .unwrap();
+        assert!(
+            html.find(r#"data-ballot="local.atlantis.harbour.2026-09-10""#)
+                .unwrap()
+                < closed_at
+        );
+        assert!(
+            html.find(r#"data-ballot="local.leeds.kirkstall.2026-07-02""#)
+                .unwrap()
+                > closed_at
+        );
         assert!(html.contains(
             r#"<span class="ballot-name">Glasgow City: Partick East Kelvindale, local election, 2 July 2026</span> <code class="ballot-id">local.glasgow-city.partick-east-kelvindale.2026-07-02</code>"#
         ));
-        assert_eq!(count(&html, "Nation unknown: earliest possible deadline"), 1);
+        assert_eq!(
+            count(&html, "Nation unknown: earliest possible deadline"),
+            1
+        );
     }
 
     #[test]

@@ -144,7 +144,10 @@ mod tests {
     #[test]
     fn deadline_cells_say_why() {
         assert_eq!(
-            deadline_cell("2027-04-08T15:00:00Z", "19 working days before poll, 4pm (x)"),
+            deadline_cell(
+                "2027-04-08T15:00:00Z",
+                "19 working days before poll, 4pm (x)"
+            ),
             "2027-04-08 15:00Z"
         );
         assert_eq!(
@@ -155,7 +158,10 @@ mod tests {
             "2027-04-02 15:00Z (nation unknown)"
         );
         assert_eq!(
-            deadline_cell("", "no bank-holiday data for 2031 (the table covers 2024 to 2030)"),
+            deadline_cell(
+                "",
+                "no bank-holiday data for 2031 (the table covers 2024 to 2030)"
+            ),
             "not known: no bank-holiday data for 2031 (the table covers 2024 to 2030)"
         );
     }

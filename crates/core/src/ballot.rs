@@ -408,7 +408,10 @@ impl BallotId {
         let middle = match t {
             ElectionType::Parl | ElectionType::Nia => "<constituency>".to_owned(),
             ElectionType::Europarl => "<region>".to_owned(),
-            ElectionType::Local => format!("{}.<ward>", self.organisation.as_deref().unwrap_or("<council>")),
+            ElectionType::Local => format!(
+                "{}.<ward>",
+                self.organisation.as_deref().unwrap_or("<council>")
+            ),
             ElectionType::Senedd | ElectionType::Sp | ElectionType::Naw => match sub {
                 Some("r") => "r.<region>".to_owned(),
                 Some(s) => format!("{s}.<constituency>"),

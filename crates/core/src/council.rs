@@ -132,10 +132,11 @@ pub fn by_slug(slug: &str, date: NaiveDate) -> Option<CouncilMatch> {
 
 /// The council whose GSS code is `code` (any case), if any.
 pub fn by_gss(code: &str) -> Option<&'static Council> {
-    TABLE
-        .councils
-        .iter()
-        .find(|c| c.gss.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(code)))
+    TABLE.councils.iter().find(|c| {
+        c.gss
+            .as_deref()
+            .is_some_and(|g| g.eq_ignore_ascii_case(code))
+    })
 }
 
 /// An area code for people: a council's GSS code as "Leeds (E08000035)", anything
@@ -261,7 +262,10 @@ mod tests {
             "England, Wales, Scotland, Northern Ireland"
         );
         let raw: serde_json::Value = serde_json::from_str(COUNCIL_JSON).unwrap();
-        assert_eq!(raw["source"]["licence"], "CC BY 4.0 (attribution: mySociety)");
+        assert_eq!(
+            raw["source"]["licence"],
+            "CC BY 4.0 (attribution: mySociety)"
+        );
         assert_eq!(raw["counts"]["england"], 380);
         // Every slug is a valid ballot id part.
         for c in all {
@@ -276,27 +280,61 @@ mod tests {
     fn slugs_name_councils_and_nations() {
         let cases = [
             ("glasgow-city", "2027-05-06", "GLG", Some(Nation::Scotland)),
-            ("belfast", "2027-05-06", "BFS", Some(Nation::NorthernIreland)),
-            ("city-of-edinburgh", "2027-05-06", "EDH", Some(Nation::Scotland)),
+            (
+                "belfast",
+                "2027-05-06",
+                "BFS",
+                Some(Nation::NorthernIreland),
+            ),
+            (
+                "city-of-edinburgh",
+                "2027-05-06",
+                "EDH",
+                Some(Nation::Scotland),
+            ),
             ("edinburgh", "2027-05-06", "EDH", Some(Nation::Scotland)),
-            ("rhondda-cynon-taf", "2027-05-06", "RCT", Some(Nation::Wales)),
+            (
+                "rhondda-cynon-taf",
+                "2027-05-06",
+                "RCT",
+                Some(Nation::Wales),
+            ),
             ("cardiff", "2027-05-06", "CRF", Some(Nation::Wales)),
             ("leeds", "2027-05-06", "LDS", Some(Nation::England)),
-            ("kings-lynn-and-west-norfolk", "2027-05-06", "KIN", Some(Nation::England)),
+            (
+                "kings-lynn-and-west-norfolk",
+                "2027-05-06",
+                "KIN",
+                Some(Nation::England),
+            ),
             ("west-midlands", "2028-05-04", "WMCA", Some(Nation::England)),
             // Past councils keep their nation.
-            ("moyle", "2011-05-05", "NIR-E", Some(Nation::NorthernIreland)),
+            (
+                "moyle",
+                "2011-05-05",
+                "NIR-E",
+                Some(Nation::NorthernIreland),
+            ),
             ("taunton-deane", "2015-05-07", "TAU", Some(Nation::England)),
             // Shared slugs: the council in office on polling day wins.
             ("dorset", "2017-05-04", "DOR", Some(Nation::England)),
             ("dorset", "2027-05-06", "DST", Some(Nation::England)),
             ("somerset", "2017-05-04", "SOM", Some(Nation::England)),
             ("somerset", "2027-05-06", "SMT", Some(Nation::England)),
-            ("north-yorkshire", "2027-05-06", "NYE", Some(Nation::England)),
+            (
+                "north-yorkshire",
+                "2027-05-06",
+                "NYE",
+                Some(Nation::England),
+            ),
         ];
         for (slug, day, code, nation) in cases {
             let m = by_slug(slug, date(day)).unwrap_or_else(|| panic!("{slug} unknown"));
-            assert_eq!((m.council.code.as_str(), m.nation), (code, nation), "{slug} {day}");
+            assert_eq!(
+                (m.council.code.as_str(), m.nation),
+                (code, nation),
+                "{slug} {day}"
+            );
         }
         assert_eq!(by_slug("atlantis", date("2027-05-06")), None);
     }
@@ -323,12 +361,18 @@ mod tests {
                 "local.atlantis.harbour.2027-05-06",
                 "Atlantis: Harbour, local election, 6 May 2027",
             ),
-            ("local.leeds.2027-05-06", "Leeds, local elections, 6 May 2027"),
+            (
+                "local.leeds.2027-05-06",
+                "Leeds, local elections, 6 May 2027",
+            ),
             (
                 "parl.hartlepool.by.2021-05-06",
                 "Hartlepool, UK Parliament by-election, 6 May 2021",
             ),
-            ("parl.2024-07-04", "UK Parliament general election, 4 July 2024"),
+            (
+                "parl.2024-07-04",
+                "UK Parliament general election, 4 July 2024",
+            ),
             (
                 "sp.c.glasgow-kelvin.2026-05-07",
                 "Glasgow Kelvin, Scottish Parliament constituency election, 7 May 2026",

@@ -186,7 +186,10 @@ pub fn nation_for(ballot: &BallotId, areas: &[&str]) -> Placement {
                 given.into_iter().filter(|(n, _)| *n != nation).collect();
             let disagreement = (!against.is_empty()).then(|| {
                 let s = if against.len() == 1 { "" } else { "s" };
-                format!("area{s} {} given, but {why}, whose rules apply", list(&against))
+                format!(
+                    "area{s} {} given, but {why}, whose rules apply",
+                    list(&against)
+                )
             });
             Placement {
                 nation: Some(nation),
@@ -259,10 +262,7 @@ pub enum DeadlineError {
 /// deadlines of the nations the ballot may be in, as `uk-election-timetables` does
 /// for a Westminster election without a country, and the rule says "nation unknown".
 /// Nobody is told a deadline later than the statutory one.
-pub fn close_of_nominations(
-    ballot: &BallotId,
-    areas: &[&str],
-) -> Result<Deadline, DeadlineError> {
+pub fn close_of_nominations(ballot: &BallotId, areas: &[&str]) -> Result<Deadline, DeadlineError> {
     let placement = nation_for(ballot, areas);
     let poll = ballot.poll_date();
     // The earliest over the possible nations; ties go to the first in Nation order.
@@ -677,11 +677,7 @@ mod tests {
     // package then takes the earliest date for parl). The error rows are ours.
     const CASES: &[(&str, Option<&str>, &str)] = &[
         // Westminster, nation unknown: the earliest over the three calendars.
-        (
-            "parl.2024-07-04",
-            None,
-            "2024-06-07T15:00Z nation-unknown",
-        ),
+        ("parl.2024-07-04", None, "2024-06-07T15:00Z nation-unknown"),
         (
             "parl.glasgow-east.2024-07-04",
             Some("S14000083"),
@@ -888,8 +884,22 @@ mod tests {
     #[test]
     fn nation_for_ballots() {
         use Nation::*;
-        let cases: &[(&str, &[&str], Option<Nation>, &[Nation], Option<&str>)] = &[
-            ("senedd.c.aberavon.2021-05-06", &[], Some(Wales), &[Wales], None),
+        /// Ballot, areas, then the expected nation, possible nations and disagreement.
+        type Case<'a> = (
+            &'a str,
+            &'a [&'a str],
+            Option<Nation>,
+            &'a [Nation],
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
+            (
+                "senedd.c.aberavon.2021-05-06",
+                &[],
+                Some(Wales),
+                &[Wales],
+                None,
+            ),
             (
                 "senedd.c.aberavon.2021-05-06",
                 &["E14000530"],
@@ -897,12 +907,36 @@ mod tests {
                 &[Wales],
                 Some("area E14000530 (England) given, but the ballot is Welsh, whose rules apply"),
             ),
-            ("sp.c.glasgow-kelvin.2026-05-07", &[], Some(Scotland), &[Scotland], None),
-            ("nia.belfast-east.2027-05-06", &[], Some(NorthernIreland), &[NorthernIreland], None),
+            (
+                "sp.c.glasgow-kelvin.2026-05-07",
+                &[],
+                Some(Scotland),
+                &[Scotland],
+                None,
+            ),
+            (
+                "nia.belfast-east.2027-05-06",
+                &[],
+                Some(NorthernIreland),
+                &[NorthernIreland],
+                None,
+            ),
             ("gla.a.2028-05-04", &[], Some(England), &[England], None),
-            ("mayor.london.2028-05-04", &[], Some(England), &[England], None),
+            (
+                "mayor.london.2028-05-04",
+                &[],
+                Some(England),
+                &[England],
+                None,
+            ),
             ("parl.2024-07-04", &[], None, &Nation::ALL, None),
-            ("parl.x.2024-07-04", &["N06000001"], Some(NorthernIreland), &[NorthernIreland], None),
+            (
+                "parl.x.2024-07-04",
+                &["N06000001"],
+                Some(NorthernIreland),
+                &[NorthernIreland],
+                None,
+            ),
             (
                 "parl.x.2024-07-04",
                 &["S14000083", "E14001451", "S14000083"],
@@ -910,21 +944,59 @@ mod tests {
                 &[England, Scotland],
                 Some("areas in different nations given: E14001451 (England), S14000083 (Scotland)"),
             ),
-            ("local.x.y.2024-05-02", &["w05000001"], Some(Wales), &[Wales], None),
-            ("local.x.y.2024-05-02", &["X05000001", "E05"], None, &Nation::ALL, None),
-            ("local.glasgow-city.x.2027-05-06", &[], Some(Scotland), &[Scotland], None),
+            (
+                "local.x.y.2024-05-02",
+                &["w05000001"],
+                Some(Wales),
+                &[Wales],
+                None,
+            ),
+            (
+                "local.x.y.2024-05-02",
+                &["X05000001", "E05"],
+                None,
+                &Nation::ALL,
+                None,
+            ),
+            (
+                "local.glasgow-city.x.2027-05-06",
+                &[],
+                Some(Scotland),
+                &[Scotland],
+                None,
+            ),
             (
                 "local.glasgow-city.x.2027-05-06",
                 &["N08000111", "E05011408"],
                 Some(Scotland),
                 &[Scotland],
-                Some("areas E05011408 (England), N08000111 (Northern Ireland) given, but the council, Glasgow City, is in Scotland, whose rules apply"),
+                Some(
+                    "areas E05011408 (England), N08000111 (Northern Ireland) given, but the council, Glasgow City, is in Scotland, whose rules apply",
+                ),
             ),
-            ("local.moyle.x.2011-05-05", &[], Some(NorthernIreland), &[NorthernIreland], None),
+            (
+                "local.moyle.x.2011-05-05",
+                &[],
+                Some(NorthernIreland),
+                &[NorthernIreland],
+                None,
+            ),
             ("pcc.gwent.2024-05-02", &[], Some(Wales), &[Wales], None),
             ("pcc.2024-05-02", &[], None, &[England, Wales], None),
-            ("pcc.2024-05-02", &["S13002982"], None, &[England, Wales], None),
-            ("europarl.scotland.2019-05-23", &[], Some(Scotland), &[Scotland], None),
+            (
+                "pcc.2024-05-02",
+                &["S13002982"],
+                None,
+                &[England, Wales],
+                None,
+            ),
+            (
+                "europarl.scotland.2019-05-23",
+                &[],
+                Some(Scotland),
+                &[Scotland],
+                None,
+            ),
         ];
         for (ballot, areas, nation, possible, disagreement) in cases {
             let id = BallotId::parse(ballot).unwrap();

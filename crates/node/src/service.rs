@@ -111,7 +111,8 @@ fn time_bound(field: &str, text: &str) -> Result<Option<DateTime<Utc>>, Status> 
 /// ballot one a ballot: else the answer would be an empty list that looks like news.
 fn query_ids(ballot: &str, election: &str) -> Result<(), Status> {
     if !ballot.is_empty() {
-        let id = BallotId::parse(ballot).map_err(|e| Status::invalid_argument(format!("ballot: {e}")))?;
+        let id = BallotId::parse(ballot)
+            .map_err(|e| Status::invalid_argument(format!("ballot: {e}")))?;
         if !id.is_ballot() {
             return Err(Status::invalid_argument(format!(
                 "ballot: {ballot:?} names an election, not a ballot (filter by election for its ballots, or give a ballot such as {})",
@@ -120,7 +121,8 @@ fn query_ids(ballot: &str, election: &str) -> Result<(), Status> {
         }
     }
     if !election.is_empty() {
-        BallotId::parse(election).map_err(|e| Status::invalid_argument(format!("election: {e}")))?;
+        BallotId::parse(election)
+            .map_err(|e| Status::invalid_argument(format!("election: {e}")))?;
     }
     Ok(())
 }

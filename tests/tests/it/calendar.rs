@@ -963,14 +963,21 @@ async fn clash_board_counts_open_nominations_and_names_ballots() {
         }
     }
     let jo = feed_link(&mut c.client, "Jo").await;
-    let board = expect_status(&format!("{}/m/{}/clashes", c.base, jo.token), StatusCode::OK)
-        .await
-        .text();
+    let board = expect_status(
+        &format!("{}/m/{}/clashes", c.base, jo.token),
+        StatusCode::OK,
+    )
+    .await
+    .text();
     assert!(
-        board.contains("2 clashes need attention (and 1 whose nominations have closed, listed below)."),
+        board.contains(
+            "2 clashes need attention (and 1 whose nominations have closed, listed below)."
+        ),
         "{board}"
     );
-    let closed_section = board.find("Nominations closed</h2>").expect("closed section");
+    let closed_section = board
+        .find("Nominations closed</h2>")
+        .expect("closed section");
     assert!(board.find(&format!("data-ballot=\"{CLOSED}\"")).unwrap() > closed_section);
     for open in [UNKNOWN, LEEDS_HHP] {
         assert!(board.find(&format!("data-ballot=\"{open}\"")).unwrap() < closed_section);
@@ -981,7 +988,12 @@ async fn clash_board_counts_open_nominations_and_names_ballots() {
     assert!(board.contains("Leeds: Headingley Hyde Park, local election, 6 May 2027"));
     // Atlantis is no council: the earliest possible deadline (Scotland's 23 days, 2
     // April 2027), flagged, with the reason in the rule.
-    assert_eq!(board.matches("Nation unknown: earliest possible deadline").count(), 1);
+    assert_eq!(
+        board
+            .matches("Nation unknown: earliest possible deadline")
+            .count(),
+        1
+    );
     assert!(board.contains("16:00, Friday 2 April 2027"), "{board}");
     assert!(board.contains("nation unknown, so the earliest of the deadlines for England and Wales, Scotland and Northern Ireland"));
 }

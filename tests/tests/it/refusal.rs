@@ -431,7 +431,9 @@ async fn queries_with_malformed_ballot_ids_are_refused() {
         "election: ballot id \"local.leeds.2027-5-6\" ends with \"2027-5-6\"",
     );
     // Well-formed ids still answer (an empty list here).
-    let ok = c.list_intentions(list(LEEDS_HHP, "local.leeds.2027-05-06")).await;
+    let ok = c
+        .list_intentions(list(LEEDS_HHP, "local.leeds.2027-05-06"))
+        .await;
     assert!(ok.unwrap().into_inner().intentions.is_empty());
 }
 

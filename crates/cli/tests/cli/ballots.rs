@@ -12,9 +12,22 @@ const OUTSIDE_TABLE: &str = "local.leeds.kirkstall.by.2031-02-13";
 /// Both members intend to stand on each ballot: one open clash per ballot.
 fn clash_on(a: &Alliance, ballots: &[&str]) {
     for ballot in ballots {
-        a.ok(&["intention", "declare", "--ballot", ballot, "--status", "intends"]);
         a.ok(&[
-            "intention", "declare", "--as", "Green Party", "--ballot", ballot, "--status",
+            "intention",
+            "declare",
+            "--ballot",
+            ballot,
+            "--status",
+            "intends",
+        ]);
+        a.ok(&[
+            "intention",
+            "declare",
+            "--as",
+            "Green Party",
+            "--ballot",
+            ballot,
+            "--status",
             "intends",
         ]);
     }
@@ -39,13 +52,16 @@ fn clash_table_names_ballots_and_says_why_deadlines_are_missing_or_uncertain() {
     };
     let header = table.lines().next().unwrap();
     assert!(
-        header.starts_with("NOMINATIONS CLOSE") && header.contains("BALLOT") && header.contains("ID"),
+        header.starts_with("NOMINATIONS CLOSE")
+            && header.contains("BALLOT")
+            && header.contains("ID"),
         "{table}"
     );
     let glasgow = line(GLASGOW);
     assert!(
         glasgow.starts_with("2027-04-02 15:00Z ")
-            && glasgow.contains("Glasgow City: Partick East Kelvindale, local election, 6 May 2027"),
+            && glasgow
+                .contains("Glasgow City: Partick East Kelvindale, local election, 6 May 2027"),
         "{glasgow}"
     );
     assert!(!glasgow.contains("nation unknown"), "{glasgow}");
@@ -86,7 +102,10 @@ fn clash_table_names_ballots_and_says_why_deadlines_are_missing_or_uncertain() {
     };
     let c = clash(UNKNOWN_COUNCIL);
     assert_eq!(c["nation_unknown"], true);
-    assert_eq!(c["ballot_name"], "Atlantis: Harbour, local election, 6 May 2027");
+    assert_eq!(
+        c["ballot_name"],
+        "Atlantis: Harbour, local election, 6 May 2027"
+    );
     assert!(
         c["deadline_rule"]
             .as_str()
@@ -98,7 +117,10 @@ fn clash_table_names_ballots_and_says_why_deadlines_are_missing_or_uncertain() {
     assert_eq!(c["nation_unknown"], false);
     assert_eq!(c["nominations_close"], "2027-04-02T15:00:00Z");
     assert!(
-        c["deadline_rule"].as_str().unwrap().contains("23 working days"),
+        c["deadline_rule"]
+            .as_str()
+            .unwrap()
+            .contains("23 working days"),
         "{c}"
     );
     assert_eq!(clash(BELFAST)["nominations_close"], "2027-04-13T15:00:00Z");
@@ -110,12 +132,26 @@ fn clash_table_names_ballots_and_says_why_deadlines_are_missing_or_uncertain() {
 fn contradicting_areas_lose_to_the_council_and_are_shown() {
     let a = Alliance::start();
     a.ok(&[
-        "intention", "declare", "--ballot", GLASGOW, "--status", "intends", "--area",
+        "intention",
+        "declare",
+        "--ballot",
+        GLASGOW,
+        "--status",
+        "intends",
+        "--area",
         "E05011408",
     ]);
     a.ok(&[
-        "intention", "declare", "--as", "Green Party", "--ballot", GLASGOW, "--status",
-        "intends", "--area", "S13002982",
+        "intention",
+        "declare",
+        "--as",
+        "Green Party",
+        "--ballot",
+        GLASGOW,
+        "--status",
+        "intends",
+        "--area",
+        "S13002982",
     ]);
     let json = a.json(&["clashes", "--json"]);
     let c = &json[0];
@@ -139,7 +175,12 @@ fn election_ids_and_malformed_query_ids_are_refused() {
         ("sp.c.2026-05-07", "sp.c.<constituency>.2026-05-07"),
     ] {
         let err = fails(&a.args(&[
-            "intention", "declare", "--ballot", election, "--status", "intends",
+            "intention",
+            "declare",
+            "--ballot",
+            election,
+            "--status",
+            "intends",
         ]));
         assert!(
             err.contains(&format!(
@@ -164,7 +205,13 @@ fn election_ids_and_malformed_query_ids_are_refused() {
 
     // A council's GSS code is shown by name; the ballot by name beside its id.
     a.ok(&[
-        "intention", "declare", "--ballot", GLASGOW, "--status", "intends", "--area",
+        "intention",
+        "declare",
+        "--ballot",
+        GLASGOW,
+        "--status",
+        "intends",
+        "--area",
         "S12000049",
     ]);
     let table = a.ok(&["intentions"]);
