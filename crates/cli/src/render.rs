@@ -88,6 +88,11 @@ pub fn nation_unknown(rule: &str) -> bool {
     rule.contains(accord_core::deadline::NATION_UNKNOWN)
 }
 
+/// Whether a deadline's rule names areas that contradict the ballot id or each other.
+pub fn areas_disagree(rule: &str) -> bool {
+    rule.contains(accord_core::deadline::DISAGREEMENT)
+}
+
 /// The close-of-nominations cell of a table: the time, flagged when the nation is
 /// not known; or, when there is no deadline, why.
 pub fn deadline_cell(nominations_close: &str, rule: &str) -> String {
@@ -97,10 +102,15 @@ pub fn deadline_cell(nominations_close: &str, rule: &str) -> String {
         } else {
             format!("not known: {rule}")
         }
-    } else if nation_unknown(rule) {
-        format!("{} (nation unknown)", short_time(nominations_close))
     } else {
-        short_time(nominations_close)
+        let mut cell = short_time(nominations_close);
+        if nation_unknown(rule) {
+            cell.push_str(" (nation unknown)");
+        }
+        if areas_disagree(rule) {
+            cell.push_str(" (areas disagree)");
+        }
+        cell
     }
 }
 
@@ -156,6 +166,13 @@ mod tests {
                 "23 working days (x); nation unknown, so the earliest of the deadlines for …"
             ),
             "2027-04-02 15:00Z (nation unknown)"
+        );
+        assert_eq!(
+            deadline_cell(
+                "2027-04-02T15:00:00Z",
+                "23 working days (x); disagreement: area E05011408 (England) given, but …"
+            ),
+            "2027-04-02 15:00Z (areas disagree)"
         );
         assert_eq!(
             deadline_cell(

@@ -96,6 +96,10 @@ const WELSH_POLICE_FORCES: [&str; 4] = ["dyfed-powys", "gwent", "north-wales", "
 /// ballot is not known (so the earliest of the possible deadlines was taken).
 pub const NATION_UNKNOWN: &str = "nation unknown";
 
+/// The words a deadline's rule puts before areas that contradict the ballot id or
+/// each other.
+pub const DISAGREEMENT: &str = "disagreement:";
+
 /// Which nation a ballot is in, as far as its id and the areas given for it tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -300,7 +304,7 @@ pub fn close_of_nominations(ballot: &BallotId, areas: &[&str]) -> Result<Deadlin
         ));
     }
     if let Some(d) = &placement.disagreement {
-        text.push_str(&format!("; {d}"));
+        text.push_str(&format!("; {DISAGREEMENT} {d}"));
     }
     Ok(Deadline {
         nominations_close,
@@ -1028,7 +1032,7 @@ mod tests {
         assert!(
             d.rule.ends_with(
                 "nation unknown, so the earliest of the deadlines for England and Scotland; \
-                 areas in different nations given: E05011408 (England), S13002982 (Scotland)"
+                 disagreement: areas in different nations given: E05011408 (England), S13002982 (Scotland)"
             ),
             "{}",
             d.rule

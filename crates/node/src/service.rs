@@ -232,10 +232,10 @@ impl LedgerApi for LedgerService {
             decoded
                 .check_author(charter)
                 .map_err(|e| entry_status(&e))?;
-            decoded.check_new_body().map_err(|e| entry_status(&e))?;
             decoded
         };
         let checked = SignatureChecked::single(&decoded).map_err(|e| entry_status(&e))?;
+        decoded.check_new_body().map_err(|e| entry_status(&e))?;
         self.ledger
             .submit(decoded, checked)
             .await

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use crate::cli::{ClashFilter, ClashState, ListArgs};
 use crate::client::{Client, find, rpc};
 use crate::render::{
-    Names, area_label, ballot_name, deadline_cell, nation_unknown, print, print_json, println,
-    short_time, table, time_ms,
+    Names, area_label, areas_disagree, ballot_name, deadline_cell, nation_unknown, print,
+    print_json, println, short_time, table, time_ms,
 };
 
 async fn connect(list: &ListArgs) -> Result<(Client, Charter)> {
@@ -373,6 +373,7 @@ fn clashes_json(names: &Names, clashes: &[pb::Clash]) -> Value {
                     "nominations_close": non_empty(&c.nominations_close),
                     "deadline_rule": non_empty(&c.deadline_rule),
                     "nation_unknown": !c.nominations_close.is_empty() && nation_unknown(&c.deadline_rule),
+                    "areas_disagree": areas_disagree(&c.deadline_rule),
                     "resolution": if c.resolution.is_empty() { Value::Null } else { json!(hex::encode(&c.resolution)) },
                     "parties": c.parties.iter().map(|p| json!({
                         "organisation": clash_party_name(names, p),

@@ -153,12 +153,18 @@ fn contradicting_areas_lose_to_the_council_and_are_shown() {
         "--area",
         "S13002982",
     ]);
+    let table = a.ok(&["clashes"]);
+    assert!(
+        table.contains("2027-04-02 15:00Z (areas disagree)  Glasgow City: Partick East Kelvindale"),
+        "{table}"
+    );
     let json = a.json(&["clashes", "--json"]);
     let c = &json[0];
     assert_eq!(c["nominations_close"], "2027-04-02T15:00:00Z", "{c}");
+    assert_eq!(c["areas_disagree"], true, "{c}");
     assert!(
         c["deadline_rule"].as_str().unwrap().ends_with(
-            "area E05011408 (England) given, but the council, Glasgow City, is in Scotland, whose rules apply"
+            "; disagreement: area E05011408 (England) given, but the council, Glasgow City, is in Scotland, whose rules apply"
         ),
         "{c}"
     );

@@ -365,11 +365,11 @@ fn deadlines_do_not_depend_on_which_party_key_sorts_first() {
         .collect();
     expect![[r#"
         local.glasgow-city.partick-east-kelvindale.2027-05-06 2027-04-02T15:00:00+00:00 Some(Scotland)
-          23 working days before poll, 4pm, Easter Monday also excluded (Scottish Local Government Elections Order 2011, SSI 2011/399); area E05011408 (England) given, but the council, Glasgow City, is in Scotland, whose rules apply
+          23 working days before poll, 4pm, Easter Monday also excluded (Scottish Local Government Elections Order 2011, SSI 2011/399); disagreement: area E05011408 (England) given, but the council, Glasgow City, is in Scotland, whose rules apply
         parl.glasgow-east.by.2027-04-29 2027-04-02T15:00:00+00:00 None
-          19 working days before poll, 4pm (Representation of the People Act 1983, Sch. 1 r. 1); nation unknown, so the earliest of the deadlines for England and Scotland; areas in different nations given: E14001451 (England), S14000083 (Scotland)
+          19 working days before poll, 4pm (Representation of the People Act 1983, Sch. 1 r. 1); nation unknown, so the earliest of the deadlines for England and Scotland; disagreement: areas in different nations given: E14001451 (England), S14000083 (Scotland)
         parl.leeds-east.by.2027-04-29 2027-04-02T15:00:00+00:00 None
-          19 working days before poll, 4pm (Representation of the People Act 1983, Sch. 1 r. 1); nation unknown, so the earliest of the deadlines for England and Scotland; areas in different nations given: E14001451 (England), S14000083 (Scotland)"#]].assert_eq(&lines.join("\n"));
+          19 working days before poll, 4pm (Representation of the People Act 1983, Sch. 1 r. 1); nation unknown, so the earliest of the deadlines for England and Scotland; disagreement: areas in different nations given: E14001451 (England), S14000083 (Scotland)"#]].assert_eq(&lines.join("\n"));
 }
 
 /// Regression (issue 8): an intention on an election id (`parl.2024-07-04`) counted as
