@@ -14,6 +14,7 @@
 
 use accord_core::body::{Event, IntentionStatus, Visibility};
 use accord_core::clash::{Clash, ClashState};
+use accord_core::council;
 use accord_core::state::EventView;
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Europe::London;
@@ -179,7 +180,7 @@ pub fn event(ctx: &PageContext<'_>, event: &EventView) -> String {
                 }
                 @if let Some(area) = &e.area {
                     dt { "Area" }
-                    dd { (area) }
+                    dd { (council::area_label(area)) }
                 }
                 dt { "Organised by" }
                 dd {
@@ -248,6 +249,9 @@ pub fn clash_board(ctx: &PageContext<'_>, clashes: &[Clash]) -> String {
         let key = |c: &Clash| (c.nominations_close.is_none(), c.nominations_close);
         key(a).cmp(&key(b)).then_with(|| a.ballot.cmp(&b.ballot))
     });
+    let (closed, open): (Vec<&Clash>, Vec<&Clash>) = standing
+        .iter()
+        .partition(|c| c.nominations_close.is_some_and(|t| t <= ctx.now));
     let main = html! {
         h1 { "Clash board" }
         p.lede {
@@ -260,11 +264,26 @@ pub fn clash_board(ctx: &PageContext<'_>, clashes: &[Clash]) -> String {
                 p { "No two allies are standing, or thinking of standing, in the same ballot without a resolution that has been honoured." }
             }
         } @else {
+            // The headline counts what can still be acted on: clashes whose
+            // nominations have not closed (or whose deadline is not known).
             p.count {
-                (standing.len()) @if standing.len() == 1 { " clash needs" } @else { " clashes need" } " attention."
+                (open.len()) @if open.len() == 1 { " clash needs" } @else { " clashes need" } " attention"
+                @if !closed.is_empty() {
+                    " (and " (closed.len()) " whose nominations have closed, listed below)"
+                }
+                "."
             }
-            @for clash in &standing {
+            @for clash in &open {
                 (clash_article(ctx, clash))
+            }
+            @if !closed.is_empty() {
+                section.closed-clashes aria-labelledby="closed-heading" {
+                    h2 #closed-heading { "Nominations closed" }
+                    p { "These ballots' nominations have closed: what stands now is on the ballot paper." }
+                    @for clash in &closed {
+                        (clash_article(ctx, clash))
+                    }
+                }
             }
         }
     };
@@ -397,10 +416,10 @@ fn filter_form(ctx: &PageContext<'_>, selection: &Selection, areas: &[String]) -
                 select #filter-area name="area" {
                     option value="" selected[chosen_area.is_none()] { "All areas" }
                     @if let Some(area) = extra_area {
-                        option value=(area) selected { (area) }
+                        option value=(area) selected { (council::area_label(area)) }
                     }
                     @for area in areas {
-                        option value=(area) selected[chosen_area == Some(area.as_str())] { (area) }
+                        option value=(area) selected[chosen_area == Some(area.as_str())] { (council::area_label(area)) }
                     }
                 }
             }
@@ -474,7 +493,7 @@ fn event_article(ctx: &PageContext<'_>, event: &EventView) -> Markup {
                 }
                 @if let Some(area) = &e.area {
                     dt { "Area" }
-                    dd { (area) }
+                    dd { (council::area_label(area)) }
                 }
             }
             p.organisers { "Organised by " (names(ctx, &event.organisers)) }
@@ -643,8 +662,16 @@ fn clash_article(ctx: &PageContext<'_>, clash: &Clash) -> Markup {
     html! {
         article class=(class)
             data-ballot=(clash.ballot) data-state=(state.as_str()) aria-labelledby=(heading) {
-            h2 #(heading) { code { (clash.ballot) } }
-            p.tags { span.tag.tag-state { (state_label(state)) } }
+            h2 #(heading) {
+                span.ballot-name { (council::ballot_name(&clash.ballot)) }
+                " " code.ballot-id { (clash.ballot) }
+            }
+            p.tags {
+                span.tag.tag-state { (state_label(state)) }
+                @if clash.nominations_close.is_some() && clash.nation.is_none() {
+                    " " span.tag.tag-nation-unknown { "Nation unknown: earliest possible deadline" }
+                }
+            }
             dl.details {
                 dt { "State" }
                 dd { (state_explained(state)) }
@@ -1275,6 +1302,7 @@ mod tests {
             ],
             nominations_close: close.map(utc),
             deadline_rule: "19 working days before polling day, 4pm".into(),
+            nation: close.map(|_| accord_core::deadline::Nation::England),
             resolution: None,
         }
     }
@@ -1314,11 +1342,12 @@ mod tests {
         assert!(
             html.contains(r#"<a href="/m/s3cret/clashes" aria-current="page">Clash board</a>"#)
         );
+        // Closed clashes come after the open ones, in a section of their own.
         let order: Vec<usize> = [
-            "local.york.2026-07-02",
             "local.leeds.headingley.2026-07-30",
             "parl.leeds-east.2026-09-10",
             "mayor.london.2026-12-01",
+            "local.york.2026-07-02",
         ]
         .iter()
         .map(|b| html.find(&format!("data-ballot=\"{b}\"")).unwrap())
@@ -1328,7 +1357,9 @@ mod tests {
             !html.contains("hartlepool"),
             "resolved clashes are not listed"
         );
-        assert!(html.contains("4 clashes need attention."));
+        assert!(html.contains(
+            "3 clashes need attention (and 1 whose nominations have closed, listed below)."
+        ));
         // 16:00 BST on 13 August is 43 London days after 1 July.
         assert!(html.contains(r#"<time datetime="2026-08-13T16:00:00+01:00">16:00, Thursday 13 August 2026</time> <span class="relative">(in 43 days)</span>"#));
         assert!(html.contains("(in 2 days)"));
@@ -1345,6 +1376,62 @@ mod tests {
             r#"<span class="party-name">Beta &amp; Co &lt;Left&gt;</span> <span class="party-status">Considering</span></li>"#
         ));
         assert!(html.contains("19 working days before polling day, 4pm"));
+    }
+
+    /// Regression (issue 8): the headline counted clashes whose nominations had
+    /// closed, and closed ones were mixed in with those still open; ballots showed
+    /// only their ids, and an unknown nation was not flagged.
+    #[test]
+    fn clash_board_headline_counts_only_open_nominations_and_names_ballots() {
+        let dir = directory();
+        let paths = member_paths();
+        let mut unknown = clash(
+            "local.atlantis.harbour.2026-09-10",
+            ClashState::Open,
+            Some("2026-08-06 15:00"),
+        );
+        unknown.nation = None;
+        let clashes = [
+            clash(
+                "local.glasgow-city.partick-east-kelvindale.2026-07-02",
+                ClashState::Open,
+                Some("2026-06-01 15:00"),
+            ),
+            clash(
+                "local.leeds.kirkstall.2026-07-02",
+                ClashState::Potential,
+                Some("2026-06-05 15:00"),
+            ),
+            unknown,
+        ];
+        let html = clash_board(&ctx(&dir, &paths), &clashes);
+        check_document(&html);
+        assert!(
+            html.contains(
+                "1 clash needs attention (and 2 whose nominations have closed, listed below)."
+            ),
+            "{html}"
+        );
+        let closed_at = html
+            .find(r#"<h2 id="closed-heading">Nominations closed</h2>"#)
+            .unwrap();
+        assert!(
+            html.find(r#"data-ballot="local.atlantis.harbour.2026-09-10""#)
+                .unwrap()
+                < closed_at
+        );
+        assert!(
+            html.find(r#"data-ballot="local.leeds.kirkstall.2026-07-02""#)
+                .unwrap()
+                > closed_at
+        );
+        assert!(html.contains(
+            r#"<span class="ballot-name">Glasgow City: Partick East Kelvindale, local election, 2 July 2026</span> <code class="ballot-id">local.glasgow-city.partick-east-kelvindale.2026-07-02</code>"#
+        ));
+        assert_eq!(
+            count(&html, "Nation unknown: earliest possible deadline"),
+            1
+        );
     }
 
     #[test]

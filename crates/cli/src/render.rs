@@ -63,6 +63,57 @@ pub fn short_time(rfc3339: &str) -> String {
         .unwrap_or_else(|_| rfc3339.to_owned())
 }
 
+/// A ballot id's name for people ("Leeds: Kirkstall, local election, 6 May 2027"),
+/// or the id itself if it does not parse.
+pub fn ballot_name(id: &str) -> String {
+    match id.parse::<accord_core::ballot::BallotId>() {
+        Ok(ballot) => accord_core::council::ballot_name(&ballot),
+        Err(_) => id.to_owned(),
+    }
+}
+
+/// An area code for people: a council's GSS code with its name, e.g. "Leeds
+/// (E08000035)"; other codes as they are.
+pub fn area_label(code: &str) -> String {
+    if code.is_empty() {
+        String::new()
+    } else {
+        accord_core::council::area_label(code)
+    }
+}
+
+/// Whether a deadline's rule says the ballot's nation is not known (the earliest
+/// possible deadline was taken). The node's core writes the words.
+pub fn nation_unknown(rule: &str) -> bool {
+    rule.contains(accord_core::deadline::NATION_UNKNOWN)
+}
+
+/// Whether a deadline's rule names areas that contradict the ballot id or each other.
+pub fn areas_disagree(rule: &str) -> bool {
+    rule.contains(accord_core::deadline::DISAGREEMENT)
+}
+
+/// The close-of-nominations cell of a table: the time, flagged when the nation is
+/// not known; or, when there is no deadline, why.
+pub fn deadline_cell(nominations_close: &str, rule: &str) -> String {
+    if nominations_close.is_empty() {
+        if rule.is_empty() {
+            "not known".to_owned()
+        } else {
+            format!("not known: {rule}")
+        }
+    } else {
+        let mut cell = short_time(nominations_close);
+        if nation_unknown(rule) {
+            cell.push_str(" (nation unknown)");
+        }
+        if areas_disagree(rule) {
+            cell.push_str(" (areas disagree)");
+        }
+        cell
+    }
+}
+
 /// Resolves public keys to charter names.
 pub struct Names<'a>(pub &'a Charter);
 
@@ -99,6 +150,38 @@ impl Names<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadline_cells_say_why() {
+        assert_eq!(
+            deadline_cell(
+                "2027-04-08T15:00:00Z",
+                "19 working days before poll, 4pm (x)"
+            ),
+            "2027-04-08 15:00Z"
+        );
+        assert_eq!(
+            deadline_cell(
+                "2027-04-02T15:00:00Z",
+                "23 working days (x); nation unknown, so the earliest of the deadlines for …"
+            ),
+            "2027-04-02 15:00Z (nation unknown)"
+        );
+        assert_eq!(
+            deadline_cell(
+                "2027-04-02T15:00:00Z",
+                "23 working days (x); disagreement: area E05011408 (England) given, but …"
+            ),
+            "2027-04-02 15:00Z (areas disagree)"
+        );
+        assert_eq!(
+            deadline_cell(
+                "",
+                "no bank-holiday data for 2031 (the table covers 2024 to 2030)"
+            ),
+            "not known: no bank-holiday data for 2031 (the table covers 2024 to 2030)"
+        );
+    }
 
     #[test]
     fn table_aligns_columns() {

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// Ballots: readable names, deadlines, election ids refused.
+#[path = "cli/ballots.rs"]
+mod ballots;
 /// `accord feed`: members' calendar links.
 #[path = "cli/feed.rs"]
 mod feed;

@@ -397,6 +397,33 @@ impl BallotId {
             }
     }
 
+    /// The shape of a ballot in this election, the parts the id gives filled in: for
+    /// `parl.2024-07-04` "parl.<constituency>.2024-07-04", for `local.leeds.2027-05-06`
+    /// "local.leeds.<ward>.2027-05-06". For error messages about election ids.
+    pub fn ballot_form(&self) -> String {
+        let t = self.election_type;
+        let date = self.poll_date.format("%Y-%m-%d");
+        let org = self.organisation.as_deref().unwrap_or("<organisation>");
+        let sub = self.subtype.as_deref();
+        let middle = match t {
+            ElectionType::Parl | ElectionType::Nia => "<constituency>".to_owned(),
+            ElectionType::Europarl => "<region>".to_owned(),
+            ElectionType::Local => format!(
+                "{}.<ward>",
+                self.organisation.as_deref().unwrap_or("<council>")
+            ),
+            ElectionType::Senedd | ElectionType::Sp | ElectionType::Naw => match sub {
+                Some("r") => "r.<region>".to_owned(),
+                Some(s) => format!("{s}.<constituency>"),
+                None if t == ElectionType::Senedd => "<constituency>".to_owned(),
+                None => "c.<constituency>".to_owned(),
+            },
+            ElectionType::Gla => "c.<constituency>".to_owned(),
+            ElectionType::Mayor | ElectionType::Pcc | ElectionType::Ref => org.to_owned(),
+        };
+        format!("{t}.{middle}.{date}")
+    }
+
     /// Election ids this ballot belongs to, broadest first, e.g. for
     /// local.leeds.headingley-hyde-park.2027-05-06: ["local.2027-05-06", "local.leeds.2027-05-06"].
     ///

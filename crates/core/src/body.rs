@@ -23,6 +23,10 @@ pub enum BodyError {
     Undecodable { kind: &'static str, reason: String },
     #[error(transparent)]
     Ballot(#[from] BallotError),
+    #[error(
+        "{id:?} names an election, not a ballot: an intention is declared on one ballot, such as {form}"
+    )]
+    ElectionNotBallot { id: String, form: String },
     #[error("intention has no status")]
     NoStatus,
     #[error("intention status {0} is not known")]
@@ -333,6 +337,21 @@ fn statement(s: pb::Statement) -> Result<Body, BodyError> {
         text: s.text,
         cosigners,
     }))
+}
+
+/// Rules a new entry's body must meet beyond [`Body::decode`]'s: an intention names
+/// a ballot, not an election (`parl.2024-07-04`, `local.leeds.2027-05-06`). They apply
+/// where an entry is published or submitted, not to entries already signed and
+/// stored or relayed: an older release may have accepted those, and the derived
+/// state ignores intentions on elections instead.
+pub fn check_new(body: &Body) -> Result<(), BodyError> {
+    match body {
+        Body::Intention(i) if !i.ballot.is_ballot() => Err(BodyError::ElectionNotBallot {
+            id: i.ballot.to_string(),
+            form: i.ballot.ballot_form(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn intention(i: pb::Intention) -> Result<Body, BodyError> {

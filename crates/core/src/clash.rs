@@ -55,8 +55,12 @@ pub struct Clash {
     pub parties: Vec<ClashParty>,
     /// Close of nominations; None when no rule covers the ballot's date or type.
     pub nominations_close: Option<DateTime<Utc>>,
-    /// The rule behind the deadline, or why there is none.
+    /// The rule behind the deadline, or why there is none. It says "nation unknown"
+    /// when the nation is not known, and shows areas that disagree.
     pub deadline_rule: String,
+    /// The nation whose rules gave the deadline; None when it is not known (the
+    /// earliest possible deadline was taken) or there is no deadline.
+    pub nation: Option<deadline::Nation>,
     pub resolution: Option<EntryId>,
 }
 
@@ -128,11 +132,16 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
                     });
                 }
             }
-            let area = here.iter().find_map(|(_, r)| r.value.area.as_deref());
-            let (nominations_close, deadline_rule) =
-                match deadline::close_of_nominations(ballot, area) {
-                    Ok(d) => (Some(d.nominations_close), d.rule),
-                    Err(e) => (None, e.to_string()),
+            // Every party's area, whatever its key: the council (or type) wins where
+            // known, else the areas' nations, else the earliest possible deadline.
+            let areas: Vec<&str> = here
+                .iter()
+                .filter_map(|(_, r)| r.value.area.as_deref())
+                .collect();
+            let (nominations_close, deadline_rule, nation) =
+                match deadline::close_of_nominations(ballot, &areas) {
+                    Ok(d) => (Some(d.nominations_close), d.rule, d.nation),
+                    Err(e) => (None, e.to_string(), None),
                 };
             Some(Clash {
                 ballot: ballot.clone(),
@@ -140,6 +149,7 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
                 parties: parties.into_values().collect(),
                 nominations_close,
                 deadline_rule,
+                nation,
                 resolution: resolution.map(|(_, id, _)| *id),
             })
         })

@@ -22,6 +22,7 @@ use chrono_tz::Europe::London;
 use serde::{Deserialize, Serialize};
 
 use crate::ballot::{BallotId, ElectionType};
+use crate::council;
 
 /// A nation of the United Kingdom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -91,50 +92,140 @@ impl fmt::Display for Nation {
 /// The police forces of Wales, whose commissioners are `pcc.<force>` ballots.
 const WELSH_POLICE_FORCES: [&str; 4] = ["dyfed-powys", "gwent", "north-wales", "south-wales"];
 
-/// The nation a ballot is in: fixed by the type where it can be (senedd/naw -> Wales, sp -> Scotland,
-/// nia -> NorthernIreland, gla and mayor.london -> England ...), else from the first letter of an ONS GSS
-/// area code if given (E/W/S/N), else England with `assumed = true`.
+/// The words "nation unknown", which a deadline's rule carries when the nation of its
+/// ballot is not known (so the earliest of the possible deadlines was taken).
+pub const NATION_UNKNOWN: &str = "nation unknown";
+
+/// The words a deadline's rule puts before areas that contradict the ballot id or
+/// each other.
+pub const DISAGREEMENT: &str = "disagreement:";
+
+/// Which nation a ballot is in, as far as its id and the areas given for it tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// None when the nation is not known.
+    pub nation: Option<Nation>,
+    /// The nations it may be in when `nation` is None (never empty), else just it.
+    pub possible: Vec<Nation>,
+    /// Areas that contradict the id, or each other, with what was done about it, e.g.
+    /// "area S13002982 is in Scotland but the council, Leeds, is in England".
+    pub disagreement: Option<String>,
+}
+
+/// The nation a ballot is in. The id decides where it can: the type (senedd and naw:
+/// Wales; sp: Scotland; nia: Northern Ireland; gla, mayor.london and
+/// local.city-of-london: England), the council of a local, mayoral or referendum id
+/// (from the council table, current and past councils alike), the police force of a
+/// pcc id, the region of a europarl id. Otherwise the ONS GSS area codes given for it
+/// (`areas`, from every party's intention, in any order) decide when they all name one
+/// nation. Else the nation is unknown, and `possible` lists the nations it may be in.
 ///
-/// In detail: `local.city-of-london` is England; `pcc` takes England or Wales from the
-/// GSS code, else from its police force; `europarl` from its region (`scotland`,
-/// `wales`, `northern-ireland`, else England). A GSS code that is malformed, or names a
-/// nation the type cannot be in, is ignored.
-pub fn nation_for(ballot: &BallotId, gss_area: Option<&str>) -> (Nation, bool) {
-    let from_gss = gss_area.and_then(Nation::from_gss);
+/// The result never depends on the order of `areas`. Areas that contradict the id, or
+/// each other, are reported in `disagreement`; malformed codes and nations the type
+/// cannot be in (a Scottish code on a pcc ballot) are ignored.
+pub fn nation_for(ballot: &BallotId, areas: &[&str]) -> Placement {
+    use Nation::*;
     let org = ballot.organisation();
-    let england_or_wales = || match from_gss {
-        Some(n @ (Nation::England | Nation::Wales)) => Some(n),
-        _ => None,
+    let mut given: Vec<(Nation, String)> = areas
+        .iter()
+        .filter_map(|a| Some((Nation::from_gss(a)?, a.to_ascii_uppercase())))
+        .collect();
+    given.sort();
+    given.dedup();
+    let all = || Nation::ALL.to_vec();
+    // (fixed nation and why) or the nations areas may choose from.
+    let fixed: Result<(Nation, String), Vec<Nation>> = match ballot.election_type() {
+        ElectionType::Senedd | ElectionType::Naw => Ok((Wales, "the ballot is Welsh".into())),
+        ElectionType::Sp => Ok((Scotland, "the ballot is Scottish".into())),
+        ElectionType::Nia => Ok((NorthernIreland, "the ballot is Northern Irish".into())),
+        ElectionType::Gla => Ok((England, "the ballot is in London".into())),
+        ElectionType::Mayor if org == Some("london") => {
+            Ok((England, "the ballot is in London".into()))
+        }
+        ElectionType::Local if org == Some("city-of-london") => {
+            Ok((England, "the ballot is in London".into()))
+        }
+        ElectionType::Local | ElectionType::Mayor | ElectionType::Ref => {
+            let possible = if ballot.election_type() == ElectionType::Mayor {
+                vec![England, Wales]
+            } else {
+                all()
+            };
+            match org.and_then(|o| council::by_slug(o, ballot.poll_date())) {
+                Some(council::CouncilMatch {
+                    council,
+                    nation: Some(n),
+                }) => Ok((n, format!("the council, {}, is in {n}", council.name))),
+                _ => Err(possible),
+            }
+        }
+        ElectionType::Pcc => match org {
+            Some(force) if WELSH_POLICE_FORCES.contains(&force) => {
+                Ok((Wales, "the police force is Welsh".into()))
+            }
+            Some(_) => Ok((England, "the police force is English".into())),
+            None => Err(vec![England, Wales]),
+        },
+        ElectionType::Europarl => match ballot.division() {
+            Some("scotland") => Ok((Scotland, "the region is Scotland".into())),
+            Some("wales") => Ok((Wales, "the region is Wales".into())),
+            Some("northern-ireland") => {
+                Ok((NorthernIreland, "the region is Northern Ireland".into()))
+            }
+            Some(_) => Ok((England, "the region is English".into())),
+            None => Err(all()),
+        },
+        ElectionType::Parl => Err(all()),
     };
-    match ballot.election_type() {
-        ElectionType::Senedd | ElectionType::Naw => (Nation::Wales, false),
-        ElectionType::Sp => (Nation::Scotland, false),
-        ElectionType::Nia => (Nation::NorthernIreland, false),
-        ElectionType::Gla => (Nation::England, false),
-        ElectionType::Mayor if org == Some("london") => (Nation::England, false),
-        ElectionType::Local if org == Some("city-of-london") => (Nation::England, false),
-        ElectionType::Pcc => match (england_or_wales(), org) {
-            (Some(n), _) => (n, false),
-            (None, Some(force)) if WELSH_POLICE_FORCES.contains(&force) => (Nation::Wales, false),
-            (None, Some(_)) => (Nation::England, false),
-            (None, None) => (Nation::England, true),
-        },
-        ElectionType::Mayor => match england_or_wales() {
-            Some(n) => (n, false),
-            None => (Nation::England, true),
-        },
-        ElectionType::Europarl => match (from_gss, ballot.division()) {
-            (Some(n), _) => (n, false),
-            (None, Some("scotland")) => (Nation::Scotland, false),
-            (None, Some("wales")) => (Nation::Wales, false),
-            (None, Some("northern-ireland")) => (Nation::NorthernIreland, false),
-            (None, Some(_)) => (Nation::England, false),
-            (None, None) => (Nation::England, true),
-        },
-        ElectionType::Parl | ElectionType::Local | ElectionType::Ref => match from_gss {
-            Some(n) => (n, false),
-            None => (Nation::England, true),
-        },
+    let list = |items: &[(Nation, String)]| {
+        items
+            .iter()
+            .map(|(n, a)| format!("{a} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match fixed {
+        Ok((nation, why)) => {
+            let against: Vec<(Nation, String)> =
+                given.into_iter().filter(|(n, _)| *n != nation).collect();
+            let disagreement = (!against.is_empty()).then(|| {
+                let s = if against.len() == 1 { "" } else { "s" };
+                format!(
+                    "area{s} {} given, but {why}, whose rules apply",
+                    list(&against)
+                )
+            });
+            Placement {
+                nation: Some(nation),
+                possible: vec![nation],
+                disagreement,
+            }
+        }
+        Err(possible) => {
+            given.retain(|(n, _)| possible.contains(n));
+            let mut nations: Vec<Nation> = given.iter().map(|(n, _)| *n).collect();
+            nations.dedup();
+            match nations.as_slice() {
+                [one] => Placement {
+                    nation: Some(*one),
+                    possible: vec![*one],
+                    disagreement: None,
+                },
+                [] => Placement {
+                    nation: None,
+                    possible,
+                    disagreement: None,
+                },
+                _ => Placement {
+                    nation: None,
+                    disagreement: Some(format!(
+                        "areas in different nations given: {}",
+                        list(&given)
+                    )),
+                    possible: nations,
+                },
+            }
+        }
     }
 }
 
@@ -143,11 +234,14 @@ pub fn nation_for(ballot: &BallotId, gss_area: Option<&str>) -> (Nation, bool) {
 pub struct Deadline {
     pub nominations_close: DateTime<Utc>,
     /// The rule applied and its legal source, e.g. "19 working days before poll, 4pm
-    /// (Representation of the People Act 1983, Sch. 1 r. 1)".
+    /// (Representation of the People Act 1983, Sch. 1 r. 1)", followed by "nation
+    /// unknown, …" when the nation is not known and by any disagreement of the areas.
     pub rule: String,
-    pub nation: Nation,
-    /// True when the nation was not known and England was assumed.
-    pub nation_assumed: bool,
+    /// The nation whose rule and bank holidays applied; None when it is not known and
+    /// the earliest of the possible nations' deadlines was taken.
+    pub nation: Option<Nation>,
+    /// Areas that contradict the ballot id or each other (see [`Placement`]).
+    pub disagreement: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,31 +259,29 @@ pub enum DeadlineError {
     HolidayTable { reason: String },
 }
 
-/// Close of nominations (4pm local time, Europe/London, on the Nth working day before polling day).
+/// Close of nominations (4pm local time, Europe/London, on the Nth working day before
+/// polling day), for a ballot with the GSS area codes its parties gave (any order).
 ///
-/// A `parl` ballot whose nation is assumed takes the earliest of the England and Wales,
-/// Scotland and Northern Ireland calendars, as `uk-election-timetables` does for a
-/// Westminster election without a country; `nation` then says England, assumed.
-pub fn close_of_nominations(
-    ballot: &BallotId,
-    gss_area: Option<&str>,
-) -> Result<Deadline, DeadlineError> {
-    let (nation, nation_assumed) = nation_for(ballot, gss_area);
-    let rule = rule_for(ballot, nation)?;
+/// Where the nation is not known ([`nation_for`]) it takes the earliest of the
+/// deadlines of the nations the ballot may be in, as `uk-election-timetables` does
+/// for a Westminster election without a country, and the rule says "nation unknown".
+/// Nobody is told a deadline later than the statutory one.
+pub fn close_of_nominations(ballot: &BallotId, areas: &[&str]) -> Result<Deadline, DeadlineError> {
+    let placement = nation_for(ballot, areas);
     let poll = ballot.poll_date();
-    let (date, note) = if ballot.election_type() == ElectionType::Parl && nation_assumed {
-        let mut earliest = None;
-        for n in [Nation::England, Nation::Scotland, Nation::NorthernIreland] {
-            let d = working_days_before(poll, rule.working_days, n.calendar(), rule.extra)?;
-            earliest = Some(earliest.map_or(d, |e: NaiveDate| e.min(d)));
+    // The earliest over the possible nations; ties go to the first in Nation order.
+    let mut best: Option<(NaiveDate, Rule)> = None;
+    for &n in &placement.possible {
+        let rule = rule_for(ballot, n)?;
+        let d = working_days_before(poll, rule.working_days, n.calendar(), rule.extra)?;
+        if best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, rule));
         }
-        let note = "; nation unknown, so the earliest of the England and Wales, Scotland \
-                    and Northern Ireland calendars";
-        (earliest.unwrap_or(poll), note)
-    } else {
-        let d = working_days_before(poll, rule.working_days, nation.calendar(), rule.extra)?;
-        (d, "")
-    };
+    }
+    let (date, rule) = best.ok_or(DeadlineError::NoRule {
+        ballot: ballot.to_string(),
+        reason: "no nation is possible",
+    })?;
     let local = date.and_time(CLOSING_TIME);
     let nominations_close = London
         .from_local_datetime(&local)
@@ -201,15 +293,43 @@ pub fn close_of_nominations(
         Extra::EasterMonday => ", Easter Monday also excluded",
         Extra::CityOfLondonBreaks => ", Easter and Christmas breaks also excluded",
     };
+    let mut text = format!(
+        "{} working days before poll, 4pm{also} ({})",
+        rule.working_days, rule.source
+    );
+    if placement.nation.is_none() {
+        text.push_str(&format!(
+            "; {NATION_UNKNOWN}, so the earliest of the deadlines for {}",
+            nation_list(&placement.possible)
+        ));
+    }
+    if let Some(d) = &placement.disagreement {
+        text.push_str(&format!("; {DISAGREEMENT} {d}"));
+    }
     Ok(Deadline {
         nominations_close,
-        rule: format!(
-            "{} working days before poll, 4pm{also} ({}){note}",
-            rule.working_days, rule.source
-        ),
-        nation,
-        nation_assumed,
+        rule: text,
+        nation: placement.nation,
+        disagreement: placement.disagreement,
     })
+}
+
+/// "England and Wales, Scotland and Northern Ireland": England and Wales together
+/// where both are possible (they share their rules and bank holidays).
+fn nation_list(nations: &[Nation]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    let both = nations.contains(&Nation::England) && nations.contains(&Nation::Wales);
+    for n in nations {
+        match n {
+            Nation::England if both => names.push("England and Wales".into()),
+            Nation::Wales if both => {}
+            n => names.push(n.to_string()),
+        }
+    }
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
 }
 
 /// Whether `date` is a working day in `nation`: not a Saturday, Sunday, Christmas Eve
@@ -537,12 +657,11 @@ mod tests {
     /// one line and compares it with `expected`.
     fn check(ballot: &str, gss: Option<&str>, expected: &str) {
         let id = BallotId::parse(ballot).unwrap();
-        let got = match close_of_nominations(&id, gss) {
+        let got = match close_of_nominations(&id, gss.as_slice()) {
             Ok(d) => format!(
-                "{} {}{}",
+                "{} {}",
                 d.nominations_close.format("%Y-%m-%dT%H:%MZ"),
-                d.nation.as_str(),
-                if d.nation_assumed { " (assumed)" } else { "" },
+                d.nation.map_or("nation-unknown", Nation::as_str),
             ),
             Err(e) => format!("error: {e}"),
         };
@@ -562,11 +681,7 @@ mod tests {
     // package then takes the earliest date for parl). The error rows are ours.
     const CASES: &[(&str, Option<&str>, &str)] = &[
         // Westminster, nation unknown: the earliest over the three calendars.
-        (
-            "parl.2024-07-04",
-            None,
-            "2024-06-07T15:00Z england (assumed)",
-        ),
+        ("parl.2024-07-04", None, "2024-06-07T15:00Z nation-unknown"),
         (
             "parl.glasgow-east.2024-07-04",
             Some("S14000083"),
@@ -581,7 +696,7 @@ mod tests {
         (
             "parl.runcorn-and-helsby.by.2025-01-23",
             None,
-            "2024-12-20T16:00Z england (assumed)",
+            "2024-12-20T16:00Z nation-unknown",
         ),
         (
             "parl.hartlepool.by.2026-06-04",
@@ -597,7 +712,7 @@ mod tests {
         (
             "local.leeds.headingley-hyde-park.2024-05-02",
             None,
-            "2024-04-05T15:00Z england (assumed)",
+            "2024-04-05T15:00Z england",
         ),
         (
             "local.leeds.headingley-hyde-park.by.2026-01-15",
@@ -609,7 +724,36 @@ mod tests {
             Some("W05001300"),
             "2027-04-08T15:00Z wales",
         ),
-        // Scottish local: 23 days, Easter Monday excluded as well.
+        // Scottish local: 23 days, Easter Monday excluded as well. The council gives the
+        // nation without an area (the statutory dates of issue 8: 2 and 13 April 2027).
+        (
+            "local.glasgow-city.partick-east-kelvindale.2027-05-06",
+            None,
+            "2027-04-02T15:00Z scotland",
+        ),
+        (
+            "local.belfast.botanic.2027-05-06",
+            None,
+            "2027-04-13T15:00Z northern-ireland",
+        ),
+        // An area that contradicts the council loses to it.
+        (
+            "local.glasgow-city.partick-east-kelvindale.2027-05-06",
+            Some("E05011408"),
+            "2027-04-02T15:00Z scotland",
+        ),
+        // Council unknown and no area: the earliest of every nation's rule (Scotland's
+        // 23 days), never England's by default.
+        (
+            "local.atlantis.harbour.2027-05-06",
+            None,
+            "2027-04-02T15:00Z nation-unknown",
+        ),
+        (
+            "local.atlantis.harbour.2027-05-06",
+            Some("N08000111"),
+            "2027-04-13T15:00Z northern-ireland",
+        ),
         (
             "local.glasgow-city.partick-east-kelvindale.2027-05-06",
             Some("S13002982"),
@@ -677,7 +821,7 @@ mod tests {
         (
             "mayor.west-midlands.2028-05-04",
             None,
-            "2028-04-04T15:00Z england (assumed)",
+            "2028-04-04T15:00Z england",
         ),
         (
             "pcc.northumbria.2024-05-02",
@@ -728,13 +872,13 @@ mod tests {
     #[test]
     fn rule_names_count_time_and_source() {
         let id = BallotId::parse("parl.hartlepool.by.2026-06-04").unwrap();
-        let d = close_of_nominations(&id, Some("E14001276")).unwrap();
+        let d = close_of_nominations(&id, &["E14001276"]).unwrap();
         assert_eq!(
             d.rule,
             "19 working days before poll, 4pm (Representation of the People Act 1983, Sch. 1 r. 1)"
         );
         let id = BallotId::parse("sp.c.glasgow-kelvin.2026-05-07").unwrap();
-        let d = close_of_nominations(&id, None).unwrap();
+        let d = close_of_nominations(&id, &[]).unwrap();
         assert_eq!(
             d.rule,
             "23 working days before poll, 4pm, Easter Monday also excluded (Scottish Parliament (Elections etc.) Order 2015, SSI 2015/425)"
@@ -743,53 +887,156 @@ mod tests {
 
     #[test]
     fn nation_for_ballots() {
-        let cases = [
+        use Nation::*;
+        /// Ballot, areas, then the expected nation, possible nations and disagreement.
+        type Case<'a> = (
+            &'a str,
+            &'a [&'a str],
+            Option<Nation>,
+            &'a [Nation],
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
             (
                 "senedd.c.aberavon.2021-05-06",
-                Some("E14000530"),
-                (Nation::Wales, false),
+                &[],
+                Some(Wales),
+                &[Wales],
+                None,
+            ),
+            (
+                "senedd.c.aberavon.2021-05-06",
+                &["E14000530"],
+                Some(Wales),
+                &[Wales],
+                Some("area E14000530 (England) given, but the ballot is Welsh, whose rules apply"),
             ),
             (
                 "sp.c.glasgow-kelvin.2026-05-07",
+                &[],
+                Some(Scotland),
+                &[Scotland],
                 None,
-                (Nation::Scotland, false),
             ),
             (
                 "nia.belfast-east.2027-05-06",
+                &[],
+                Some(NorthernIreland),
+                &[NorthernIreland],
                 None,
-                (Nation::NorthernIreland, false),
             ),
-            ("gla.a.2028-05-04", None, (Nation::England, false)),
-            ("mayor.london.2028-05-04", None, (Nation::England, false)),
-            ("parl.2024-07-04", None, (Nation::England, true)),
+            ("gla.a.2028-05-04", &[], Some(England), &[England], None),
+            (
+                "mayor.london.2028-05-04",
+                &[],
+                Some(England),
+                &[England],
+                None,
+            ),
+            ("parl.2024-07-04", &[], None, &Nation::ALL, None),
             (
                 "parl.x.2024-07-04",
-                Some("N06000001"),
-                (Nation::NorthernIreland, false),
+                &["N06000001"],
+                Some(NorthernIreland),
+                &[NorthernIreland],
+                None,
+            ),
+            (
+                "parl.x.2024-07-04",
+                &["S14000083", "E14001451", "S14000083"],
+                None,
+                &[England, Scotland],
+                Some("areas in different nations given: E14001451 (England), S14000083 (Scotland)"),
             ),
             (
                 "local.x.y.2024-05-02",
-                Some("w05000001"),
-                (Nation::Wales, false),
+                &["w05000001"],
+                Some(Wales),
+                &[Wales],
+                None,
             ),
             (
                 "local.x.y.2024-05-02",
-                Some("X05000001"),
-                (Nation::England, true),
+                &["X05000001", "E05"],
+                None,
+                &Nation::ALL,
+                None,
             ),
-            ("local.x.y.2024-05-02", Some("E05"), (Nation::England, true)),
-            ("pcc.gwent.2024-05-02", None, (Nation::Wales, false)),
-            ("pcc.2024-05-02", None, (Nation::England, true)),
+            (
+                "local.glasgow-city.x.2027-05-06",
+                &[],
+                Some(Scotland),
+                &[Scotland],
+                None,
+            ),
+            (
+                "local.glasgow-city.x.2027-05-06",
+                &["N08000111", "E05011408"],
+                Some(Scotland),
+                &[Scotland],
+                Some(
+                    "areas E05011408 (England), N08000111 (Northern Ireland) given, but the council, Glasgow City, is in Scotland, whose rules apply",
+                ),
+            ),
+            (
+                "local.moyle.x.2011-05-05",
+                &[],
+                Some(NorthernIreland),
+                &[NorthernIreland],
+                None,
+            ),
+            ("pcc.gwent.2024-05-02", &[], Some(Wales), &[Wales], None),
+            ("pcc.2024-05-02", &[], None, &[England, Wales], None),
+            (
+                "pcc.2024-05-02",
+                &["S13002982"],
+                None,
+                &[England, Wales],
+                None,
+            ),
             (
                 "europarl.scotland.2019-05-23",
+                &[],
+                Some(Scotland),
+                &[Scotland],
                 None,
-                (Nation::Scotland, false),
             ),
         ];
-        for (ballot, gss, expected) in cases {
+        for (ballot, areas, nation, possible, disagreement) in cases {
             let id = BallotId::parse(ballot).unwrap();
-            assert_eq!(nation_for(&id, gss), expected, "{ballot} {gss:?}");
+            let p = nation_for(&id, areas);
+            assert_eq!(
+                (p.nation, p.possible.as_slice(), p.disagreement.as_deref()),
+                (*nation, *possible, *disagreement),
+                "{ballot} {areas:?}"
+            );
+            // Order of the areas never matters.
+            let mut reversed = areas.to_vec();
+            reversed.reverse();
+            assert_eq!(nation_for(&id, &reversed), p, "{ballot} {areas:?} reversed");
         }
+    }
+
+    #[test]
+    fn nation_unknown_is_said_in_the_rule() {
+        let id = BallotId::parse("local.atlantis.harbour.2027-05-06").unwrap();
+        let d = close_of_nominations(&id, &[]).unwrap();
+        assert_eq!(
+            d.rule,
+            "23 working days before poll, 4pm, Easter Monday also excluded (Scottish Local \
+             Government Elections Order 2011, SSI 2011/399); nation unknown, so the earliest \
+             of the deadlines for England and Wales, Scotland and Northern Ireland"
+        );
+        let d = close_of_nominations(&id, &["S13002982", "E05011408"]).unwrap();
+        assert_eq!(d.nation, None);
+        assert!(
+            d.rule.ends_with(
+                "nation unknown, so the earliest of the deadlines for England and Scotland; \
+                 disagreement: areas in different nations given: E05011408 (England), S13002982 (Scotland)"
+            ),
+            "{}",
+            d.rule
+        );
     }
 
     #[test]

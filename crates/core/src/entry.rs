@@ -247,6 +247,14 @@ impl DecodedEntry {
             .ok_or(EntryError::NotAMember(self.author))
     }
 
+    /// The body checked as a new entry's: decodes, and meets [`crate::body::check_new`].
+    /// For entries submitted to be published, not for entries relayed or reloaded.
+    pub fn check_new_body(&self) -> Result<(), EntryError> {
+        let body = Body::decode(self.kind, &self.body)?;
+        crate::body::check_new(&body)?;
+        Ok(())
+    }
+
     /// Alliance, role and body: everything that does not depend on the log.
     fn check_context(&self, charter: &Charter) -> Result<Body, EntryError> {
         let role = self.check_author(charter)?;

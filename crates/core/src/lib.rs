@@ -10,6 +10,7 @@ pub mod ballot;
 pub mod body;
 pub mod charter;
 pub mod clash;
+pub mod council;
 pub mod deadline;
 pub mod entry;
 pub mod id;

@@ -363,6 +363,9 @@ impl State {
                     .or_default()
                     .insert(author);
             }
+            // An intention names one ballot; one on an election id (refused at publish
+            // since, but an older release may have signed it) counts nowhere.
+            Body::Intention(i) if !i.ballot.is_ballot() => {}
             Body::Intention(i) => {
                 self.intentions
                     .insert((i.ballot.clone(), author), Record::of(entry, i.clone()));

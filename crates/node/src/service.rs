@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 
+use accord_core::ballot::BallotId;
 use accord_core::body::Body;
 use accord_core::entry::{self, SignatureChecked};
 use accord_core::pb::ledger_server::Ledger as LedgerApi;
@@ -106,11 +107,32 @@ fn time_bound(field: &str, text: &str) -> Result<Option<DateTime<Utc>>, Status> 
         })
 }
 
+/// A query's ballot and election filters must be ids (empty is no filter), and the
+/// ballot one a ballot: else the answer would be an empty list that looks like news.
+fn query_ids(ballot: &str, election: &str) -> Result<(), Status> {
+    if !ballot.is_empty() {
+        let id = BallotId::parse(ballot)
+            .map_err(|e| Status::invalid_argument(format!("ballot: {e}")))?;
+        if !id.is_ballot() {
+            return Err(Status::invalid_argument(format!(
+                "ballot: {ballot:?} names an election, not a ballot (filter by election for its ballots, or give a ballot such as {})",
+                id.ballot_form()
+            )));
+        }
+    }
+    if !election.is_empty() {
+        BallotId::parse(election)
+            .map_err(|e| Status::invalid_argument(format!("election: {e}")))?;
+    }
+    Ok(())
+}
+
 fn clash_list(
     state: &State,
     request: &pb::ListClashesRequest,
 ) -> Result<pb::ListClashesResponse, Status> {
     let organisation = optional_key("organisation", &request.organisation)?;
+    query_ids("", &request.election)?;
     let states: Vec<i32> = request.states.clone();
     let charter = state.charter();
     let clashes = state
@@ -180,7 +202,9 @@ impl LedgerApi for LedgerService {
             .ok_or_else(|| Status::invalid_argument("publish request has no body"))?;
         let (kind, bytes) = accord_core::body::encode(&body);
         // Check the body here, concurrently, so the writer sees only sound bodies.
-        Body::decode(kind as i32, &bytes).map_err(|e| entry_status(&EntryError::Body(e)))?;
+        Body::decode(kind as i32, &bytes)
+            .and_then(|b| accord_core::body::check_new(&b))
+            .map_err(|e| entry_status(&EntryError::Body(e)))?;
         let result = self.ledger.publish(index, kind as i32, bytes).await;
         match result {
             Ok(a) => {
@@ -211,6 +235,7 @@ impl LedgerApi for LedgerService {
             decoded
         };
         let checked = SignatureChecked::single(&decoded).map_err(|e| entry_status(&e))?;
+        decoded.check_new_body().map_err(|e| entry_status(&e))?;
         self.ledger
             .submit(decoded, checked)
             .await
@@ -323,6 +348,7 @@ impl LedgerApi for LedgerService {
     ) -> Result<Response<pb::ListIntentionsResponse>, Status> {
         let request = request.into_inner();
         let organisation = optional_key("organisation", &request.organisation)?;
+        query_ids(&request.ballot, &request.election)?;
         let state = self.ledger.state();
         let intentions = state
             .intentions()

@@ -945,3 +945,55 @@ async fn last_modified_is_never_in_the_future() {
     let ahead = std::time::UNIX_EPOCH + Duration::from_millis(ahead_ms as u64);
     assert!(modified < ahead - Duration::from_secs(60));
 }
+
+/// Regression (issue 8): the clash board's headline counted clashes whose
+/// nominations had closed, mixed in with the open ones; ballots were shown by id
+/// only; a ballot whose nation is not known was not flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clash_board_counts_open_nominations_and_names_ballots() {
+    const CLOSED: &str = "local.glasgow-city.anderston-city-yorkhill.by.2026-01-22";
+    const UNKNOWN: &str = "local.atlantis.harbour.2027-05-06";
+    let mut c = calendar_node(2, 0).await;
+    for ballot in [CLOSED, UNKNOWN, LEEDS_HHP] {
+        for who in [0, 1] {
+            let member = c.alliance.member(who).clone();
+            publish(&mut c.client, &member, intention(ballot, S::Intends, ""))
+                .await
+                .unwrap();
+        }
+    }
+    let jo = feed_link(&mut c.client, "Jo").await;
+    let board = expect_status(
+        &format!("{}/m/{}/clashes", c.base, jo.token),
+        StatusCode::OK,
+    )
+    .await
+    .text();
+    assert!(
+        board.contains(
+            "2 clashes need attention (and 1 whose nominations have closed, listed below)."
+        ),
+        "{board}"
+    );
+    let closed_section = board
+        .find("Nominations closed</h2>")
+        .expect("closed section");
+    assert!(board.find(&format!("data-ballot=\"{CLOSED}\"")).unwrap() > closed_section);
+    for open in [UNKNOWN, LEEDS_HHP] {
+        assert!(board.find(&format!("data-ballot=\"{open}\"")).unwrap() < closed_section);
+    }
+    assert!(board.contains(
+        "<span class=\"ballot-name\">Glasgow City: Anderston City Yorkhill, local by-election, 22 January 2026</span> <code class=\"ballot-id\">local.glasgow-city.anderston-city-yorkhill.by.2026-01-22</code>"
+    ), "{board}");
+    assert!(board.contains("Leeds: Headingley Hyde Park, local election, 6 May 2027"));
+    // Atlantis is no council: the earliest possible deadline (Scotland's 23 days, 2
+    // April 2027), flagged, with the reason in the rule.
+    assert_eq!(
+        board
+            .matches("Nation unknown: earliest possible deadline")
+            .count(),
+        1
+    );
+    assert!(board.contains("16:00, Friday 2 April 2027"), "{board}");
+    assert!(board.contains("nation unknown, so the earliest of the deadlines for England and Wales, Scotland and Northern Ireland"));
+}

@@ -58,7 +58,7 @@ fn ballots(clashes: &[pb::Clash]) -> Vec<(&str, CS)> {
 
 fn close_of(ballot: &str) -> DateTime<Utc> {
     let id = BallotId::parse(ballot).expect("ballot id");
-    accord_core::deadline::close_of_nominations(&id, None)
+    accord_core::deadline::close_of_nominations(&id, &[])
         .expect("deadline")
         .nominations_close
 }

@@ -171,6 +171,13 @@ async fn submitted_entries_breaking_a_rule_are_refused_and_nothing_is_stored() {
             "impossible date 2027-02-30",
         ),
         (
+            // Regression (issue 8): intentions on election ids were accepted.
+            "intention on an election",
+            s1.peek(&intention("local.leeds.2027-05-06", S::Intends, "")),
+            Code::InvalidArgument,
+            "\"local.leeds.2027-05-06\" names an election, not a ballot: an intention is declared on one ballot, such as local.leeds.<ward>.2027-05-06",
+        ),
+        (
             "unknown election type",
             s1.peek(&intention(
                 "council.leeds.kirkstall.2027-05-06",
@@ -314,6 +321,21 @@ async fn published_bodies_breaking_a_rule_are_refused_and_nothing_is_stored() {
             "2027-13-01",
         ),
         (
+            // Regression (issue 8): intentions on election ids were accepted.
+            "intention on a general election",
+            &m0,
+            intention("parl.2024-07-04", S::Intends, ""),
+            Code::InvalidArgument,
+            "\"parl.2024-07-04\" names an election, not a ballot: an intention is declared on one ballot, such as parl.<constituency>.2024-07-04",
+        ),
+        (
+            "intention on a Scottish Parliament election",
+            &m0,
+            intention("sp.c.2026-05-07", S::Intends, ""),
+            Code::InvalidArgument,
+            "such as sp.c.<constituency>.2026-05-07",
+        ),
+        (
             "oversized entry",
             &m0,
             oversized_statement(),
@@ -368,6 +390,51 @@ async fn published_bodies_breaking_a_rule_are_refused_and_nothing_is_stored() {
     .await
     .unwrap();
     assert_eq!(r.seq, 2, "the log goes on from its head");
+}
+
+/// Regression (issue 8): a query given a malformed ballot or election id answered an
+/// empty list, as if nobody had declared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_with_malformed_ballot_ids_are_refused() {
+    let (_a, _node, mut c) = crate::home_to_all(1, 0).await;
+    let list = |ballot: &str, election: &str| pb::ListIntentionsRequest {
+        ballot: ballot.into(),
+        election: election.into(),
+        organisation: Vec::new(),
+    };
+    assert_refused(
+        "impossible date",
+        c.list_intentions(list("parl.x.2017-02-30", "")).await,
+        Code::InvalidArgument,
+        "ballot: ballot id \"parl.x.2017-02-30\" has an impossible date 2017-02-30",
+    );
+    assert_refused(
+        "an election as the ballot",
+        c.list_intentions(list("parl.2024-07-04", "")).await,
+        Code::InvalidArgument,
+        "ballot: \"parl.2024-07-04\" names an election, not a ballot",
+    );
+    assert_refused(
+        "malformed election",
+        c.list_intentions(list("", "local.leeds..2027-05-06")).await,
+        Code::InvalidArgument,
+        "election: ballot id \"local.leeds..2027-05-06\" has an empty part",
+    );
+    assert_refused(
+        "malformed election for clashes",
+        c.list_clashes(pb::ListClashesRequest {
+            election: "local.leeds.2027-5-6".into(),
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "election: ballot id \"local.leeds.2027-5-6\" ends with \"2027-5-6\"",
+    );
+    // Well-formed ids still answer (an empty list here).
+    let ok = c
+        .list_intentions(list(LEEDS_HHP, "local.leeds.2027-05-06"))
+        .await;
+    assert!(ok.unwrap().into_inner().intentions.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

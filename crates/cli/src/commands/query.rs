@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 
 use crate::cli::{ClashFilter, ClashState, ListArgs};
 use crate::client::{Client, find, rpc};
-use crate::render::{Names, print, print_json, println, short_time, table, time_ms};
+use crate::render::{
+    Names, area_label, areas_disagree, ballot_name, deadline_cell, nation_unknown, print,
+    print_json, println, short_time, table, time_ms,
+};
 
 async fn connect(list: &ListArgs) -> Result<(Client, Charter)> {
     let mut client = Client::connect(&list.client.config_path()?).await?;
@@ -338,12 +341,14 @@ pub async fn intentions(
                 let i = v.intention.clone().unwrap_or_default();
                 json!({
                     "ballot": i.ballot,
+                    "ballot_name": ballot_name(&i.ballot),
                     "organisation": name(v),
                     "organisation_id": hex::encode(&v.organisation),
                     "status": status_name(i.status),
                     "candidate": non_empty(&i.candidate),
                     "visibility": visibility_name(i.visibility),
                     "area": non_empty(&i.area),
+                    "area_name": non_empty(&area_label(&i.area)),
                     "note": non_empty(&i.note),
                     "entry": hex::encode(&v.entry),
                     "time": time_ms(v.timestamp_ms),
@@ -358,11 +363,12 @@ pub async fn intentions(
         .map(|v| {
             let i = v.intention.clone().unwrap_or_default();
             vec![
+                ballot_name(&i.ballot),
                 i.ballot,
                 name(v),
                 status_name(i.status).into(),
                 i.candidate,
-                i.area,
+                area_label(&i.area),
                 visibility_name(i.visibility).into(),
                 short_time(&time_ms(v.timestamp_ms)),
             ]
@@ -371,6 +377,7 @@ pub async fn intentions(
     print(&table(
         &[
             "BALLOT",
+            "ID",
             "ORGANISATION",
             "STATUS",
             "CANDIDATE",
@@ -413,9 +420,12 @@ fn clashes_json(names: &Names, clashes: &[pb::Clash]) -> Value {
             .map(|c| {
                 json!({
                     "ballot": c.ballot,
+                    "ballot_name": ballot_name(&c.ballot),
                     "state": clash_state_name(c.state),
                     "nominations_close": non_empty(&c.nominations_close),
                     "deadline_rule": non_empty(&c.deadline_rule),
+                    "nation_unknown": !c.nominations_close.is_empty() && nation_unknown(&c.deadline_rule),
+                    "areas_disagree": areas_disagree(&c.deadline_rule),
                     "resolution": if c.resolution.is_empty() { Value::Null } else { json!(hex::encode(&c.resolution)) },
                     "parties": c.parties.iter().map(|p| json!({
                         "organisation": clash_party_name(names, p),
@@ -440,14 +450,18 @@ fn clashes_table(names: &Names, clashes: &[pb::Clash]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ");
             vec![
-                short_time(&c.nominations_close),
+                deadline_cell(&c.nominations_close, &c.deadline_rule),
+                ballot_name(&c.ballot),
                 c.ballot.clone(),
                 clash_state_name(c.state).into(),
                 parties,
             ]
         })
         .collect();
-    table(&["NOMINATIONS CLOSE", "BALLOT", "STATE", "PARTIES"], &rows)
+    table(
+        &["NOMINATIONS CLOSE", "BALLOT", "ID", "STATE", "PARTIES"],
+        &rows,
+    )
 }
 
 pub async fn clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> {
@@ -518,6 +532,7 @@ pub async fn resolutions(list: &ListArgs) -> Result<()> {
                     "author": names.name(&v.author),
                     "author_id": hex::encode(&v.author),
                     "ballot": r.ballot,
+                    "ballot_name": ballot_name(&r.ballot),
                     "stands": names.parties(&r.stands),
                     "stand_aside": names.parties(&r.stand_aside),
                     "rationale": r.rationale,
@@ -535,6 +550,7 @@ pub async fn resolutions(list: &ListArgs) -> Result<()> {
             let r = v.resolution.clone().unwrap_or_default();
             vec![
                 short_time(&time_ms(v.timestamp_ms)),
+                ballot_name(&r.ballot),
                 r.ballot,
                 clash_state_name(v.state).into(),
                 names.list(&r.stands),
@@ -548,6 +564,7 @@ pub async fn resolutions(list: &ListArgs) -> Result<()> {
         &[
             "TIME",
             "BALLOT",
+            "ID",
             "STATE",
             "STANDS",
             "STANDS ASIDE",
@@ -693,7 +710,7 @@ pub async fn events(
                     .to_owned(),
                 e.title,
                 e.venue,
-                e.area,
+                area_label(&e.area),
                 names.list(&e.organisers),
                 if e.cancelled { "cancelled" } else { "" }.into(),
                 e.uid,

@@ -316,3 +316,86 @@ fn events_across_the_clock_changes_convert_to_utc() {
         "#]],
     );
 }
+
+fn intention_in(ballot: &str, area: &str) -> B {
+    match intention(ballot, S::Intends, "") {
+        B::Intention(mut i) => {
+            i.area = area.into();
+            B::Intention(i)
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// Regression (issue 8): the deadline took the area of whichever party's key sorted
+/// first. Two ballots with the same areas given by the parties the other way round
+/// must get the same deadline (the earliest of the two nations', with the
+/// disagreement in the rule), and the council beats an area that contradicts it.
+#[test]
+fn deadlines_do_not_depend_on_which_party_key_sorts_first() {
+    const X: &str = "parl.glasgow-east.by.2027-04-29";
+    const Y: &str = "parl.leeds-east.by.2027-04-29";
+    const GLASGOW: &str = "local.glasgow-city.partick-east-kelvindale.2027-05-06";
+    let mut alliance = Alliance::new();
+    let mut state = State::new(alliance.charter.clone());
+    let steps = [
+        (A, intention_in(X, "S14000083")),
+        (B_, intention_in(X, "E14001451")),
+        (A, intention_in(Y, "E14001451")),
+        (B_, intention_in(Y, "S14000083")),
+        (A, intention_in(GLASGOW, "E05011408")),
+        (B_, intention_in(GLASGOW, "")),
+    ];
+    for (who, body) in steps {
+        let entry = alliance.verified(&state, who, body);
+        state.apply(&entry);
+    }
+    let clashes = state.clashes();
+    let lines: Vec<String> = clashes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {:?}\n  {}",
+                c.ballot,
+                c.nominations_close.unwrap().to_rfc3339(),
+                c.nation,
+                c.deadline_rule
+            )
+        })
+        .collect();
+    expect![[r#"
+        local.glasgow-city.partick-east-kelvindale.2027-05-06 2027-04-02T15:00:00+00:00 Some(Scotland)
+          23 working days before poll, 4pm, Easter Monday also excluded (Scottish Local Government Elections Order 2011, SSI 2011/399); disagreement: area E05011408 (England) given, but the council, Glasgow City, is in Scotland, whose rules apply
+        parl.glasgow-east.by.2027-04-29 2027-04-02T15:00:00+00:00 None
+          19 working days before poll, 4pm (Representation of the People Act 1983, Sch. 1 r. 1); nation unknown, so the earliest of the deadlines for England and Scotland; disagreement: areas in different nations given: E14001451 (England), S14000083 (Scotland)
+        parl.leeds-east.by.2027-04-29 2027-04-02T15:00:00+00:00 None
+          19 working days before poll, 4pm (Representation of the People Act 1983, Sch. 1 r. 1); nation unknown, so the earliest of the deadlines for England and Scotland; disagreement: areas in different nations given: E14001451 (England), S14000083 (Scotland)"#]].assert_eq(&lines.join("\n"));
+}
+
+/// Regression (issue 8): an intention on an election id (`parl.2024-07-04`) counted as
+/// a position on a ballot. Publishing refuses it now; one an older release signed is
+/// still stored and relayed, but counts nowhere.
+#[test]
+fn intentions_on_election_ids_count_nowhere() {
+    check(
+        vec![
+            step(A, |_| intention("local.leeds.2027-05-06", S::Intends, "")),
+            step(B_, |_| intention("local.leeds.2027-05-06", S::Intends, "")),
+            step(C, |_| intention("parl.2027-05-06", S::Considering, "")),
+            step(A, |_| intention(LEEDS, S::Intends, "")),
+            step(B_, |_| intention(LEEDS, S::Intends, "")),
+        ],
+        expect![[r#"
+            clash local.leeds.headingley-hyde-park.2027-05-06 open [Beta Party=intends, Alpha Party=intends] close 2027-04-08T15:00:00+00:00
+        "#]],
+    );
+    let mut alliance = Alliance::new();
+    let state = State::new(alliance.charter.clone());
+    let entry = alliance.verified(&state, A, intention("parl.2027-05-06", S::Intends, ""));
+    assert_eq!(
+        accord_core::body::check_new(entry.body())
+            .unwrap_err()
+            .to_string(),
+        "\"parl.2027-05-06\" names an election, not a ballot: an intention is declared on one ballot, such as parl.<constituency>.2027-05-06"
+    );
+}

@@ -4,4 +4,5 @@
 mod acceptance;
 mod derived;
 mod fixture;
+mod generated;
 mod order;
