@@ -195,8 +195,10 @@ impl<T> Record<T> {
 /// The rules that derive the views from the entries (body rules, deadlines and the
 /// bank-holiday table, time-zone handling, the views' fields). A release that
 /// changes what the views hold for the same entries bumps it, so a state digest is
-/// always shown with the rules it was computed under.
-pub const RULES_VERSION: &str = "accord-rules/1";
+/// always shown with the rules it was computed under. Version 1 was every release
+/// before the label existed; 2 takes a local ballot's nation from its council and
+/// counts intentions on election ids nowhere.
+pub const RULES_VERSION: &str = "accord-rules/2";
 
 /// The derived state of one alliance.
 #[derive(Debug, Clone)]

@@ -924,7 +924,7 @@ mod tests {
             ],
             digest: vec![9; 32],
             entries_digest: vec![8; 32],
-            rules_version: "accord-rules/1".into(),
+            rules_version: "accord-rules/2".into(),
             entries: 8,
             organisations: vec![org(1, "Alpha", true), org(2, "Beta", false)],
             version: "0.1.0".into(),
@@ -968,7 +968,7 @@ mod tests {
         let expected = format!(
             "alliance  Test Alliance ({alliance})\n\
              entries   8 (digest {entries_digest})\n\
-             state     {digest} (digest of the derived views, accord-rules/1)\n\
+             state     {digest} (digest of the derived views, accord-rules/2)\n\
              version   0.1.0\n\
              peers     2, 1 connected\n\
              frozen    Beta\n\
