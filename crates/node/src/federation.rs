@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::ledger::Ledger;
+use crate::limits::{Limits, StreamLimits};
 use crate::tls::{Fingerprint, peer_fingerprint};
 
 /// Entries per batch sent to a peer.
@@ -30,6 +31,8 @@ pub struct FederationService {
     /// Fingerprints of the peers' TLS certificates: only they may pull.
     pins: Vec<Fingerprint>,
     stopping: watch::Receiver<bool>,
+    /// Bounds on open `Sync` streams per connection and per peer.
+    streams: StreamLimits,
 }
 
 impl FederationService {
@@ -38,7 +41,14 @@ impl FederationService {
             ledger,
             pins,
             stopping,
+            streams: StreamLimits::new(Limits::default()),
         }
+    }
+
+    /// Bounds open `Sync` streams by `streams` (shared with the client API).
+    pub fn with_stream_limits(mut self, streams: StreamLimits) -> Self {
+        self.streams = streams;
+        self
     }
 
     /// Only a pinned peer, proven by its TLS client certificate, may replicate.
@@ -137,6 +147,12 @@ impl Federation for FederationService {
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         self.check_peer(&request)?;
+        let peer = peer_fingerprint(&request).map(hex::encode).unwrap_or_default();
+        let permit = self.streams.acquire(
+            request.remote_addr(),
+            &format!("peer:{peer}"),
+            &format!("peer {}", &peer[..peer.len().min(12)]),
+        )?;
         let request = request.into_inner();
         let theirs = heads_from_pb(&request.heads)?;
         // Subscribe first: whatever becomes durable after this point arrives live.
@@ -166,6 +182,8 @@ impl Federation for FederationService {
         let follow = request.follow;
         let (tx, rx) = mpsc::channel::<Result<pb::SyncBatch, Status>>(4);
         tokio::spawn(async move {
+            // Holds the stream's place until the stream ends.
+            let _permit = permit;
             // How far each author has been sent (or the peer already had).
             let mut sent: BTreeMap<PublicId, u64> = theirs
                 .iter()

@@ -6,6 +6,7 @@ use accord_core::body::Body;
 use accord_core::entry::{self, SignatureChecked};
 use accord_core::pb::ledger_server::Ledger as LedgerApi;
 use accord_core::state::EventView;
+use accord_core::quote::quoted;
 use accord_core::{EntryError, PublicId, State, pb};
 use chrono::{DateTime, Utc};
 use futures::Stream;
@@ -102,7 +103,10 @@ fn time_bound(field: &str, text: &str) -> Result<Option<DateTime<Utc>>, Status> 
     DateTime::parse_from_rfc3339(text)
         .map(|t| Some(t.with_timezone(&Utc)))
         .map_err(|e| {
-            Status::invalid_argument(format!("{field} {text:?} is not an RFC 3339 time: {e}"))
+            Status::invalid_argument(format!(
+                "{field} {} is not an RFC 3339 time: {e}",
+                quoted(text)
+            ))
         })
 }
 

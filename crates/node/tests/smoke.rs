@@ -53,6 +53,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         anti_entropy: Duration::from_secs(1),
         tls: None,
         http: None,
+        limits: Default::default(),
     }
 }
 
