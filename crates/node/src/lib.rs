@@ -13,6 +13,7 @@ pub mod feed_links;
 pub mod http;
 pub mod ledger;
 pub mod limits;
+pub mod paging;
 pub mod replication;
 pub mod service;
 pub mod status;

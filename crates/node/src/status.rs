@@ -20,7 +20,7 @@ use crate::ledger::AppendError;
 
 pub fn entry_status(error: &EntryError) -> Status {
     use EntryError as E;
-    let message = error.to_string();
+    let message = accord_core::quote::bounded(&error.to_string()).into_owned();
     match error {
         E::TooLarge { .. }
         | E::Undecodable(_)
@@ -46,7 +46,7 @@ pub fn append_status(error: &AppendError) -> Status {
     match error {
         AppendError::Refused(e) => entry_status(e),
         AppendError::Storage(_) | AppendError::ShuttingDown => {
-            Status::unavailable(error.to_string())
+            Status::unavailable(accord_core::quote::bounded(&error.to_string()).into_owned())
         }
     }
 }

@@ -485,6 +485,7 @@ async fn an_unknown_kind_replicates_untouched() {
             author: beta.public_id().to_vec(),
             from_seq: 1,
             limit: 10,
+            ..Default::default()
         }))
         .await
         .unwrap()
