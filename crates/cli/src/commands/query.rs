@@ -278,7 +278,7 @@ pub async fn intentions(
     election: Option<String>,
     org: Option<String>,
 ) -> Result<()> {
-    let (mut client, charter) = connect(list).await?;
+    let (client, charter) = connect(list).await?;
     let organisation = match org {
         Some(org) => find(&charter, &org)?.to_vec(),
         None => Vec::new(),
