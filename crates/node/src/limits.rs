@@ -212,3 +212,84 @@ fn oversized_is_resource_exhausted(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::{Layer, Service, ServiceExt};
+
+    type Response = http::Response<tonic::body::Body>;
+
+    async fn call(
+        layer: GuardLayer,
+        answer_after: Duration,
+        answer: fn() -> Response,
+    ) -> Response {
+        let inner = tower::service_fn(move |_request: http::Request<()>| async move {
+            tokio::time::sleep(answer_after).await;
+            Ok::<_, std::convert::Infallible>(answer())
+        });
+        let mut guarded = layer.layer(inner);
+        let ready = guarded.ready().await.unwrap();
+        ready.call(http::Request::new(())).await.unwrap()
+    }
+
+    fn code(response: &Response) -> Option<&str> {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[tokio::test]
+    async fn a_call_over_the_request_timeout_gets_deadline_exceeded() {
+        let layer = GuardLayer::new(Duration::from_millis(100));
+        let slow = call(layer, Duration::from_secs(30), || {
+            Status::ok("").into_http()
+        })
+        .await;
+        assert_eq!(code(&slow), Some("4"), "DEADLINE_EXCEEDED");
+        let message = slow.headers().get("grpc-message").unwrap().to_str().unwrap();
+        assert!(message.contains("request_timeout_secs"), "{message}");
+        let quick = call(layer, Duration::ZERO, || {
+            Status::ok("").into_http()
+        })
+        .await;
+        assert_eq!(code(&quick), Some("0"));
+    }
+
+    #[tokio::test]
+    async fn out_of_range_from_the_decoder_becomes_resource_exhausted() {
+        let layer = GuardLayer::new(Duration::from_secs(2));
+        let oversized = call(layer, Duration::ZERO, || {
+            Status::out_of_range("Error, decoded message length too large").into_http()
+        })
+        .await;
+        assert_eq!(code(&oversized), Some("8"), "RESOURCE_EXHAUSTED");
+        let other = call(layer, Duration::ZERO, || {
+            Status::invalid_argument("bad").into_http()
+        })
+        .await;
+        assert_eq!(code(&other), Some("3"));
+    }
+
+    #[test]
+    fn a_stream_permit_frees_its_place_when_dropped() {
+        let limits = StreamLimits::new(Limits {
+            max_streams_per_connection: 1,
+            max_streams_per_token: 2,
+            ..Limits::default()
+        });
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+        let first = limits.acquire(Some(a), "t", "operator t").unwrap();
+        let refused = limits.acquire(Some(a), "t", "operator t").unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert!(refused.message().contains("max_streams_per_connection"));
+        let _second = limits.acquire(Some(b), "t", "operator t").unwrap();
+        let refused = limits.acquire(None, "t", "operator t").unwrap_err();
+        assert!(refused.message().contains("max_streams_per_token"));
+        drop(first);
+        limits.acquire(Some(a), "u", "operator u").unwrap();
+    }
+}
