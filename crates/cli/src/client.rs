@@ -5,6 +5,8 @@
 //!
 //! ```toml
 //! node = "http://127.0.0.1:7400"     # or "https://host:port" for a node with [tls]
+//!                                    # (plain http:// only to loopback: the token
+//!                                    # would cross the network in clear)
 //! token_file = "token"               # the operator token, sent as "Bearer <token>"
 //! as = "Breakthrough Party"          # optional: who to publish as (name or hex key)
 //! # For an https:// node: SHA-256 of its certificate (`accord tls show node.crt`).

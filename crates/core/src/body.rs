@@ -9,9 +9,9 @@ use prost::Message;
 use serde::Serialize;
 
 use crate::ballot::{BallotError, BallotId};
-use crate::quote::{bounded, quoted};
 use crate::id::{EntryId, PublicId};
 use crate::pb;
+use crate::quote::{bounded, quoted};
 
 /// Longest title, venue or candidate name, in characters.
 pub const MAX_SHORT_TEXT: usize = 300;

@@ -11,8 +11,10 @@ use std::fmt;
 /// Most characters of a value quoted in an error message.
 pub const QUOTE_CHARS: usize = 200;
 
-/// Longest error message, in characters, that [`bounded`] lets through.
-pub const MESSAGE_CHARS: usize = 1024;
+/// Longest error message, in bytes, that [`bounded`] lets through. gRPC sends the
+/// message percent-encoded in a header (up to 3 bytes per byte), and grpcio's default
+/// metadata limit is 8 KiB.
+pub const MESSAGE_BYTES: usize = 1024;
 
 /// A value quoted as Rust's `{:?}` would, cut after [`QUOTE_CHARS`] characters (on a
 /// character boundary) and followed by "… (N bytes)" when cut.
@@ -33,15 +35,17 @@ impl fmt::Display for Quoted<'_> {
     }
 }
 
-/// `message` cut after [`MESSAGE_CHARS`] characters with "… (N bytes)": a last
-/// bound for messages sent to clients, whatever they quote.
+/// `message` cut before [`MESSAGE_BYTES`] bytes (on a character boundary) with
+/// "… (N bytes)": a last bound for messages sent to clients, whatever they quote.
 pub fn bounded(message: &str) -> std::borrow::Cow<'_, str> {
-    match message.char_indices().nth(MESSAGE_CHARS) {
-        None => std::borrow::Cow::Borrowed(message),
-        Some((cut, _)) => {
-            std::borrow::Cow::Owned(format!("{}… ({} bytes)", &message[..cut], message.len()))
-        }
+    if message.len() <= MESSAGE_BYTES {
+        return std::borrow::Cow::Borrowed(message);
     }
+    let mut cut = MESSAGE_BYTES;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &message[..cut], message.len()))
 }
 
 #[cfg(test)]
@@ -64,11 +68,17 @@ mod tests {
     }
 
     #[test]
-    fn long_messages_are_bounded() {
+    fn long_messages_are_bounded_in_bytes() {
         let message = "x".repeat(5000);
         let shown = bounded(&message);
-        assert!(shown.ends_with("… (5000 bytes)"));
-        assert_eq!(shown.chars().count(), MESSAGE_CHARS + "… (5000 bytes)".chars().count());
+        assert_eq!(
+            shown,
+            format!("{}… (5000 bytes)", "x".repeat(MESSAGE_BYTES))
+        );
+        let wide = "€".repeat(1000);
+        let shown = bounded(&wide);
+        assert!(shown.len() <= MESSAGE_BYTES + 20, "{}", shown.len());
+        assert!(shown.ends_with("… (3000 bytes)"));
         assert_eq!(bounded("short"), "short");
     }
 }

@@ -371,7 +371,8 @@ impl State {
             Body::Event(e) => {
                 let record = Record::of(entry, e.clone());
                 let public = e.visibility == crate::body::Visibility::Public;
-                self.event_order.insert((e.start_utc, e.uid.clone(), author));
+                self.event_order
+                    .insert((e.start_utc, e.uid.clone(), author));
                 match self.events.entry((author, e.uid.clone())) {
                     std::collections::btree_map::Entry::Vacant(slot) => {
                         slot.insert(EventHistory {

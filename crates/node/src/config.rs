@@ -155,7 +155,10 @@ impl RawLimits {
                 "max_requests_per_connection",
                 self.max_requests_per_connection,
             ),
-            ("max_streams_per_connection", self.max_streams_per_connection),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection,
+            ),
             ("max_streams_per_token", self.max_streams_per_token),
         ] {
             if value == 0 {

@@ -147,7 +147,9 @@ impl Federation for FederationService {
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         self.check_peer(&request)?;
-        let peer = peer_fingerprint(&request).map(hex::encode).unwrap_or_default();
+        let peer = peer_fingerprint(&request)
+            .map(hex::encode)
+            .unwrap_or_default();
         let permit = self.streams.acquire(
             request.remote_addr(),
             &format!("peer:{peer}"),

@@ -220,11 +220,7 @@ mod tests {
 
     type Response = http::Response<tonic::body::Body>;
 
-    async fn call(
-        layer: GuardLayer,
-        answer_after: Duration,
-        answer: fn() -> Response,
-    ) -> Response {
+    async fn call(layer: GuardLayer, answer_after: Duration, answer: fn() -> Response) -> Response {
         let inner = tower::service_fn(move |_request: http::Request<()>| async move {
             tokio::time::sleep(answer_after).await;
             Ok::<_, std::convert::Infallible>(answer())
@@ -249,12 +245,14 @@ mod tests {
         })
         .await;
         assert_eq!(code(&slow), Some("4"), "DEADLINE_EXCEEDED");
-        let message = slow.headers().get("grpc-message").unwrap().to_str().unwrap();
+        let message = slow
+            .headers()
+            .get("grpc-message")
+            .unwrap()
+            .to_str()
+            .unwrap();
         assert!(message.contains("request_timeout_secs"), "{message}");
-        let quick = call(layer, Duration::ZERO, || {
-            Status::ok("").into_http()
-        })
-        .await;
+        let quick = call(layer, Duration::ZERO, || Status::ok("").into_http()).await;
         assert_eq!(code(&quick), Some("0"));
     }
 

@@ -71,7 +71,13 @@ pub fn list_request<K: DeserializeOwned>(
     page_size: u32,
     page_token: &str,
 ) -> Result<PageRequest<K>, Status> {
-    request(list, page_size, page_token, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    request(
+        list,
+        page_size,
+        page_token,
+        DEFAULT_PAGE_SIZE,
+        MAX_PAGE_SIZE,
+    )
 }
 
 impl<K: Serialize> PageRequest<K> {
@@ -98,18 +104,19 @@ impl<K: Serialize> PageRequest<K> {
             page.push(item);
             last = Some(key);
         }
-        let token = match last {
-            Some(after) if more => {
-                let token = Token {
-                    list: self.list.to_owned(),
-                    after,
-                };
-                hex::encode(serde_json::to_vec(&token).map_err(|e| {
-                    Status::internal(format!("page token does not serialise: {e}"))
-                })?)
-            }
-            _ => String::new(),
-        };
+        let token =
+            match last {
+                Some(after) if more => {
+                    let token = Token {
+                        list: self.list.to_owned(),
+                        after,
+                    };
+                    hex::encode(serde_json::to_vec(&token).map_err(|e| {
+                        Status::internal(format!("page token does not serialise: {e}"))
+                    })?)
+                }
+                _ => String::new(),
+            };
         Ok((page, token))
     }
 }
@@ -161,7 +168,13 @@ mod tests {
 
     #[test]
     fn sizes_default_and_cap() {
-        assert_eq!(list_request::<u32>("n", 0, "").unwrap().size, DEFAULT_PAGE_SIZE);
-        assert_eq!(list_request::<u32>("n", 5000, "").unwrap().size, MAX_PAGE_SIZE);
+        assert_eq!(
+            list_request::<u32>("n", 0, "").unwrap().size,
+            DEFAULT_PAGE_SIZE
+        );
+        assert_eq!(
+            list_request::<u32>("n", 5000, "").unwrap().size,
+            MAX_PAGE_SIZE
+        );
     }
 }

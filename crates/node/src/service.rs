@@ -2,12 +2,12 @@
 
 use std::pin::Pin;
 
+use accord_core::ballot::BallotId;
 use accord_core::body::Body;
 use accord_core::entry::{self, SignatureChecked};
 use accord_core::pb::ledger_server::Ledger as LedgerApi;
-use accord_core::state::EventView;
 use accord_core::quote::quoted;
-use accord_core::ballot::BallotId;
+use accord_core::state::EventView;
 use accord_core::{EntryError, EntryId, PublicId, State, pb};
 use chrono::{DateTime, Utc};
 use futures::Stream;
@@ -145,7 +145,11 @@ fn clash_list(
     let clashes = state.clashes();
     let items = clashes
         .iter()
-        .filter(|c| page.after.as_ref().is_none_or(|after| clash_key(c) > *after))
+        .filter(|c| {
+            page.after
+                .as_ref()
+                .is_none_or(|after| clash_key(c) > *after)
+        })
         .filter(|c| states.is_empty() || states.contains(&(to_proto::clash_state(c.state) as i32)))
         .filter(|c| {
             request.election.is_empty()
@@ -596,8 +600,8 @@ impl LedgerApi for LedgerService {
             return Ok(Response::new(pb::GetLogResponse::default()));
         }
         // One more than the page, to know whether another page follows.
-        let count = usize::try_from((head - from + 1).min(page.size as u64 + 1))
-            .unwrap_or(usize::MAX);
+        let count =
+            usize::try_from((head - from + 1).min(page.size as u64 + 1)).unwrap_or(usize::MAX);
         let store = self.ledger.store().clone();
         let stored = tokio::task::spawn_blocking(move || store.log(&author, from, count))
             .await

@@ -456,7 +456,9 @@ async fn node_with_limits(limits: &str) -> (TestAlliance, TestNode) {
     (alliance, node)
 }
 
-async fn watch(client: &mut Client) -> Result<tonic::Streaming<pb::ListClashesResponse>, tonic::Status> {
+async fn watch(
+    client: &mut Client,
+) -> Result<tonic::Streaming<pb::ListClashesResponse>, tonic::Status> {
     let mut stream = client
         .watch_clashes(pb::ListClashesRequest::default())
         .await?
@@ -510,8 +512,14 @@ fn limits_in_the_config_are_validated() {
     let member = alliance.member(0).clone();
     let config = alliance.node_config(&[&member], &[]);
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{text}\n[limits]\nmax_streams_per_token = 0\n")).unwrap();
-    let error = accord_node::NodeConfig::load(&config).unwrap_err().to_string();
+    std::fs::write(
+        &config,
+        format!("{text}\n[limits]\nmax_streams_per_token = 0\n"),
+    )
+    .unwrap();
+    let error = accord_node::NodeConfig::load(&config)
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("[limits] max_streams_per_token must be at least 1"),
         "{error}"
@@ -562,7 +570,10 @@ async fn grpcio_with_default_settings_reads_every_page() {
         "grpcio client failed: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let services = stdout.lines().find(|l| l.starts_with("services ")).unwrap_or_default();
+    let services = stdout
+        .lines()
+        .find(|l| l.starts_with("services "))
+        .unwrap_or_default();
     assert!(services.contains(" accord.v1.Ledger"), "{stdout}");
     assert!(stdout.contains("statements 75 in "), "{stdout}");
     assert!(stdout.contains("log 75 in "), "{stdout}");

@@ -296,7 +296,11 @@ pub async fn intentions(
             ..request.clone()
         };
         async move {
-            let r = ledger.list_intentions(request).await.map_err(rpc)?.into_inner();
+            let r = ledger
+                .list_intentions(request)
+                .await
+                .map_err(rpc)?
+                .into_inner();
             Ok((r.intentions, r.next_page_token))
         }
     })
@@ -439,7 +443,11 @@ pub async fn clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> {
             ..request.clone()
         };
         async move {
-            let r = ledger.list_clashes(request).await.map_err(rpc)?.into_inner();
+            let r = ledger
+                .list_clashes(request)
+                .await
+                .map_err(rpc)?
+                .into_inner();
             Ok((r.clashes, r.next_page_token))
         }
     })
@@ -458,7 +466,7 @@ pub async fn watch_clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> 
     let request = clash_request(&charter, filter)?;
     let mut stream = client
         .ledger
-        .watch_clashes(request)
+        .watch_clashes(request.clone())
         .await
         .map_err(rpc)?
         .into_inner();
@@ -468,9 +476,34 @@ pub async fn watch_clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> 
             update = stream.message() => update.map_err(rpc)?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let Some(update) = update else {
+        let Some(mut update) = update else {
             anyhow::bail!("the node ended the watch");
         };
+        // Each update is the first page; the rest comes through ListClashes.
+        if !update.next_page_token.is_empty() {
+            let first = std::mem::take(&mut update.next_page_token);
+            let rest = all_pages(|page_token| {
+                let mut ledger = client.ledger.clone();
+                let request = pb::ListClashesRequest {
+                    page_token: if page_token.is_empty() {
+                        first.clone()
+                    } else {
+                        page_token
+                    },
+                    ..request.clone()
+                };
+                async move {
+                    let r = ledger
+                        .list_clashes(request)
+                        .await
+                        .map_err(rpc)?
+                        .into_inner();
+                    Ok((r.clashes, r.next_page_token))
+                }
+            })
+            .await?;
+            update.clashes.extend(rest);
+        }
         if list.json {
             // One JSON document per line, one line per update.
             println(&clashes_json(&names, &update.clashes).to_string());
@@ -491,7 +524,11 @@ pub async fn resolutions(list: &ListArgs) -> Result<()> {
             ..Default::default()
         };
         async move {
-            let r = ledger.list_resolutions(request).await.map_err(rpc)?.into_inner();
+            let r = ledger
+                .list_resolutions(request)
+                .await
+                .map_err(rpc)?
+                .into_inner();
             Ok((r.resolutions, r.next_page_token))
         }
     })
@@ -557,7 +594,11 @@ pub async fn statements(list: &ListArgs) -> Result<()> {
             ..Default::default()
         };
         async move {
-            let r = ledger.list_statements(request).await.map_err(rpc)?.into_inner();
+            let r = ledger
+                .list_statements(request)
+                .await
+                .map_err(rpc)?
+                .into_inner();
             Ok((r.statements, r.next_page_token))
         }
     })

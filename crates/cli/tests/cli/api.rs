@@ -110,7 +110,11 @@ fn the_cli_never_sends_a_token_in_clear_to_another_machine() {
         "http://[2001:db8::1]:7400",
     ] {
         let config = d.join("client.toml");
-        std::fs::write(&config, format!("node = \"{node}\"\ntoken_file = \"token\"\n")).unwrap();
+        std::fs::write(
+            &config,
+            format!("node = \"{node}\"\ntoken_file = \"token\"\n"),
+        )
+        .unwrap();
         let err = fails(&["status", "--config", path(&config)]);
         assert!(
             err.contains("refusing to send the token in clear"),
@@ -121,7 +125,11 @@ fn the_cli_never_sends_a_token_in_clear_to_another_machine() {
     // Loopback names are allowed (and here unreachable).
     for node in ["http://localhost:9", "http://[::1]:9", "http://127.0.0.2:9"] {
         let config = d.join("client.toml");
-        std::fs::write(&config, format!("node = \"{node}\"\ntoken_file = \"token\"\n")).unwrap();
+        std::fs::write(
+            &config,
+            format!("node = \"{node}\"\ntoken_file = \"token\"\n"),
+        )
+        .unwrap();
         let err = fails(&["status", "--config", path(&config)]);
         assert!(err.contains("cannot connect"), "{node}: {err}");
     }
