@@ -1,9 +1,11 @@
 //! The `accord.v1.Ledger` service: request checking and views over the ledger.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use accord_core::ballot::BallotId;
 use accord_core::body::Body;
+use accord_core::clash::{Clash, EventClash};
 use accord_core::entry::{self, SignatureChecked};
 use accord_core::pb::ledger_server::Ledger as LedgerApi;
 use accord_core::quote::quoted;
@@ -35,6 +37,7 @@ pub struct LedgerService {
     stopping: watch::Receiver<bool>,
     /// Bounds on open WatchClashes streams per connection and per token.
     streams: StreamLimits,
+    derived: DerivedCache,
 }
 
 impl LedgerService {
@@ -45,6 +48,7 @@ impl LedgerService {
             calendar: None,
             stopping,
             streams: StreamLimits::new(Limits::default()),
+            derived: DerivedCache::default(),
         }
     }
 
@@ -134,15 +138,59 @@ fn clash_key(c: &accord_core::clash::Clash) -> ClashKey {
     )
 }
 
+/// Views that are derived whole (standing and event clashes: each needs every
+/// ballot's or every overlapping event's positions), made at most once per change
+/// of the state and shared by every call and stream until the next change.
+#[derive(Clone, Default)]
+pub struct DerivedCache {
+    clashes: Arc<Slot<Vec<Clash>>>,
+    event_clashes: Arc<Slot<Vec<EventClash>>>,
+}
+
+/// A view and the change count of the state it was made from.
+type Slot<T> = Mutex<Option<(u64, Arc<T>)>>;
+
+impl DerivedCache {
+    fn get<T>(
+        slot: &Slot<T>,
+        ledger: &Ledger,
+        state: &State,
+        make: impl FnOnce(&State) -> T,
+    ) -> Arc<T> {
+        // Read under the state lock (the caller holds it): the count never runs
+        // ahead of the state, so a cached view is never older than its count says.
+        let version = *ledger.changes().borrow();
+        let mut cached = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, view)) = cached.as_ref()
+            && *v == version
+        {
+            return view.clone();
+        }
+        let view = Arc::new(make(state));
+        *cached = Some((version, view.clone()));
+        view
+    }
+
+    fn clashes(&self, ledger: &Ledger, state: &State) -> Arc<Vec<Clash>> {
+        Self::get(&self.clashes, ledger, state, State::clashes)
+    }
+
+    fn event_clashes(&self, ledger: &Ledger, state: &State) -> Arc<Vec<EventClash>> {
+        Self::get(&self.event_clashes, ledger, state, State::event_clashes)
+    }
+}
+
 fn clash_list(
-    state: &State,
+    ledger: &Ledger,
+    cache: &DerivedCache,
     request: &pb::ListClashesRequest,
     page: &PageRequest<ClashKey>,
 ) -> Result<pb::ListClashesResponse, Status> {
     let organisation = optional_key("organisation", &request.organisation)?;
     let states: Vec<i32> = request.states.clone();
+    let state = ledger.state();
     let charter = state.charter();
-    let clashes = state.clashes();
+    let clashes = cache.clashes(ledger, &state);
     let items = clashes
         .iter()
         .filter(|c| {
@@ -406,8 +454,7 @@ impl LedgerApi for LedgerService {
     ) -> Result<Response<pb::ListClashesResponse>, Status> {
         let request = request.into_inner();
         let page = paging::list_request("clashes", request.page_size, &request.page_token)?;
-        let state = self.ledger.state();
-        clash_list(&state, &request, &page).map(Response::new)
+        clash_list(&self.ledger, &self.derived, &request, &page).map(Response::new)
     }
 
     type WatchClashesStream = ClashStream;
@@ -426,7 +473,8 @@ impl LedgerApi for LedgerService {
         // Every message is the first page; its next_page_token pages on through
         // ListClashes.
         let page = paging::list_request("clashes", request.page_size, "")?;
-        let first = clash_list(&self.ledger.state(), &request, &page)?;
+        let first = clash_list(&self.ledger, &self.derived, &request, &page)?;
+        let derived = self.derived.clone();
         let ledger = self.ledger.clone();
         let mut changes = ledger.changes();
         let mut stopping = self.stopping.clone();
@@ -447,7 +495,7 @@ impl LedgerApi for LedgerService {
                     _ = stopping.wait_for(|s| *s) => return,
                     () = tx.closed() => return,
                 }
-                let next = clash_list(&ledger.state(), &request, &page);
+                let next = clash_list(&ledger, &derived, &request, &page);
                 let next = match next {
                     Ok(next) => next,
                     Err(e) => {
@@ -523,7 +571,7 @@ impl LedgerApi for LedgerService {
                 Status::internal(format!("event clash names an unknown event {}", r.uid))
             })
         };
-        let clashes = state.event_clashes();
+        let clashes = self.derived.event_clashes(&self.ledger, &state);
         let items = clashes.iter().filter_map(|c| {
             let pair = view(&c.first).and_then(|first| Ok((first, view(&c.second)?)));
             let (first, second) = match pair {
