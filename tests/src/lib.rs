@@ -503,6 +503,7 @@ pub async fn full_log(client: &mut Client, author: &[u8]) -> anyhow::Result<Vec<
                 author: author.to_vec(),
                 from_seq: out.len() as u64 + 1,
                 limit: 1000,
+                ..Default::default()
             })
             .await?
             .into_inner()

@@ -22,6 +22,12 @@ pub const GRPCIO: Package = Package {
     requirement: "grpcio>=1.60",
 };
 
+/// Server reflection for grpcio (the v1alpha client, as grpcurl and Postman use).
+pub const GRPCIO_REFLECTION: Package = Package {
+    module: "grpc_reflection",
+    requirement: "grpcio-reflection>=1.60",
+};
+
 /// The RFC 5545 parser most Python calendar tools use.
 pub const ICALENDAR: Package = Package {
     module: "icalendar",

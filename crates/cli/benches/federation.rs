@@ -533,6 +533,7 @@ async fn main() {
                             author: author.clone(),
                             from_seq: ack.seq,
                             limit: 1,
+                            ..Default::default()
                         })
                         .await
                         .unwrap()

@@ -196,8 +196,8 @@ pub enum Command {
         /// First seq to show
         #[arg(long, default_value_t = 1)]
         from_seq: u64,
-        /// At most this many entries (the node caps it at 1000)
-        #[arg(long, default_value_t = 100)]
+        /// At most this many entries (fetched a page at a time)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
     /// Submit an entry signed elsewhere (a SignedEntry protobuf, raw bytes)

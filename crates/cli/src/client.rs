@@ -5,6 +5,8 @@
 //!
 //! ```toml
 //! node = "http://127.0.0.1:7400"     # or "https://host:port" for a node with [tls]
+//!                                    # (plain http:// only to loopback: the token
+//!                                    # would cross the network in clear)
 //! token_file = "token"               # the operator token, sent as "Bearer <token>"
 //! as = "Breakthrough Party"          # optional: who to publish as (name or hex key)
 //! # For an https:// node: SHA-256 of its certificate (`accord tls show node.crt`).
@@ -151,6 +153,7 @@ impl Client {
             format!("http://{node}")
         };
         let node = node.as_str();
+        refuse_token_in_clear(node)?;
         let endpoint = Endpoint::from_shared(node.to_owned())
             .with_context(|| format!("bad node address {node:?}"))?
             .connect_timeout(Duration::from_secs(10));
@@ -179,6 +182,29 @@ impl Client {
         })?;
         find(charter, wanted)
     }
+}
+
+/// Refuses to send the token over plain `http://` to anything but a loopback
+/// address: it would cross the network in clear.
+fn refuse_token_in_clear(node: &str) -> Result<()> {
+    let uri: tonic::codegen::http::Uri = node
+        .parse()
+        .with_context(|| format!("bad node address {node:?}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Ok(());
+    }
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!(
+            "refusing to send the token in clear to {node}: use https:// with cert_sha256 for a node that is not on this machine"
+        );
+    }
+    Ok(())
 }
 
 /// A charter name (any case) or hex key of a member or secretary.

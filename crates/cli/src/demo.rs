@@ -313,7 +313,7 @@ async fn member_token(node: &DemoNode, client: &mut Client) -> Result<String> {
     let path = node.folder.join("member-token");
     let links = client
         .ledger
-        .list_feed_links(pb::ListFeedLinksRequest {})
+        .list_feed_links(pb::ListFeedLinksRequest::default())
         .await
         .map_err(rpc)?
         .into_inner()

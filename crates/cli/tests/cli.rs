@@ -18,6 +18,10 @@ mod ballots;
 #[path = "cli/feed.rs"]
 mod feed;
 
+/// Paged lists and tokens never sent in clear.
+#[path = "cli/api.rs"]
+mod api;
+
 const ACCORD: &str = env!("CARGO_BIN_EXE_accord");
 
 fn accord(args: &[&str]) -> Output {

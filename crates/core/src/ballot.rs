@@ -19,6 +19,8 @@ use std::str::FromStr;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use crate::quote::quoted;
+
 /// The election types of the Democracy Club id scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ElectionType {
@@ -153,56 +155,77 @@ impl fmt::Display for ElectionType {
 pub enum BallotError {
     #[error("ballot id is empty")]
     Empty,
-    #[error("ballot id {id:?} has an empty part (parts are separated by single dots)")]
+    #[error("ballot id {} has an empty part (parts are separated by single dots)", quoted(.id))]
     EmptyPart { id: String },
-    #[error("bad character {ch:?} in part {part:?} (ballot id parts are lowercase a-z, 0-9 and -)")]
+    #[error(
+        "bad character {ch:?} in part {} (ballot id parts are lowercase a-z, 0-9 and -)",
+        quoted(.part)
+    )]
     BadCharacter { part: String, ch: char },
-    #[error("part {part:?} has a double hyphen (ballot id parts use single hyphens)")]
+    #[error("part {} has a double hyphen (ballot id parts use single hyphens)", quoted(.part))]
     DoubleHyphen { part: String },
     #[error(
-        "unknown election type {got:?} (expected one of parl, local, senedd, sp, nia, gla, mayor, pcc, naw, europarl, ref)"
+        "unknown election type {} (expected one of parl, local, senedd, sp, nia, gla, mayor, pcc, naw, europarl, ref)",
+        quoted(.got)
     )]
     UnknownType { got: String },
     #[error(
-        "ballot id {id:?} does not end with a date (expected type[.subtype][.organisation][.division][.by].YYYY-MM-DD)"
+        "ballot id {} does not end with a date (expected type[.subtype][.organisation][.division][.by].YYYY-MM-DD)",
+        quoted(.id)
     )]
     MissingDate { id: String },
-    #[error("ballot id {id:?} ends with {got:?}, not a date of the form YYYY-MM-DD")]
+    #[error(
+        "ballot id {} ends with {}, not a date of the form YYYY-MM-DD",
+        quoted(.id),
+        quoted(.got)
+    )]
     BadDate { id: String, got: String },
-    #[error("ballot id {id:?} has an impossible date {date}")]
+    #[error("ballot id {} has an impossible date {date}", quoted(.id))]
     ImpossibleDate { id: String, date: String },
     #[error(
-        "unknown subtype {got:?} for election type {election_type} (expected one of {})",
+        "unknown subtype {} for election type {election_type} (expected one of {})",
+        quoted(.got),
         .election_type.subtypes().join(", ")
     )]
     UnknownSubtype {
         election_type: ElectionType,
         got: String,
     },
-    #[error("election type {election_type} takes no subtype (got {got:?})")]
+    #[error("election type {election_type} takes no subtype (got {})", quoted(.got))]
     SubtypeNotAllowed {
         election_type: ElectionType,
         got: String,
     },
     #[error(
-        "by-election {id:?} has no subtype (election type {election_type} needs one of {})",
+        "by-election {} has no subtype (election type {election_type} needs one of {})",
+        quoted(.id),
         .election_type.subtypes().join(", ")
     )]
     SubtypeMissing {
         id: String,
         election_type: ElectionType,
     },
-    #[error("by-election {id:?} has no organisation (election type {election_type} needs one)")]
+    #[error(
+        "by-election {} has no organisation (election type {election_type} needs one)",
+        quoted(.id)
+    )]
     OrganisationMissing {
         id: String,
         election_type: ElectionType,
     },
-    #[error("by-election {id:?} has no division (election type {election_type} needs one)")]
+    #[error(
+        "by-election {} has no division (election type {election_type} needs one)",
+        quoted(.id)
+    )]
     DivisionMissing {
         id: String,
         election_type: ElectionType,
     },
-    #[error("{} takes no division (got {got:?})", type_and_subtype(*.election_type, .subtype.as_deref()))]
+    #[error(
+        "{} takes no division (got {})",
+        type_and_subtype(*.election_type, .subtype.as_deref()),
+        quoted(.got)
+    )]
     DivisionNotAllowed {
         election_type: ElectionType,
         subtype: Option<String>,
@@ -210,7 +233,12 @@ pub enum BallotError {
     },
     #[error("election type {election_type} has no by-elections")]
     ByElectionNotAllowed { election_type: ElectionType },
-    #[error("unexpected part {part:?} in ballot id {id:?} (expected {})", .election_type.form())]
+    #[error(
+        "unexpected part {} in ballot id {} (expected {})",
+        quoted(.part),
+        quoted(.id),
+        .election_type.form()
+    )]
     UnexpectedPart {
         id: String,
         part: String,

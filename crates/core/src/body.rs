@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::ballot::{BallotError, BallotId};
 use crate::id::{EntryId, PublicId};
 use crate::pb;
+use crate::quote::{bounded, quoted};
 
 /// Longest title, venue or candidate name, in characters.
 pub const MAX_SHORT_TEXT: usize = 300;
@@ -19,7 +20,7 @@ pub const DEFAULT_TIME_ZONE: Tz = chrono_tz::Europe::London;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
-    #[error("{kind} body does not decode: {reason}")]
+    #[error("{kind} body does not decode: {}", bounded(.reason))]
     Undecodable { kind: &'static str, reason: String },
     #[error(transparent)]
     Ballot(#[from] BallotError),
@@ -33,13 +34,19 @@ pub enum BodyError {
     UnknownStatus(i32),
     #[error("a confirmed intention needs a candidate name")]
     ConfirmedWithoutCandidate,
-    #[error("{field} {value:?} is not an ONS GSS code (a letter E, W, S, N or K and 8 digits)")]
+    #[error(
+        "{field} {} is not an ONS GSS code (a letter E, W, S, N or K and 8 digits)",
+        quoted(.value)
+    )]
     BadGssCode { field: &'static str, value: String },
     #[error("{field} must not be empty")]
     Empty { field: &'static str },
     #[error("{field} is longer than {max} characters")]
     TooLong { field: &'static str, max: usize },
-    #[error("{field} {value:?} is not a local time of the form YYYY-MM-DDTHH:MM[:SS]")]
+    #[error(
+        "{field} {} is not a local time of the form YYYY-MM-DDTHH:MM[:SS]",
+        quoted(.value)
+    )]
     BadTime { field: &'static str, value: String },
     #[error("{field} {value} does not exist in {zone} (the clocks go forward then)")]
     NonexistentTime {
@@ -47,7 +54,7 @@ pub enum BodyError {
         value: String,
         zone: String,
     },
-    #[error("time zone {0:?} is not an IANA time zone")]
+    #[error("time zone {} is not an IANA time zone", quoted(.0))]
     UnknownTimeZone(String),
     #[error("event ends ({end}) before it starts ({start})")]
     EndBeforeStart { start: String, end: String },

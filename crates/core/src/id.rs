@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 pub enum IdError {
     #[error("{what} must be 32 bytes, got {len}")]
     Length { what: &'static str, len: usize },
-    #[error("{what} must be 64 hex digits: {text:?}")]
+    #[error("{what} must be 64 hex digits: {}", crate::quote::quoted(.text))]
     Hex { what: &'static str, text: String },
 }
 

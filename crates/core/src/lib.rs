@@ -15,6 +15,7 @@ pub mod deadline;
 pub mod entry;
 pub mod id;
 pub mod identity;
+pub mod quote;
 pub mod state;
 
 pub use accord_proto::v1 as pb;

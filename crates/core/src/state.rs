@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -218,7 +219,16 @@ pub struct State {
     /// the earlier ones.
     pub(crate) events: BTreeMap<(PublicId, String), EventHistory>,
     pub(crate) resolutions: BTreeMap<EntryId, (PublicId, Record<Resolution>)>,
+    /// Statements in the order of their view: (timestamp, id).
+    statement_order: BTreeSet<(i64, EntryId)>,
+    /// Resolutions in the order of their view: (timestamp, id).
+    resolution_order: BTreeSet<(i64, EntryId)>,
+    /// Events in the order of their view: the current version's start, uid, author.
+    event_order: BTreeSet<EventKey>,
 }
+
+/// Where an event sits in [`State::events`]: start, uid, author.
+pub type EventKey = (DateTime<Utc>, String, PublicId);
 
 impl State {
     pub fn new(charter: Charter) -> Self {
@@ -233,6 +243,9 @@ impl State {
             withdrawals: BTreeMap::new(),
             events: BTreeMap::new(),
             resolutions: BTreeMap::new(),
+            statement_order: BTreeSet::new(),
+            resolution_order: BTreeSet::new(),
+            event_order: BTreeSet::new(),
         }
     }
 
@@ -352,6 +365,8 @@ impl State {
             Body::Statement(s) => {
                 self.statements
                     .insert(entry.id(), (author, Record::of(entry, s.clone())));
+                self.statement_order
+                    .insert((entry.timestamp_ms(), entry.id()));
             }
             Body::Endorsement { statement } => {
                 self.endorsements
@@ -375,6 +390,8 @@ impl State {
             Body::Event(e) => {
                 let record = Record::of(entry, e.clone());
                 let public = e.visibility == crate::body::Visibility::Public;
+                self.event_order
+                    .insert((e.start_utc, e.uid.clone(), author));
                 match self.events.entry((author, e.uid.clone())) {
                     std::collections::btree_map::Entry::Vacant(slot) => {
                         slot.insert(EventHistory {
@@ -386,6 +403,13 @@ impl State {
                     }
                     std::collections::btree_map::Entry::Occupied(mut slot) => {
                         let history = slot.get_mut();
+                        if history.last.value.start_utc != e.start_utc {
+                            self.event_order.remove(&(
+                                history.last.value.start_utc,
+                                e.uid.clone(),
+                                author,
+                            ));
+                        }
                         history.updates = history.updates.saturating_add(1);
                         if public
                             || history.last.value.visibility == crate::body::Visibility::Public
@@ -399,6 +423,8 @@ impl State {
             Body::Resolution(r) => {
                 self.resolutions
                     .insert(entry.id(), (author, Record::of(entry, r.clone())));
+                self.resolution_order
+                    .insert((entry.timestamp_ms(), entry.id()));
             }
             Body::Unknown { .. } => {}
         }
@@ -429,93 +455,133 @@ impl State {
 
     /// Statements in order of publication (timestamp, then id).
     pub fn statements(&self) -> Vec<StatementView> {
-        let mut out: Vec<StatementView> = self
-            .statements
+        self.statements_after(None).collect()
+    }
+
+    /// Statements after `after` (a (timestamp, id) of the order of
+    /// [`State::statements`]), in that order, read from an index: a page costs what
+    /// it holds, not the whole list.
+    pub fn statements_after(
+        &self,
+        after: Option<(i64, EntryId)>,
+    ) -> impl Iterator<Item = StatementView> + '_ {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.statement_order
+            .range((from, Bound::Unbounded))
+            .filter_map(|(_, id)| self.statement_view(id))
+    }
+
+    fn statement_view(&self, id: &EntryId) -> Option<StatementView> {
+        let (author, record) = self.statements.get(id)?;
+        let endorsers = self.endorsements.get(id);
+        let endorsed = |key: &PublicId| endorsers.is_some_and(|set| set.contains(key));
+        let mut endorsed_by: Vec<PublicId> = record
+            .value
+            .cosigners
             .iter()
-            .map(|(id, (author, record))| {
-                let endorsers = self.endorsements.get(id);
-                let endorsed = |key: &PublicId| endorsers.is_some_and(|set| set.contains(key));
-                let mut endorsed_by: Vec<PublicId> = record
-                    .value
-                    .cosigners
-                    .iter()
-                    .copied()
-                    .filter(|c| endorsed(c))
-                    .collect();
-                endorsed_by.sort();
-                let supporters: Vec<PublicId> = endorsers
-                    .into_iter()
-                    .flatten()
-                    .filter(|k| *k != author && !record.value.cosigners.contains(k))
-                    .copied()
-                    .collect();
-                let withdrawn = self
-                    .withdrawals
-                    .get(id)
-                    .is_some_and(|set| set.contains(author));
-                StatementView {
-                    id: *id,
-                    author: *author,
-                    joint: !record.value.cosigners.is_empty()
-                        && endorsed_by.len() == record.value.cosigners.len(),
-                    statement: record.value.clone(),
-                    timestamp_ms: record.timestamp_ms,
-                    endorsed_by,
-                    supporters,
-                    withdrawn,
-                }
-            })
+            .copied()
+            .filter(|c| endorsed(c))
             .collect();
-        out.sort_by_key(|s| (s.timestamp_ms, s.id));
-        out
+        endorsed_by.sort();
+        let supporters: Vec<PublicId> = endorsers
+            .into_iter()
+            .flatten()
+            .filter(|k| *k != author && !record.value.cosigners.contains(k))
+            .copied()
+            .collect();
+        let withdrawn = self
+            .withdrawals
+            .get(id)
+            .is_some_and(|set| set.contains(author));
+        Some(StatementView {
+            id: *id,
+            author: *author,
+            joint: !record.value.cosigners.is_empty()
+                && endorsed_by.len() == record.value.cosigners.len(),
+            statement: record.value.clone(),
+            timestamp_ms: record.timestamp_ms,
+            endorsed_by,
+            supporters,
+            withdrawn,
+        })
     }
 
     /// The current version of every event (cancelled ones included), by start time.
     pub fn events(&self) -> Vec<EventView> {
-        let mut out: Vec<EventView> = self
-            .events
-            .iter()
-            .map(|((author, _), history)| {
-                let last = &history.last;
-                let mut organisers = vec![*author];
-                organisers.extend(last.value.organisers.iter().filter(|o| *o != author));
-                EventView {
-                    author: *author,
-                    event: last.value.clone(),
-                    organisers,
-                    sequence: history.updates,
-                    first_published_ms: history.first_published_ms,
-                    last_modified_ms: last.timestamp_ms,
-                    last_public_change_ms: history.last_public_change_ms,
-                    entry: last.entry,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            (a.event.start_utc, &a.event.uid, a.author).cmp(&(
-                b.event.start_utc,
-                &b.event.uid,
-                b.author,
-            ))
-        });
-        out
+        self.events_after(None).collect()
+    }
+
+    /// Events after `after` in the order of [`State::events`], read from an index.
+    pub fn events_after(&self, after: Option<&EventKey>) -> impl Iterator<Item = EventView> + '_ {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.event_order
+            .range::<EventKey, _>((from, Bound::Unbounded))
+            .filter_map(|(_, uid, author)| self.event(author, uid))
+    }
+
+    /// The current version of the event `uid` of `author`.
+    pub fn event(&self, author: &PublicId, uid: &str) -> Option<EventView> {
+        let history = self.events.get(&(*author, uid.to_owned()))?;
+        let last = &history.last;
+        let mut organisers = vec![*author];
+        organisers.extend(last.value.organisers.iter().filter(|o| *o != author));
+        Some(EventView {
+            author: *author,
+            event: last.value.clone(),
+            organisers,
+            sequence: history.updates,
+            first_published_ms: history.first_published_ms,
+            last_modified_ms: last.timestamp_ms,
+            last_public_change_ms: history.last_public_change_ms,
+            entry: last.entry,
+        })
     }
 
     /// Every resolution with its state, oldest first.
     pub fn resolutions(&self) -> Vec<ResolutionView> {
-        let mut out: Vec<ResolutionView> = self
-            .resolutions
-            .iter()
-            .map(|(id, (author, record))| ResolutionView {
-                id: *id,
-                author: *author,
-                resolution: record.value.clone(),
-                timestamp_ms: record.timestamp_ms,
-                state: clash::resolution_state(self, &record.value, record.timestamp_ms),
+        self.resolutions_after(None).collect()
+    }
+
+    /// Resolutions after `after` (timestamp, id) in the order of
+    /// [`State::resolutions`], read from an index.
+    pub fn resolutions_after(
+        &self,
+        after: Option<(i64, EntryId)>,
+    ) -> impl Iterator<Item = ResolutionView> + '_ {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.resolution_order
+            .range((from, Bound::Unbounded))
+            .filter_map(|(_, id)| {
+                let (author, record) = self.resolutions.get(id)?;
+                Some(ResolutionView {
+                    id: *id,
+                    author: *author,
+                    resolution: record.value.clone(),
+                    timestamp_ms: record.timestamp_ms,
+                    state: clash::resolution_state(self, &record.value, record.timestamp_ms),
+                })
             })
-            .collect();
-        out.sort_by_key(|r| (r.timestamp_ms, r.id));
-        out
+    }
+
+    /// Current positions after `after` (ballot, organisation) in the order of
+    /// [`State::intentions`], read from the index.
+    pub fn intentions_after(
+        &self,
+        after: Option<&(BallotId, PublicId)>,
+    ) -> impl Iterator<Item = IntentionView> + '_ {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.intentions
+            .range::<(BallotId, PublicId), _>((from, Bound::Unbounded))
+            .map(|((_, organisation), last)| IntentionView {
+                organisation: *organisation,
+                intention: last.value.clone(),
+                entry: last.entry,
+                timestamp_ms: last.timestamp_ms,
+            })
     }
 
     /// All views in canonical order.

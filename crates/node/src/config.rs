@@ -39,6 +39,19 @@
 //! ```
 //!
 //! `anti_entropy_secs` (default 10) sets how often each peer's heads are checked.
+//!
+//! Without `[tls]`, operator tokens would cross the network in clear: such a node
+//! listens only on a loopback address (127.0.0.0/8 or ::1), and the config is refused
+//! otherwise.
+//!
+//! ```toml
+//! # Bounds on the gRPC server (see `limits`); these are the defaults.
+//! [limits]
+//! request_timeout_secs = 30          # a call that takes longer gets DEADLINE_EXCEEDED
+//! max_requests_per_connection = 64   # calls served at once per connection; more wait
+//! max_streams_per_connection = 16    # open WatchClashes/Sync streams per connection
+//! max_streams_per_token = 64         # open streams per operator token (or peer)
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +60,7 @@ use std::time::Duration;
 use accord_core::{Charter, Identity, PublicId};
 use serde::Deserialize;
 
+use crate::limits::Limits;
 use crate::replication::Peer;
 use crate::tls::{TlsIdentity, parse_fingerprint};
 use sha2::{Digest, Sha256};
@@ -86,6 +100,78 @@ pub struct RawNodeConfig {
     /// The calendar's HTTP server; none without this section.
     #[serde(default)]
     pub http: Option<RawHttp>,
+    /// Bounds on the gRPC server.
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// The `[limits]` section; every key has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    #[serde(default = "default_max_requests_per_connection")]
+    pub max_requests_per_connection: usize,
+    #[serde(default = "default_max_streams_per_connection")]
+    pub max_streams_per_connection: usize,
+    #[serde(default = "default_max_streams_per_token")]
+    pub max_streams_per_token: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let d = Limits::default();
+        Self {
+            request_timeout_secs: d.request_timeout.as_secs(),
+            max_requests_per_connection: d.max_requests_per_connection,
+            max_streams_per_connection: d.max_streams_per_connection,
+            max_streams_per_token: d.max_streams_per_token,
+        }
+    }
+}
+
+fn default_request_timeout_secs() -> u64 {
+    Limits::default().request_timeout.as_secs()
+}
+
+fn default_max_requests_per_connection() -> usize {
+    Limits::default().max_requests_per_connection
+}
+
+fn default_max_streams_per_connection() -> usize {
+    Limits::default().max_streams_per_connection
+}
+
+fn default_max_streams_per_token() -> usize {
+    Limits::default().max_streams_per_token
+}
+
+impl RawLimits {
+    fn validate(&self) -> Result<Limits, String> {
+        for (key, value) in [
+            ("request_timeout_secs", self.request_timeout_secs as usize),
+            (
+                "max_requests_per_connection",
+                self.max_requests_per_connection,
+            ),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection,
+            ),
+            ("max_streams_per_token", self.max_streams_per_token),
+        ] {
+            if value == 0 {
+                return Err(format!("[limits] {key} must be at least 1"));
+            }
+        }
+        Ok(Limits {
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_requests_per_connection: self.max_requests_per_connection,
+            max_streams_per_connection: self.max_streams_per_connection,
+            max_streams_per_token: self.max_streams_per_token,
+        })
+    }
 }
 
 /// The `[http]` section.
@@ -198,6 +284,7 @@ pub struct NodeConfig {
     pub peers: Vec<Peer>,
     pub anti_entropy: Duration,
     pub http: Option<HttpConfig>,
+    pub limits: Limits,
 }
 
 /// The lowercase hex SHA-256 of a token, as the config file's `token_sha256` holds it.
@@ -295,6 +382,14 @@ impl NodeConfig {
             ),
             None => None,
         };
+        if tls.is_none() && !raw.listen.ip().is_loopback() {
+            return Err(format!(
+                "listen = \"{}\" is not a loopback address, and without a [tls] section \
+                 operator tokens would cross the network in clear: add [tls] (see `accord \
+                 tls new`) or listen on 127.0.0.1",
+                raw.listen
+            ));
+        }
         let mut peers: Vec<Peer> = Vec::new();
         for peer in raw.peers {
             if tls.is_none() {
@@ -329,7 +424,9 @@ impl NodeConfig {
             return Err("anti_entropy_secs must be at least 1".into());
         }
         let http = raw.http.map(HttpConfig::from_raw).transpose()?;
+        let limits = raw.limits.validate()?;
         Ok(Self {
+            limits,
             http,
             tls,
             peers,

@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::ledger::Ledger;
+use crate::limits::{Limits, StreamLimits};
 use crate::tls::{Fingerprint, peer_fingerprint};
 
 /// Most entries per batch sent to a peer.
@@ -95,6 +96,8 @@ pub struct FederationService {
     /// Fingerprints of the peers' TLS certificates: only they may pull.
     pins: Vec<Fingerprint>,
     stopping: watch::Receiver<bool>,
+    /// Bounds on open `Sync` streams per connection and per peer.
+    streams: StreamLimits,
 }
 
 impl FederationService {
@@ -103,7 +106,14 @@ impl FederationService {
             ledger,
             pins,
             stopping,
+            streams: StreamLimits::new(Limits::default()),
         }
+    }
+
+    /// Bounds open `Sync` streams by `streams` (shared with the client API).
+    pub fn with_stream_limits(mut self, streams: StreamLimits) -> Self {
+        self.streams = streams;
+        self
     }
 
     /// Only a pinned peer, proven by its TLS client certificate, may replicate.
@@ -202,9 +212,21 @@ impl Federation for FederationService {
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         self.check_peer(&request)?;
-        let peer = request
-            .remote_addr()
-            .map_or_else(|| "a peer".to_owned(), |a| a.to_string());
+        let fingerprint = peer_fingerprint(&request)
+            .map(hex::encode)
+            .unwrap_or_default();
+        let peer = format!(
+            "{} (certificate {})",
+            request
+                .remote_addr()
+                .map_or_else(|| "a peer".to_owned(), |a| a.to_string()),
+            &fingerprint[..fingerprint.len().min(12)]
+        );
+        let permit = self.streams.acquire(
+            request.remote_addr(),
+            &format!("peer:{fingerprint}"),
+            &format!("peer {}", &fingerprint[..fingerprint.len().min(12)]),
+        )?;
         let request = request.into_inner();
         let theirs = heads_from_pb(&request.heads)?;
         // Subscribe first: whatever becomes durable after this point arrives live.
@@ -234,6 +256,8 @@ impl Federation for FederationService {
         let follow = request.follow;
         let (tx, rx) = mpsc::channel::<Result<pb::SyncBatch, Status>>(4);
         tokio::spawn(async move {
+            // Holds the stream's place until the stream ends.
+            let _permit = permit;
             // How far each author has been sent (or the peer already had).
             let mut sent: BTreeMap<PublicId, u64> = theirs
                 .iter()

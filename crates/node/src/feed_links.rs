@@ -27,11 +27,17 @@ pub enum FeedLinkError {
     EmptyLabel,
     #[error("label is longer than {MAX_LABEL} characters")]
     LongLabel,
-    #[error("a live link is already labelled {0:?}; revoke it first or choose another label")]
+    #[error(
+        "a live link is already labelled {}; revoke it first or choose another label",
+        accord_core::quote::quoted(.0)
+    )]
     LabelTaken(String),
-    #[error("no link has id or label {0:?}")]
+    #[error("no link has id or label {}", accord_core::quote::quoted(.0))]
     NotFound(String),
-    #[error("{0:?} matches more than one link; give more of the id")]
+    #[error(
+        "{} matches more than one link; give more of the id",
+        accord_core::quote::quoted(.0)
+    )]
     Ambiguous(String),
     #[error("link {id} ({label}) is already revoked")]
     AlreadyRevoked { id: String, label: String },

@@ -12,6 +12,8 @@ pub mod federation;
 pub mod feed_links;
 pub mod http;
 pub mod ledger;
+pub mod limits;
+pub mod paging;
 pub mod replication;
 pub mod service;
 pub mod status;
@@ -95,6 +97,13 @@ pub async fn run_with_http(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NodeError::Transport(e.to_string()))?;
+    // grpcio-reflection, grpcurl and Postman still ask the v1alpha service.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(accord_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| NodeError::Transport(e.to_string()))?;
+    let stream_limits = limits::StreamLimits::new(config.limits);
     let peer_states: replication::PeerStates = Default::default();
     let tuning = replication::Tuning {
         anti_entropy: config.anti_entropy,
@@ -130,12 +139,14 @@ pub async fn run_with_http(
     }
     let pins: Vec<tls::Fingerprint> = config.peers.iter().map(|p| p.fingerprint).collect();
     let federation_service = pb::federation_server::FederationServer::new(
-        federation::FederationService::new(ledger.clone(), pins.clone(), stopping_rx.clone()),
+        federation::FederationService::new(ledger.clone(), pins.clone(), stopping_rx.clone())
+            .with_stream_limits(stream_limits.clone()),
     )
     .max_decoding_message_size(federation::MAX_REQUEST)
     .max_encoding_message_size(federation::PEER_MAX_MESSAGE);
     let mut ledger_api =
-        service::LedgerService::new(ledger.clone(), peer_states, stopping_rx.clone());
+        service::LedgerService::new(ledger.clone(), peer_states, stopping_rx.clone())
+            .with_stream_limits(stream_limits);
     let mut http_task = None;
     if let Some(http_config) = &config.http {
         let http_listener = match http_listener {
@@ -175,8 +186,11 @@ pub async fn run_with_http(
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(tls::KEEPALIVE))
         .http2_keepalive_timeout(Some(tls::KEEPALIVE_TIMEOUT))
+        .concurrency_limit_per_connection(config.limits.max_requests_per_connection)
+        .layer(limits::GuardLayer::new(config.limits.request_timeout))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(ledger_service);
     // Without TLS the node serves its own clients only: federation needs TLS.
     let served = match &config.tls {

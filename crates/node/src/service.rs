@@ -1,13 +1,16 @@
 //! The `accord.v1.Ledger` service: request checking and views over the ledger.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use accord_core::ballot::BallotId;
 use accord_core::body::Body;
+use accord_core::clash::{Clash, EventClash};
 use accord_core::entry::{self, SignatureChecked};
 use accord_core::pb::ledger_server::Ledger as LedgerApi;
+use accord_core::quote::quoted;
 use accord_core::state::EventView;
-use accord_core::{EntryError, PublicId, State, pb};
+use accord_core::{EntryError, EntryId, PublicId, State, pb};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use tokio::sync::watch;
@@ -16,6 +19,8 @@ use tonic::{Request, Response, Status};
 use crate::auth::caller;
 use crate::feed_links::{FeedLinkError, FeedLinks, LinkInfo};
 use crate::ledger::{Ack, Ledger};
+use crate::limits::{Limits, StreamLimits};
+use crate::paging::{self, PageRequest};
 use crate::replication::PeerStates;
 use crate::status::{append_status, entry_status};
 use crate::to_proto;
@@ -30,6 +35,9 @@ pub struct LedgerService {
     calendar: Option<(FeedLinks, String)>,
     /// Turns true when the node is stopping: open streams end then.
     stopping: watch::Receiver<bool>,
+    /// Bounds on open WatchClashes streams per connection and per token.
+    streams: StreamLimits,
+    derived: DerivedCache,
 }
 
 impl LedgerService {
@@ -39,7 +47,15 @@ impl LedgerService {
             peers,
             calendar: None,
             stopping,
+            streams: StreamLimits::new(Limits::default()),
+            derived: DerivedCache::default(),
         }
+    }
+
+    /// Bounds open streams by `streams` (shared with the federation service).
+    pub fn with_stream_limits(mut self, streams: StreamLimits) -> Self {
+        self.streams = streams;
+        self
     }
 
     /// Serves feed links for the calendar at `public_url`.
@@ -103,7 +119,10 @@ fn time_bound(field: &str, text: &str) -> Result<Option<DateTime<Utc>>, Status> 
     DateTime::parse_from_rfc3339(text)
         .map(|t| Some(t.with_timezone(&Utc)))
         .map_err(|e| {
-            Status::invalid_argument(format!("{field} {text:?} is not an RFC 3339 time: {e}"))
+            Status::invalid_argument(format!(
+                "{field} {} is not an RFC 3339 time: {e}",
+                quoted(text)
+            ))
         })
 }
 
@@ -115,7 +134,8 @@ fn query_ids(ballot: &str, election: &str) -> Result<(), Status> {
             .map_err(|e| Status::invalid_argument(format!("ballot: {e}")))?;
         if !id.is_ballot() {
             return Err(Status::invalid_argument(format!(
-                "ballot: {ballot:?} names an election, not a ballot (filter by election for its ballots, or give a ballot such as {})",
+                "ballot: {} names an election, not a ballot (filter by election for its ballots, or give a ballot such as {})",
+                quoted(ballot),
                 id.ballot_form()
             )));
         }
@@ -127,17 +147,79 @@ fn query_ids(ballot: &str, election: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// Where a clash sits in [`State::clashes`]: unknown deadlines last, then by
+/// deadline, then ballot.
+type ClashKey = (bool, Option<i64>, String);
+
+fn clash_key(c: &accord_core::clash::Clash) -> ClashKey {
+    (
+        c.nominations_close.is_none(),
+        c.nominations_close.map(|t| t.timestamp_millis()),
+        c.ballot.as_str().to_owned(),
+    )
+}
+
+/// Views that are derived whole (standing and event clashes: each needs every
+/// ballot's or every overlapping event's positions), made at most once per change
+/// of the state and shared by every call and stream until the next change.
+#[derive(Clone, Default)]
+pub struct DerivedCache {
+    clashes: Arc<Slot<Vec<Clash>>>,
+    event_clashes: Arc<Slot<Vec<EventClash>>>,
+}
+
+/// A view and the change count of the state it was made from.
+type Slot<T> = Mutex<Option<(u64, Arc<T>)>>;
+
+impl DerivedCache {
+    fn get<T>(
+        slot: &Slot<T>,
+        ledger: &Ledger,
+        state: &State,
+        make: impl FnOnce(&State) -> T,
+    ) -> Arc<T> {
+        // Read under the state lock (the caller holds it): the count never runs
+        // ahead of the state, so a cached view is never older than its count says.
+        let version = *ledger.changes().borrow();
+        let mut cached = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, view)) = cached.as_ref()
+            && *v == version
+        {
+            return view.clone();
+        }
+        let view = Arc::new(make(state));
+        *cached = Some((version, view.clone()));
+        view
+    }
+
+    fn clashes(&self, ledger: &Ledger, state: &State) -> Arc<Vec<Clash>> {
+        Self::get(&self.clashes, ledger, state, State::clashes)
+    }
+
+    fn event_clashes(&self, ledger: &Ledger, state: &State) -> Arc<Vec<EventClash>> {
+        Self::get(&self.event_clashes, ledger, state, State::event_clashes)
+    }
+}
+
 fn clash_list(
-    state: &State,
+    ledger: &Ledger,
+    cache: &DerivedCache,
     request: &pb::ListClashesRequest,
+    page: &PageRequest<ClashKey>,
 ) -> Result<pb::ListClashesResponse, Status> {
     let organisation = optional_key("organisation", &request.organisation)?;
     query_ids("", &request.election)?;
     let states: Vec<i32> = request.states.clone();
+    let state = ledger.state();
     let charter = state.charter();
-    let clashes = state
-        .clashes()
+    let clashes = cache.clashes(ledger, &state);
+    let items = clashes
         .iter()
+        .filter(|c| {
+            page.after
+                .as_ref()
+                .is_none_or(|after| clash_key(c) > *after)
+        })
         .filter(|c| states.is_empty() || states.contains(&(to_proto::clash_state(c.state) as i32)))
         .filter(|c| {
             request.election.is_empty()
@@ -145,9 +227,29 @@ fn clash_list(
                 || c.ballot.election_ids().contains(&request.election)
         })
         .filter(|c| organisation.is_none_or(|o| c.parties.iter().any(|p| p.organisation == o)))
-        .map(|c| to_proto::clash(c, charter))
-        .collect();
-    Ok(pb::ListClashesResponse { clashes })
+        .map(|c| Ok((clash_key(c), to_proto::clash(c, charter))));
+    let (clashes, next_page_token) = page.fill(items)?;
+    Ok(pb::ListClashesResponse {
+        clashes,
+        next_page_token,
+    })
+}
+
+/// Where an event sits in [`State::events`], as a page token holds it.
+type EventKey = (i64, String, PublicId);
+
+fn event_key(v: &EventView) -> EventKey {
+    (
+        v.event.start_utc.timestamp_millis(),
+        v.event.uid.clone(),
+        v.author,
+    )
+}
+
+fn state_event_key(key: &EventKey) -> Result<accord_core::state::EventKey, Status> {
+    let start = DateTime::from_timestamp_millis(key.0)
+        .ok_or_else(|| Status::invalid_argument("page_token holds an impossible time"))?;
+    Ok((start, key.1.clone(), key.2))
 }
 
 type ClashStream = Pin<Box<dyn Stream<Item = Result<pb::ListClashesResponse, Status>> + Send>>;
@@ -349,10 +451,19 @@ impl LedgerApi for LedgerService {
         let request = request.into_inner();
         let organisation = optional_key("organisation", &request.organisation)?;
         query_ids(&request.ballot, &request.election)?;
+        let page: PageRequest<(String, PublicId)> =
+            paging::list_request("intentions", request.page_size, &request.page_token)?;
+        let after = match &page.after {
+            Some((ballot, organisation)) => Some((
+                BallotId::parse(ballot)
+                    .map_err(|_| Status::invalid_argument("page_token names no ballot"))?,
+                *organisation,
+            )),
+            None => None,
+        };
         let state = self.ledger.state();
-        let intentions = state
-            .intentions()
-            .iter()
+        let items = state
+            .intentions_after(after.as_ref())
             .filter(|v| request.ballot.is_empty() || v.intention.ballot.as_str() == request.ballot)
             .filter(|v| {
                 request.election.is_empty()
@@ -363,17 +474,26 @@ impl LedgerApi for LedgerService {
                         .contains(&request.election)
             })
             .filter(|v| organisation.is_none_or(|o| v.organisation == o))
-            .map(|v| to_proto::intention_view(v, state.charter()))
-            .collect();
-        Ok(Response::new(pb::ListIntentionsResponse { intentions }))
+            .map(|v| {
+                Ok((
+                    (v.intention.ballot.as_str().to_owned(), v.organisation),
+                    to_proto::intention_view(&v, state.charter()),
+                ))
+            });
+        let (intentions, next_page_token) = page.fill(items)?;
+        Ok(Response::new(pb::ListIntentionsResponse {
+            intentions,
+            next_page_token,
+        }))
     }
 
     async fn list_clashes(
         &self,
         request: Request<pb::ListClashesRequest>,
     ) -> Result<Response<pb::ListClashesResponse>, Status> {
-        let state = self.ledger.state();
-        clash_list(&state, request.get_ref()).map(Response::new)
+        let request = request.into_inner();
+        let page = paging::list_request("clashes", request.page_size, &request.page_token)?;
+        clash_list(&self.ledger, &self.derived, &request, &page).map(Response::new)
     }
 
     type WatchClashesStream = ClashStream;
@@ -382,12 +502,24 @@ impl LedgerApi for LedgerService {
         &self,
         request: Request<pb::ListClashesRequest>,
     ) -> Result<Response<Self::WatchClashesStream>, Status> {
+        let who = caller(&request)?.name.clone();
+        let permit = self.streams.acquire(
+            request.remote_addr(),
+            &format!("operator:{who}"),
+            &format!("operator {who:?}"),
+        )?;
         let request = request.into_inner();
-        let first = clash_list(&self.ledger.state(), &request)?;
+        // Every message is the first page; its next_page_token pages on through
+        // ListClashes.
+        let page = paging::list_request("clashes", request.page_size, "")?;
+        let first = clash_list(&self.ledger, &self.derived, &request, &page)?;
+        let derived = self.derived.clone();
         let ledger = self.ledger.clone();
         let mut changes = ledger.changes();
         let mut stopping = self.stopping.clone();
         let stream = async_stream(move |tx| async move {
+            // Holds the stream's place until the stream ends.
+            let _permit = permit;
             let mut last = first;
             if tx.send(Ok(last.clone())).await.is_err() {
                 return;
@@ -402,7 +534,7 @@ impl LedgerApi for LedgerService {
                     _ = stopping.wait_for(|s| *s) => return,
                     () = tx.closed() => return,
                 }
-                let next = clash_list(&ledger.state(), &request);
+                let next = clash_list(&ledger, &derived, &request, &page);
                 let next = match next {
                     Ok(next) => next,
                     Err(e) => {
@@ -423,15 +555,19 @@ impl LedgerApi for LedgerService {
 
     async fn list_statements(
         &self,
-        _request: Request<pb::ListStatementsRequest>,
+        request: Request<pb::ListStatementsRequest>,
     ) -> Result<Response<pb::ListStatementsResponse>, Status> {
+        let request = request.into_inner();
+        let page: PageRequest<(i64, EntryId)> =
+            paging::list_request("statements", request.page_size, &request.page_token)?;
         let state = self.ledger.state();
+        let items = state
+            .statements_after(page.after)
+            .map(|v| Ok(((v.timestamp_ms, v.id), to_proto::statement_view(&v))));
+        let (statements, next_page_token) = page.fill(items)?;
         Ok(Response::new(pb::ListStatementsResponse {
-            statements: state
-                .statements()
-                .iter()
-                .map(to_proto::statement_view)
-                .collect(),
+            statements,
+            next_page_token,
         }))
     }
 
@@ -442,56 +578,80 @@ impl LedgerApi for LedgerService {
         let request = request.into_inner();
         let from = time_bound("from", &request.from)?;
         let to = time_bound("to", &request.to)?;
+        let page: PageRequest<EventKey> =
+            paging::list_request("events", request.page_size, &request.page_token)?;
+        let after = page.after.as_ref().map(state_event_key).transpose()?;
         let state = self.ledger.state();
-        let events = state
-            .events()
-            .iter()
+        let items = state
+            .events_after(after.as_ref())
+            // In start order: nothing after `to` can overlap.
+            .take_while(|v| to.is_none_or(|t| v.event.start_utc < t))
             .filter(|v| request.include_cancelled || !v.event.cancelled)
             .filter(|v| from.is_none_or(|f| v.event.end_utc > f))
-            .filter(|v| to.is_none_or(|t| v.event.start_utc < t))
-            .map(to_proto::event_view)
-            .collect();
-        Ok(Response::new(pb::ListEventsResponse { events }))
+            .map(|v| Ok((event_key(&v), to_proto::event_view(&v))));
+        let (events, next_page_token) = page.fill(items)?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events,
+            next_page_token,
+        }))
     }
 
     async fn list_event_clashes(
         &self,
-        _request: Request<pb::ListEventClashesRequest>,
+        request: Request<pb::ListEventClashesRequest>,
     ) -> Result<Response<pb::ListEventClashesResponse>, Status> {
+        let request = request.into_inner();
+        let page: PageRequest<(EventKey, EventKey)> =
+            paging::list_request("event clashes", request.page_size, &request.page_token)?;
         let state = self.ledger.state();
-        let events = state.events();
-        let find = |author: &PublicId, uid: &str| -> Option<&EventView> {
-            events
-                .iter()
-                .find(|e| e.author == *author && e.event.uid == uid)
-        };
-        let clashes = state
-            .event_clashes()
-            .iter()
-            .filter_map(|c| {
-                let first = find(&c.first.author, &c.first.uid)?;
-                let second = find(&c.second.author, &c.second.uid)?;
-                Some(pb::EventClash {
-                    first: Some(to_proto::event_view(first)),
-                    second: Some(to_proto::event_view(second)),
-                    reason: c.reason.to_string(),
-                })
+        // Each side is looked up in the events index (not searched for per clash).
+        let view = |r: &accord_core::clash::EventRef| {
+            state.event(&r.author, &r.uid).ok_or_else(|| {
+                Status::internal(format!("event clash names an unknown event {}", r.uid))
             })
-            .collect();
-        Ok(Response::new(pb::ListEventClashesResponse { clashes }))
+        };
+        let clashes = self.derived.event_clashes(&self.ledger, &state);
+        let items = clashes.iter().filter_map(|c| {
+            let pair = view(&c.first).and_then(|first| Ok((first, view(&c.second)?)));
+            let (first, second) = match pair {
+                Ok(pair) => pair,
+                Err(e) => return Some(Err(e)),
+            };
+            let key = (event_key(&first), event_key(&second));
+            if page.after.as_ref().is_some_and(|after| key <= *after) {
+                return None;
+            }
+            Some(Ok((
+                key,
+                pb::EventClash {
+                    first: Some(to_proto::event_view(&first)),
+                    second: Some(to_proto::event_view(&second)),
+                    reason: c.reason.to_string(),
+                },
+            )))
+        });
+        let (clashes, next_page_token) = page.fill(items)?;
+        Ok(Response::new(pb::ListEventClashesResponse {
+            clashes,
+            next_page_token,
+        }))
     }
 
     async fn list_resolutions(
         &self,
-        _request: Request<pb::ListResolutionsRequest>,
+        request: Request<pb::ListResolutionsRequest>,
     ) -> Result<Response<pb::ListResolutionsResponse>, Status> {
+        let request = request.into_inner();
+        let page: PageRequest<(i64, EntryId)> =
+            paging::list_request("resolutions", request.page_size, &request.page_token)?;
         let state = self.ledger.state();
+        let items = state
+            .resolutions_after(page.after)
+            .map(|v| Ok(((v.timestamp_ms, v.id), to_proto::resolution_view(&v))));
+        let (resolutions, next_page_token) = page.fill(items)?;
         Ok(Response::new(pb::ListResolutionsResponse {
-            resolutions: state
-                .resolutions()
-                .iter()
-                .map(to_proto::resolution_view)
-                .collect(),
+            resolutions,
+            next_page_token,
         }))
     }
 
@@ -502,33 +662,48 @@ impl LedgerApi for LedgerService {
         let request = request.into_inner();
         let author = optional_key("author", &request.author)?
             .ok_or_else(|| Status::invalid_argument("author is required"))?;
-        let limit = match request.limit {
-            0 => MAX_LOG_PAGE,
-            n => n.min(MAX_LOG_PAGE),
+        let page: PageRequest<(PublicId, u64)> = paging::request(
+            "log",
+            request.limit,
+            &request.page_token,
+            MAX_LOG_PAGE as usize,
+            MAX_LOG_PAGE as usize,
+        )?;
+        let from = match page.after {
+            Some((a, _)) if a != author => {
+                return Err(Status::invalid_argument(
+                    "page_token is for another author's log",
+                ));
+            }
+            Some((_, seq)) => seq.saturating_add(1),
+            None => request.from_seq.max(1),
         };
         // Only what the state has applied: never an entry that is not yet durable.
         let head = {
             use accord_core::entry::Logs;
             self.ledger.state().head(&author).map_or(0, |h| h.seq)
         };
-        let from = request.from_seq.max(1);
         if from > head {
-            return Ok(Response::new(pb::GetLogResponse { entries: vec![] }));
+            return Ok(Response::new(pb::GetLogResponse::default()));
         }
-        let count = usize::try_from((head - from + 1).min(u64::from(limit))).unwrap_or(usize::MAX);
-        let stored = self
-            .ledger
-            .store()
-            .log(&author, from, count)
+        // One more than the page, to know whether another page follows.
+        let count =
+            usize::try_from((head - from + 1).min(page.size as u64 + 1)).unwrap_or(usize::MAX);
+        let store = self.ledger.store().clone();
+        let stored = tokio::task::spawn_blocking(move || store.log(&author, from, count))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(e.to_string()))?;
-        let entries = stored
-            .iter()
-            .map(|s| {
-                <pb::SignedEntry as prost::Message>::decode(s.bytes.as_slice())
-                    .map_err(|e| Status::internal(format!("stored entry does not decode: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Response::new(pb::GetLogResponse { entries }))
+        let items = stored.iter().zip(from..).map(|(s, seq)| {
+            <pb::SignedEntry as prost::Message>::decode(s.bytes.as_slice())
+                .map(|e| ((author, seq), e))
+                .map_err(|e| Status::internal(format!("stored entry does not decode: {e}")))
+        });
+        let (entries, next_page_token) = page.fill(items)?;
+        Ok(Response::new(pb::GetLogResponse {
+            entries,
+            next_page_token,
+        }))
     }
 
     async fn create_feed_link(
@@ -574,11 +749,21 @@ impl LedgerApi for LedgerService {
 
     async fn list_feed_links(
         &self,
-        _request: Request<pb::ListFeedLinksRequest>,
+        request: Request<pb::ListFeedLinksRequest>,
     ) -> Result<Response<pb::ListFeedLinksResponse>, Status> {
+        let request = request.into_inner();
+        let page: PageRequest<(i64, String)> =
+            paging::list_request("feed links", request.page_size, &request.page_token)?;
         let links = self.feed_links()?.list().map_err(link_status)?;
+        let items = links
+            .into_iter()
+            .map(|l| ((l.record.created_ms, l.id.clone()), l))
+            .filter(|(key, _)| page.after.as_ref().is_none_or(|after| key > after))
+            .map(|(key, l)| Ok((key, link_view(l))));
+        let (links, next_page_token) = page.fill(items)?;
         Ok(Response::new(pb::ListFeedLinksResponse {
-            links: links.into_iter().map(link_view).collect(),
+            links,
+            next_page_token,
         }))
     }
 }

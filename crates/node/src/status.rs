@@ -1,4 +1,6 @@
-//! The one place where refusals become gRPC statuses.
+//! The one place where entry and append refusals become gRPC statuses. The table of
+//! every refusal and its code is in ARCHITECTURE.md ("gRPC status codes"); this
+//! file's part of it:
 //!
 //! - `InvalidArgument`: the entry or request itself is wrong (size, bytes, fields,
 //!   alliance, signature, body, a clock far ahead). Resending it cannot help.
@@ -8,10 +10,15 @@
 //! - `FailedPrecondition`: the entry does not fit the author's log as this node has
 //!   it (a gap, a wrong previous hash, a fork, a frozen log, time going back). It may
 //!   fit once missing entries arrive.
-//! - `Unauthenticated`: no token, or a token no operator holds.
 //! - `Unavailable`: the node is stopping or its storage failed.
 //!
-//! The message is always the core's own text for the rule that failed.
+//! Elsewhere: `Unauthenticated` (`auth`), `ResourceExhausted` and `DeadlineExceeded`
+//! (`limits`: oversized requests, stream bounds, the request timeout),
+//! `InvalidArgument` for bad page tokens (`paging`) and query fields (`service`).
+//!
+//! The message is the core's own text for the rule that failed, bounded by
+//! [`accord_core::quote::bounded`] (values inside it are already cut to 200
+//! characters by [`accord_core::quote::quoted`]).
 
 use accord_core::EntryError;
 use tonic::Status;
@@ -20,7 +27,7 @@ use crate::ledger::AppendError;
 
 pub fn entry_status(error: &EntryError) -> Status {
     use EntryError as E;
-    let message = error.to_string();
+    let message = accord_core::quote::bounded(&error.to_string()).into_owned();
     match error {
         E::TooLarge { .. }
         | E::Undecodable(_)
@@ -46,7 +53,7 @@ pub fn append_status(error: &AppendError) -> Status {
     match error {
         AppendError::Refused(e) => entry_status(e),
         AppendError::Storage(_) | AppendError::ShuttingDown => {
-            Status::unavailable(error.to_string())
+            Status::unavailable(accord_core::quote::bounded(&error.to_string()).into_owned())
         }
     }
 }

@@ -53,6 +53,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         anti_entropy: Duration::from_secs(1),
         tls: None,
         http: None,
+        limits: Default::default(),
     }
 }
 
@@ -492,6 +493,7 @@ async fn an_unknown_kind_replicates_untouched() {
             author: beta.public_id().to_vec(),
             from_seq: 1,
             limit: 10,
+            ..Default::default()
         }))
         .await
         .unwrap()

@@ -490,7 +490,7 @@ async fn alliance_only_events_and_clashes_need_a_live_member_link() {
     expect_status(&format!("{base}/m/{}/clashes", sam.token), StatusCode::OK).await;
     let mut client = c.node.client().await.unwrap();
     let links = client
-        .list_feed_links(pb::ListFeedLinksRequest {})
+        .list_feed_links(pb::ListFeedLinksRequest::default())
         .await
         .unwrap()
         .into_inner()

@@ -6,6 +6,7 @@ mod calendar;
 mod durability;
 mod federation;
 mod interop;
+mod limits;
 mod publish;
 mod refusal;
 mod service;

@@ -24,6 +24,7 @@ async fn intentions(
             ballot: ballot.into(),
             election: election.into(),
             organisation: org,
+            ..Default::default()
         })
         .await
         .expect("list intentions")
@@ -268,7 +269,7 @@ async fn resolution_goes_pending_then_resolved_then_breached() {
     assert_eq!(ballots(&list), [(LEEDS_HHP, CS::Pending)]);
     assert_eq!(list[0].resolution, res.id);
     let resolutions = c
-        .list_resolutions(pb::ListResolutionsRequest {})
+        .list_resolutions(pb::ListResolutionsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -302,7 +303,7 @@ async fn resolution_goes_pending_then_resolved_then_breached() {
         [(LEEDS_HHP, CS::Breached)]
     );
     let resolutions = c
-        .list_resolutions(pb::ListResolutionsRequest {})
+        .list_resolutions(pb::ListResolutionsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -324,7 +325,7 @@ async fn joint_statement_once_every_cosigner_endorses_then_withdrawn() {
         let mut c = c.clone();
         async move {
             let list = c
-                .list_statements(pb::ListStatementsRequest {})
+                .list_statements(pb::ListStatementsRequest::default())
                 .await
                 .unwrap()
                 .into_inner()
@@ -400,6 +401,7 @@ async fn events_are_listed_by_time_range_and_clash_at_one_venue() {
             from: from.into(),
             to: to.into(),
             include_cancelled: cancelled,
+            ..Default::default()
         };
         async move {
             let mut uids: Vec<(String, u32)> = c
@@ -449,7 +451,7 @@ async fn events_are_listed_by_time_range_and_clash_at_one_venue() {
     assert_eq!(hustings.author, a.key(0));
 
     let clashes = c
-        .list_event_clashes(pb::ListEventClashesRequest {})
+        .list_event_clashes(pb::ListEventClashesRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -474,7 +476,7 @@ async fn events_are_listed_by_time_range_and_clash_at_one_venue() {
         [("hustings".into(), 1), ("rally".into(), 0)]
     );
     let clashes = c
-        .list_event_clashes(pb::ListEventClashesRequest {})
+        .list_event_clashes(pb::ListEventClashesRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -524,6 +526,7 @@ async fn get_log_returns_the_exact_stored_bytes() {
             author: a.key(0),
             from_seq: 2,
             limit: 1,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -401,6 +401,7 @@ async fn queries_with_malformed_ballot_ids_are_refused() {
         ballot: ballot.into(),
         election: election.into(),
         organisation: Vec::new(),
+        ..Default::default()
     };
     assert_refused(
         "impossible date",

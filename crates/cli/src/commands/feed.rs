@@ -72,14 +72,22 @@ pub async fn revoke(list: &ListArgs, link: &str) -> Result<()> {
 }
 
 pub async fn list(list: &ListArgs) -> Result<()> {
-    let mut client = Client::connect(&list.client.config_path()?).await?;
-    let links = client
-        .ledger
-        .list_feed_links(pb::ListFeedLinksRequest {})
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .links;
+    let client = Client::connect(&list.client.config_path()?).await?;
+    let links = crate::commands::query::all_pages(|page_token| {
+        let mut ledger = client.ledger.clone();
+        async move {
+            let r = ledger
+                .list_feed_links(pb::ListFeedLinksRequest {
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            Ok((r.links, r.next_page_token))
+        }
+    })
+    .await?;
     if list.json {
         print_json(&serde_json::Value::Array(links.iter().map(view).collect()));
         return Ok(());

@@ -169,13 +169,21 @@ async fn statement_id(client: &mut Client, text: &str) -> Result<Vec<u8>> {
     if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("{text:?} is not a statement id (hex)");
     }
-    let statements = client
-        .ledger
-        .list_statements(pb::ListStatementsRequest {})
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .statements;
+    let statements = crate::commands::query::all_pages(|page_token| {
+        let mut ledger = client.ledger.clone();
+        async move {
+            let r = ledger
+                .list_statements(pb::ListStatementsRequest {
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            Ok((r.statements, r.next_page_token))
+        }
+    })
+    .await?;
     let matches: Vec<&pb::StatementView> = statements
         .iter()
         .filter(|s| hex::encode(&s.id).starts_with(&wanted))
@@ -230,17 +238,22 @@ pub async fn event(args: &PublishArgs, e: EventFields) -> Result<()> {
 
 pub async fn cancel_event(args: &PublishArgs, uid: &str) -> Result<()> {
     let mut p = Publisher::new(args).await?;
-    let events = p
-        .client
-        .ledger
-        .list_events(pb::ListEventsRequest {
-            include_cancelled: true,
-            ..Default::default()
-        })
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .events;
+    let events = crate::commands::query::all_pages(|page_token| {
+        let mut ledger = p.client.ledger.clone();
+        async move {
+            let r = ledger
+                .list_events(pb::ListEventsRequest {
+                    include_cancelled: true,
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            Ok((r.events, r.next_page_token))
+        }
+    })
+    .await?;
     let author = p.author.to_vec();
     let Some(mut event) = events
         .into_iter()

@@ -14,6 +14,29 @@ use crate::render::{
     print_json, println, short_time, table, time_ms,
 };
 
+/// Most pages a list command follows (the node sends up to 1,000 items a page).
+const MAX_PAGES: usize = 100_000;
+
+/// Every page of a list: `page(token)` asks for one page and returns its items and
+/// the next page's token, which is empty after the last.
+pub(crate) async fn all_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String)>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    for _ in 0..MAX_PAGES {
+        let (mut more, next) = page(token).await?;
+        items.append(&mut more);
+        if next.is_empty() {
+            return Ok(items);
+        }
+        token = next;
+    }
+    anyhow::bail!("the node sent more than {MAX_PAGES} pages")
+}
+
 async fn connect(list: &ListArgs) -> Result<(Client, Charter)> {
     let mut client = Client::connect(&list.client.config_path()?).await?;
     let charter = client.charter().await?;
@@ -310,22 +333,33 @@ pub async fn intentions(
     election: Option<String>,
     org: Option<String>,
 ) -> Result<()> {
-    let (mut client, charter) = connect(list).await?;
+    let (client, charter) = connect(list).await?;
     let organisation = match org {
         Some(org) => find(&charter, &org)?.to_vec(),
         None => Vec::new(),
     };
-    let views = client
-        .ledger
-        .list_intentions(pb::ListIntentionsRequest {
-            ballot: ballot.unwrap_or_default(),
-            election: election.unwrap_or_default(),
-            organisation,
-        })
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .intentions;
+    let request = pb::ListIntentionsRequest {
+        ballot: ballot.unwrap_or_default(),
+        election: election.unwrap_or_default(),
+        organisation,
+        ..Default::default()
+    };
+    let views = all_pages(|page_token| {
+        let mut ledger = client.ledger.clone();
+        let request = pb::ListIntentionsRequest {
+            page_token,
+            ..request.clone()
+        };
+        async move {
+            let r = ledger
+                .list_intentions(request)
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            Ok((r.intentions, r.next_page_token))
+        }
+    })
+    .await?;
     let names = Names(&charter);
     let name = |v: &pb::IntentionView| {
         if v.organisation_name.is_empty() {
@@ -402,6 +436,7 @@ fn clash_request(charter: &Charter, filter: &ClashFilter) -> Result<pb::ListClas
             Some(org) => find(charter, org)?.to_vec(),
             None => Vec::new(),
         },
+        ..Default::default()
     })
 }
 
@@ -465,15 +500,24 @@ fn clashes_table(names: &Names, clashes: &[pb::Clash]) -> String {
 }
 
 pub async fn clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> {
-    let (mut client, charter) = connect(list).await?;
+    let (client, charter) = connect(list).await?;
     let request = clash_request(&charter, filter)?;
-    let clashes = client
-        .ledger
-        .list_clashes(request)
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .clashes;
+    let clashes = all_pages(|page_token| {
+        let mut ledger = client.ledger.clone();
+        let request = pb::ListClashesRequest {
+            page_token,
+            ..request.clone()
+        };
+        async move {
+            let r = ledger
+                .list_clashes(request)
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            Ok((r.clashes, r.next_page_token))
+        }
+    })
+    .await?;
     let names = Names(&charter);
     if list.json {
         print_json(&clashes_json(&names, &clashes));
@@ -488,7 +532,7 @@ pub async fn watch_clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> 
     let request = clash_request(&charter, filter)?;
     let mut stream = client
         .ledger
-        .watch_clashes(request)
+        .watch_clashes(request.clone())
         .await
         .map_err(rpc)?
         .into_inner();
@@ -498,9 +542,34 @@ pub async fn watch_clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> 
             update = stream.message() => update.map_err(rpc)?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let Some(update) = update else {
+        let Some(mut update) = update else {
             anyhow::bail!("the node ended the watch");
         };
+        // Each update is the first page; the rest comes through ListClashes.
+        if !update.next_page_token.is_empty() {
+            let first = std::mem::take(&mut update.next_page_token);
+            let rest = all_pages(|page_token| {
+                let mut ledger = client.ledger.clone();
+                let request = pb::ListClashesRequest {
+                    page_token: if page_token.is_empty() {
+                        first.clone()
+                    } else {
+                        page_token
+                    },
+                    ..request.clone()
+                };
+                async move {
+                    let r = ledger
+                        .list_clashes(request)
+                        .await
+                        .map_err(rpc)?
+                        .into_inner();
+                    Ok((r.clashes, r.next_page_token))
+                }
+            })
+            .await?;
+            update.clashes.extend(rest);
+        }
         if list.json {
             // One JSON document per line, one line per update.
             println(&clashes_json(&names, &update.clashes).to_string());
@@ -513,14 +582,23 @@ pub async fn watch_clashes(list: &ListArgs, filter: &ClashFilter) -> Result<()> 
 }
 
 pub async fn resolutions(list: &ListArgs) -> Result<()> {
-    let (mut client, charter) = connect(list).await?;
-    let views = client
-        .ledger
-        .list_resolutions(pb::ListResolutionsRequest {})
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .resolutions;
+    let (client, charter) = connect(list).await?;
+    let views = all_pages(|page_token| {
+        let mut ledger = client.ledger.clone();
+        let request = pb::ListResolutionsRequest {
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let r = ledger
+                .list_resolutions(request)
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            Ok((r.resolutions, r.next_page_token))
+        }
+    })
+    .await?;
     let names = Names(&charter);
     if list.json {
         let items: Vec<Value> = views
@@ -577,14 +655,23 @@ pub async fn resolutions(list: &ListArgs) -> Result<()> {
 }
 
 pub async fn statements(list: &ListArgs) -> Result<()> {
-    let (mut client, charter) = connect(list).await?;
-    let views = client
-        .ledger
-        .list_statements(pb::ListStatementsRequest {})
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .statements;
+    let (client, charter) = connect(list).await?;
+    let views = all_pages(|page_token| {
+        let mut ledger = client.ledger.clone();
+        let request = pb::ListStatementsRequest {
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let r = ledger
+                .list_statements(request)
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            Ok((r.statements, r.next_page_token))
+        }
+    })
+    .await?;
     let names = Names(&charter);
     if list.json {
         let items: Vec<Value> = views
@@ -678,18 +765,25 @@ pub async fn events(
     to: Option<String>,
     include_cancelled: bool,
 ) -> Result<()> {
-    let (mut client, charter) = connect(list).await?;
-    let views = client
-        .ledger
-        .list_events(pb::ListEventsRequest {
-            from: from.unwrap_or_default(),
-            to: to.unwrap_or_default(),
-            include_cancelled,
-        })
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .events;
+    let (client, charter) = connect(list).await?;
+    let request = pb::ListEventsRequest {
+        from: from.unwrap_or_default(),
+        to: to.unwrap_or_default(),
+        include_cancelled,
+        ..Default::default()
+    };
+    let views = all_pages(|page_token| {
+        let mut ledger = client.ledger.clone();
+        let request = pb::ListEventsRequest {
+            page_token,
+            ..request.clone()
+        };
+        async move {
+            let r = ledger.list_events(request).await.map_err(rpc)?.into_inner();
+            Ok((r.events, r.next_page_token))
+        }
+    })
+    .await?;
     let names = Names(&charter);
     if list.json {
         print_json(&Value::Array(
@@ -734,14 +828,23 @@ pub async fn events(
 }
 
 pub async fn event_clashes(list: &ListArgs) -> Result<()> {
-    let (mut client, charter) = connect(list).await?;
-    let clashes = client
-        .ledger
-        .list_event_clashes(pb::ListEventClashesRequest {})
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .clashes;
+    let (client, charter) = connect(list).await?;
+    let clashes = all_pages(|page_token| {
+        let mut ledger = client.ledger.clone();
+        let request = pb::ListEventClashesRequest {
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let r = ledger
+                .list_event_clashes(request)
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            Ok((r.clashes, r.next_page_token))
+        }
+    })
+    .await?;
     let names = Names(&charter);
     if list.json {
         let items: Vec<Value> = clashes
@@ -794,17 +897,29 @@ pub async fn log(list: &ListArgs, author: &str, from_seq: u64, limit: u32) -> Re
     let (mut client, charter) = connect(list).await?;
     let names = Names(&charter);
     let author = find(&charter, author)?;
-    let entries = client
-        .ledger
-        .get_log(pb::GetLogRequest {
-            author: author.to_vec(),
-            from_seq,
-            limit,
-        })
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .entries;
+    // Pages until `limit` entries or the head; the node cuts pages at 1,000 entries
+    // or 3 MiB.
+    let limit = limit as usize;
+    let mut entries = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..MAX_PAGES {
+        let page = client
+            .ledger
+            .get_log(pb::GetLogRequest {
+                author: author.to_vec(),
+                from_seq,
+                limit: u32::try_from(limit - entries.len()).unwrap_or(u32::MAX),
+                page_token,
+            })
+            .await
+            .map_err(rpc)?
+            .into_inner();
+        entries.extend(page.entries);
+        if page.next_page_token.is_empty() || entries.len() >= limit {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     let mut items = Vec::new();
     for signed in entries {
         let decoded = accord_core::entry::decode(signed.clone(), usize::MAX)?;
