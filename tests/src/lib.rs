@@ -622,6 +622,7 @@ pub fn event(uid: &str, start: &str, end: &str, venue: &str) -> pb::Event {
         organisers: vec![],
         visibility: pb::Visibility::Public as i32,
         cancelled: false,
+        all_day: false,
     }
 }
 

@@ -1035,6 +1035,7 @@ async fn seed(demo: &Demo, nodes: &mut Seeder, today: NaiveDate) -> Result<()> {
                         pb::Visibility::Alliance
                     } as i32,
                     cancelled: false,
+                    all_day: false,
                 }),
             )
             .await?;
@@ -1052,6 +1053,7 @@ async fn seed(demo: &Demo, nodes: &mut Seeder, today: NaiveDate) -> Result<()> {
         organisers: vec![r.to_vec()],
         visibility: pb::Visibility::Alliance as i32,
         cancelled: false,
+        all_day: false,
     };
     nodes.publish(r, Body::Event(cancelled.clone())).await?;
     cancelled.cancelled = true;
@@ -1071,6 +1073,7 @@ async fn seed(demo: &Demo, nodes: &mut Seeder, today: NaiveDate) -> Result<()> {
         organisers: vec![g.to_vec(), b.to_vec()],
         visibility: pb::Visibility::Public as i32,
         cancelled: false,
+        all_day: false,
     };
     nodes.publish(g, Body::Event(moved.clone())).await?;
     moved.start = format!("{}T18:30", day(10));
