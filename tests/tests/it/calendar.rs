@@ -299,6 +299,7 @@ async fn two_nodes_of_a_federation_serve_byte_identical_feeds() {
             listen: ([127, 0, 0, 1], port).into(),
             public_url: "https://calendar.example.org".into(),
             refresh: Duration::from_secs(3600),
+            limits: Default::default(),
         });
     }
     fed.start_all().await.unwrap();
