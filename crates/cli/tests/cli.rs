@@ -872,7 +872,17 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
         {
             assert_eq!(mode(Path::new(node["token_file"].as_str().unwrap())), 0o600);
             assert_eq!(mode(Path::new(org["key_file"].as_str().unwrap())), 0o600);
+            // Regression (issue 8): the data folders (members' links among the data)
+            // were readable by anyone.
+            assert_eq!(mode(Path::new(node["data_dir"].as_str().unwrap())), 0o700);
         }
+    }
+    // Regression (issue 8): demo.json holds members' links and was world-readable.
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&demo.join("demo.json")), 0o600);
+        assert_eq!(mode(&demo.join("keys")), 0o700);
+        assert_eq!(mode(&demo.join("nodes")), 0o700);
     }
     let mut distinct = configs.clone();
     distinct.sort();
@@ -941,6 +951,8 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
         let feed = get("feed");
         assert!(feed.starts_with("BEGIN:VCALENDAR\r\n"), "{feed}");
         assert!(feed.contains("UID:canvass-briefing-headingley."), "{feed}");
+        // The sample all-day event is written with dates.
+        assert!(feed.contains("DTSTART;VALUE=DATE:"), "{feed}");
         assert!(!feed.contains("members-meeting-hyde-park"), "{feed}");
         let member_feed = get("member_feed");
         assert!(

@@ -441,14 +441,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use tower::ServiceExt as _;
-    let service = tower::ServiceBuilder::new()
-        .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            limits.max_requests.max(1),
-        ))
-        .timeout(limits.request_timeout)
-        .service(router(calendar))
+    let service = limited(router(calendar), limits)
         .map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -492,6 +485,21 @@ pub async fn serve(
     })
     .await;
     Ok(())
+}
+
+/// `router` within `limits`: a request that takes longer than
+/// `limits.request_timeout`, or comes while `limits.max_requests` are in hand, is
+/// answered 503 at once.
+fn limited(router: Router, limits: Limits) -> Router {
+    router.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                limits.max_requests.max(1),
+            ))
+            .timeout(limits.request_timeout),
+    )
 }
 
 /// The answer when a request is refused for the server's sake: 503, with the reason.
@@ -915,6 +923,88 @@ mod tests {
         assert!(!accepts("gzip;q=0"));
         assert!(!accepts("br, deflate"));
         assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    /// A router whose `/slow` answers only when `release` is notified.
+    fn slow_router(release: Arc<tokio::sync::Notify>) -> Router {
+        Router::new()
+            .route(
+                "/slow",
+                get(move || {
+                    let release = release.clone();
+                    async move {
+                        release.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .route("/fast", get(|| async { "fast" }))
+    }
+
+    async fn call(service: &Router, path: &str) -> StatusCode {
+        use tower::ServiceExt as _;
+        let request = axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        service
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible")
+            .status()
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_limit_get_503_at_once() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let limits = Limits {
+            request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_requests: 1,
+        };
+        let service = limited(slow_router(release.clone()), limits);
+        let held = tokio::spawn({
+            let service = service.clone();
+            async move { call(&service, "/slow").await }
+        });
+        // While /slow holds the one slot, anything else is shed (bounded wait for the
+        // slot to be taken).
+        let mut shed = false;
+        for _ in 0..200 {
+            if call(&service, "/fast").await == StatusCode::SERVICE_UNAVAILABLE {
+                shed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(shed, "a second request was not refused while the slot was held");
+        release.notify_one();
+        assert_eq!(held.await.expect("joined"), StatusCode::OK);
+        assert_eq!(call(&service, "/fast").await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_timeout_gets_503() {
+        let limits = Limits {
+            request_timeout: Duration::from_millis(200),
+            header_timeout: Duration::from_secs(10),
+            max_requests: 4,
+        };
+        let service = limited(slow_router(Arc::new(tokio::sync::Notify::new())), limits);
+        let answered = tokio::time::timeout(Duration::from_secs(10), call(&service, "/slow"))
+            .await
+            .expect("answered within the deadline");
+        assert_eq!(answered, StatusCode::SERVICE_UNAVAILABLE);
+        // The timed-out request gave its slot back.
+        assert_eq!(call(&service, "/fast").await, StatusCode::OK);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("/org/%FF/x"), b"/org/\xff/x");
+        assert_eq!(percent_decode("/a%20b%zz%4"), b"/a b%zz%4");
+        assert!(std::str::from_utf8(&percent_decode("/events/%C3%28/x")).is_err());
+        assert!(std::str::from_utf8(&percent_decode("/org/plaid-ynys-m%C3%B4n/")).is_ok());
     }
 
     #[test]
