@@ -20,6 +20,8 @@ use tonic::Code;
 
 use crate::{LEEDS_HHP, home_to_all_with_calendar};
 
+mod serving;
+
 /// A node home to every member and secretary of a new alliance, serving the calendar.
 struct Calendar {
     alliance: TestAlliance,
