@@ -909,8 +909,18 @@ mod tests {
         // A zone other than London: dates stay dates, never UTC times.
         weekend.time_zone = "America/New_York".into();
         let events = [
-            view(fx.key(A), one, "2027-04-01T00:00:00Z", "2027-04-01T00:00:00Z"),
-            view(fx.key(A), weekend, "2027-04-01T00:00:00Z", "2027-04-01T00:00:00Z"),
+            view(
+                fx.key(A),
+                one,
+                "2027-04-01T00:00:00Z",
+                "2027-04-01T00:00:00Z",
+            ),
+            view(
+                fx.key(A),
+                weekend,
+                "2027-04-01T00:00:00Z",
+                "2027-04-01T00:00:00Z",
+            ),
         ];
         assert_eq!(events[0].event.start_utc, at("2027-04-30T23:00:00Z"));
         assert_eq!(events[0].event.end_utc, at("2027-05-01T23:00:00Z"));

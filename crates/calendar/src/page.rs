@@ -512,7 +512,11 @@ fn when(e: &Event, with_date: bool) -> Markup {
         return range(london(e.start_utc), london(e.end_utc), with_date);
     }
     let (first, last) = (e.first_day(), e.last_day());
-    let format = if with_date { "%A %-d %B %Y" } else { "%a %-d %b" };
+    let format = if with_date {
+        "%A %-d %B %Y"
+    } else {
+        "%a %-d %b"
+    };
     html! {
         @if first == last {
             @if with_date {
@@ -1079,7 +1083,10 @@ mod tests {
         assert!(fri.contains(
             r#"<time datetime="2026-07-10">Fri 10 Jul</time> – <time datetime="2026-07-12">Sun 12 Jul</time>, <span class="all-day">all day</span>"#
         ));
-        assert!(!html.contains("00:00"), "no midnight times for all-day events");
+        assert!(
+            !html.contains("00:00"),
+            "no midnight times for all-day events"
+        );
 
         let page = event(&ctx(&dir, &paths), &fete);
         check_document(&page);
@@ -1104,7 +1111,10 @@ mod tests {
         let dir = directory();
         let paths = public_paths();
         let now = utc("2026-03-01 12:00");
-        let ctx = PageContext { now, ..ctx(&dir, &paths) };
+        let ctx = PageContext {
+            now,
+            ..ctx(&dir, &paths)
+        };
         // 00:30 GMT to 03:00 BST on 29 March 2026 (clocks go forward at 01:00 GMT).
         let spring = ev("spring", "Spring", "2026-03-29 00:30", "2026-03-29 02:00");
         // 01:30 BST and 01:30 GMT on 25 October 2026: the hour that happens twice.

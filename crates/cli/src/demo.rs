@@ -143,8 +143,7 @@ fn private_dir(path: &Path) -> Result<()> {
 pub async fn run(dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
     // The summary on stdout is what a demo user reads; the nodes' logs stay quiet.
     node::init_tracing("warn");
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     private_dir(&dir.join("keys"))?;
     let dir = dir
         .canonicalize()

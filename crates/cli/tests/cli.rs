@@ -628,7 +628,8 @@ fn node_serves_publishing_and_queries_end_to_end() {
         "--venue",
         "town hall",
     ]);
-    let fair = a.json(&["events", "--json"])
+    let fair = a
+        .json(&["events", "--json"])
         .as_array()
         .unwrap()
         .iter()
@@ -636,11 +637,20 @@ fn node_serves_publishing_and_queries_end_to_end() {
         .cloned()
         .expect("the fair is listed");
     assert_eq!(fair["all_day"], true);
-    assert_eq!((fair["start"].as_str(), fair["end"].as_str()), (Some("2027-04-12"), Some("2027-04-12")));
+    assert_eq!(
+        (fair["start"].as_str(), fair["end"].as_str()),
+        (Some("2027-04-12"), Some("2027-04-12"))
+    );
     assert_eq!(fair["start_utc"], "2027-04-11T23:00:00Z");
     let table = a.ok(&["events"]);
     assert!(table.contains("all day"), "{table}");
-    assert_eq!(a.json(&["event-clashes", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        a.json(&["event-clashes", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let entries = a.entries();
     let err = fails(&a.args(&[
         "event",
@@ -655,7 +665,10 @@ fn node_serves_publishing_and_queries_end_to_end() {
         "2027-04-12T10:00",
         "--all-day",
     ]));
-    assert!(err.contains("is not a date of the form YYYY-MM-DD"), "{err}");
+    assert!(
+        err.contains("is not a date of the form YYYY-MM-DD"),
+        "{err}"
+    );
     assert_eq!(a.entries(), entries);
 
     // The log shows each entry, with its signature checked by the client.

@@ -458,7 +458,10 @@ fn event(e: pb::Event) -> Result<Body, BodyError> {
             field: "end",
             value: e.end.clone(),
         })?;
-        let (start, end) = (first.and_time(NaiveTime::MIN), after.and_time(NaiveTime::MIN));
+        let (start, end) = (
+            first.and_time(NaiveTime::MIN),
+            after.and_time(NaiveTime::MIN),
+        );
         (
             start,
             end,

@@ -977,7 +977,10 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(shed, "a second request was not refused while the slot was held");
+        assert!(
+            shed,
+            "a second request was not refused while the slot was held"
+        );
         release.notify_one();
         assert_eq!(held.await.expect("joined"), StatusCode::OK);
         assert_eq!(call(&service, "/fast").await, StatusCode::OK);

@@ -6,7 +6,6 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
-
 use super::*;
 
 /// The `feed_cache` counters of a node's `/healthz`.
@@ -24,11 +23,20 @@ async fn all_day_events_are_dates_in_feeds_and_all_day_on_pages() {
     fair.all_day = true;
     publish_event(&mut c, 0, fair).await;
 
-    let feed = unfold(&expect_status(&format!("{base}/calendar.ics"), StatusCode::OK).await.text());
-    assert!(feed.contains("\r\nDTSTART;VALUE=DATE:20270703\r\n"), "{feed}");
+    let feed = unfold(
+        &expect_status(&format!("{base}/calendar.ics"), StatusCode::OK)
+            .await
+            .text(),
+    );
+    assert!(
+        feed.contains("\r\nDTSTART;VALUE=DATE:20270703\r\n"),
+        "{feed}"
+    );
     // DTEND is exclusive (RFC 5545 §3.6.1): the day after the last.
     assert!(feed.contains("\r\nDTEND;VALUE=DATE:20270705\r\n"), "{feed}");
-    let page = expect_status(&format!("{base}/"), StatusCode::OK).await.text();
+    let page = expect_status(&format!("{base}/"), StatusCode::OK)
+        .await
+        .text();
     assert!(page.contains(">all day</span>"), "{page}");
     assert!(!page.contains("00:00"), "{page}");
 
@@ -42,7 +50,10 @@ async fn all_day_events_are_dates_in_feeds_and_all_day_on_pages() {
         .events;
     let e = events[0].event.clone().expect("an event");
     assert!(e.all_day);
-    assert_eq!((e.start.as_str(), e.end.as_str()), ("2027-07-03", "2027-07-04"));
+    assert_eq!(
+        (e.start.as_str(), e.end.as_str()),
+        ("2027-07-03", "2027-07-04")
+    );
 
     // Times where dates are due, or a last day before the first: refused, nothing stored.
     let who = c.alliance.member(0).clone();
@@ -100,7 +111,10 @@ async fn paths_with_invalid_utf8_get_the_sites_404_page() {
             "{path}"
         );
         let page = got.text();
-        assert!(page.contains("There is nothing at this address."), "{path}: {page}");
+        assert!(
+            page.contains("There is nothing at this address."),
+            "{path}: {page}"
+        );
         assert!(page.starts_with("<!DOCTYPE html>"), "{path}: {page}");
     }
     c.node.stop().await.unwrap();
@@ -126,8 +140,16 @@ async fn pages_are_gzipped_when_asked() {
             &[(header::ACCEPT_ENCODING, "gzip, deflate")],
         )
         .await;
-        assert_eq!(zipped.header(header::CONTENT_ENCODING), Some("gzip"), "{path}");
-        assert_eq!(zipped.header(header::VARY), Some("accept-encoding"), "{path}");
+        assert_eq!(
+            zipped.header(header::CONTENT_ENCODING),
+            Some("gzip"),
+            "{path}"
+        );
+        assert_eq!(
+            zipped.header(header::VARY),
+            Some("accept-encoding"),
+            "{path}"
+        );
         let mut text = String::new();
         flate2::read::GzDecoder::new(&zipped.body[..])
             .read_to_string(&mut text)
@@ -156,7 +178,11 @@ async fn made_up_areas_do_not_flush_members_cached_feeds() {
     let link = feed_link(&mut c.client, "Jo").await;
     expect_status(&link.feed_url, StatusCode::OK).await;
     // An area an event names is a selection that exists: cached.
-    expect_status(&format!("{base}/area/E05011399/calendar.ics"), StatusCode::OK).await;
+    expect_status(
+        &format!("{base}/area/E05011399/calendar.ics"),
+        StatusCode::OK,
+    )
+    .await;
     let before = cache_stats(&base).await;
     assert_eq!(before["entries"], 2, "{before}");
 
@@ -181,7 +207,10 @@ async fn made_up_areas_do_not_flush_members_cached_feeds() {
         task.await.expect("requests");
     }
     let after = cache_stats(&base).await;
-    assert_eq!(after["entries"], 2, "made-up areas entered the cache: {after}");
+    assert_eq!(
+        after["entries"], 2,
+        "made-up areas entered the cache: {after}"
+    );
     // The member's feed is still served from the cache: one more hit, no miss.
     expect_status(&link.feed_url, StatusCode::OK).await;
     let last = cache_stats(&base).await;
@@ -227,7 +256,10 @@ async fn a_half_sent_request_is_cut_off_after_the_header_timeout() {
         "{text}"
     );
     let took = began.elapsed();
-    assert!(took >= Duration::from_millis(900), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed too early: {took:?}"
+    );
     assert!(took < Duration::from_secs(8), "held for {took:?}");
     // The server still answers whole requests.
     expect_status(&format!("{base}/calendar.ics"), StatusCode::OK).await;
@@ -254,7 +286,9 @@ async fn a_late_older_entry_moves_last_modified() {
     });
     fed.start_all().await.unwrap();
     let feed_url = format!("http://127.0.0.1:{port}/calendar.ics");
-    fed.isolate_and_wait(1, Duration::from_secs(30)).await.unwrap();
+    fed.isolate_and_wait(1, Duration::from_secs(30))
+        .await
+        .unwrap();
 
     // Node 1, cut off, publishes first; node 0 a second later (entry timestamps and
     // HTTP dates are whole seconds).
@@ -263,7 +297,12 @@ async fn a_late_older_entry_moves_last_modified() {
     publish(
         &mut client1,
         &home1,
-        Body::Event(event_at("late", "Late", "2027-03-10T19:00", "2027-03-10T21:00")),
+        Body::Event(event_at(
+            "late",
+            "Late",
+            "2027-03-10T19:00",
+            "2027-03-10T21:00",
+        )),
     )
     .await
     .unwrap();
@@ -278,14 +317,22 @@ async fn a_late_older_entry_moves_last_modified() {
     publish(
         &mut client0,
         &home0,
-        Body::Event(event_at("early", "Early", "2027-03-11T19:00", "2027-03-11T21:00")),
+        Body::Event(event_at(
+            "early",
+            "Early",
+            "2027-03-11T19:00",
+            "2027-03-11T21:00",
+        )),
     )
     .await
     .unwrap();
 
     let seen = expect_status(&feed_url, StatusCode::OK).await;
     assert_eq!(uid_set(&seen.text()), ["early".to_owned()].into());
-    let since = seen.header(header::LAST_MODIFIED).expect("a date").to_owned();
+    let since = seen
+        .header(header::LAST_MODIFIED)
+        .expect("a date")
+        .to_owned();
     let conditional = get_with(&feed_url, &[(header::IF_MODIFIED_SINCE, &since)]).await;
     assert_eq!(conditional.status, StatusCode::NOT_MODIFIED);
 
@@ -302,7 +349,10 @@ async fn a_late_older_entry_moves_last_modified() {
         uid_set(&got.text()),
         ["early".to_owned(), "late".to_owned()].into()
     );
-    let moved = got.header(header::LAST_MODIFIED).expect("a date").to_owned();
+    let moved = got
+        .header(header::LAST_MODIFIED)
+        .expect("a date")
+        .to_owned();
     let parse = |d: &str| httpdate::parse_http_date(d).expect("an HTTP date");
     assert!(parse(&moved) >= parse(&since));
     // Never in the future, and it settles: within a few seconds the date a client
@@ -310,11 +360,20 @@ async fn a_late_older_entry_moves_last_modified() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = get(&feed_url).await;
-        let date = got.header(header::LAST_MODIFIED).expect("a date").to_owned();
-        assert!(parse(&date) <= std::time::SystemTime::now(), "{date} is in the future");
+        let date = got
+            .header(header::LAST_MODIFIED)
+            .expect("a date")
+            .to_owned();
+        assert!(
+            parse(&date) <= std::time::SystemTime::now(),
+            "{date} is in the future"
+        );
         let again = get_with(&feed_url, &[(header::IF_MODIFIED_SINCE, &date)]).await;
         if again.status == StatusCode::NOT_MODIFIED {
-            assert!(parse(&date) > parse(&since), "{date} did not move past {since}");
+            assert!(
+                parse(&date) > parse(&since),
+                "{date} did not move past {since}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "never settled on a date");
