@@ -71,6 +71,8 @@ struct FeedCache {
     /// members), in seconds: the least date of a selection with no cached rendering
     /// (it may have been served and evicted).
     floor: [u64; 2],
+    /// [`FeedLinks::revocations`] when the cache last dropped revoked links' feeds.
+    revocations: u64,
     hits: u64,
     misses: u64,
 }
@@ -156,14 +158,55 @@ impl Calendar {
             cache: Mutex::new(FeedCache {
                 feeds: lru::LruCache::new(MAX_CACHED_FEEDS),
                 floor: [0; 2],
+                revocations: 0,
                 hits: 0,
                 misses: 0,
             }),
         }
     }
 
-    /// The feed cache's size and use.
+    /// After a link is revoked, drops the cached feeds of every link no longer live.
+    fn drop_revoked(&self) {
+        let revocations = self.links.revocations();
+        let tokens: Vec<String> = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.revocations == revocations {
+                return;
+            }
+            cache.revocations = revocations;
+            let mut tokens: Vec<String> = cache
+                .feeds
+                .iter()
+                .filter_map(|((t, _), _)| t.clone())
+                .collect();
+            tokens.sort();
+            tokens.dedup();
+            tokens
+        };
+        // Store reads outside the cache lock; an error keeps the feeds (the gate
+        // refuses the link anyway).
+        let revoked: Vec<String> = tokens
+            .into_iter()
+            .filter(|t| matches!(self.links.is_live(t), Ok(false)))
+            .collect();
+        if revoked.is_empty() {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<FeedKey> = cache
+            .feeds
+            .iter()
+            .filter(|((t, _), _)| t.as_ref().is_some_and(|t| revoked.contains(t)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            cache.feeds.pop(&key);
+        }
+    }
+
+    /// The feed cache's size and use (revoked links' feeds dropped first).
     pub fn cache_stats(&self) -> FeedCacheStats {
+        self.drop_revoked();
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         FeedCacheStats {
             entries: cache.feeds.len(),
@@ -194,6 +237,7 @@ impl Calendar {
     fn feed(&self, token: Option<&str>, selection: Selection) -> Arc<Rendered> {
         let now = Utc::now();
         let version = *self.version.borrow();
+        self.drop_revoked();
         let key = (token.map(str::to_owned), selection);
         let audience = usize::from(key.1.audience == Audience::Members);
         let previous = {

@@ -216,6 +216,17 @@ async fn made_up_areas_do_not_flush_members_cached_feeds() {
     let last = cache_stats(&base).await;
     assert_eq!(last["hits"], after["hits"].as_u64().unwrap() + 1, "{last}");
     assert_eq!(last["misses"], after["misses"], "{last}");
+
+    // A revoked link's feeds leave the cache.
+    c.client
+        .revoke_feed_link(pb::RevokeFeedLinkRequest {
+            link: link.id.clone(),
+        })
+        .await
+        .expect("revoked");
+    expect_status(&link.feed_url, StatusCode::NOT_FOUND).await;
+    let revoked = cache_stats(&base).await;
+    assert_eq!(revoked["entries"], 1, "{revoked}");
     c.node.stop().await.unwrap();
 }
 
