@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: `env!` would bake in the folder the build script was compiled
+    // in, and a target directory shared with another checkout (a worktree) would
+    // then compile that checkout's protos.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "accord/v1/entry.proto",
         "accord/v1/ledger.proto",

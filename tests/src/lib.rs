@@ -623,6 +623,7 @@ pub fn event(uid: &str, start: &str, end: &str, venue: &str) -> pb::Event {
         organisers: vec![],
         visibility: pb::Visibility::Public as i32,
         cancelled: false,
+        all_day: false,
     }
 }
 

@@ -9,6 +9,9 @@
 //! an ambiguous local time and refuses a nonexistent one, which is what RFC 5545
 //! §3.3.5 prescribes for readers of TZID times, so both sides agree on the instant.
 //!
+//! All-day events are written as DATE values (no zone), DTEND the day after the
+//! last day.
+//!
 //! Every content line ends in CRLF and is folded at 75 octets (§3.1) on a character
 //! boundary, never inside an escape sequence.
 
@@ -200,8 +203,14 @@ fn write_event(w: &mut Writer, ev: &EventView, options: &FeedOptions<'_>) {
     w.raw("CREATED", &utc_stamp(from_ms(ev.first_published_ms)));
     w.raw("LAST-MODIFIED", &modified);
     w.raw("SEQUENCE", &ev.sequence.to_string());
-    write_time(w, "DTSTART", e.time_zone, e.start, e.start_utc);
-    write_time(w, "DTEND", e.time_zone, e.end, e.end_utc);
+    if e.all_day {
+        // DATE values; DTEND is the day after the last (RFC 5545 §3.6.1).
+        w.raw("DTSTART;VALUE=DATE", &e.start.format("%Y%m%d").to_string());
+        w.raw("DTEND;VALUE=DATE", &e.end.format("%Y%m%d").to_string());
+    } else {
+        write_time(w, "DTSTART", e.time_zone, e.start, e.start_utc);
+        write_time(w, "DTEND", e.time_zone, e.end, e.end_utc);
+    }
     if e.cancelled {
         // Some calendar apps show STATUS:CANCELLED events like any other: say it in
         // the title too, so nobody turns up.
@@ -512,6 +521,7 @@ mod tests {
             organisers: vec![],
             visibility: pb::Visibility::Public as i32,
             cancelled: false,
+            all_day: false,
         }
     }
 
@@ -887,6 +897,50 @@ mod tests {
         assert!(!text(&feed).contains("TZID="));
         // The calendar still says which zone to show it in.
         assert!(has_line(&feed, "X-WR-TIMEZONE:Europe/London"));
+    }
+
+    #[test]
+    fn all_day_events_are_dates_with_an_exclusive_end() {
+        let fx = Fixture::new();
+        let mut one = pb_event("one-day", "2027-05-01", "");
+        one.all_day = true;
+        let mut weekend = pb_event("weekend", "2027-05-01", "2027-05-02");
+        weekend.all_day = true;
+        // A zone other than London: dates stay dates, never UTC times.
+        weekend.time_zone = "America/New_York".into();
+        let events = [
+            view(
+                fx.key(A),
+                one,
+                "2027-04-01T00:00:00Z",
+                "2027-04-01T00:00:00Z",
+            ),
+            view(
+                fx.key(A),
+                weekend,
+                "2027-04-01T00:00:00Z",
+                "2027-04-01T00:00:00Z",
+            ),
+        ];
+        assert_eq!(events[0].event.start_utc, at("2027-04-30T23:00:00Z"));
+        assert_eq!(events[0].event.end_utc, at("2027-05-01T23:00:00Z"));
+        let feed = fx.render(&events, &Selection::public(), "2027-04-02T00:00:00Z");
+        assert_well_formed(&feed.bytes);
+        assert_eq!(feed.events, 2);
+        let lines = lines(&feed);
+        let dates: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("DTSTART;") || l.starts_with("DTEND"))
+            .collect();
+        assert_eq!(
+            dates,
+            [
+                "DTSTART;VALUE=DATE:20270501",
+                "DTEND;VALUE=DATE:20270502",
+                "DTSTART;VALUE=DATE:20270501",
+                "DTEND;VALUE=DATE:20270503",
+            ]
+        );
     }
 
     #[test]

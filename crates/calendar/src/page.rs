@@ -5,18 +5,20 @@
 //! Every page is self-contained: one inline stylesheet, system fonts, no scripts, no
 //! images and no link to another site; the only absolute URLs are the feed addresses
 //! built from [`Paths::base`]. Text is escaped by `maud`. All times are shown in
-//! Europe/London, with the event's own zone alongside when it differs.
+//! Europe/London, with the event's own zone alongside when it differs; on the days
+//! the clocks change, times say BST or GMT. All-day events show their dates and
+//! "all day".
 //!
 //! A page is a members' page when [`Paths::token`] is set: it carries the "Members"
 //! badge, marks alliance-only events, links to the clash board and asks not to be
 //! indexed. A public page (no token) shows public events only whatever the
 //! selection says, and never links to a members' path.
 
-use accord_core::body::{Event, IntentionStatus, Visibility};
+use accord_core::body::{Event, IntentionStatus, Visibility, day_start};
 use accord_core::clash::{Clash, ClashState};
 use accord_core::council;
 use accord_core::state::EventView;
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Offset, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Europe::London;
 use chrono_tz::Tz;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -166,8 +168,8 @@ pub fn event(ctx: &PageContext<'_>, event: &EventView) -> String {
             }
             dl.details {
                 dt { "When" }
-                dd { (range(london(e.start_utc), london(e.end_utc), true)) }
-                @if e.time_zone != London {
+                dd { (when(e, true)) }
+                @if e.time_zone != London && !e.all_day {
                     dt { "Local time" }
                     dd {
                         (range(e.start_utc.with_timezone(&e.time_zone), e.end_utc.with_timezone(&e.time_zone), true))
@@ -386,7 +388,13 @@ fn upcoming_by_day<'e>(
     let today = ctx.today();
     let mut days: Vec<(NaiveDate, Vec<&EventView>)> = Vec::new();
     for e in shown {
-        let day = london(e.event.start_utc).date_naive().max(today);
+        // An all-day event is on its own dates, whatever its zone.
+        let first = if e.event.all_day {
+            e.event.first_day()
+        } else {
+            london(e.event.start_utc).date_naive()
+        };
+        let day = first.max(today);
         match days.last_mut() {
             Some((d, list)) if *d == day => list.push(e),
             _ => days.push((day, vec![e])),
@@ -504,8 +512,8 @@ fn event_article(ctx: &PageContext<'_>, event: &EventView) -> Markup {
 /// The time range in a list: London times, and the event's own if its zone differs.
 fn when_short(e: &Event) -> Markup {
     html! {
-        (range(london(e.start_utc), london(e.end_utc), false))
-        @if e.time_zone != London {
+        (when(e, false))
+        @if e.time_zone != London && !e.all_day {
             " "
             span.other-zone {
                 "("
@@ -516,8 +524,36 @@ fn when_short(e: &Event) -> Markup {
     }
 }
 
+/// When an event is: its dates and "all day" for an all-day event, else its times in
+/// London ([`range`]).
+fn when(e: &Event, with_date: bool) -> Markup {
+    if !e.all_day {
+        return range(london(e.start_utc), london(e.end_utc), with_date);
+    }
+    let (first, last) = (e.first_day(), e.last_day());
+    let format = if with_date {
+        "%A %-d %B %Y"
+    } else {
+        "%a %-d %b"
+    };
+    html! {
+        @if first == last {
+            @if with_date {
+                time datetime=(first.format("%Y-%m-%d")) { (first.format(format)) } ", "
+            }
+        } @else {
+            time datetime=(first.format("%Y-%m-%d")) { (first.format(format)) }
+            " – "
+            time datetime=(last.format("%Y-%m-%d")) { (last.format(format)) } ", "
+        }
+        span.all-day { "all day" }
+    }
+}
+
 /// "18:30–20:00"; across days "Sat 14 Mar 18:30 – Sun 15 Mar 02:00". With
-/// `with_date`, the date is always given in full.
+/// `with_date`, the date is always given in full. On a day the clocks change, or
+/// across a change, each time says its zone ("01:30 BST", "01:30 GMT"), since the
+/// same local time may happen twice or not at all.
 fn range(start: DateTime<Tz>, end: DateTime<Tz>, with_date: bool) -> Markup {
     let same_day = start.date_naive() == end.date_naive();
     let (first, second, dash) = match (same_day, with_date) {
@@ -526,11 +562,32 @@ fn range(start: DateTime<Tz>, end: DateTime<Tz>, with_date: bool) -> Markup {
         (false, false) => ("%a %-d %b %H:%M", "%a %-d %b %H:%M", " – "),
         (false, true) => ("%A %-d %B %Y, %H:%M", "%A %-d %B %Y, %H:%M", " – "),
     };
+    let zoned = start.offset().fix() != end.offset().fix()
+        || clocks_change_on(&start)
+        || clocks_change_on(&end);
+    let (first, second) = if zoned {
+        (format!("{first} %Z"), format!("{second} %Z"))
+    } else {
+        (first.to_owned(), second.to_owned())
+    };
     html! {
-        time datetime=(rfc3339(start)) { (start.format(first)) }
+        time datetime=(rfc3339(start)) { (start.format(&first)) }
         (dash)
-        time datetime=(rfc3339(end)) { (end.format(second)) }
+        time datetime=(rfc3339(end)) { (end.format(&second)) }
     }
+}
+
+/// Whether the clocks change on `t`'s local day: its offset at the start of the day
+/// differs from that at the start of the next.
+fn clocks_change_on(t: &DateTime<Tz>) -> bool {
+    let zone = t.timezone();
+    let day = t.date_naive();
+    let offset_at = |d: NaiveDate| {
+        zone.offset_from_utc_datetime(&day_start(d, zone).naive_utc())
+            .fix()
+    };
+    day.succ_opt()
+        .is_some_and(|next| offset_at(day) != offset_at(next))
 }
 
 fn tags(cancelled: bool, members_only: bool, ended: bool) -> Markup {
@@ -864,6 +921,7 @@ mod tests {
                 organisers: vec![],
                 visibility: Visibility::Public,
                 cancelled: false,
+                all_day: false,
             },
             organisers: vec![key(1)],
             sequence: 0,
@@ -1017,6 +1075,101 @@ mod tests {
         assert!(order.is_sorted());
         assert_eq!(count(&html, "data-day="), 4);
         assert!(html.find(">Camp<").unwrap() < html.find(">Today's<").unwrap());
+    }
+
+    /// An all-day event of the London days `first` to `last` (inclusive).
+    fn all_day(uid: &str, title: &str, first: &str, last: &str) -> EventView {
+        let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        let after = day(last).succ_opt().unwrap();
+        let mut e = ev(uid, title, "2026-01-01 00:00", "2026-01-01 01:00");
+        e.event.all_day = true;
+        e.event.start = day(first).and_time(chrono::NaiveTime::MIN);
+        e.event.end = after.and_time(chrono::NaiveTime::MIN);
+        e.event.start_utc = day_start(day(first), London);
+        e.event.end_utc = day_start(after, London);
+        e
+    }
+
+    #[test]
+    fn all_day_events_show_their_dates_and_all_day() {
+        let dir = directory();
+        let paths = public_paths();
+        let fete = all_day("fete", "Fete", "2026-07-04", "2026-07-04");
+        let camp = all_day("camp", "Camp", "2026-07-10", "2026-07-12");
+        let html = calendar(
+            &ctx(&dir, &paths),
+            &Selection::public(),
+            &[fete.clone(), camp.clone()],
+            &[],
+        );
+        check_document(&html);
+        let sat = day_of(&html, "2026-07-04").unwrap();
+        assert!(sat.contains(">Fete<"));
+        assert!(sat.contains(r#"<dd><span class="all-day">all day</span></dd>"#));
+        let fri = day_of(&html, "2026-07-10").unwrap();
+        assert!(fri.contains(
+            r#"<time datetime="2026-07-10">Fri 10 Jul</time> – <time datetime="2026-07-12">Sun 12 Jul</time>, <span class="all-day">all day</span>"#
+        ));
+        assert!(
+            !html.contains("00:00"),
+            "no midnight times for all-day events"
+        );
+
+        let page = event(&ctx(&dir, &paths), &fete);
+        check_document(&page);
+        assert!(page.contains(
+            r#"<time datetime="2026-07-04">Saturday 4 July 2026</time>, <span class="all-day">all day</span>"#
+        ));
+        let page = event(&ctx(&dir, &paths), &camp);
+        assert!(page.contains(
+            r#"<time datetime="2026-07-10">Friday 10 July 2026</time> – <time datetime="2026-07-12">Sunday 12 July 2026</time>, <span class="all-day">all day</span>"#
+        ));
+        // An all-day event in another zone is still on its own dates, with no
+        // "local time" line.
+        let mut paris = all_day("paris", "Paris", "2026-07-10", "2026-07-10");
+        paris.event.time_zone = chrono_tz::Europe::Paris;
+        let page = event(&ctx(&dir, &paths), &paris);
+        assert!(page.contains(r#"<time datetime="2026-07-10">Friday 10 July 2026</time>"#));
+        assert!(!page.contains("Europe/Paris"));
+    }
+
+    #[test]
+    fn times_on_the_nights_the_clocks_change_say_bst_or_gmt() {
+        let dir = directory();
+        let paths = public_paths();
+        let now = utc("2026-03-01 12:00");
+        let ctx = PageContext {
+            now,
+            ..ctx(&dir, &paths)
+        };
+        // 00:30 GMT to 03:00 BST on 29 March 2026 (clocks go forward at 01:00 GMT).
+        let spring = ev("spring", "Spring", "2026-03-29 00:30", "2026-03-29 02:00");
+        // 01:30 BST and 01:30 GMT on 25 October 2026: the hour that happens twice.
+        let autumn = ev("autumn", "Autumn", "2026-10-25 00:30", "2026-10-25 01:30");
+        // An ordinary night: no zone names.
+        let plain = ev("plain", "Plain", "2026-04-04 18:00", "2026-04-04 20:00");
+        let html = calendar(
+            &ctx,
+            &Selection::public(),
+            &[spring.clone(), plain.clone(), autumn.clone()],
+            &[],
+        );
+        check_document(&html);
+        assert!(html.contains(
+            r#"<time datetime="2026-03-29T00:30:00+00:00">00:30 GMT</time>–<time datetime="2026-03-29T03:00:00+01:00">03:00 BST</time>"#
+        ));
+        assert!(html.contains(
+            r#"<time datetime="2026-10-25T01:30:00+01:00">01:30 BST</time>–<time datetime="2026-10-25T01:30:00+00:00">01:30 GMT</time>"#
+        ));
+        assert!(html.contains(
+            r#"<time datetime="2026-04-04T19:00:00+01:00">19:00</time>–<time datetime="2026-04-04T21:00:00+01:00">21:00</time>"#
+        ));
+        // Evening events on the day of the change say it too: a reader checks.
+        let evening = ev("evening", "Evening", "2026-10-25 18:00", "2026-10-25 20:00");
+        let page = event(&ctx, &evening);
+        assert!(page.contains(
+            r#"<time datetime="2026-10-25T18:00:00+00:00">Sunday 25 October 2026, 18:00 GMT</time>–<time datetime="2026-10-25T20:00:00+00:00">20:00 GMT</time>"#
+        ));
     }
 
     #[test]

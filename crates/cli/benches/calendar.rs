@@ -189,6 +189,7 @@ fn main() {
                     organisers: co,
                     visibility: pb::Visibility::Public as i32,
                     cancelled: false,
+                    all_day: false,
                 }),
             )
             .await

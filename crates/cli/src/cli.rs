@@ -460,12 +460,17 @@ pub struct EventFields {
     /// Title
     #[arg(long)]
     pub title: String,
-    /// Local start time, YYYY-MM-DDTHH:MM[:SS], in --time-zone
+    /// Local start time, YYYY-MM-DDTHH:MM[:SS], in --time-zone (with --all-day, the
+    /// first day, YYYY-MM-DD)
     #[arg(long)]
     pub start: String,
-    /// Local end time, YYYY-MM-DDTHH:MM[:SS], in --time-zone
+    /// Local end time, YYYY-MM-DDTHH:MM[:SS], in --time-zone (with --all-day, the
+    /// last day, YYYY-MM-DD, inclusive; default the first day)
+    #[arg(long, required_unless_present = "all_day")]
+    pub end: Option<String>,
+    /// An all-day event: --start and --end are dates, not times
     #[arg(long)]
-    pub end: String,
+    pub all_day: bool,
     /// IANA time zone (default Europe/London)
     #[arg(long)]
     pub time_zone: Option<String>,

@@ -127,11 +127,24 @@ impl Demo {
 /// What a node task returns: the node's name and how it ended.
 type NodeEnd = (&'static str, Result<(), accord_node::NodeError>);
 
+/// Creates `path` if missing and makes it its owner's only (0700), also when it
+/// was there from an earlier run.
+fn private_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set permissions of {}", path.display()))?;
+    }
+    Ok(())
+}
+
 pub async fn run(dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
     // The summary on stdout is what a demo user reads; the nodes' logs stay quiet.
     node::init_tracing("warn");
-    std::fs::create_dir_all(dir.join("keys"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    private_dir(&dir.join("keys"))?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
@@ -505,6 +518,10 @@ fn prepare_node(dir: &Path, org: &'static OrgSpec) -> Result<DemoNode> {
     let folder = dir.join("nodes").join(org.slug);
     std::fs::create_dir_all(folder.join("tls"))
         .with_context(|| format!("cannot create {}", folder.display()))?;
+    // Tokens, TLS keys and the data (members' links among it) are the owner's only.
+    for private in [dir.join("nodes"), folder.clone(), folder.join("data")] {
+        private_dir(&private)?;
+    }
     let token_path = folder.join("token");
     let token = if token_path.exists() {
         crate::client::read_token(&token_path)?
@@ -1035,6 +1052,7 @@ async fn seed(demo: &Demo, nodes: &mut Seeder, today: NaiveDate) -> Result<()> {
                         pb::Visibility::Alliance
                     } as i32,
                     cancelled: false,
+                    all_day: false,
                 }),
             )
             .await?;
@@ -1052,6 +1070,7 @@ async fn seed(demo: &Demo, nodes: &mut Seeder, today: NaiveDate) -> Result<()> {
         organisers: vec![r.to_vec()],
         visibility: pb::Visibility::Alliance as i32,
         cancelled: false,
+        all_day: false,
     };
     nodes.publish(r, Body::Event(cancelled.clone())).await?;
     cancelled.cancelled = true;
@@ -1071,11 +1090,28 @@ async fn seed(demo: &Demo, nodes: &mut Seeder, today: NaiveDate) -> Result<()> {
         organisers: vec![g.to_vec(), b.to_vec()],
         visibility: pb::Visibility::Public as i32,
         cancelled: false,
+        all_day: false,
     };
     nodes.publish(g, Body::Event(moved.clone())).await?;
     moved.start = format!("{}T18:30", day(10));
     moved.end = format!("{}T20:30", day(10));
     nodes.publish(g, Body::Event(moved)).await?;
+    // One all-day event over a weekend: dates, not times.
+    let weekend = pb::Event {
+        uid: "weekend-of-action".into(),
+        title: "Weekend of action".into(),
+        description: "Sample all-day event: stalls and door-knocking across the city.".into(),
+        start: day(12),
+        end: day(13),
+        time_zone: "Europe/London".into(),
+        venue: String::new(),
+        area: String::new(),
+        organisers: vec![b.to_vec(), g.to_vec()],
+        visibility: pb::Visibility::Public as i32,
+        cancelled: false,
+        all_day: true,
+    };
+    nodes.publish(b, Body::Event(weekend)).await?;
     Ok(())
 }
 
@@ -1112,9 +1148,9 @@ fn write_demo_json(demo: &Demo, addresses: &Addresses, member_tokens: &[String])
     });
     let text = serde_json::to_string_pretty(&value)? + "\n";
     // Written whole, then renamed: a reader never sees half a file.
+    // It holds members' links: readable by its owner only (0600).
     let temporary = dir.join("demo.json.tmp");
-    std::fs::write(&temporary, text)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    files::write_secret(&temporary, text.as_bytes(), true)?;
     std::fs::rename(&temporary, dir.join("demo.json"))
         .with_context(|| format!("cannot write {}", dir.join("demo.json").display()))
 }

@@ -618,6 +618,66 @@ fn node_serves_publishing_and_queries_end_to_end() {
     let all = a.json(&["events", "--include-cancelled", "--json"]);
     assert_eq!(all.as_array().unwrap().len(), 2);
 
+    // An all-day event (issue 8): dates, the last inclusive (default the first); it
+    // clashes by dates with the rally at the same venue that day.
+    a.ok(&[
+        "event",
+        "publish",
+        "--as",
+        "Red Party",
+        "--uid",
+        "fair",
+        "--title",
+        "Fair",
+        "--start",
+        "2027-04-12",
+        "--all-day",
+        "--venue",
+        "town hall",
+    ]);
+    let fair = a
+        .json(&["events", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["uid"] == "fair")
+        .cloned()
+        .expect("the fair is listed");
+    assert_eq!(fair["all_day"], true);
+    assert_eq!(
+        (fair["start"].as_str(), fair["end"].as_str()),
+        (Some("2027-04-12"), Some("2027-04-12"))
+    );
+    assert_eq!(fair["start_utc"], "2027-04-11T23:00:00Z");
+    let table = a.ok(&["events"]);
+    assert!(table.contains("all day"), "{table}");
+    assert_eq!(
+        a.json(&["event-clashes", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let entries = a.entries();
+    let err = fails(&a.args(&[
+        "event",
+        "publish",
+        "--as",
+        "Red Party",
+        "--uid",
+        "bad",
+        "--title",
+        "Bad",
+        "--start",
+        "2027-04-12T10:00",
+        "--all-day",
+    ]));
+    assert!(
+        err.contains("is not a date of the form YYYY-MM-DD"),
+        "{err}"
+    );
+    assert_eq!(a.entries(), entries);
+
     // The log shows each entry, with its signature checked by the client.
     let log = a.json(&["log", "--author", "Green Party", "--json"]);
     let kinds: Vec<&str> = log
@@ -879,7 +939,17 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
         {
             assert_eq!(mode(Path::new(node["token_file"].as_str().unwrap())), 0o600);
             assert_eq!(mode(Path::new(org["key_file"].as_str().unwrap())), 0o600);
+            // Regression (issue 8): the data folders (members' links among the data)
+            // were readable by anyone.
+            assert_eq!(mode(Path::new(node["data_dir"].as_str().unwrap())), 0o700);
         }
+    }
+    // Regression (issue 8): demo.json holds members' links and was world-readable.
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&demo.join("demo.json")), 0o600);
+        assert_eq!(mode(&demo.join("keys")), 0o700);
+        assert_eq!(mode(&demo.join("nodes")), 0o700);
     }
     let mut distinct = configs.clone();
     distinct.sort();
@@ -948,6 +1018,8 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
         let feed = get("feed");
         assert!(feed.starts_with("BEGIN:VCALENDAR\r\n"), "{feed}");
         assert!(feed.contains("UID:canvass-briefing-headingley."), "{feed}");
+        // The sample all-day event is written with dates.
+        assert!(feed.contains("DTSTART;VALUE=DATE:"), "{feed}");
         assert!(!feed.contains("members-meeting-hyde-park"), "{feed}");
         let member_feed = get("member_feed");
         assert!(

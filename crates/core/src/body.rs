@@ -3,7 +3,7 @@
 //! are kept as they are.
 
 use chrono::offset::LocalResult;
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use prost::Message;
 use serde::Serialize;
@@ -56,6 +56,10 @@ pub enum BodyError {
     },
     #[error("time zone {} is not an IANA time zone", quoted(.0))]
     UnknownTimeZone(String),
+    #[error("{field} {value:?} is not a date of the form YYYY-MM-DD")]
+    BadDate { field: &'static str, value: String },
+    #[error("all-day event ends ({end}) before it starts ({start})")]
+    LastDayBeforeFirst { start: String, end: String },
     #[error("event ends ({end}) before it starts ({start})")]
     EndBeforeStart { start: String, end: String },
     #[error("{field} holds {len} bytes where a 32-byte key was expected")]
@@ -172,7 +176,9 @@ pub struct Event {
     pub uid: String,
     pub title: String,
     pub description: String,
-    /// Local civil times in `time_zone`, as the author wrote them.
+    /// Local civil times in `time_zone`, as the author wrote them. For an all-day
+    /// event, midnight of the first day and midnight after the last (exclusive, as
+    /// DTEND in RFC 5545).
     pub start: NaiveDateTime,
     pub end: NaiveDateTime,
     pub time_zone: Tz,
@@ -183,6 +189,27 @@ pub struct Event {
     pub organisers: Vec<PublicId>,
     pub visibility: Visibility,
     pub cancelled: bool,
+    /// Dates, not times: `start_utc`/`end_utc` are the first instant of the first
+    /// day and of the day after the last in `time_zone`. Left out of the canonical
+    /// JSON when false, so timed events keep their digest.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub all_day: bool,
+}
+
+impl Event {
+    /// The first day of an all-day event (or the day a timed one starts, locally).
+    pub fn first_day(&self) -> NaiveDate {
+        self.start.date()
+    }
+
+    /// The last day of an all-day event, inclusive (or the day a timed one ends).
+    pub fn last_day(&self) -> NaiveDate {
+        if self.all_day {
+            self.end.date().pred_opt().unwrap_or(self.end.date())
+        } else {
+            self.end.date()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -392,6 +419,25 @@ fn local_time(field: &'static str, value: &str) -> Result<NaiveDateTime, BodyErr
         })
 }
 
+fn date(field: &'static str, value: &str) -> Result<NaiveDate, BodyError> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| BodyError::BadDate {
+        field,
+        value: value.to_owned(),
+    })
+}
+
+/// The first instant of `day` in `zone`: midnight, or where a zone's clocks skip
+/// midnight (some zones change at 00:00), the first minute after the gap.
+pub fn day_start(day: NaiveDate, zone: Tz) -> DateTime<Utc> {
+    let midnight = day.and_time(NaiveTime::MIN);
+    (0..=24 * 60)
+        .find_map(|minutes| {
+            zone.from_local_datetime(&(midnight + chrono::Duration::minutes(minutes)))
+                .earliest()
+        })
+        .map_or_else(|| midnight.and_utc(), |t| t.with_timezone(&Utc))
+}
+
 /// A local time in `zone` as UTC. In the autumn hour that happens twice the first is
 /// meant; a time in the spring gap does not exist and is refused.
 pub fn to_utc(
@@ -421,16 +467,46 @@ fn event(e: pb::Event) -> Result<Body, BodyError> {
             .parse::<Tz>()
             .map_err(|_| BodyError::UnknownTimeZone(e.time_zone.clone()))?
     };
-    let start = local_time("start", &e.start)?;
-    let end = local_time("end", &e.end)?;
-    let start_utc = to_utc("start", start, time_zone)?;
-    let end_utc = to_utc("end", end, time_zone)?;
-    if end_utc <= start_utc {
-        return Err(BodyError::EndBeforeStart {
-            start: e.start,
-            end: e.end,
-        });
-    }
+    let (start, end, start_utc, end_utc) = if e.all_day {
+        let first = date("start", &e.start)?;
+        let last = if e.end.trim().is_empty() {
+            first
+        } else {
+            date("end", &e.end)?
+        };
+        if last < first {
+            return Err(BodyError::LastDayBeforeFirst {
+                start: e.start,
+                end: e.end,
+            });
+        }
+        let after = last.succ_opt().ok_or_else(|| BodyError::BadDate {
+            field: "end",
+            value: e.end.clone(),
+        })?;
+        let (start, end) = (
+            first.and_time(NaiveTime::MIN),
+            after.and_time(NaiveTime::MIN),
+        );
+        (
+            start,
+            end,
+            day_start(first, time_zone),
+            day_start(after, time_zone),
+        )
+    } else {
+        let start = local_time("start", &e.start)?;
+        let end = local_time("end", &e.end)?;
+        let start_utc = to_utc("start", start, time_zone)?;
+        let end_utc = to_utc("end", end, time_zone)?;
+        if end_utc <= start_utc {
+            return Err(BodyError::EndBeforeStart {
+                start: e.start,
+                end: e.end,
+            });
+        }
+        (start, end, start_utc, end_utc)
+    };
     if !e.area.is_empty() {
         check_gss("area", &e.area)?;
     }
@@ -448,6 +524,7 @@ fn event(e: pb::Event) -> Result<Body, BodyError> {
         organisers: keys("organisers", &e.organisers)?,
         visibility: Visibility::from_pb(e.visibility)?,
         cancelled: e.cancelled,
+        all_day: e.all_day,
     }))
 }
 

@@ -36,6 +36,12 @@
 //! listen = "127.0.0.1:7480"
 //! public_url = "https://calendar.example.org"
 //! refresh_minutes = 60
+//! # Limits: seconds to answer a request (503 past it), seconds a connection has
+//! # to send a request's headers (closed past it), requests handled at once (more
+//! # get 503 at once).
+//! request_timeout_secs = 30
+//! header_timeout_secs = 10
+//! max_requests = 256
 //! ```
 //!
 //! `anti_entropy_secs` (default 10) sets how often each peer's heads are checked.
@@ -185,6 +191,12 @@ pub struct RawHttp {
     /// How often calendar apps are asked to refresh (REFRESH-INTERVAL).
     #[serde(default = "default_refresh_minutes")]
     pub refresh_minutes: u64,
+    #[serde(default)]
+    pub request_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub header_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub max_requests: Option<usize>,
 }
 
 fn default_refresh_minutes() -> u64 {
@@ -198,6 +210,7 @@ pub struct HttpConfig {
     /// "http(s)://host[:port][/prefix]" without a trailing slash.
     pub public_url: String,
     pub refresh: Duration,
+    pub limits: crate::http::Limits,
 }
 
 impl HttpConfig {
@@ -220,10 +233,34 @@ impl HttpConfig {
         if !(1..=7 * 24 * 60).contains(&raw.refresh_minutes) {
             return Err("[http] refresh_minutes must be between 1 and 10080 (a week)".into());
         }
+        let defaults = crate::http::Limits::default();
+        let secs = |key: &str, value: Option<u64>, default: Duration| match value {
+            None => Ok(default),
+            Some(n @ 1..=3600) => Ok(Duration::from_secs(n)),
+            Some(_) => Err(format!("[http] {key} must be between 1 and 3600")),
+        };
+        let limits = crate::http::Limits {
+            request_timeout: secs(
+                "request_timeout_secs",
+                raw.request_timeout_secs,
+                defaults.request_timeout,
+            )?,
+            header_timeout: secs(
+                "header_timeout_secs",
+                raw.header_timeout_secs,
+                defaults.header_timeout,
+            )?,
+            max_requests: match raw.max_requests {
+                None => defaults.max_requests,
+                Some(n @ 1..=100_000) => n,
+                Some(_) => return Err("[http] max_requests must be between 1 and 100000".into()),
+            },
+        };
         Ok(Self {
             listen: raw.listen,
             public_url,
             refresh: Duration::from_secs(raw.refresh_minutes * 60),
+            limits,
         })
     }
 }

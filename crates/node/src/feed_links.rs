@@ -74,6 +74,9 @@ pub struct FeedLinks {
     store: Store,
     /// Serialises creation and revocation, so label uniqueness holds.
     writing: Arc<Mutex<()>>,
+    /// Revocations made through this value (and its clones): the calendar drops a
+    /// revoked link's cached feeds when it moves.
+    revocations: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn hash(token: &str) -> [u8; 32] {
@@ -98,7 +101,13 @@ impl FeedLinks {
         Self {
             store,
             writing: Arc::default(),
+            revocations: Arc::default(),
         }
+    }
+
+    /// How many links have been revoked since the node started.
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether `token` is a live link. Anything malformed is simply not live.
@@ -212,6 +221,8 @@ impl FeedLinks {
         }
         record.revoked_ms = Some(now_ms);
         self.put(&hash, &record).await?;
+        self.revocations
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(LinkInfo { id, record })
     }
 

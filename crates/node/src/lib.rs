@@ -170,6 +170,7 @@ pub async fn run_with_http(
         http_task = Some(tokio::spawn(http::serve(
             calendar,
             http_listener,
+            http_config.limits,
             async move {
                 let _ = stopping.wait_for(|s| *s).await;
             },

@@ -42,14 +42,23 @@ pub fn event(e: &body::Event) -> pb::Event {
         uid: e.uid.clone(),
         title: e.title.clone(),
         description: e.description.clone(),
-        start: e.start.format("%Y-%m-%dT%H:%M:%S").to_string(),
-        end: e.end.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        start: if e.all_day {
+            e.first_day().format("%Y-%m-%d").to_string()
+        } else {
+            e.start.format("%Y-%m-%dT%H:%M:%S").to_string()
+        },
+        end: if e.all_day {
+            e.last_day().format("%Y-%m-%d").to_string()
+        } else {
+            e.end.format("%Y-%m-%dT%H:%M:%S").to_string()
+        },
         time_zone: e.time_zone.name().to_string(),
         venue: e.venue.clone(),
         area: e.area.clone().unwrap_or_default(),
         organisers: keys(&e.organisers),
         visibility: visibility(e.visibility),
         cancelled: e.cancelled,
+        all_day: e.all_day,
     }
 }
 

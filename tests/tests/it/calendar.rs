@@ -20,6 +20,8 @@ use tonic::Code;
 
 use crate::{LEEDS_HHP, home_to_all_with_calendar};
 
+mod serving;
+
 /// A node home to every member and secretary of a new alliance, serving the calendar.
 struct Calendar {
     alliance: TestAlliance,
@@ -299,6 +301,7 @@ async fn two_nodes_of_a_federation_serve_byte_identical_feeds() {
             listen: ([127, 0, 0, 1], port).into(),
             public_url: "https://calendar.example.org".into(),
             refresh: Duration::from_secs(3600),
+            limits: Default::default(),
         });
     }
     fed.start_all().await.unwrap();

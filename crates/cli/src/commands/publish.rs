@@ -225,13 +225,14 @@ pub async fn event(args: &PublishArgs, e: EventFields) -> Result<()> {
         title: e.title,
         description: e.description.unwrap_or_default(),
         start: e.start,
-        end: e.end,
+        end: e.end.unwrap_or_default(),
         time_zone: e.time_zone.unwrap_or_default(),
         venue: e.venue.unwrap_or_default(),
         area: e.area.unwrap_or_default(),
         organisers,
         visibility: visibility_pb(e.visibility) as i32,
         cancelled: false,
+        all_day: e.all_day,
     }))
     .await
 }

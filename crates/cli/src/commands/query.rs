@@ -735,6 +735,24 @@ fn local_time(text: &str) -> String {
     }
 }
 
+/// The END column: the end time, or for an all-day event "all day" (one day) or the
+/// last day.
+fn end_column(e: &pb::Event) -> String {
+    if e.all_day {
+        if e.end == e.start {
+            "all day".to_owned()
+        } else {
+            format!("{} (all day)", e.end)
+        }
+    } else {
+        local_time(&e.end)
+            .split(' ')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
 fn event_json(names: &Names, v: &pb::EventView) -> Value {
     let e = v.event.clone().unwrap_or_default();
     json!({
@@ -753,6 +771,7 @@ fn event_json(names: &Names, v: &pb::EventView) -> Value {
         "organisers": names.parties(&e.organisers),
         "visibility": visibility_name(e.visibility),
         "cancelled": e.cancelled,
+        "all_day": e.all_day,
         "sequence": v.sequence,
         "last_modified": time_ms(v.last_modified_ms),
         "entry": hex::encode(&v.entry),
@@ -797,11 +816,7 @@ pub async fn events(
             let e = v.event.clone().unwrap_or_default();
             vec![
                 local_time(&e.start),
-                local_time(&e.end)
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_owned(),
+                end_column(&e),
                 e.title,
                 e.venue,
                 area_label(&e.area),
@@ -863,13 +878,12 @@ pub async fn event_clashes(list: &ListArgs) -> Result<()> {
     let describe = |v: &Option<pb::EventView>| {
         let Some(v) = v else { return String::new() };
         let e = v.event.clone().unwrap_or_default();
-        let end = local_time(&e.end);
         format!(
             "{} ({}, {}-{})",
             e.title,
             names.name(&v.author),
             local_time(&e.start),
-            end.split(' ').nth(1).unwrap_or_default(),
+            end_column(&e),
         )
     };
     let rows: Vec<Vec<String>> = clashes

@@ -221,3 +221,29 @@ fn feed_link_on_a_node_without_a_calendar_says_so() {
     }
     node.stop("-TERM");
 }
+
+#[test]
+fn http_limits_out_of_range_are_refused_in_one_line() {
+    let alliance = Alliance::new();
+    let (_, node_config, _) = alliance.node("limits", true);
+    let toml = std::fs::read_to_string(&node_config).unwrap();
+    for (line, message) in [
+        (
+            "max_requests = 0",
+            "[http] max_requests must be between 1 and 100000",
+        ),
+        (
+            "request_timeout_secs = 0",
+            "[http] request_timeout_secs must be between 1 and 3600",
+        ),
+        (
+            "header_timeout_secs = 86400",
+            "[http] header_timeout_secs must be between 1 and 3600",
+        ),
+    ] {
+        // [http] is the config's last section.
+        std::fs::write(&node_config, format!("{toml}{line}\n")).unwrap();
+        let err = fails(&["node", "--config", path(&node_config)]);
+        assert!(err.contains(message), "{line}: {err}");
+    }
+}

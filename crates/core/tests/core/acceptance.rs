@@ -398,6 +398,25 @@ fn bodies_are_checked() {
         },
         "entry body is invalid: start 2027-03-28T01:30 does not exist in Europe/London (the clocks go forward then)",
     );
+    let all_day = |start: &str, end: &str| {
+        let mut e = event("e1", start, end, "Hall", "");
+        e.all_day = true;
+        B::Event(e)
+    };
+    check(|a, _| a.sign(B_, all_day("2027-05-01", "")), "ok");
+    check(|a, _| a.sign(B_, all_day("2027-05-01", "2027-05-03")), "ok");
+    check(
+        |a, _| a.sign(B_, all_day("2027-05-01T10:00", "")),
+        "entry body is invalid: start \"2027-05-01T10:00\" is not a date of the form YYYY-MM-DD",
+    );
+    check(
+        |a, _| a.sign(B_, all_day("2027-05-01", "2027-02-30")),
+        "entry body is invalid: end \"2027-02-30\" is not a date of the form YYYY-MM-DD",
+    );
+    check(
+        |a, _| a.sign(B_, all_day("2027-05-03", "2027-05-01")),
+        "entry body is invalid: all-day event ends (2027-05-01) before it starts (2027-05-03)",
+    );
     check(
         |a, _| {
             a.sign(

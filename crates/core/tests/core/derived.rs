@@ -399,3 +399,42 @@ fn intentions_on_election_ids_count_nowhere() {
         "\"parl.2027-05-06\" names an election, not a ballot: an intention is declared on one ballot, such as parl.<constituency>.2027-05-06"
     );
 }
+
+/// All-day events cover whole days in their zone (DTEND exclusive): they clash with
+/// anything at the same venue or area on one of their days, and not with the day
+/// after their last.
+#[test]
+fn all_day_events_clash_by_dates() {
+    fn all_day(uid: &str, first: &str, last: &str, venue: &str) -> B {
+        let mut e = event(uid, first, last, venue, "");
+        e.all_day = true;
+        B::Event(e)
+    }
+    check(
+        vec![
+            step(A, |_| all_day("fair", "2027-05-01", "2027-05-02", "Park")),
+            // The evening of the fair's last day: a clash.
+            step(B_, |_| {
+                B::Event(event(
+                    "gig",
+                    "2027-05-02T19:00",
+                    "2027-05-02T23:00",
+                    "Park",
+                    "",
+                ))
+            }),
+            // The day after the last: none.
+            step(C, |_| all_day("picnic", "2027-05-03", "", "Park")),
+            // Overlapping days: a clash.
+            step(C, |_| all_day("camp", "2027-04-30", "2027-05-01", "park")),
+        ],
+        expect![[r#"
+            event camp "Event camp" 2027-04-29T23:00:00+00:00..2027-05-01T23:00:00+00:00 seq=0 cancelled=false
+            event fair "Event fair" 2027-04-30T23:00:00+00:00..2027-05-02T23:00:00+00:00 seq=0 cancelled=false
+            event gig "Event gig" 2027-05-02T18:00:00+00:00..2027-05-02T22:00:00+00:00 seq=0 cancelled=false
+            event picnic "Event picnic" 2027-05-02T23:00:00+00:00..2027-05-03T23:00:00+00:00 seq=0 cancelled=false
+            event-clash camp ~ fair (venue)
+            event-clash fair ~ gig (venue)
+        "#]],
+    );
+}

@@ -136,6 +136,7 @@ pub fn event(uid: &str, start: &str, end: &str, venue: &str, area: &str) -> pb::
         organisers: vec![],
         visibility: pb::Visibility::Public as i32,
         cancelled: false,
+        all_day: false,
     }
 }
 
