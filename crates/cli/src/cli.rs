@@ -109,8 +109,10 @@ pub enum Command {
         #[arg(long, value_name = "NODE.toml")]
         config: PathBuf,
     },
-    /// Show a node's status: alliance, entries, digest, heads, frozen logs and peers
-    /// (connected, last contact, behind, received, refused, last error)
+    /// Show a node's status: alliance, entries and their digest (compare nodes by it),
+    /// the state digest with its rules version, heads, frozen logs and peers
+    /// (connected or not answering, last contact, behind, received, refused, held and
+    /// refused entries, last error)
     Status(ListArgs),
     /// Declare an organisation's intention on a ballot
     #[command(subcommand)]
