@@ -38,14 +38,17 @@ pub const MAX_REQUEST: usize = 16 << 20;
 /// Room for the fields around an entry in a request or batch.
 const ENVELOPE_ROOM: usize = 64 << 10;
 
+// A batch that reached SYNC_BATCH_BYTES, plus one more entry that fits a request,
+// always fits a peer's message.
+const _: () = assert!(SYNC_BATCH_BYTES + MAX_REQUEST <= PEER_MAX_MESSAGE);
+
 /// Checks that entries of the charter's largest size fit the transport: in a
-/// request to this node and in a batch to a peer. A charter whose limit does not
-/// fit would let a node accept entries it can never pass on.
+/// request to this node, and so (by the assertion above) in a batch to a peer. A
+/// charter whose limit does not fit would let a node accept entries it can never
+/// pass on.
 pub fn check_transport(charter: &accord_core::Charter) -> Result<(), String> {
     let max = charter.rules().max_entry_bytes as usize;
-    if max + ENVELOPE_ROOM > MAX_REQUEST
-        || SYNC_BATCH_BYTES + max + ENVELOPE_ROOM > PEER_MAX_MESSAGE
-    {
+    if max + ENVELOPE_ROOM > MAX_REQUEST {
         return Err(format!(
             "the charter allows entries of {max} bytes, but requests to a node are limited \
              to {MAX_REQUEST} bytes; lower rules.max_entry_bytes to at most {}",

@@ -295,10 +295,12 @@ async fn read_loop(
                 let now = now_ms();
                 let mut due = false;
                 let mut lacking = 0;
+                // The state before the peers' lock, in the order GetStatus takes
+                // them: the other order could deadlock behind a waiting writer.
+                let state = ledger.state();
                 update(states, &peer.name, |s| {
                     // Held entries whose time has come are pulled again; an author
                     // refused here but since received from elsewhere is taken again.
-                    let state = ledger.state();
                     s.blocked.retain(|author, b| match b.held_until_ms {
                         Some(until) if until <= now => {
                             due = true;
@@ -318,6 +320,7 @@ async fn read_loop(
                     s.behind = lacking;
                     s.last_contact_ms = Some(now);
                 });
+                drop(state);
                 if due {
                     tracing::info!(peer = %peer.name, "an entry held for its time is due; pulling again");
                     return Ok(());

@@ -579,3 +579,27 @@ async fn grpcio_with_default_settings_reads_every_page() {
     assert!(stdout.contains("log 75 in "), "{stdout}");
     assert!(stdout.contains("huge ballot INVALID_ARGUMENT"), "{stdout}");
 }
+
+/// A charter may allow entries of up to 16 MiB, but requests to a node are limited
+/// to 16 MiB and batches to peers by bytes (issue 9): a node on such a charter would
+/// accept entries it could never pass on, so it refuses to start, saying which rule
+/// to lower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charter_whose_entries_outgrow_the_transport_is_refused_at_start() {
+    let rules = accord_core::charter::Rules {
+        max_entry_bytes: 16 << 20,
+        ..Default::default()
+    };
+    let mut a = TestAlliance::with_rules(1, 0, rules);
+    let home = a.member(0).clone();
+    let config = a.node_config(&[&home], &[]);
+    let config = accord_node::NodeConfig::load(&config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let run = accord_node::run(config, listener, std::future::pending());
+    let refused = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("refused at once, not served")
+        .expect_err("refused at start");
+    let message = refused.to_string();
+    assert!(message.contains("lower rules.max_entry_bytes"), "{message}");
+}
