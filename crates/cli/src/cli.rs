@@ -110,9 +110,10 @@ pub enum Command {
         config: PathBuf,
     },
     /// Show a node's status: alliance, entries and their digest (compare nodes by it),
-    /// the state digest with its rules version, heads, frozen logs and peers
-    /// (connected or not answering, last contact, behind, received, refused, held and
-    /// refused entries, last error)
+    /// the state digest with its rules version, heads, frozen logs, entries set aside
+    /// (stored and relayed, but a kind or body this release does not accept) and
+    /// peers (connected or not answering, last contact, behind, received, refused,
+    /// held and refused entries, last error)
     Status(ListArgs),
     /// Declare an organisation's intention on a ballot
     #[command(subcommand)]

@@ -1232,3 +1232,80 @@ async fn a_peer_holding_a_future_entry_still_relays_every_other_author() {
     .await
     .unwrap();
 }
+
+/// Regression (issue 9): body rules were acceptance rules. An entry whose body one
+/// release does not accept (another release signed it: a new ballot type, newer
+/// time-zone data, a tighter limit) ended every session that carried it as
+/// "misbehaving", blocked its author's later entries for good, and a node whose
+/// own store held one refused to start. Here node 0's store holds, as if an older
+/// release had accepted it, an intention on a malformed ballot id between two sound
+/// entries of one author: node 0 must start, every node must store and relay the
+/// entry (same entries digest everywhere), leave it out of its views, count and show
+/// it, and take the author's later entries, while a client still cannot publish
+/// such a body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_whose_body_a_release_refuses_is_stored_relayed_and_set_aside() {
+    let mut fed = ProcFederation::start_with(false, 1).await.unwrap();
+    let author = fed.alliance.member(NODES).clone();
+    let key = key_of(&author);
+    let mut signer = fed.alliance.signer(&author);
+    let sound = signer.next(&intention(&ballot(1), S::Considering, ""));
+    submit_to(&fed, 0, sound).await.unwrap();
+    fed.converge_when(CONVERGE, |s| s.entries == 1)
+        .await
+        .unwrap();
+
+    let odd_body = prost::Message::encode_to_vec(&pb::Intention {
+        ballot: "local.not a ballot".into(),
+        status: S::Intends as i32,
+        ..Default::default()
+    });
+    let odd = signer.peek_raw(now_ms(), pb::EntryKind::Intention as i32, odd_body);
+    // A client cannot publish it: the body rules hold for new entries.
+    let refused = submit_to(&fed, 1, odd.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert_eq!(fed.status(1).await.unwrap().entries, 1, "nothing changed");
+
+    fed.nodes[0].kill9();
+    let data = fed.nodes[0].folder.join("data");
+    store_entries(&data, fed.alliance.charter.id(), std::slice::from_ref(&odd))
+        .await
+        .unwrap();
+    signer.advance(&odd);
+    fed.nodes[0].start().await.unwrap();
+    let later = signer.next(&intention(&ballot(2), S::Intends, ""));
+    submit_to(&fed, 0, later).await.unwrap();
+
+    let holds_3 = |s: &Snapshot| s.heads.get(&key).map(|h| h.0) == Some(3);
+    fed.converge_when(CONVERGE, holds_3).await.unwrap();
+    for i in 0..NODES {
+        let status = fed.status(i).await.unwrap();
+        assert_eq!(status.set_aside_count, 1, "{}", status_summary(&status));
+        let aside = &status.set_aside[0];
+        assert_eq!((aside.author.as_slice(), aside.seq), (key.as_slice(), 2));
+        assert!(aside.reason.contains("not a ballot"), "{}", aside.reason);
+        assert!(
+            status
+                .peers
+                .iter()
+                .all(|p| p.refused == 0 && p.refusals.is_empty()),
+            "{}",
+            status_summary(&status)
+        );
+        // The views skip it and go on: the author's intentions are seqs 1 and 3.
+        let listed = fed.nodes[i]
+            .client()
+            .list_intentions(pb::ListIntentionsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .intentions;
+        let mut ballots: Vec<String> = listed
+            .iter()
+            .filter(|v| v.organisation == key)
+            .filter_map(|v| v.intention.as_ref().map(|i| i.ballot.clone()))
+            .collect();
+        ballots.sort();
+        assert_eq!(ballots, vec![ballot(1), ballot(2)], "node {i}");
+    }
+}

@@ -2,9 +2,17 @@
 //!
 //! The signature covers the exact encoded `Entry` bytes, and the entry id is the
 //! hash of the same bytes: nothing is re-encoded between the author and any reader.
-//! An entry becomes a [`VerifiedEntry`] only by passing every rule, in this order:
-//! size, decoding, field shapes, alliance, author's role, signature, body, the
-//! author's log (seq, previous hash, fork, time order) and the clock.
+//!
+//! The rules come in two parts. The *envelope* rules are the ones every release
+//! agrees on: size, decoding, field shapes, alliance, author's role (and the role
+//! an entry kind needs), signature, the author's log (seq, previous hash, fork,
+//! time order) and the clock. Whether a node stores and relays an entry depends on
+//! them alone, so two releases never disagree about which entries exist. The *body*
+//! rules (what a statement, intention or event may say, which keys it may name) are
+//! a release's reading of the entry: a new entry must meet them to be published
+//! ([`DecodedEntry::check_body`]), but an entry signed elsewhere whose body this
+//! release does not accept is still stored and relayed, and only left out of this
+//! release's views ([`VerifiedEntry::body`] is then an error, counted by the state).
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use prost::Message;
@@ -104,12 +112,13 @@ pub struct DecodedEntry {
     signature: Signature,
 }
 
-/// An entry that passed every acceptance rule. Only [`DecodedEntry::accept`] and
-/// [`VerifiedEntry::reload`] make one.
+/// An entry that passed every envelope rule. Only [`DecodedEntry::accept`] and
+/// [`VerifiedEntry::reload`] make one. Its body is this release's reading of it:
+/// the body, or why this release does not accept it.
 #[derive(Debug, Clone)]
 pub struct VerifiedEntry {
     decoded: DecodedEntry,
-    body: Body,
+    body: Result<Body, EntryError>,
 }
 
 /// Decodes a signed entry given as its encoded `SignedEntry` bytes.
@@ -208,8 +217,10 @@ impl DecodedEntry {
             .map_err(|_| EntryError::BadSignature)
     }
 
-    /// Applies every acceptance rule but the signature, which the caller has verified
-    /// (singly or in a batch), and returns the verified entry.
+    /// Applies every envelope rule but the signature, which the caller has verified
+    /// (singly or in a batch), and returns the verified entry. The body rules are
+    /// applied too, but only to read the body: an entry whose body this release does
+    /// not accept is still accepted (see the module documentation).
     pub fn accept(
         self,
         charter: &Charter,
@@ -218,7 +229,7 @@ impl DecodedEntry {
         signature_verified: SignatureChecked,
     ) -> Result<VerifiedEntry, EntryError> {
         let _ = signature_verified;
-        let body = self.check_context(charter)?;
+        self.check_envelope(charter)?;
         self.check_log(logs)?;
         let skew_secs = charter.rules().max_clock_skew_secs;
         if self.timestamp_ms > now_ms.saturating_add(i64::from(skew_secs) * 1000) {
@@ -227,10 +238,26 @@ impl DecodedEntry {
                 skew_secs,
             });
         }
+        let body = self.check_body(charter);
         Ok(VerifiedEntry {
             decoded: self,
             body,
         })
+    }
+
+    /// As [`DecodedEntry::accept`], for a new entry published or submitted to this
+    /// node: the body rules come first (in their documented place, after the
+    /// signature) and a body they refuse refuses the entry.
+    pub fn accept_new(
+        self,
+        charter: &Charter,
+        logs: &impl Logs,
+        now_ms: i64,
+        signature_verified: SignatureChecked,
+    ) -> Result<VerifiedEntry, EntryError> {
+        self.check_envelope(charter)?;
+        self.check_body(charter)?;
+        self.accept(charter, logs, now_ms, signature_verified)
     }
 
     /// The first rules after decoding: the entry is for this alliance and its author
@@ -255,19 +282,24 @@ impl DecodedEntry {
         Ok(())
     }
 
-    /// Alliance, role and body: everything that does not depend on the log.
-    fn check_context(&self, charter: &Charter) -> Result<Body, EntryError> {
+    /// Alliance, role, and the role the entry's kind needs: the envelope rules that
+    /// do not depend on the log. A kind this release does not know needs no role.
+    pub fn check_envelope(&self, charter: &Charter) -> Result<Role, EntryError> {
+        use pb::EntryKind as K;
         let role = self.check_author(charter)?;
-        let body = Body::decode(self.kind, &self.body)?;
-        match (&body, role) {
-            (Body::Resolution(_), Role::Member) => {
-                return Err(EntryError::NotASecretary(self.author));
+        match (K::try_from(self.kind), role) {
+            (Ok(K::Resolution), Role::Member) => Err(EntryError::NotASecretary(self.author)),
+            (Ok(K::Intention), Role::Secretary) => {
+                Err(EntryError::NotAMemberOrganisation(self.author))
             }
-            (Body::Intention(_), Role::Secretary) => {
-                return Err(EntryError::NotAMemberOrganisation(self.author));
-            }
-            _ => {}
+            _ => Ok(role),
         }
+    }
+
+    /// The body rules of this release: the body decodes and is well formed, and the
+    /// keys it names belong to the alliance.
+    pub fn check_body(&self, charter: &Charter) -> Result<Body, EntryError> {
+        let body = Body::decode(self.kind, &self.body)?;
         check_parties(charter, &body)?;
         Ok(body)
     }
@@ -457,15 +489,18 @@ pub fn sign_decoded(
 
 impl VerifiedEntry {
     /// Rebuilds a verified entry from a node's own store: the signature (checked by
-    /// the caller) and the body are checked again, the log rules not (the store holds
-    /// only entries that passed them).
+    /// the caller) and the envelope rules are checked again, the log rules not (the
+    /// store holds only entries that passed them). The body is read by this release's
+    /// rules, which may be stricter than those of the release that stored it: a body
+    /// they refuse leaves the entry out of the views, it does not stop the node.
     pub fn reload(
         decoded: DecodedEntry,
         charter: &Charter,
         checked: SignatureChecked,
     ) -> Result<Self, EntryError> {
         let _ = checked;
-        let body = decoded.check_context(charter)?;
+        decoded.check_envelope(charter)?;
+        let body = decoded.check_body(charter);
         Ok(Self { decoded, body })
     }
 
@@ -493,8 +528,10 @@ impl VerifiedEntry {
         self.decoded.kind
     }
 
-    pub fn body(&self) -> &Body {
-        &self.body
+    /// The body as this release reads it, or why this release does not accept it
+    /// (the entry is then stored and relayed but in no view).
+    pub fn body(&self) -> Result<&Body, &EntryError> {
+        self.body.as_ref()
     }
 
     pub fn signed(&self) -> &pb::SignedEntry {

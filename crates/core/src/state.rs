@@ -61,7 +61,8 @@ pub enum ForkProofError {
 impl ForkProof {
     /// Checks a fork proof received from elsewhere: two encoded `SignedEntry`s by one
     /// author with one seq, different bytes, each validly signed by a member or
-    /// secretary of this alliance with a sound body.
+    /// secretary of this alliance and meeting the envelope rules (the bodies are
+    /// evidence, not read).
     pub fn verify(charter: &Charter, a: &[u8], b: &[u8]) -> Result<Self, ForkProofError> {
         let max = charter.rules().max_entry_bytes as usize;
         let a = entry::decode_bytes(a, max)?;
@@ -159,6 +160,20 @@ pub struct Derived {
     pub statements: Vec<StatementView>,
     pub events: Vec<EventView>,
     pub event_clashes: Vec<EventClash>,
+    pub set_aside: Vec<SetAside>,
+}
+
+/// An entry this release stores and relays but leaves out of its views: its kind is
+/// unknown here, or its body does not meet this release's body rules (an older or
+/// newer release signed it). Its log position still counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetAside {
+    pub author: PublicId,
+    pub seq: u64,
+    pub id: EntryId,
+    pub kind: i32,
+    /// Why, in this release's words.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone)]
@@ -198,8 +213,9 @@ impl<T> Record<T> {
 /// changes what the views hold for the same entries bumps it, so a state digest is
 /// always shown with the rules it was computed under. Version 1 was every release
 /// before the label existed; 2 takes a local ballot's nation from its council and
-/// counts intentions on election ids nowhere.
-pub const RULES_VERSION: &str = "accord-rules/2";
+/// counts intentions on election ids nowhere; 3 stores entries whose bodies it does
+/// not accept and lists them as set aside.
+pub const RULES_VERSION: &str = "accord-rules/3";
 
 /// The derived state of one alliance.
 #[derive(Debug, Clone)]
@@ -225,6 +241,9 @@ pub struct State {
     resolution_order: BTreeSet<(i64, EntryId)>,
     /// Events in the order of their view: the current version's start, uid, author.
     event_order: BTreeSet<EventKey>,
+    /// Entries in no view (unknown kind, or a body this release does not accept),
+    /// by (author, seq).
+    set_aside: BTreeMap<(PublicId, u64), SetAside>,
 }
 
 /// Where an event sits in [`State::events`]: start, uid, author.
@@ -246,6 +265,7 @@ impl State {
             statement_order: BTreeSet::new(),
             resolution_order: BTreeSet::new(),
             event_order: BTreeSet::new(),
+            set_aside: BTreeMap::new(),
         }
     }
 
@@ -361,7 +381,18 @@ impl State {
         log.ids.push(entry.id());
         log.head_timestamp_ms = entry.timestamp_ms();
         self.entries += 1;
-        match entry.body() {
+        let body = match entry.body() {
+            Ok(Body::Unknown { kind }) => {
+                self.set_aside(entry, format!("kind {kind} is not known to this release"));
+                return;
+            }
+            Ok(body) => body,
+            Err(e) => {
+                self.set_aside(entry, e.to_string());
+                return;
+            }
+        };
+        match body {
             Body::Statement(s) => {
                 self.statements
                     .insert(entry.id(), (author, Record::of(entry, s.clone())));
@@ -428,6 +459,31 @@ impl State {
             }
             Body::Unknown { .. } => {}
         }
+    }
+
+    fn set_aside(&mut self, entry: &VerifiedEntry, reason: String) {
+        let (author, seq) = (entry.author(), entry.seq());
+        self.set_aside.insert(
+            (author, seq),
+            SetAside {
+                author,
+                seq,
+                id: entry.id(),
+                kind: entry.kind(),
+                reason,
+            },
+        );
+    }
+
+    /// Entries stored and relayed but in no view of this release, in (author, seq)
+    /// order.
+    pub fn set_aside_entries(&self) -> impl Iterator<Item = &SetAside> {
+        self.set_aside.values()
+    }
+
+    /// How many entries are set aside.
+    pub fn set_aside_count(&self) -> u64 {
+        self.set_aside.len() as u64
     }
 
     /// Current positions, ordered by ballot then organisation key.
@@ -599,6 +655,7 @@ impl State {
             statements: self.statements(),
             events: self.events(),
             event_clashes: self.event_clashes(),
+            set_aside: self.set_aside.values().cloned().collect(),
         }
     }
 

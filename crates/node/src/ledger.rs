@@ -666,13 +666,15 @@ impl Writer {
                             max,
                         )
                         .and_then(|(decoded, checked)| {
-                            decoded.accept(charter, &overlay, now, checked)
+                            decoded.accept_new(charter, &overlay, now, checked)
                         });
                         Outcome::One(self.take(result, &mut overlay, &mut accepted))
                     }
                     Request::Submit { entry, checked } => {
-                        let result =
-                            self.offer(*entry, checked, charter, now, &mut overlay, &mut forks);
+                        // A new entry: its body must meet this release's rules.
+                        let result = entry.check_body(charter).and_then(|_| {
+                            self.offer(*entry, checked, charter, now, &mut overlay, &mut forks)
+                        });
                         Outcome::One(self.take(result, &mut overlay, &mut accepted))
                     }
                     Request::Ingest { entries, checked } => {

@@ -25,6 +25,9 @@ use crate::replication::PeerStates;
 use crate::status::{append_status, entry_status};
 use crate::to_proto;
 
+/// Set-aside entries listed in a status answer (all are counted).
+const SET_ASIDE_SHOWN: usize = 100;
+
 /// Most entries one GetLog call returns.
 pub const MAX_LOG_PAGE: u32 = 1000;
 
@@ -394,6 +397,18 @@ impl LedgerApi for LedgerService {
             digest,
             entries_digest: state.entries_digest().to_vec(),
             rules_version: accord_core::state::RULES_VERSION.to_string(),
+            set_aside_count: state.set_aside_count(),
+            set_aside: state
+                .set_aside_entries()
+                .take(SET_ASIDE_SHOWN)
+                .map(|a| pb::SetAsideEntry {
+                    author: a.author.to_vec(),
+                    seq: a.seq,
+                    id: a.id.to_vec(),
+                    kind: a.kind,
+                    reason: a.reason.clone(),
+                })
+                .collect(),
             entries: state.entry_count(),
             organisations,
             version: env!("CARGO_PKG_VERSION").to_string(),

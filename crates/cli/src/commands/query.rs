@@ -117,6 +117,15 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             "entries_digest": hex::encode(&s.entries_digest),
             "rules_version": s.rules_version,
             "entries": s.entries,
+            "set_aside_count": s.set_aside_count,
+            "set_aside": s.set_aside.iter().map(|a| json!({
+                "author": name(&a.author),
+                "author_id": hex::encode(&a.author),
+                "seq": a.seq,
+                "id": hex::encode(&a.id),
+                "kind": a.kind,
+                "reason": a.reason,
+            })).collect::<Vec<_>>(),
             "version": s.version,
             "heads": heads,
             "head_entries": s.heads.iter().map(|h| json!({
@@ -229,6 +238,25 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
              refuses its entries past the fork\n",
             name(key)
         ));
+    }
+    if s.set_aside_count > 0 {
+        out.push_str(&format!(
+            "\nSET ASIDE: {} entries are stored and relayed but in no view: this release does \
+             not know their kind or accept their body (another release signed them)\n",
+            s.set_aside_count
+        ));
+        for a in &s.set_aside {
+            out.push_str(&format!(
+                "  {} entry {}: {}\n",
+                name(&a.author),
+                a.seq,
+                a.reason.replace('\n', " ")
+            ));
+        }
+        let shown = s.set_aside.len() as u64;
+        if s.set_aside_count > shown {
+            out.push_str(&format!("  … and {} more\n", s.set_aside_count - shown));
+        }
     }
     if !s.peers.is_empty() {
         let rows: Vec<Vec<String>> = s
@@ -1053,7 +1081,7 @@ mod tests {
             ],
             digest: vec![9; 32],
             entries_digest: vec![8; 32],
-            rules_version: "accord-rules/2".into(),
+            rules_version: "accord-rules/3".into(),
             entries: 8,
             organisations: vec![org(1, "Alpha", true), org(2, "Beta", false)],
             version: "0.1.0".into(),
@@ -1092,12 +1120,20 @@ mod tests {
                 },
             ],
             frozen: vec![vec![2; 32]],
+            set_aside_count: 2,
+            set_aside: vec![pb::SetAsideEntry {
+                author: vec![1; 32],
+                seq: 2,
+                id: vec![0; 32],
+                kind: 4,
+                reason: "entry body is invalid: y".into(),
+            }],
         };
         let text = status_table(&status, now);
         let expected = format!(
             "alliance  Test Alliance ({alliance})\n\
              entries   8 (digest {entries_digest})\n\
-             state     {digest} (digest of the derived views, accord-rules/2)\n\
+             state     {digest} (digest of the derived views, accord-rules/3)\n\
              version   0.1.0\n\
              peers     2, 1 connected\n\
              frozen    Beta\n\
@@ -1109,6 +1145,11 @@ mod tests {
              \n\
              FROZEN: Beta signed two different entries with one seq (a fork proof); every node \
              refuses its entries past the fork\n\
+             \n\
+             SET ASIDE: 2 entries are stored and relayed but in no view: this release does not \
+             know their kind or accept their body (another release signed them)\n\
+             \x20 Alpha entry 2: entry body is invalid: y\n\
+             \x20 … and 1 more\n\
              \n\
              PEER   ADDRESS                 STATE      LAST CONTACT  BEHIND  RECEIVED  NEW  REFUSED  LAST ERROR\n\
              beta   https://127.0.0.1:7401  connected  2s ago        0       5         3    0        -\n\

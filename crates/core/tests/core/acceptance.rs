@@ -12,8 +12,12 @@ use crate::fixture::*;
 const BALLOT: &str = "local.leeds.headingley-hyde-park.2027-05-06";
 
 /// Builds a state holding one accepted intention by A, lets `make` produce an entry,
-/// and checks the verdict: "ok" or the exact error text. A refused entry must leave
-/// the state's digest unchanged.
+/// and checks the verdict for a new entry: "ok" or the exact error text. A refused
+/// entry must leave the state's digest unchanged.
+///
+/// The same entry relayed from a peer meets only the envelope rules: if the body
+/// rules refused it, it is accepted, its body reads as the same error, and applying
+/// it counts it as set aside and changes no view.
 fn check(make: impl FnOnce(&mut Alliance, &State) -> pb::SignedEntry, expected: &str) {
     let mut alliance = Alliance::new();
     let mut state = State::new(alliance.charter.clone());
@@ -21,12 +25,31 @@ fn check(make: impl FnOnce(&mut Alliance, &State) -> pb::SignedEntry, expected: 
     state.apply(&first);
     let before = state.digest();
     let signed = make(&mut alliance, &state);
-    let verdict = accept(&alliance.charter, &state, signed);
+    let verdict = accept_new(&alliance.charter, &state, signed.clone());
     match verdict {
         Ok(_) => assert_eq!("ok", expected),
         Err(err) => {
             assert_eq!(err.to_string(), expected);
             assert_eq!(state.digest(), before, "a refused entry changed the state");
+            if matches!(err, EntryError::Body(_) | EntryError::UnknownParty { .. }) {
+                let relayed = accept(&alliance.charter, &state, signed)
+                    .expect("the envelope rules accept a body the body rules refuse");
+                assert_eq!(relayed.body().unwrap_err().to_string(), expected);
+                let views = (state.intentions(), state.statements(), state.events());
+                state.apply(&relayed);
+                assert_eq!(state.set_aside_count(), 1);
+                assert_eq!(state.entry_count(), 2);
+                assert_eq!(
+                    (state.intentions(), state.statements(), state.events()),
+                    views,
+                    "a set-aside entry changed a view"
+                );
+            } else {
+                assert!(
+                    accept(&alliance.charter, &state, signed).is_err(),
+                    "an envelope rule refuses relayed entries too"
+                );
+            }
         }
     }
 }

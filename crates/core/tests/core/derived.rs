@@ -393,7 +393,7 @@ fn intentions_on_election_ids_count_nowhere() {
     let state = State::new(alliance.charter.clone());
     let entry = alliance.verified(&state, A, intention("parl.2027-05-06", S::Intends, ""));
     assert_eq!(
-        accord_core::body::check_new(entry.body())
+        accord_core::body::check_new(entry.body().expect("an intention body"))
             .unwrap_err()
             .to_string(),
         "\"parl.2027-05-06\" names an election, not a ballot: an intention is declared on one ballot, such as parl.<constituency>.2027-05-06"

@@ -112,6 +112,17 @@ pub fn accept(
     decoded.accept(charter, state, NOW_MS, checked)
 }
 
+/// As [`accept`], for a new entry published to a node: the body rules refuse too.
+pub fn accept_new(
+    charter: &Charter,
+    state: &State,
+    signed: pb::SignedEntry,
+) -> Result<VerifiedEntry, entry::EntryError> {
+    let decoded = entry::decode(signed, charter.rules().max_entry_bytes as usize)?;
+    let checked = SignatureChecked::single(&decoded)?;
+    decoded.accept_new(charter, state, NOW_MS, checked)
+}
+
 pub fn intention(ballot: &str, status: pb::IntentionStatus, candidate: &str) -> B {
     B::Intention(pb::Intention {
         ballot: ballot.into(),

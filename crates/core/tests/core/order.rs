@@ -138,7 +138,7 @@ fn build(script: &[(usize, Action)]) -> (Alliance, Vec<VerifiedEntry>) {
             }
         };
         let entry = alliance.verified(&state, *who, body);
-        if matches!(entry.body(), accord_core::body::Body::Statement(_)) {
+        if matches!(entry.body(), Ok(accord_core::body::Body::Statement(_))) {
             statements.push(entry.id());
         }
         state.apply(&entry);
