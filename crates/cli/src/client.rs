@@ -234,6 +234,10 @@ impl fmt::Display for RpcError {
             | C::Unauthenticated
             | C::ResourceExhausted => "refused",
             C::NotFound => "not found",
+            // The node answered: it is up, but cannot write.
+            C::Unavailable if self.0.message().starts_with("the node's storage failed") => {
+                "node read-only"
+            }
             C::Unavailable | C::DeadlineExceeded | C::Cancelled => "node unreachable",
             _ => "node failed",
         };
@@ -290,6 +294,13 @@ mod tests {
         assert_eq!(
             RpcError(tonic::Status::unavailable("")).to_string(),
             "node unreachable (unavailable)"
+        );
+        assert_eq!(
+            RpcError(tonic::Status::unavailable(
+                "the node's storage failed: disk full"
+            ))
+            .to_string(),
+            "node read-only (unavailable): the node's storage failed: disk full"
         );
     }
 }

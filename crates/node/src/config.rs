@@ -9,6 +9,9 @@
 //! charter = "charter.json"
 //! identities = ["keys/breakthrough.pem"]
 //! cache_capacity_mb = 32
+//! # The node refuses to start with less free space than this on the data
+//! # directory's filesystem (a store started on a full disk can be left damaged).
+//! min_free_disk_mb = 64
 //!
 //! [[operators]]
 //! name = "breakthrough-officer"
@@ -93,6 +96,10 @@ pub struct RawNodeConfig {
     pub identities: Vec<PathBuf>,
     #[serde(default = "default_cache_capacity_mb")]
     pub cache_capacity_mb: u64,
+    /// The least free space (MiB) on the data directory's filesystem for the node to
+    /// start.
+    #[serde(default = "default_min_free_disk_mb")]
+    pub min_free_disk_mb: u64,
     #[serde(default)]
     pub operators: Vec<RawOperator>,
     /// TLS certificate and key; required to federate (peers need it).
@@ -288,6 +295,10 @@ pub struct RawPeer {
     pub cert_sha256: String,
 }
 
+fn default_min_free_disk_mb() -> u64 {
+    64
+}
+
 fn default_cache_capacity_mb() -> u64 {
     32
 }
@@ -316,6 +327,9 @@ pub struct NodeConfig {
     pub charter: Charter,
     pub identities: Vec<Identity>,
     pub cache_capacity_bytes: u64,
+    /// The node refuses to start with less free space on the data directory's
+    /// filesystem.
+    pub min_free_disk_bytes: u64,
     pub operators: Vec<Operator>,
     pub tls: Option<TlsIdentity>,
     pub peers: Vec<Peer>,
@@ -473,6 +487,7 @@ impl NodeConfig {
             charter,
             identities,
             cache_capacity_bytes: raw.cache_capacity_mb.saturating_mul(1 << 20),
+            min_free_disk_bytes: raw.min_free_disk_mb.saturating_mul(1 << 20),
             operators,
         })
     }

@@ -8,7 +8,9 @@
 //!   `/area/<code>/calendar.ics` — feeds.
 //! - `/events/<author hex>/<uid>` — one event.
 //! - `/m/<token>/clashes` — the members' clash board.
-//! - `/healthz` — liveness and the entry count, as JSON.
+//! - `/healthz` — liveness, storage and the entry count, as JSON: 200 with
+//!   `"status": "ok"`, or 503 with `"status": "storage failed"` and why once the
+//!   store has failed (the node is then read-only).
 //!
 //! Feeds are rendered once per state change and kept with their ETag, so a
 //! conditional request costs a hash-map lookup; a feed holding a cancelled event is
@@ -733,13 +735,24 @@ async fn not_found_handler(AxumState(calendar): AxumState<Arc<Calendar>>) -> Res
 async fn health(AxumState(calendar): AxumState<Arc<Calendar>>) -> Response {
     // Cheap on purpose (monitors poll it): no digest, which hashes the whole state.
     let entries = calendar.ledger.state().entry_count();
-    let mut response = axum::Json(serde_json::json!({
-        "status": "ok",
-        "alliance": calendar.alliance_name,
-        "entries": entries,
-        "feed_cache": calendar.cache_stats(),
-    }))
-    .into_response();
+    let failure = calendar.ledger.storage_failure();
+    let code = if failure.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (
+        code,
+        axum::Json(serde_json::json!({
+            "status": if failure.is_some() { "storage failed" } else { "ok" },
+            "storage_error": failure,
+            "alliance": calendar.alliance_name,
+            "entries": entries,
+            "free_disk_bytes": calendar.ledger.store().free_space().ok(),
+            "feed_cache": calendar.cache_stats(),
+        })),
+    )
+        .into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -33,7 +33,10 @@ pub enum AppendError {
     #[error(transparent)]
     Refused(#[from] EntryError),
     /// The store failed; the node takes no more writes until restarted.
-    #[error("storage failed: {0}")]
+    #[error(
+        "the node's storage failed: {0}; it is read-only until restarted \
+         (if its disk is full, free space first)"
+    )]
     Storage(String),
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -126,6 +129,8 @@ pub struct Ledger {
     peer_contact: Arc<watch::Sender<bool>>,
     /// Until when publishes wait for that first report (None: no peers configured).
     peer_contact_deadline: Arc<Mutex<Option<tokio::time::Instant>>>,
+    /// Why the store failed, once it has: the node is then read-only.
+    storage: watch::Receiver<Option<String>>,
 }
 
 /// The digest of the state as of a change count.
@@ -329,6 +334,7 @@ impl Ledger {
         let (jobs_tx, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
         let (changes_tx, changes_rx) = watch::channel(0u64);
         let (appended, _) = broadcast::channel(1024);
+        let (storage_tx, storage_rx) = watch::channel(None);
         let state = Arc::new(RwLock::new(state));
         let identities = Arc::new(identities);
         let writer = Writer {
@@ -337,7 +343,7 @@ impl Ledger {
             identities: identities.clone(),
             changes: changes_tx,
             appended: appended.clone(),
-            failed: None,
+            failed: storage_tx,
         };
         let task = tokio::spawn(writer.run(jobs_rx));
         (
@@ -352,6 +358,7 @@ impl Ledger {
                 own_logs_elsewhere: Arc::default(),
                 peer_contact: Arc::new(watch::channel(false).0),
                 peer_contact_deadline: Arc::default(),
+                storage: storage_rx,
             },
             task,
         )
@@ -449,6 +456,17 @@ impl Ledger {
         &self.store
     }
 
+    /// Why the store failed, if it has: every write since was refused and the node
+    /// is read-only until restarted.
+    pub fn storage_failure(&self) -> Option<String> {
+        self.storage.borrow().clone()
+    }
+
+    /// Changes when the store fails.
+    pub fn storage_watch(&self) -> watch::Receiver<Option<String>> {
+        self.storage.clone()
+    }
+
     pub fn identities(&self) -> &[Identity] {
         &self.identities
     }
@@ -543,7 +561,7 @@ struct Writer {
     changes: watch::Sender<u64>,
     appended: broadcast::Sender<Arc<Appended>>,
     /// Set when the store failed: from then on every append is refused.
-    failed: Option<String>,
+    failed: watch::Sender<Option<String>>,
 }
 
 /// The state's logs plus the heads of entries accepted earlier in this batch.
@@ -628,7 +646,7 @@ impl Writer {
 
     /// Checks, stores, flushes, applies and answers one batch.
     async fn commit(&mut self, jobs: Vec<Job>) {
-        if let Some(reason) = &self.failed {
+        if let Some(reason) = self.failed.borrow().clone() {
             for job in jobs {
                 job.reply.fail(AppendError::Storage(reason.clone()));
             }
@@ -708,7 +726,7 @@ impl Writer {
             if let Err(e) = self.write(&accepted, &forks).await {
                 let reason = e.to_string();
                 tracing::error!("storage failed; refusing further writes: {reason}");
-                self.failed = Some(reason.clone());
+                self.fail(reason.clone());
                 for (reply, _) in outcomes {
                     reply.fail(AppendError::Storage(reason.clone()));
                 }
@@ -748,6 +766,11 @@ impl Writer {
                 (reply, _) => reply.fail(AppendError::Storage("reply mismatch".into())),
             }
         }
+    }
+
+    /// From now on the node is read-only: every append is refused with `reason`.
+    fn fail(&mut self, reason: String) {
+        self.failed.send_replace(Some(reason));
     }
 
     /// Records an accepted entry in the overlay and the batch.
@@ -810,11 +833,11 @@ impl Writer {
             }
             Ok(Err(e)) => {
                 tracing::error!("cannot rebuild the state after a fork: {e}");
-                self.failed = Some(e.to_string());
+                self.fail(e.to_string());
             }
             Err(e) => {
                 tracing::error!("cannot rebuild the state after a fork: {e}");
-                self.failed = Some(e.to_string());
+                self.fail(e.to_string());
             }
         }
     }

@@ -43,6 +43,30 @@ pub enum NodeError {
     Transport(String),
 }
 
+/// Refuses to start with less than `floor` bytes free on the data directory's
+/// filesystem: sled writes snapshots and its log while opening, and one cut short by
+/// a full disk can leave a store that no longer opens once space is freed.
+fn check_free_space(data_dir: &std::path::Path, floor: u64) -> Result<(), NodeError> {
+    const MIB: u64 = 1 << 20;
+    let free = accord_store::free_space(data_dir).map_err(|e| {
+        NodeError::Store(format!(
+            "{}: cannot read the free space of its filesystem: {e}",
+            data_dir.display()
+        ))
+    })?;
+    if free < floor {
+        return Err(NodeError::Store(format!(
+            "{}: only {} MiB free on its filesystem, below the floor of {} MiB \
+             (min_free_disk_mb in the node's config); starting now could damage the store. \
+             Free some space, then start the node again",
+            data_dir.display(),
+            free / MIB,
+            floor.div_ceil(MIB)
+        )));
+    }
+    Ok(())
+}
+
 /// Serves the node on `listener` until `shutdown` completes, then stops cleanly
 /// (in-flight publishes finish and are flushed). The calendar, if configured, listens
 /// on its `[http] listen` address.
@@ -64,6 +88,7 @@ pub async fn run_with_http(
 ) -> Result<(), NodeError> {
     let charter = config.charter.clone();
     federation::check_transport(&charter).map_err(NodeError::Transport)?;
+    check_free_space(&config.data_dir, config.min_free_disk_bytes)?;
     let store = Store::open(&config.data_dir, charter.id(), config.cache_capacity_bytes)
         .map_err(|e| NodeError::Store(format!("{}: {e}", config.data_dir.display())))?;
     let (state, report) = tokio::task::spawn_blocking({
@@ -92,6 +117,21 @@ pub async fn run_with_http(
     health_reporter
         .set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
         .await;
+    // A storage failure makes the node read-only: health says so at once.
+    tokio::spawn({
+        let mut storage = ledger.storage_watch();
+        let health = health_reporter.clone();
+        async move {
+            if storage.wait_for(Option::is_some).await.is_ok() {
+                health
+                    .set_not_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
+                    .await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+        }
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(accord_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -397,6 +397,8 @@ impl LedgerApi for LedgerService {
             digest,
             entries_digest: state.entries_digest().to_vec(),
             rules_version: accord_core::state::RULES_VERSION.to_string(),
+            storage_failed: self.ledger.storage_failure().unwrap_or_default(),
+            free_disk_bytes: self.ledger.store().free_space().unwrap_or(0),
             set_aside_count: state.set_aside_count(),
             set_aside: state
                 .set_aside_entries()

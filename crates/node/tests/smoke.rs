@@ -49,6 +49,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         }],
         identities: ids,
         cache_capacity_bytes: 1 << 22,
+        min_free_disk_bytes: 0,
         peers: vec![],
         anti_entropy: Duration::from_secs(1),
         tls: None,

@@ -20,7 +20,8 @@
 //! disk; [`Store::flush`] does. The node acknowledges a publish only after the flush
 //! that covers it, and many publishes share one flush (group commit).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use accord_core::{AllianceId, PublicId};
 
@@ -60,6 +61,7 @@ pub type FeedLinkRecord = ([u8; 32], Vec<u8>);
 /// A node's database.
 #[derive(Debug, Clone)]
 pub struct Store {
+    path: Arc<PathBuf>,
     db: sled::Db,
     entries: sled::Tree,
     forks: sled::Tree,
@@ -129,7 +131,34 @@ fn open_db(path: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StoreErro
     }
 }
 
+/// Bytes free for an unprivileged writer on the filesystem holding `path` (or its
+/// nearest existing ancestor, for a data directory not made yet).
+pub fn free_space(path: &Path) -> std::io::Result<u64> {
+    let mut at = path;
+    while !at.exists() {
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => {
+                at = Path::new(".");
+                break;
+            }
+        }
+    }
+    let stats = rustix::fs::statvfs(at).map_err(std::io::Error::from)?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
 impl Store {
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes free on the data directory's filesystem.
+    pub fn free_space(&self) -> std::io::Result<u64> {
+        free_space(&self.path)
+    }
+
     /// Opens (or creates) the database in `path` for `alliance`. A directory made for
     /// another alliance, or by a newer layout, is refused rather than mixed.
     pub fn open(
@@ -167,6 +196,7 @@ impl Store {
             }
         }
         Ok(Self {
+            path: Arc::new(path.to_path_buf()),
             entries: db.open_tree("entries")?,
             forks: db.open_tree("forks")?,
             feed_links: db.open_tree("feed_links")?,

@@ -117,6 +117,8 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             "entries_digest": hex::encode(&s.entries_digest),
             "rules_version": s.rules_version,
             "entries": s.entries,
+            "storage_failed": (!s.storage_failed.is_empty()).then(|| s.storage_failed.clone()),
+            "free_disk_bytes": s.free_disk_bytes,
             "set_aside_count": s.set_aside_count,
             "set_aside": s.set_aside.iter().map(|a| json!({
                 "author": name(&a.author),
@@ -198,8 +200,17 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
     } else {
         format!("{}/", s.calendar_url)
     };
+    let storage = if s.storage_failed.is_empty() {
+        format!("ok, {} MiB free", s.free_disk_bytes >> 20)
+    } else {
+        format!(
+            "FAILED: {} (read-only: every write is refused until the node is restarted; \
+             if its disk is full, free space first)",
+            s.storage_failed.replace('\n', " ")
+        )
+    };
     out.push_str(&format!(
-        "alliance  {} ({})\nentries   {} (digest {})\nstate     {}\nversion   {}\npeers     {peers}\nfrozen    {frozen}\ncalendar  {calendar}\n\n",
+        "alliance  {} ({})\nentries   {} (digest {})\nstate     {}\nversion   {}\nstorage   {storage}\npeers     {peers}\nfrozen    {frozen}\ncalendar  {calendar}\n\n",
         s.alliance_name,
         hex::encode(&s.alliance),
         s.entries,
@@ -1120,6 +1131,8 @@ mod tests {
                 },
             ],
             frozen: vec![vec![2; 32]],
+            storage_failed: String::new(),
+            free_disk_bytes: 3 << 30,
             set_aside_count: 2,
             set_aside: vec![pb::SetAsideEntry {
                 author: vec![1; 32],
@@ -1135,6 +1148,7 @@ mod tests {
              entries   8 (digest {entries_digest})\n\
              state     {digest} (digest of the derived views, accord-rules/3)\n\
              version   0.1.0\n\
+             storage   ok, 3072 MiB free\n\
              peers     2, 1 connected\n\
              frozen    Beta\n\
              calendar  https://calendar.example.org/\n\

@@ -1,0 +1,327 @@
+//! A full disk, made real: the node's data directory lives on a small tmpfs that the
+//! test mounts (tests run as root) and fills. The node must refuse to start below
+//! its free-space floor (sled could leave a broken snapshot), and when a write fails
+//! while running it must turn read-only: queries answer, `GetStatus`, `/healthz`,
+//! gRPC health and the CLI all say the storage failed, SIGINT stops it within 5 s,
+//! and a restart after space is freed loses nothing acknowledged.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use accord_core::pb;
+use accord_tests::*;
+
+const ACCORD: &str = env!("CARGO_BIN_EXE_accord");
+
+/// A tmpfs of `size` mounted at a fresh directory; unmounted on drop.
+struct Tmpfs {
+    at: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs at {} (the tests run as root): {status}",
+            at.display()
+        );
+        Self { at: at.to_owned() }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+/// A running `accord node`; killed on drop.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn start(config: &Path) -> Result<Self, String> {
+        let mut child = Command::new(ACCORD)
+            .args(["node", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning accord node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => {
+                // Keep stderr drained so the node never blocks on it.
+                std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+                Ok(Self {
+                    child,
+                    addr: addr.parse().expect("a socket address"),
+                })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                Err(text)
+            }
+        }
+    }
+
+    /// SIGINT, then waits (at most `limit`) for the process to end.
+    fn interrupt(mut self, limit: Duration) -> Duration {
+        let started = Instant::now();
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill -INT");
+        while started.elapsed() < limit {
+            if self.child.try_wait().expect("try_wait").is_some() {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the node did not stop within {limit:?} of SIGINT");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node config whose data directory is `mnt/data` beside it, with a free-space
+/// floor of `floor_mb` (None: the default), and the calendar's port.
+fn config_on_mount(a: &mut TestAlliance, floor_mb: Option<u64>) -> (PathBuf, PathBuf, u16) {
+    let home = a.members[0].clone();
+    let config = a.node_config_with_calendar(&[&home], &[]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace("data_dir = \"data\"", "data_dir = \"mnt/data\"");
+    if let Some(mb) = floor_mb {
+        text = format!("min_free_disk_mb = {mb}\n{text}");
+    }
+    std::fs::write(&config, &text).unwrap();
+    let port = text
+        .split("[http]\nlisten = \"127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the calendar's port in the config");
+    let mnt = config.parent().unwrap().join("mnt");
+    (config, mnt, port)
+}
+
+/// GET `path` from the calendar: status code and body.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// Writes zeros into `path` until the filesystem is full (bounded by `limit` bytes).
+fn fill(path: &Path, limit: u64) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    let mut written = 0u64;
+    while written < limit {
+        match file.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => written += n as u64,
+        }
+    }
+    let _ = file.sync_all();
+}
+
+/// Runs `accord node` expecting it to refuse to start: its stderr.
+fn refused_start(config: &Path) -> String {
+    let mut child = Command::new(ACCORD)
+        .args(["node", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning accord node");
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the node did not refuse to start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!exit.success(), "{err}");
+    err
+}
+
+#[test]
+fn a_node_refuses_to_start_below_its_free_space_floor() {
+    let mut a = TestAlliance::new(2, 0);
+    let (config, mnt, _) = config_on_mount(&mut a, None);
+    let _fs = Tmpfs::mount(&mnt, "16m");
+    let err = refused_start(&config);
+    assert!(
+        err.contains("below the floor of 64 MiB") && err.contains("min_free_disk_mb"),
+        "{err}"
+    );
+    assert!(
+        !mnt.join("data").join("db").exists(),
+        "nothing was written to the store"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_makes_the_node_read_only_and_a_restart_after_freeing_space_loses_nothing() {
+    const ATTEMPTS: usize = 400;
+    let mut a = TestAlliance::new(2, 0);
+    let author = a.members[0].clone();
+    let (config, mnt, port) = config_on_mount(&mut a, Some(1));
+    let _fs = Tmpfs::mount(&mnt, "48m");
+    let node = Node::start(&config).expect("the node starts");
+    let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let ack = publish(&mut c, &author, statement(&format!("before {i}"), vec![]))
+            .await
+            .unwrap();
+        acked.push(ack.id);
+    }
+
+    fill(&mnt.join("filler"), 64 << 20);
+    let big = "x".repeat(19_000);
+    let mut failure = None;
+    for i in 0..ATTEMPTS {
+        let body = pb::publish_request::Body::Statement(pb::Statement {
+            title: format!("after {i}"),
+            text: big.clone(),
+            cosigners: vec![],
+        });
+        match publish(&mut c, &author, body).await {
+            Ok(ack) => acked.push(ack.id),
+            Err(status) => {
+                failure = Some(status);
+                break;
+            }
+        }
+    }
+    let failure = failure.expect("a write fails on a full disk");
+    assert_eq!(failure.code(), tonic::Code::Unavailable, "{failure:?}");
+    assert!(
+        failure.message().starts_with("the node's storage failed"),
+        "{failure:?}"
+    );
+
+    // Read-only: queries answer, and every window on the node says why.
+    let status = c
+        .get_status(pb::GetStatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!status.storage_failed.is_empty());
+    assert_eq!(status.entries, acked.len() as u64);
+    let again = publish(&mut c, &author, statement("once more", vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::Unavailable);
+    let (code, body) = http_get(port, "/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("storage failed"), "{body}");
+    let channel = channel(node.addr).await.unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
+    );
+    let client_toml = config.parent().unwrap().join("client.toml");
+    std::fs::write(config.parent().unwrap().join("token"), ADMIN_TOKEN).unwrap();
+    std::fs::write(
+        &client_toml,
+        format!("node = \"http://{}\"\ntoken_file = \"token\"\n", node.addr),
+    )
+    .unwrap();
+    let shown = Command::new(ACCORD)
+        .args(["status", "--config"])
+        .arg(&client_toml)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("storage   FAILED: "), "{text}");
+
+    drop(c);
+    let stopped = node.interrupt(Duration::from_secs(5));
+    eprintln!("stopped {stopped:?} after SIGINT");
+    // A start while the disk is still full is refused before sled writes anything.
+    let err = refused_start(&config);
+    assert!(err.contains("below the floor of 1 MiB"), "{err}");
+
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    let node = Node::start(&config).expect("the node starts once space is freed");
+    let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
+    let stored = all_entries(&mut c).await.unwrap();
+    let ids: std::collections::BTreeSet<Vec<u8>> = stored.iter().map(entry_id).collect();
+    let lost = acked.iter().filter(|id| !ids.contains(*id)).count();
+    assert_eq!(lost, 0, "acknowledged entries lost");
+    publish(&mut c, &author, statement("after the restart", vec![]))
+        .await
+        .unwrap();
+}
