@@ -103,6 +103,9 @@ pub enum Command {
     /// TLS certificates for nodes (ECDSA P-256, self-signed, pinned by fingerprint)
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// A node's store, read directly (the node must be stopped)
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Run a node until SIGINT or SIGTERM; prints "listening on ADDRESS" once serving
     Node {
         /// Node config file (TOML, see the node's documentation)
@@ -296,6 +299,21 @@ pub enum TokenCommand {
         /// Overwrite the file if it exists
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Re-verify every entry in a stopped node's store (signatures, envelopes, log
+    /// links, fork proofs) and print each log's count and how far it is whole, and
+    /// every damage found; exits 1 if there is damage or the store does not open
+    Check {
+        /// The node's config file (its data_dir and charter are used)
+        #[arg(long, value_name = "NODE.toml")]
+        config: PathBuf,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -5,12 +5,13 @@ pub mod node;
 pub mod publish;
 mod query;
 pub mod setup;
+pub mod store;
 
 use anyhow::Result;
 
 use crate::cli::{
     CharterCommand, ClashesCommand, Cli, Command, EventCommand, FeedCommand, IntentionCommand,
-    KeyCommand, StatementCommand, TlsCommand, TokenCommand,
+    KeyCommand, StatementCommand, StoreCommand, TlsCommand, TokenCommand,
 };
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }) => setup::tls_new(&cert, &key, &names, force),
         Command::Tls(TlsCommand::Show { cert }) => setup::tls_show(&cert),
         Command::Node { config } => node::run(&config).await,
+        Command::Store(StoreCommand::Check { config, json }) => store::check(&config, json),
         Command::Status(list) => query::status(&list).await,
         Command::Intention(IntentionCommand::Declare {
             publish,

@@ -325,3 +325,71 @@ async fn a_full_disk_makes_the_node_read_only_and_a_restart_after_freeing_space_
         .await
         .unwrap();
 }
+
+/// `accord store check` on a node's real store: sound after a clean stop; refused
+/// while the node runs; after an entry is tampered with on disk (as a failing disk
+/// or a careless hand would), it names the damage and how far the log is whole,
+/// exits non-zero, and the node refuses to start with one line saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_check_reports_a_sound_store_and_names_damage() {
+    let mut a = TestAlliance::new(2, 0);
+    let author = a.members[0].clone();
+    let config = a.node_config(&[&author], &[]);
+    let check = |json: bool| {
+        let mut cmd = Command::new(ACCORD);
+        cmd.args(["store", "check", "--config"]).arg(&config);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().expect("running accord store check")
+    };
+    let node = Node::start(&config).expect("the node starts");
+    let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
+    for i in 0..5 {
+        publish(&mut c, &author, statement(&format!("s{i}"), vec![]))
+            .await
+            .unwrap();
+    }
+    let stored = all_entries(&mut c).await.unwrap();
+    drop(c);
+    let busy = check(false);
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("the store is in use"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    node.interrupt(Duration::from_secs(5));
+
+    let sound = check(true);
+    assert!(
+        sound.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sound.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&sound.stdout).unwrap();
+    assert_eq!(report["entries"], 5);
+    assert_eq!(report["sound"], true);
+    assert_eq!(report["logs"][0]["whole_to"], 5);
+
+    // Entry 3's signature damaged in place.
+    let mut bad = stored[2].clone();
+    bad.signature[10] ^= 0x40;
+    let data = config.parent().unwrap().join("data");
+    store_entries(&data, a.charter.id(), &[bad]).await.unwrap();
+    let damaged = check(false);
+    assert!(!damaged.status.success());
+    let out = String::from_utf8_lossy(&damaged.stdout);
+    assert!(out.contains("signature does not verify"), "{out}");
+    let err = String::from_utf8_lossy(&damaged.stderr);
+    assert!(err.contains("damaged (1 problem)"), "{err}");
+    let json = check(true);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["logs"][0]["whole_to"], 2, "{report}");
+
+    let refused = refused_start(&config);
+    assert!(
+        refused.contains("accord store check --config NODE.toml"),
+        "{refused}"
+    );
+}

@@ -194,6 +194,10 @@ impl DecodedEntry {
         self.seq
     }
 
+    pub fn prev(&self) -> Option<EntryId> {
+        self.prev
+    }
+
     pub fn alliance(&self) -> AllianceId {
         self.alliance
     }

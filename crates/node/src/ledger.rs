@@ -303,6 +303,26 @@ struct ForkProofRecord {
     second: String,
 }
 
+/// A stored fork proof record of `author`, read and verified against `charter`.
+pub fn fork_proof_from_record(
+    charter: &accord_core::Charter,
+    author: PublicId,
+    record: &[u8],
+) -> Result<ForkProof, StoreError> {
+    let parsed: ForkProofRecord = serde_json::from_slice(record)
+        .map_err(|e| StoreError::Corrupt(format!("fork proof of {author}: {e}")))?;
+    let proof = parsed.into_proof(author)?;
+    let verified = ForkProof::verify(charter, &proof.first, &proof.second)
+        .map_err(|e| StoreError::Corrupt(format!("fork proof of {author}: {e}")))?;
+    if verified.author != author || verified.seq != proof.seq {
+        return Err(StoreError::Corrupt(format!(
+            "fork proof stored for {author} at seq {} is about {} at seq {}",
+            proof.seq, verified.author, verified.seq
+        )));
+    }
+    Ok(verified)
+}
+
 impl ForkProofRecord {
     fn of(proof: &ForkProof) -> Self {
         Self {

@@ -7,6 +7,7 @@
 //! - [`auth`]: operator tokens.
 
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod federation;
 pub mod feed_links;
@@ -89,15 +90,39 @@ pub async fn run_with_http(
     let charter = config.charter.clone();
     federation::check_transport(&charter).map_err(NodeError::Transport)?;
     check_free_space(&config.data_dir, config.min_free_disk_bytes)?;
-    let store = Store::open(&config.data_dir, charter.id(), config.cache_capacity_bytes)
-        .map_err(|e| NodeError::Store(format!("{}: {e}", config.data_dir.display())))?;
+    // sled may panic on some damage rather than return an error: either way the
+    // operator gets one line naming the directory and what to do.
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Store::open(&config.data_dir, charter.id(), config.cache_capacity_bytes)
+    }));
+    let store = match opened {
+        Ok(Ok(store)) => store,
+        Ok(Err(e)) => {
+            return Err(NodeError::Store(check::open_failure(
+                &config.data_dir,
+                &e.to_string(),
+            )));
+        }
+        Err(_) => {
+            return Err(NodeError::Store(check::open_failure(
+                &config.data_dir,
+                "the storage engine panicked while opening it (see the line above)",
+            )));
+        }
+    };
+    let data_dir = config.data_dir.clone();
     let (state, report) = tokio::task::spawn_blocking({
         let store = store.clone();
         move || ledger::load_state(&store, &charter)
     })
     .await
-    .map_err(|e| NodeError::Store(e.to_string()))?
-    .map_err(|e| NodeError::Store(e.to_string()))?;
+    .map_err(|_| {
+        NodeError::Store(check::open_failure(
+            &data_dir,
+            "the storage engine panicked while reading it (see the line above)",
+        ))
+    })?
+    .map_err(|e| NodeError::Store(check::open_failure(&data_dir, &e.to_string())))?;
     let rate = report.entries as f64 / report.seconds.max(1e-9);
     tracing::info!(
         entries = report.entries,
