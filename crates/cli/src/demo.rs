@@ -234,7 +234,7 @@ fn node_ended(ended: Result<NodeEnd, tokio::task::JoinError>) -> anyhow::Error {
         Ok((name, Ok(()))) => anyhow!("node {name} stopped unexpectedly"),
         Ok((name, Err(error))) => {
             let text = error.to_string();
-            if text.contains("acquire lock") {
+            if text.contains("the store is in use") {
                 anyhow!(
                     "node {name} stopped: {text} (is another `accord demo` running on this folder?)"
                 )

@@ -1309,3 +1309,122 @@ async fn an_entry_whose_body_a_release_refuses_is_stored_relayed_and_set_aside()
         assert_eq!(ballots, vec![ballot(1), ballot(2)], "node {i}");
     }
 }
+
+/// Copies a directory tree (a node's sled files).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Regression (issue 10): a store that lost entries (sled recovering to an earlier
+/// point after damage; here, its files restored from an older copy) made the node
+/// sign again at seqs it had already used once no peer answered for 10 s, and when
+/// the peers came back its organisation was frozen on every node for good. The
+/// node keeps a record of what it signed apart from sled's files: with the record
+/// at seq 6 and the store at 3, it must refuse to publish (saying why) while no peer
+/// is up, show the loss in status, refill from its peers once they are back, and
+/// then publish at seq 7 with nobody frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
+    let mut fed = ProcFederation::start(false).await.unwrap();
+    let home = fed.nodes[0].home.clone();
+    let key = key_of(&home);
+    for i in 0..3 {
+        publish(
+            &mut fed.nodes[0].client(),
+            &home,
+            intention(&ballot(i), S::Considering, ""),
+        )
+        .await
+        .unwrap();
+    }
+    fed.converge_when(CONVERGE, |s| s.entries == 3)
+        .await
+        .unwrap();
+    fed.nodes[0].kill9();
+    let data = fed.nodes[0].folder.join("data");
+    let old = fed.nodes[0].folder.join("data.old");
+    copy_dir(&data, &old);
+    fed.nodes[0].start().await.unwrap();
+    for i in 3..6 {
+        publish(
+            &mut fed.nodes[0].client(),
+            &home,
+            intention(&ballot(i), S::Considering, ""),
+        )
+        .await
+        .unwrap();
+    }
+    fed.converge_when(CONVERGE, |s| s.entries == 6)
+        .await
+        .unwrap();
+    fed.nodes[0].kill9();
+    // The sled files go back to seq 3; the record of what was signed stays.
+    let record = std::fs::read(data.join("signed-heads.json")).unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&old, &data);
+    std::fs::write(data.join("signed-heads.json"), record).unwrap();
+
+    fed.nodes[1].kill9();
+    fed.nodes[2].kill9();
+    fed.nodes[0].start().await.unwrap();
+    let status = fed.status(0).await.unwrap();
+    assert_eq!(
+        status.lost_own_entries.len(),
+        1,
+        "{}",
+        status_summary(&status)
+    );
+    let lost = &status.lost_own_entries[0];
+    assert_eq!(
+        (
+            lost.author.as_slice(),
+            lost.stored_seq,
+            lost.signed_seq,
+            lost.peer_seq
+        ),
+        (key.as_slice(), 3, 6, 0)
+    );
+    let refused = publish(
+        &mut fed.nodes[0].client(),
+        &home,
+        intention(&ballot(9), S::Intends, ""),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("store lost entries"),
+        "{refused:?}"
+    );
+
+    fed.nodes[1].start().await.unwrap();
+    fed.nodes[2].start().await.unwrap();
+    fed.wait_status(0, CONVERGE, |s| s.lost_own_entries.is_empty())
+        .await
+        .unwrap();
+    let ack = publish(
+        &mut fed.nodes[0].client(),
+        &home,
+        intention(&ballot(9), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ack.seq, 7);
+    let snap = fed
+        .converge_when(CONVERGE, |s| s.entries == 7)
+        .await
+        .unwrap();
+    assert!(snap.heads.contains_key(&key));
+    for i in 0..NODES {
+        assert!(frozen_on(&fed, i).await.is_empty(), "node {i}");
+    }
+}

@@ -736,16 +736,32 @@ async fn health(AxumState(calendar): AxumState<Arc<Calendar>>) -> Response {
     // Cheap on purpose (monitors poll it): no digest, which hashes the whole state.
     let entries = calendar.ledger.state().entry_count();
     let failure = calendar.ledger.storage_failure();
-    let code = if failure.is_some() {
-        StatusCode::SERVICE_UNAVAILABLE
+    let lost: Vec<serde_json::Value> = calendar
+        .ledger
+        .lost_own_entries()
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "author": l.author.to_string(),
+                "stored_seq": l.stored,
+                "signed_seq": l.signed,
+                "peer_seq": l.on_peers,
+            })
+        })
+        .collect();
+    let (code, status) = if failure.is_some() {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage failed")
+    } else if !lost.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "store lost entries")
     } else {
-        StatusCode::OK
+        (StatusCode::OK, "ok")
     };
     let mut response = (
         code,
         axum::Json(serde_json::json!({
-            "status": if failure.is_some() { "storage failed" } else { "ok" },
+            "status": status,
             "storage_error": failure,
+            "lost_own_entries": lost,
             "alliance": calendar.alliance_name,
             "entries": entries,
             "free_disk_bytes": calendar.ledger.store().free_space().ok(),

@@ -24,6 +24,8 @@ use accord_store::{Store, StoreError, StoredEntry};
 use prost::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::signed::SignedRecord;
+
 /// Most requests one group commit takes.
 pub const MAX_BATCH: usize = 1024;
 
@@ -131,6 +133,23 @@ pub struct Ledger {
     peer_contact_deadline: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Why the store failed, once it has: the node is then read-only.
     storage: watch::Receiver<Option<String>>,
+    /// What this node had signed and made durable when it started, per home
+    /// identity. The store cannot lose entries while the node runs (a failed write
+    /// makes it read-only), so only a store behind this is missing entries; the
+    /// writer's live record runs ahead of the state while a batch is applied.
+    signed_at_start: Arc<SignedRecord>,
+}
+
+/// A home identity's log that the store holds less of than this node signed.
+#[derive(Debug, Clone, Copy)]
+pub struct LostEntries {
+    pub author: PublicId,
+    /// The seq the store holds up to.
+    pub stored: u64,
+    /// The seq this node has signed up to.
+    pub signed: u64,
+    /// The highest seq of it a peer has reported since start (0: none yet).
+    pub on_peers: u64,
 }
 
 /// The digest of the state as of a change count.
@@ -350,7 +369,10 @@ impl Ledger {
         store: Store,
         state: State,
         identities: Vec<Identity>,
+        signed: SignedRecord,
     ) -> (Self, tokio::task::JoinHandle<()>) {
+        let signed_at_start = Arc::new(signed.clone());
+        let signed = Arc::new(Mutex::new(signed));
         let (jobs_tx, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
         let (changes_tx, changes_rx) = watch::channel(0u64);
         let (appended, _) = broadcast::channel(1024);
@@ -364,6 +386,7 @@ impl Ledger {
             changes: changes_tx,
             appended: appended.clone(),
             failed: storage_tx,
+            signed,
         };
         let task = tokio::spawn(writer.run(jobs_rx));
         (
@@ -379,6 +402,7 @@ impl Ledger {
                 peer_contact: Arc::new(watch::channel(false).0),
                 peer_contact_deadline: Arc::default(),
                 storage: storage_rx,
+                signed_at_start,
             },
             task,
         )
@@ -482,6 +506,32 @@ impl Ledger {
         self.storage.borrow().clone()
     }
 
+    /// Each home identity whose log this node's store holds less of than the node
+    /// has signed (the store lost entries). Publishing as it would sign a seq
+    /// already used.
+    pub fn lost_own_entries(&self) -> Vec<LostEntries> {
+        let signed = &self.signed_at_start;
+        let elsewhere = self
+            .own_logs_elsewhere
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let state = self.state();
+        signed
+            .heads()
+            .iter()
+            .filter_map(|(author, (seq, _))| {
+                let stored = state.head(author).map_or(0, |h| h.seq);
+                (stored < *seq).then(|| LostEntries {
+                    author: *author,
+                    stored,
+                    signed: *seq,
+                    on_peers: elsewhere.get(author).map_or(0, |(s, _)| *s),
+                })
+            })
+            .collect()
+    }
+
     /// Changes when the store fails.
     pub fn storage_watch(&self) -> watch::Receiver<Option<String>> {
         self.storage.clone()
@@ -582,6 +632,9 @@ struct Writer {
     appended: broadcast::Sender<Arc<Appended>>,
     /// Set when the store failed: from then on every append is refused.
     failed: watch::Sender<Option<String>>,
+    /// What this node has signed; rewritten after the flush of every batch that
+    /// raises a home identity's head, before the batch is acknowledged or sent.
+    signed: Arc<Mutex<SignedRecord>>,
 }
 
 /// The state's logs plus the heads of entries accepted earlier in this batch.
@@ -878,6 +931,16 @@ impl Writer {
         if !stored.is_empty() {
             self.store.append(&stored)?;
         }
+        let raised = {
+            let mut signed = self.signed.lock().unwrap_or_else(|p| p.into_inner());
+            let mut raised = false;
+            for e in accepted {
+                if self.identities.iter().any(|i| i.public_id() == e.author()) {
+                    raised |= signed.raise(e.author(), e.seq(), e.id());
+                }
+            }
+            raised.then(|| signed.clone())
+        };
         for proof in forks {
             let record = serde_json::to_vec(&ForkProofRecord::of(proof)).expect("serialises");
             self.store.put_fork(&proof.author, &record)?;
@@ -885,7 +948,19 @@ impl Writer {
         // Entries pulled from peers are flushed too: nobody waits for them, but
         // sled holds unflushed writes in memory, and a flush per batch keeps a node
         // catching up on a million entries within its memory budget.
-        self.store.flush().await
+        self.store.flush().await?;
+        if let Some(record) = raised {
+            tokio::task::spawn_blocking(move || record.save())
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("writing the signed heads: {e}")))?
+                .map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "cannot write the record of signed heads ({}): {e}",
+                        crate::signed::FILE
+                    ))
+                })?;
+        }
+        Ok(())
     }
 
     /// The proof that `candidate` forks the author's log at `seq`, when the first

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod paging;
 pub mod replication;
 pub mod service;
+pub mod signed;
 pub mod status;
 pub mod tls;
 pub mod to_proto;
@@ -130,7 +131,24 @@ pub async fn run_with_http(
         seconds = format!("{:.3}", report.seconds),
         "loaded and verified the ledger ({rate:.0} entries/s)"
     );
-    let (ledger, writer) = Ledger::start(store, state, config.identities.clone());
+    let signed = signed::SignedRecord::load(&config.data_dir).map_err(NodeError::Store)?;
+    for identity in &config.identities {
+        let author = identity.public_id();
+        if let Some((seq, _)) = signed.get(&author) {
+            let held = accord_core::entry::Logs::head(&state, &author).map_or(0, |h| h.seq);
+            if held < seq {
+                tracing::error!(
+                    %author,
+                    stored = held,
+                    signed = seq,
+                    "the store holds less of this home identity's log than this node signed: \
+                     it lost entries; publishing as it waits until peers supply seqs {}..={seq}",
+                    held + 1
+                );
+            }
+        }
+    }
+    let (ledger, writer) = Ledger::start(store, state, config.identities.clone(), signed);
 
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let signal = async move {

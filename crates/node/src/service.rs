@@ -295,6 +295,34 @@ impl LedgerApi for LedgerService {
             Status::permission_denied(format!("{author} is not an identity of this node"))
         })?;
         self.ledger.wait_for_peer_contact().await;
+        if let Some(lost) = self
+            .ledger
+            .lost_own_entries()
+            .into_iter()
+            .find(|l| l.author == author)
+        {
+            let peers = if lost.on_peers >= lost.signed {
+                "a peer has them; try again once they have arrived".to_owned()
+            } else if lost.on_peers > lost.stored {
+                format!(
+                    "peers hold it up to seq {} so far, short of {}",
+                    lost.on_peers, lost.signed
+                )
+            } else {
+                "no peer has supplied them yet: if none has them, the identity needs recovery \
+                 (deploy/README.md, \"Damaged stores\")"
+                    .to_owned()
+            };
+            return Err(Status::unavailable(format!(
+                "this node has signed {author}'s log up to seq {}, but its store holds it only \
+                 up to seq {}: the store lost entries, and publishing now would sign a seq \
+                 already used (a fork). It waits until its peers supply seqs {}..={}; {peers}",
+                lost.signed,
+                lost.stored,
+                lost.stored + 1,
+                lost.signed
+            )));
+        }
         if let Some((theirs, peer, ours)) = self.ledger.behind_own_log(&author) {
             return Err(Status::unavailable(format!(
                 "this node holds {ours} entries of {author}'s log but peer {peer:?} holds \
@@ -398,6 +426,17 @@ impl LedgerApi for LedgerService {
             entries_digest: state.entries_digest().to_vec(),
             rules_version: accord_core::state::RULES_VERSION.to_string(),
             storage_failed: self.ledger.storage_failure().unwrap_or_default(),
+            lost_own_entries: self
+                .ledger
+                .lost_own_entries()
+                .into_iter()
+                .map(|l| pb::LostEntries {
+                    author: l.author.to_vec(),
+                    stored_seq: l.stored,
+                    signed_seq: l.signed,
+                    peer_seq: l.on_peers,
+                })
+                .collect(),
             free_disk_bytes: self.ledger.store().free_space().unwrap_or(0),
             set_aside_count: state.set_aside_count(),
             set_aside: state

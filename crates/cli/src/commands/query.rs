@@ -119,6 +119,13 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             "entries": s.entries,
             "storage_failed": (!s.storage_failed.is_empty()).then(|| s.storage_failed.clone()),
             "free_disk_bytes": s.free_disk_bytes,
+            "lost_own_entries": s.lost_own_entries.iter().map(|l| json!({
+                "author": name(&l.author),
+                "author_id": hex::encode(&l.author),
+                "stored_seq": l.stored_seq,
+                "signed_seq": l.signed_seq,
+                "peer_seq": l.peer_seq,
+            })).collect::<Vec<_>>(),
             "set_aside_count": s.set_aside_count,
             "set_aside": s.set_aside.iter().map(|a| json!({
                 "author": name(&a.author),
@@ -248,6 +255,23 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
             "\nFROZEN: {} signed two different entries with one seq (a fork proof); every node \
              refuses its entries past the fork\n",
             name(key)
+        ));
+    }
+    for lost in &s.lost_own_entries {
+        let peers = if lost.peer_seq >= lost.signed_seq {
+            "a peer has them; they are on their way".to_owned()
+        } else if lost.peer_seq > 0 {
+            format!("peers hold it up to seq {} so far", lost.peer_seq)
+        } else {
+            "no peer has supplied them yet; if none has them, the identity needs recovery"
+                .to_owned()
+        };
+        out.push_str(&format!(
+            "\nLOST ENTRIES: this node signed {}'s log up to seq {} but its store holds it only \
+             up to seq {}; publishing as it waits until peers supply the rest ({peers})\n",
+            name(&lost.author),
+            lost.signed_seq,
+            lost.stored_seq
         ));
     }
     if s.set_aside_count > 0 {
@@ -1133,6 +1157,7 @@ mod tests {
             frozen: vec![vec![2; 32]],
             storage_failed: String::new(),
             free_disk_bytes: 3 << 30,
+            lost_own_entries: vec![],
             set_aside_count: 2,
             set_aside: vec![pb::SetAsideEntry {
                 author: vec![1; 32],
