@@ -900,6 +900,7 @@ async fn a_pinned_peer_relaying_forgeries_is_refused_and_honest_replication_goes
     let batch = pb::SyncBatch {
         entries: forged.clone(),
         forks: vec![forged_proof],
+        ..Default::default()
     };
 
     // Mallory: a Federation server over TLS with its own certificate, pinning node 0.
