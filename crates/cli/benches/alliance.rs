@@ -182,9 +182,10 @@ impl Mesh {
         futures::future::join_all(calls).await
     }
 
-    /// Sum over the nodes of the entries their peers sent them.
-    async fn received(&self) -> u64 {
-        let mut total = 0;
+    /// Sums over the nodes and their peers of the entries received, the authors
+    /// noted and the pulls made.
+    async fn received(&self) -> (u64, u64, u64) {
+        let mut total = (0, 0, 0);
         for c in &self.clients {
             let status = c
                 .clone()
@@ -192,7 +193,11 @@ impl Mesh {
                 .await
                 .unwrap()
                 .into_inner();
-            total += status.peers.iter().map(|p| p.received).sum::<u64>();
+            for p in &status.peers {
+                total.0 += p.received;
+                total.1 += p.notes;
+                total.2 += p.pulls;
+            }
         }
         total
     }
@@ -267,12 +272,13 @@ async fn run(dir: &Path, n: usize, publishes: usize) -> Run {
         digests.iter().all(|d| *d == digests[0]),
         "{n} nodes hold different entries"
     );
-    let received = mesh.received().await as f64;
+    let (received, notes, pulls) = mesh.received().await;
+    let received = received as f64;
     let cpu_ms_per_entry = cpu * 1000.0 / publishes as f64;
     println!(
         "{n:>3} nodes: {publishes} publishes in {:.2}s; converged {:.0} ms after the last; \
          node CPU {cpu:.2}s = {cpu_ms_per_entry:.2} ms per new entry ({:.3} ms per node); \
-         received {:.2} copies per new entry and node",
+         received {:.2} copies per new entry and node; {notes} authors noted, {pulls} pulls",
         (published - started).as_secs_f64(),
         convergence * 1000.0,
         cpu_ms_per_entry / n as f64,

@@ -403,7 +403,7 @@ impl Federation for FederationService {
 /// How often, at most, a lazy follower gets notes: the notes of every entry relayed
 /// here within this interval travel in one message, so a busy mesh costs each link
 /// a few small messages a second rather than one per entry.
-pub const NOTE_EVERY: Duration = Duration::from_millis(100);
+pub const NOTE_EVERY: Duration = Duration::from_millis(250);
 
 /// Parses a list of authors from the wire; a malformed key is an error.
 fn authors_from_pb(field: &str, authors: &[Vec<u8>]) -> Result<BTreeSet<PublicId>, Status> {

@@ -112,7 +112,7 @@ impl Default for Tuning {
             connect_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(10),
             rpc_deadline: Duration::from_secs(10),
-            pull_grace: Duration::from_millis(200),
+            pull_grace: Duration::from_millis(500),
         }
     }
 }
