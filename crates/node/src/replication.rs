@@ -7,6 +7,12 @@
 //! An entry that does not fit (a gap) ends the session at once and the next one
 //! pulls again from the new heads: nothing is dropped silently.
 //!
+//! The live part of the stream is lazy (`federation.rs`): the peer sends in full only
+//! what it was first to hold, and notes of the heads it relays. A noted author this
+//! node still lacks after [`Tuning::pull_grace`] is pulled from that peer by heads
+//! (a `Sync` without `follow`, restricted to those authors); one session of the
+//! node pulls a given author at a time ([`Pulls`]).
+//!
 //! Every `anti_entropy` interval the session also asks the peer for its heads (a
 //! few bytes per author). If the peer holds entries this node lacks at two checks
 //! in a row, the live stream has missed something, and the session starts over.
@@ -162,6 +168,20 @@ impl Pulls {
         for author in authors {
             claims.remove(author);
         }
+    }
+}
+
+/// Claims released when dropped: a session that ends mid-pull (its peer gone, the
+/// node stopping) does not leave the other sessions waiting for the claims to
+/// expire.
+struct Claimed<'a> {
+    pulls: &'a Pulls,
+    authors: Vec<PublicId>,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        self.pulls.release(&self.authors);
     }
 }
 
@@ -518,10 +538,9 @@ async fn pull_noted(
         }
     };
     tracing::debug!(peer = %peer.name, authors = authors.len(), "pulling noted entries");
+    let _claimed = Claimed { pulls, authors };
     update(states, &peer.name, |s| s.pulls += 1);
-    let result = pull(ledger, tuning, client, tx, request).await;
-    pulls.release(&authors);
-    result
+    pull(ledger, tuning, client, tx, request).await
 }
 
 /// One `Sync` without `follow`, its batches queued for verification; bounded by
