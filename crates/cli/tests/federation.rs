@@ -241,10 +241,22 @@ impl ProcFederation {
         alliance: TestAlliance,
         env: impl Fn(usize) -> Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
+        Self::start_net(proxied, alliance, &Net::mesh(NODES), env).await
+    }
+
+    /// As [`ProcFederation::start_alliance`], with `net.nodes` nodes (the first
+    /// members their homes) linked as `net.edges` says.
+    async fn start_net(
+        proxied: bool,
+        alliance: TestAlliance,
+        net: &Net,
+        env: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
+        let count = net.nodes;
         // Ports from the OS, released for the nodes to bind (fixed in the configs, so
         // that a node restarts on the same address its peers know).
         let addrs: Vec<SocketAddr> = {
-            let listeners = (0..NODES)
+            let listeners = (0..count)
                 .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
                 .collect::<Result<Vec<_>, _>>()?;
             listeners
@@ -254,7 +266,7 @@ impl ProcFederation {
         };
         let mut pins = Vec::new();
         let mut folders = Vec::new();
-        for i in 0..NODES {
+        for i in 0..count {
             let folder = alliance.dir.path().join(format!("node-{i}"));
             std::fs::create_dir_all(folder.join("keys"))?;
             std::fs::write(folder.join("keys/home.pem"), alliance.member(i).to_pem())?;
@@ -265,7 +277,7 @@ impl ProcFederation {
         let mut nodes = Vec::new();
         for (i, folder) in folders.into_iter().enumerate() {
             let mut peers = Vec::new();
-            for j in (0..NODES).filter(|j| *j != i) {
+            for j in (0..count).filter(|j| net.linked(i, *j)) {
                 let via = if proxied {
                     let proxy = Proxy::start(addrs[j]).await?;
                     let via = proxy.addr;
@@ -279,7 +291,13 @@ impl ProcFederation {
             let config = folder.join("node.toml");
             std::fs::write(
                 &config,
-                config_toml(&alliance, alliance.member(i), addrs[i], &peers),
+                config_toml(
+                    &alliance,
+                    alliance.member(i),
+                    addrs[i],
+                    &peers,
+                    net.anti_entropy_secs,
+                ),
             )?;
             nodes.push(ProcNode {
                 name: format!("node-{i}"),
@@ -428,13 +446,55 @@ impl ProcFederation {
     }
 }
 
+/// How a [`ProcFederation`]'s nodes are linked.
+struct Net {
+    nodes: usize,
+    /// Undirected: each end pulls from the other.
+    edges: Vec<(usize, usize)>,
+    anti_entropy_secs: u64,
+}
+
+impl Net {
+    /// Every node with every other; heads checked every second.
+    fn mesh(nodes: usize) -> Self {
+        Self {
+            nodes,
+            edges: (0..nodes)
+                .flat_map(|a| (a + 1..nodes).map(move |b| (a, b)))
+                .collect(),
+            anti_entropy_secs: 1,
+        }
+    }
+
+    /// 0 - 1 - 2 - … with no other link.
+    fn line(nodes: usize) -> Self {
+        Self {
+            nodes,
+            edges: (1..nodes).map(|b| (b - 1, b)).collect(),
+            anti_entropy_secs: 1,
+        }
+    }
+
+    /// Heads checked this rarely: the live streams alone must deliver.
+    fn anti_entropy_secs(mut self, secs: u64) -> Self {
+        self.anti_entropy_secs = secs;
+        self
+    }
+
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.edges.contains(&(a, b)) || self.edges.contains(&(b, a))
+    }
+}
+
 /// The TOML config of a node listening on `listen`, home to `home` (the admin token
-/// covers it), pulling from `peers` (name, address, pin) every second.
+/// covers it), pulling from `peers` (name, address, pin), their heads checked every
+/// `anti_entropy_secs`.
 fn config_toml(
     alliance: &TestAlliance,
     home: &Identity,
     listen: SocketAddr,
     peers: &[(String, SocketAddr, Fingerprint)],
+    anti_entropy_secs: u64,
 ) -> String {
     let mut toml = format!(
         "data_dir = \"data\"\n\
@@ -442,7 +502,7 @@ fn config_toml(
          charter = {:?}\n\
          identities = [\"keys/home.pem\"]\n\
          cache_capacity_mb = 16\n\
-         anti_entropy_secs = 1\n\
+         anti_entropy_secs = {anti_entropy_secs}\n\
          \n\
          [tls]\n\
          cert = \"tls/node.crt\"\n\
@@ -1426,5 +1486,110 @@ async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
     assert!(snap.heads.contains_key(&key));
     for i in 0..NODES {
         assert!(frozen_on(&fed, i).await.is_empty(), "node {i}");
+    }
+}
+
+/// Issue 9 (flooding): an entry a node relays goes to its lazy followers as a note,
+/// and a follower that gets it from no other peer pulls it by heads. In a line
+/// 0 - 1 - 2, node 2 does not peer with node 0, whose entries reach it only through
+/// node 1's notes and node 2's pulls: the heads checks are a minute apart here, so
+/// they cannot be what delivers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_relays_entries_to_a_node_not_peering_with_their_home() {
+    const EACH: usize = 30;
+    let net = Net::line(3).anti_entropy_secs(60);
+    let fed = ProcFederation::start_net(false, TestAlliance::new(3, 0), &net, |_| vec![])
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let links = if i == 1 { 2 } else { 1 };
+        fed.wait_status(i, CONVERGE, |s| {
+            s.peers.len() == links && s.peers.iter().all(|p| p.connected)
+        })
+        .await
+        .unwrap();
+    }
+    let mut client = fed.nodes[0].client();
+    for i in 0..EACH {
+        let body = statement(&format!("from the end of the line {i}"), vec![]);
+        publish(&mut client, &fed.nodes[0].home, body)
+            .await
+            .unwrap();
+    }
+    let published = Instant::now();
+    fed.converge_when(Duration::from_secs(5), |s| s.entries == EACH as u64)
+        .await
+        .unwrap();
+    let took = published.elapsed();
+    let far_end = fed.status(2).await.unwrap();
+    let via = &far_end.peers[0];
+    assert_eq!(via.name, "node-1");
+    assert!(
+        via.notes > 0 && via.pulls > 0 && via.accepted == EACH as u64,
+        "node 2 got node 0's entries from node 1's notes: {}",
+        status_summary(&far_end)
+    );
+    // Node 1 is first to hold nothing: it relays node 0's entries to node 2 only
+    // when pulled, and node 0 sends them to node 1 in full, live.
+    let middle = fed.status(1).await.unwrap();
+    let from_home = middle.peers.iter().find(|p| p.name == "node-0").unwrap();
+    assert_eq!(from_home.pulls, 0, "{}", status_summary(&middle));
+    eprintln!(
+        "the line converged {took:?} after the last publish; node 2 pulled {} times on {} notes",
+        via.pulls, via.notes
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+/// Issue 9 (flooding): in a full mesh every node used to push every entry it
+/// appended, its peers' included, to every peer, so each node received each entry
+/// from every peer (n - 1 copies). Now a node pushes in full only what it was first
+/// to hold, and notes the rest: each node receives each new entry about once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mesh_receives_each_entry_about_once() {
+    const N: usize = 4;
+    const EACH: usize = 40;
+    let net = Net::mesh(N).anti_entropy_secs(60);
+    let fed = ProcFederation::start_net(false, TestAlliance::new(N, 0), &net, |_| vec![])
+        .await
+        .unwrap();
+    for i in 0..N {
+        fed.wait_status(i, CONVERGE, |s| {
+            s.peers.len() == N - 1 && s.peers.iter().all(|p| p.connected)
+        })
+        .await
+        .unwrap();
+    }
+    let publishing = fed.nodes.iter().map(|node| async move {
+        let mut client = node.client();
+        for i in 0..EACH {
+            let body = intention(&ballot(i), S::Considering, "");
+            publish(&mut client, &node.home, body)
+                .await
+                .unwrap_or_else(|e| panic!("publish on {}: {e}", node.name));
+        }
+    });
+    futures::future::join_all(publishing).await;
+    let total = (N * EACH) as u64;
+    fed.converge_when(CONVERGE, |s| s.entries == total)
+        .await
+        .unwrap();
+    let new_to_each = (total - EACH as u64) as f64;
+    for i in 0..N {
+        let status = fed.status(i).await.unwrap();
+        let received: u64 = status.peers.iter().map(|p| p.received).sum();
+        let accepted: u64 = status.peers.iter().map(|p| p.accepted).sum();
+        eprintln!(
+            "{}: received {received}, accepted {accepted} of {new_to_each} new entries; {}",
+            fed.nodes[i].name,
+            status_summary(&status)
+        );
+        assert_eq!(accepted as f64, new_to_each, "{}", status_summary(&status));
+        assert!(
+            received as f64 <= 1.5 * new_to_each,
+            "{} received {received} entries for {new_to_each} new ones (flooding): {}",
+            fed.nodes[i].name,
+            status_summary(&status)
+        );
     }
 }

@@ -6,9 +6,20 @@
 //! from the ledger's broadcast; the stream subscribes before it reads the store, and
 //! remembers how far it sent each author, so nothing appended in between is lost or
 //! sent twice. A follower that falls too far behind gets `Aborted` and pulls again.
+//!
+//! A `lazy` follower (every node of this release) gets in full, live, only the
+//! entries this node was first to hold (from its own clients) and those of the
+//! authors it asked to have forwarded; of the entries this node relays it gets a
+//! note of the new head, coalesced over [`NOTE_EVERY`]. In a full mesh each entry
+//! then crosses each link about once, from its first holder, instead of once from
+//! every node that holds it; a follower pulls by heads what its notes announce and
+//! no peer brings (`replication.rs`). An entry sent in full after entries of its
+//! author that were only noted is preceded by them, read from the store, so a
+//! follower never sees a gap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
+use std::time::Duration;
 
 use accord_core::entry::Logs;
 use accord_core::pb::federation_server::Federation;
@@ -81,7 +92,7 @@ impl Batcher {
         self.bytes = 0;
         pb::SyncBatch {
             entries: std::mem::take(&mut self.entries),
-            forks: vec![],
+            ..Default::default()
         }
     }
 
@@ -232,6 +243,9 @@ impl Federation for FederationService {
         )?;
         let request = request.into_inner();
         let theirs = heads_from_pb(&request.heads)?;
+        let forward = authors_from_pb("forward", &request.forward)?;
+        let only = authors_from_pb("only", &request.only)?;
+        let wanted = move |author: &PublicId| only.is_empty() || only.contains(author);
         // Subscribe first: whatever becomes durable after this point arrives live.
         let mut live = self.ledger.subscribe();
         let (ours, forks) = {
@@ -244,92 +258,99 @@ impl Federation for FederationService {
             }
             let ours: Vec<(PublicId, u64, u64)> = state
                 .heads()
+                .filter(|(author, _)| wanted(author))
                 .map(|(author, head)| {
                     let from = first_to_send(&state, &author, theirs.get(&author));
                     (author, from, head.seq)
                 })
                 .collect();
-            // Every proof, even for authors the peer has frozen: of two proofs about
-            // one author every node keeps the same one, so each must see both.
-            let forks: Vec<pb::ForkProof> = state.forks().map(fork_to_pb).collect();
+            // Every proof (of the authors asked for), even for authors the peer has
+            // frozen: of two proofs about one author every node keeps the same one,
+            // so each must see both.
+            let forks: Vec<pb::ForkProof> = state
+                .forks()
+                .filter(|f| wanted(&f.author))
+                .map(fork_to_pb)
+                .collect();
             (ours, forks)
         };
         let ledger = self.ledger.clone();
         let mut stopping = self.stopping.clone();
         let follow = request.follow;
+        let lazy = request.lazy;
         let (tx, rx) = mpsc::channel::<Result<pb::SyncBatch, Status>>(4);
         tokio::spawn(async move {
             // Holds the stream's place until the stream ends.
             let _permit = permit;
-            // How far each author has been sent (or the peer already had).
-            let mut sent: BTreeMap<PublicId, u64> = theirs
-                .iter()
-                .map(|(author, (seq, _))| (*author, *seq))
-                .collect();
-            let mut batcher = Batcher::default();
-            for (author, mut from, head) in ours {
-                while from <= head {
-                    let count = usize::try_from(head - from + 1)
-                        .unwrap_or(usize::MAX)
-                        .min(STORE_READ);
-                    let store = ledger.store().clone();
-                    let read =
-                        tokio::task::spawn_blocking(move || store.log(&author, from, count)).await;
-                    let stored = match read {
-                        Ok(Ok(stored)) => stored,
-                        Ok(Err(e)) => {
-                            tracing::error!(%peer, "serving a pull: cannot read the store: {e}");
-                            let _ = tx
-                                .send(Err(Status::internal("this node cannot read its store")))
-                                .await;
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::error!(%peer, "serving a pull: {e}");
-                            return;
-                        }
-                    };
-                    let Some(last) = stored.last() else { break };
-                    from = last.seq + 1;
-                    sent.insert(author, last.seq);
-                    for entry in &stored {
-                        if let Some(batch) = batcher.push(&entry.bytes)
-                            && !send(&tx, &peer, batch).await
-                        {
-                            return;
-                        }
-                    }
+            let mut out = Outgoing {
+                ledger,
+                tx,
+                peer,
+                batcher: Batcher::default(),
+                // How far each author has been sent (or the peer already had).
+                sent: theirs
+                    .iter()
+                    .map(|(author, (seq, _))| (*author, *seq))
+                    .collect(),
+            };
+            for (author, from, head) in ours {
+                if !out.send_log(author, from, head).await {
+                    return;
                 }
             }
-            if let Some(batch) = batcher.rest()
-                && !send(&tx, &peer, batch).await
-            {
+            if !out.flush().await {
                 return;
             }
             // Proofs after the entries: a proof freezes its author from the fork's seq
             // on, and the entries before it must have arrived by then.
             if !forks.is_empty() {
                 let batch = pb::SyncBatch {
-                    entries: vec![],
                     forks,
+                    ..Default::default()
                 };
-                if !send(&tx, &peer, batch).await {
+                if !out.send(batch).await {
                     return;
                 }
             }
             if !follow {
                 return;
             }
+            // Notes waiting for the next flush (lazy followers): author -> head seq.
+            // Without the head's id: decoding each relayed entry for it would cost
+            // more than the note saves, and forks are found by the heads checks.
+            let mut notes: BTreeMap<PublicId, u64> = BTreeMap::new();
+            let note_timer = tokio::time::sleep(NOTE_EVERY);
+            tokio::pin!(note_timer);
             loop {
                 let appended = tokio::select! {
                     appended = live.recv() => appended,
-                    _ = stopping.wait_for(|s| *s) => return,
-                    () = tx.closed() => return,
+                    () = &mut note_timer, if !notes.is_empty() => {
+                        let batch = pb::SyncBatch {
+                            notes: std::mem::take(&mut notes)
+                                .into_iter()
+                                .map(|(author, seq)| pb::AuthorHead {
+                                    author: author.to_vec(),
+                                    seq,
+                                    id: vec![],
+                                })
+                                .collect(),
+                            ..Default::default()
+                        };
+                        if !out.send(batch).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    // Unit, not the guard `wait_for` returns: a guard alive across the
+                    // notes branch's await would make this task not `Send`.
+                    () = async { let _ = stopping.wait_for(|s| *s).await; } => return,
+                    () = out.tx.closed() => return,
                 };
                 let appended = match appended {
                     Ok(appended) => appended,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = tx
+                        let _ = out
+                            .tx
                             .send(Err(Status::aborted(format!(
                                 "follower fell {n} batches behind; pull again"
                             ))))
@@ -338,22 +359,36 @@ impl Federation for FederationService {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                for (author, seq, bytes) in &appended.entries {
-                    let done = sent.entry(*author).or_insert(0);
-                    if *seq <= *done {
+                let notes_before = notes.len();
+                for (i, (author, seq, bytes)) in appended.entries.iter().enumerate() {
+                    if !wanted(author) || out.sent.get(author).is_some_and(|s| *seq <= *s) {
                         continue;
                     }
-                    *done = *seq;
-                    if let Some(batch) = batcher.push(bytes)
-                        && !send(&tx, &peer, batch).await
-                    {
+                    let first_here = appended.first_here.get(i).copied().unwrap_or(true);
+                    if lazy && !first_here && !forward.contains(author) {
+                        notes.insert(*author, *seq);
+                        continue;
+                    }
+                    // Entries of this author that were only noted come first, from
+                    // the store: a follower never gets an entry ahead of a gap.
+                    let done = out.sent.get(author).copied().unwrap_or(0);
+                    if *seq > done + 1 && !out.send_log(*author, done + 1, *seq - 1).await {
+                        return;
+                    }
+                    notes.remove(author);
+                    out.sent.insert(*author, *seq);
+                    if !out.push(bytes).await {
                         return;
                     }
                 }
-                let mut batch = batcher.rest().unwrap_or_default();
+                if notes_before == 0 && !notes.is_empty() {
+                    note_timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + NOTE_EVERY);
+                }
+                let mut batch = out.batcher.rest().unwrap_or_default();
                 batch.forks = appended.forks.iter().map(fork_to_pb).collect();
-                if (!batch.entries.is_empty() || !batch.forks.is_empty())
-                    && !send(&tx, &peer, batch).await
+                if (!batch.entries.is_empty() || !batch.forks.is_empty()) && !out.send(batch).await
                 {
                     return;
                 }
@@ -362,6 +397,88 @@ impl Federation for FederationService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+}
+
+/// How often, at most, a lazy follower gets notes: the notes of every entry relayed
+/// here within this interval travel in one message, so a busy mesh costs each link
+/// a few small messages a second rather than one per entry.
+pub const NOTE_EVERY: Duration = Duration::from_millis(250);
+
+/// Parses a list of authors from the wire; a malformed key is an error.
+fn authors_from_pb(field: &str, authors: &[Vec<u8>]) -> Result<BTreeSet<PublicId>, Status> {
+    authors
+        .iter()
+        .map(|a| {
+            PublicId::from_slice(a).map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+        })
+        .collect()
+}
+
+/// One `Sync` stream's sending side: batches, and how far each author was sent.
+struct Outgoing {
+    ledger: Ledger,
+    tx: mpsc::Sender<Result<pb::SyncBatch, Status>>,
+    peer: String,
+    batcher: Batcher,
+    sent: BTreeMap<PublicId, u64>,
+}
+
+impl Outgoing {
+    /// Adds `author`'s entries `from..=head` from the store to the batches, sending
+    /// each batch that fills. False when the stream is gone or the store failed.
+    async fn send_log(&mut self, author: PublicId, mut from: u64, head: u64) -> bool {
+        while from <= head {
+            let count = usize::try_from(head - from + 1)
+                .unwrap_or(usize::MAX)
+                .min(STORE_READ);
+            let store = self.ledger.store().clone();
+            let read = tokio::task::spawn_blocking(move || store.log(&author, from, count)).await;
+            let stored = match read {
+                Ok(Ok(stored)) => stored,
+                Ok(Err(e)) => {
+                    tracing::error!(peer = %self.peer, "serving a pull: cannot read the store: {e}");
+                    let _ = self
+                        .tx
+                        .send(Err(Status::internal("this node cannot read its store")))
+                        .await;
+                    return false;
+                }
+                Err(e) => {
+                    tracing::error!(peer = %self.peer, "serving a pull: {e}");
+                    return false;
+                }
+            };
+            let Some(last) = stored.last() else { break };
+            from = last.seq + 1;
+            self.sent.insert(author, last.seq);
+            for entry in &stored {
+                if !self.push(&entry.bytes).await {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Adds one encoded entry, sending the batch if it filled.
+    async fn push(&mut self, bytes: &[u8]) -> bool {
+        match self.batcher.push(bytes) {
+            Some(batch) => self.send(batch).await,
+            None => true,
+        }
+    }
+
+    /// Sends what the batcher holds, if anything.
+    async fn flush(&mut self) -> bool {
+        match self.batcher.rest() {
+            Some(batch) => self.send(batch).await,
+            None => true,
+        }
+    }
+
+    async fn send(&self, batch: pb::SyncBatch) -> bool {
+        send(&self.tx, &self.peer, batch).await
     }
 }
 

@@ -108,6 +108,10 @@ pub struct IngestReport {
 pub struct Appended {
     /// (author, seq, encoded `SignedEntry`), in the order applied.
     pub entries: Vec<(PublicId, u64, Vec<u8>)>,
+    /// One flag per entry of `entries`: true when this node was first to hold it
+    /// (it came from a client, Publish or Submit), false when a peer sent it. Lazy
+    /// followers get only the first kind pushed in full (`federation.rs`).
+    pub first_here: Vec<bool>,
     pub forks: Vec<ForkProof>,
 }
 
@@ -726,6 +730,8 @@ impl Writer {
             return;
         }
         let mut accepted: Vec<VerifiedEntry> = Vec::with_capacity(jobs.len());
+        // Parallel to `accepted`: from a client (true) or a peer (false).
+        let mut first_here: Vec<bool> = Vec::with_capacity(jobs.len());
         let mut forks: Vec<ForkProof> = Vec::new();
         let mut outcomes: Vec<(Reply, Outcome)> = Vec::with_capacity(jobs.len());
         {
@@ -759,14 +765,18 @@ impl Writer {
                         .and_then(|(decoded, checked)| {
                             decoded.accept_new(charter, &overlay, now, checked)
                         });
-                        Outcome::One(self.take(result, &mut overlay, &mut accepted))
+                        let taken = self.take(result, &mut overlay, &mut accepted);
+                        first_here.resize(accepted.len(), true);
+                        Outcome::One(taken)
                     }
                     Request::Submit { entry, checked } => {
                         // A new entry: its body must meet this release's rules.
                         let result = entry.check_body(charter).and_then(|_| {
                             self.offer(*entry, checked, charter, now, &mut overlay, &mut forks)
                         });
-                        Outcome::One(self.take(result, &mut overlay, &mut accepted))
+                        let taken = self.take(result, &mut overlay, &mut accepted);
+                        first_here.resize(accepted.len(), true);
+                        Outcome::One(taken)
                     }
                     Request::Ingest { entries, checked } => {
                         let mut report = IngestReport::default();
@@ -780,6 +790,7 @@ impl Writer {
                                 Err(e) => report.refused.push((author, seq, e)),
                             }
                         }
+                        first_here.resize(accepted.len(), false);
                         Outcome::Many(report)
                     }
                     Request::Forks(proofs) => {
@@ -815,6 +826,7 @@ impl Writer {
                         .entries
                         .push((entry.author(), entry.seq(), entry.to_bytes()));
                 }
+                appended.first_here = first_here;
                 for proof in forks {
                     tracing::warn!(author = %proof.author, seq = proof.seq, "fork proof recorded; the author's log is frozen");
                     rebuild |= state.record_fork(proof.clone());

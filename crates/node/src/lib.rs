@@ -196,6 +196,7 @@ pub async fn run_with_http(
         ledger.expect_peers(FIRST_PEER_CONTACT);
     }
     let mut peer_tasks = Vec::new();
+    let pulls = replication::Pulls::default();
     for peer in &config.peers {
         peer_states
             .lock()
@@ -217,6 +218,7 @@ pub async fn run_with_http(
             ledger.clone(),
             peer_states.clone(),
             tuning,
+            pulls.clone(),
             stopping_rx.clone(),
         )));
     }

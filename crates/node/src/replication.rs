@@ -7,19 +7,25 @@
 //! An entry that does not fit (a gap) ends the session at once and the next one
 //! pulls again from the new heads: nothing is dropped silently.
 //!
+//! The live part of the stream is lazy (`federation.rs`): the peer sends in full only
+//! what it was first to hold, and notes of the heads it relays. A noted author this
+//! node still lacks after [`Tuning::pull_grace`] is pulled from that peer by heads
+//! (a `Sync` without `follow`, restricted to those authors); one session of the
+//! node pulls a given author at a time ([`Pulls`]).
+//!
 //! Every `anti_entropy` interval the session also asks the peer for its heads (a
 //! few bytes per author). If the peer holds entries this node lacks at two checks
 //! in a row, the live stream has missed something, and the session starts over.
 //! Sessions that fail are retried with exponential backoff and jitter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use accord_core::entry::{self, DecodedEntry, Logs};
 use accord_core::pb::federation_client::FederationClient;
 use accord_core::state::ForkProof;
-use accord_core::{EntryError, pb};
+use accord_core::{EntryError, PublicId, pb};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
@@ -53,6 +59,11 @@ pub struct PeerStatus {
     /// Of those, entries new to this node, stored.
     pub accepted: u64,
     pub refused: u64,
+    /// Authors announced in notes: heads the peer holds of entries it relayed
+    /// rather than sent (this node follows it lazily).
+    pub notes: u64,
+    /// Pulls by heads of noted entries that no other peer brought within the grace.
+    pub pulls: u64,
     pub last_error: Option<String>,
     /// Authors whose entries from this peer this node does not take for now: one
     /// entry was refused (or held for its time), so its later entries cannot fit.
@@ -92,6 +103,12 @@ pub struct Tuning {
     pub max_backoff: Duration,
     /// Deadline of each unary call to a peer, and of the answer that opens a pull.
     pub rpc_deadline: Duration,
+    /// How long an entry a peer noted (relayed, not sent) may take to arrive from
+    /// another peer before this node pulls it from the one that noted it. In a
+    /// full mesh the entry's first holder pushes it to everyone at once, so it is
+    /// almost always there first; the grace keeps the pull for when it is not (a
+    /// node not connected to the author's home, a link down).
+    pub pull_grace: Duration,
 }
 
 impl Default for Tuning {
@@ -101,6 +118,7 @@ impl Default for Tuning {
             connect_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(10),
             rpc_deadline: Duration::from_secs(10),
+            pull_grace: Duration::from_millis(500),
         }
     }
 }
@@ -126,6 +144,61 @@ fn update(states: &PeerStates, name: &str, f: impl FnOnce(&mut PeerStatus)) {
     }
 }
 
+/// Noted authors being pulled, shared by every peer session of a node: when every
+/// peer notes the same entry, one session pulls it and the others wait for it.
+#[derive(Clone, Default)]
+pub struct Pulls(Arc<Mutex<HashMap<PublicId, Instant>>>);
+
+impl Pulls {
+    /// Claims the pull of `author` until `until`, unless another session holds an
+    /// unexpired claim.
+    fn claim(&self, author: &PublicId, now: Instant, until: Instant) -> bool {
+        let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match claims.get(author) {
+            Some(held) if *held > now => false,
+            _ => {
+                claims.insert(*author, until);
+                true
+            }
+        }
+    }
+
+    fn release(&self, authors: &[PublicId]) {
+        let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for author in authors {
+            claims.remove(author);
+        }
+    }
+}
+
+/// Claims released when dropped: a session that ends mid-pull (its peer gone, the
+/// node stopping) does not leave the other sessions waiting for the claims to
+/// expire.
+struct Claimed<'a> {
+    pulls: &'a Pulls,
+    authors: Vec<PublicId>,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        self.pulls.release(&self.authors);
+    }
+}
+
+/// An author a peer noted beyond this node's head, not yet here.
+#[derive(Debug, Clone, Copy)]
+struct Noted {
+    /// The peer's head.
+    seq: u64,
+    /// When to pull it, if it has not arrived from elsewhere by then.
+    due: Instant,
+    /// Pulls made for it so far.
+    tries: u32,
+}
+
+/// Pulls for one noted author before leaving it to the heads checks.
+const MAX_PULL_TRIES: u32 = 3;
+
 /// Pulls from `peer` until `stopping` turns true.
 pub async fn run_peer(
     peer: Peer,
@@ -133,6 +206,7 @@ pub async fn run_peer(
     ledger: Ledger,
     states: PeerStates,
     tuning: Tuning,
+    pulls: Pulls,
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -142,7 +216,7 @@ pub async fn run_peer(
         }
         // Shutdown never waits on a peer: a session stuck on one ends with the node.
         let result = tokio::select! {
-            result = session(&peer, &identity, &ledger, &states, tuning, stopping.clone()) => result,
+            result = session(&peer, &identity, &ledger, &states, tuning, &pulls, stopping.clone()) => result,
             () = stopped(&mut stopping) => return,
         };
         update(&states, &peer.name, |s| s.connected = false);
@@ -192,6 +266,7 @@ async fn session(
     ledger: &Ledger,
     states: &PeerStates,
     tuning: Tuning,
+    pulls: &Pulls,
     stopping: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let channel = connect(peer, identity, tuning)?;
@@ -210,6 +285,9 @@ async fn session(
             heads: crate::federation::heads_to_pb(&state),
             frozen: state.forks().map(|f| f.author.to_vec()).collect(),
             follow: true,
+            // Live, only what the peer was first to hold; notes of the rest.
+            lazy: true,
+            ..Default::default()
         }
     };
     let stream = tokio::time::timeout(tuning.rpc_deadline, client.sync(request))
@@ -227,7 +305,9 @@ async fn session(
     let (tx, rx) = mpsc::channel(VERIFY_AHEAD);
     let ingest = ingest_loop(peer, ledger, states, rx);
     tokio::pin!(ingest);
-    let read = read_loop(peer, ledger, states, tuning, stopping, client, stream, tx);
+    let read = read_loop(
+        peer, ledger, states, tuning, pulls, stopping, client, stream, tx,
+    );
     tokio::select! {
         result = &mut ingest => result,
         result = read => {
@@ -268,6 +348,7 @@ async fn read_loop(
     ledger: &Ledger,
     states: &PeerStates,
     tuning: Tuning,
+    pulls: &Pulls,
     mut stopping: watch::Receiver<bool>,
     mut client: FederationClient<Channel>,
     mut stream: tonic::Streaming<pb::SyncBatch>,
@@ -276,15 +357,27 @@ async fn read_loop(
     let mut ticker = tokio::time::interval(tuning.anti_entropy);
     ticker.tick().await;
     let mut behind_checks = 0;
+    // Authors the peer noted beyond this node's heads, until they arrive.
+    let mut noted: BTreeMap<PublicId, Noted> = BTreeMap::new();
     loop {
+        let next_due = noted.values().map(|n| n.due).min();
         tokio::select! {
             message = stream.message() => {
-                let Some(batch) = message? else { return Ok(()) };
+                let Some(mut batch) = message? else { return Ok(()) };
                 update(states, &peer.name, |s| s.last_contact_ms = Some(now_ms()));
-                let charter = charter(ledger);
-                let held = ledger.clone();
-                let pending = tokio::task::spawn_blocking(move || verify(&charter, &held, batch));
-                if tx.send(pending).await.is_err() {
+                if !batch.notes.is_empty() {
+                    let notes = std::mem::take(&mut batch.notes);
+                    take_notes(peer, ledger, states, tuning, &notes, &mut noted)?;
+                }
+                if batch.entries.is_empty() && batch.forks.is_empty() {
+                    continue;
+                }
+                if !send_to_verify(ledger, &tx, batch).await {
+                    return Ok(());
+                }
+            }
+            () = sleep_until(next_due) => {
+                if !pull_noted(peer, ledger, states, tuning, pulls, &mut client, &tx, &mut noted).await? {
                     return Ok(());
                 }
             }
@@ -335,6 +428,142 @@ async fn read_loop(
             () = tx.closed() => return Ok(()),
         }
     }
+}
+
+/// Completes at `due`, or never without one.
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts verifying a batch off the async threads and queues it for the writer, in
+/// order. False when the ingester is gone.
+async fn send_to_verify(ledger: &Ledger, tx: &mpsc::Sender<Pending>, batch: pb::SyncBatch) -> bool {
+    let charter = charter(ledger);
+    let held = ledger.clone();
+    let pending = tokio::task::spawn_blocking(move || verify(&charter, &held, batch));
+    tx.send(pending).await.is_ok()
+}
+
+/// Records the authors a peer noted beyond this node's heads, to pull after the
+/// grace unless they arrive from elsewhere first. Authors this node takes nothing
+/// more of (frozen before the noted seq, or blocked from this peer) are left out.
+fn take_notes(
+    peer: &Peer,
+    ledger: &Ledger,
+    states: &PeerStates,
+    tuning: Tuning,
+    notes: &[pb::AuthorHead],
+    noted: &mut BTreeMap<PublicId, Noted>,
+) -> Result<(), SessionError> {
+    let heads = heads_from_pb(notes)?;
+    ledger.note_peer_heads(&peer.name, heads.iter().map(|(a, h)| (a, h.0)));
+    let due = Instant::now() + tuning.pull_grace;
+    // The state before the peers' lock, the order GetStatus takes them in.
+    let state = ledger.state();
+    update(states, &peer.name, |s| {
+        s.notes += heads.len() as u64;
+        for (author, (seq, _)) in &heads {
+            let have = state.head(author).map_or(0, |h| h.seq);
+            let frozen = state
+                .frozen_from(author)
+                .is_some_and(|from| have + 1 >= from);
+            if *seq <= have || frozen || s.blocked.contains_key(author) {
+                continue;
+            }
+            noted
+                .entry(*author)
+                .and_modify(|n| n.seq = n.seq.max(*seq))
+                .or_insert(Noted {
+                    seq: *seq,
+                    due,
+                    tries: 0,
+                });
+        }
+    });
+    Ok(())
+}
+
+/// Pulls, from this peer, the noted authors whose grace is over and that have not
+/// arrived from elsewhere, one session at a time per author ([`Pulls`]). The pull
+/// is a `Sync` without `follow`, restricted to those authors, from this node's
+/// heads; its batches go through the same verification and writer queue as the
+/// live stream's, in order. False when the ingester is gone.
+#[allow(clippy::too_many_arguments)]
+async fn pull_noted(
+    peer: &Peer,
+    ledger: &Ledger,
+    states: &PeerStates,
+    tuning: Tuning,
+    pulls: &Pulls,
+    client: &mut FederationClient<Channel>,
+    tx: &mpsc::Sender<Pending>,
+    noted: &mut BTreeMap<PublicId, Noted>,
+) -> Result<bool, SessionError> {
+    let now = Instant::now();
+    let mut authors = Vec::new();
+    let request = {
+        let state = ledger.state();
+        noted.retain(|author, n| {
+            let here = state.head(author).map_or(0, |h| h.seq) >= n.seq;
+            !here && (n.due > now || n.tries < MAX_PULL_TRIES)
+        });
+        for (author, n) in noted.iter_mut().filter(|(_, n)| n.due <= now) {
+            if pulls.claim(author, now, now + tuning.rpc_deadline) {
+                authors.push(*author);
+                n.tries += 1;
+            }
+            n.due = now + tuning.pull_grace;
+        }
+        if authors.is_empty() {
+            return Ok(true);
+        }
+        pb::SyncRequest {
+            alliance: state.charter().id().to_vec(),
+            heads: authors
+                .iter()
+                .filter_map(|author| {
+                    let head = state.head(author)?;
+                    Some(pb::AuthorHead {
+                        author: author.to_vec(),
+                        seq: head.seq,
+                        id: head.id.to_vec(),
+                    })
+                })
+                .collect(),
+            only: authors.iter().map(|a| a.to_vec()).collect(),
+            ..Default::default()
+        }
+    };
+    tracing::debug!(peer = %peer.name, authors = authors.len(), "pulling noted entries");
+    let _claimed = Claimed { pulls, authors };
+    update(states, &peer.name, |s| s.pulls += 1);
+    pull(ledger, tuning, client, tx, request).await
+}
+
+/// One `Sync` without `follow`, its batches queued for verification; bounded by
+/// the RPC deadline. False when the ingester is gone.
+async fn pull(
+    ledger: &Ledger,
+    tuning: Tuning,
+    client: &mut FederationClient<Channel>,
+    tx: &mpsc::Sender<Pending>,
+    request: pb::SyncRequest,
+) -> Result<bool, SessionError> {
+    let pulling = async {
+        let mut stream = client.sync(request).await?.into_inner();
+        while let Some(batch) = stream.message().await? {
+            if !send_to_verify(ledger, tx, batch).await {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    tokio::time::timeout(tuning.rpc_deadline, pulling)
+        .await
+        .map_err(|_| not_answering(tuning))?
 }
 
 /// Hands verified batches to the writer in order. Ends the session (`Ok`) when an

@@ -469,6 +469,8 @@ impl LedgerApi for LedgerService {
                     refused: p.refused,
                     last_error: p.last_error.clone().unwrap_or_default(),
                     held: p.held(),
+                    notes: p.notes,
+                    pulls: p.pulls,
                     refusals: p
                         .blocked
                         .iter()

@@ -900,6 +900,7 @@ async fn a_pinned_peer_relaying_forgeries_is_refused_and_honest_replication_goes
     let batch = pb::SyncBatch {
         entries: forged.clone(),
         forks: vec![forged_proof],
+        ..Default::default()
     };
 
     // Mallory: a Federation server over TLS with its own certificate, pinning node 0.
@@ -1113,4 +1114,87 @@ async fn a_node_restored_onto_an_empty_disk_does_not_fork_its_own_log() {
         let status = status_of(node).await;
         assert!(status.frozen.is_empty(), "{}", status_summary(&status));
     }
+}
+
+/// What a follower's live stream brought, by the author of each entry or note.
+#[derive(Debug, Default)]
+struct Live {
+    entries: Vec<(Vec<u8>, u64)>,
+    notes: Vec<(Vec<u8>, u64)>,
+}
+
+/// Reads `stream` until `done` accepts what came, or fails after `within`.
+async fn read_live(
+    stream: &mut tonic::Streaming<pb::SyncBatch>,
+    within: Duration,
+    done: impl Fn(&Live) -> bool,
+) -> Live {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut live = Live::default();
+    while !done(&live) {
+        let batch = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("not within {within:?}: {live:?}"))
+            .expect("the stream goes on")
+            .expect("the stream stays open");
+        for signed in batch.entries {
+            let e = accord_core::entry::decode(signed, usize::MAX).unwrap();
+            live.entries.push((e.author().to_vec(), e.seq()));
+        }
+        live.notes
+            .extend(batch.notes.into_iter().map(|n| (n.author, n.seq)));
+    }
+    live
+}
+
+/// Issue 9 (flooding): to a `lazy` follower a node sends in full, live, only the
+/// entries it was first to hold, and notes of those it relays; a follower that asks
+/// for neither (an older release) still gets every entry in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_follower_gets_what_the_node_relays_as_notes() {
+    let mut fed = TestFederation::build(FederationSpec::new(2, Topology::Chain))
+        .await
+        .unwrap();
+    // A follower node 1 pins (its own pulls from it fail: nothing listens there).
+    let watcher = fresh_tls_identity().unwrap();
+    fed.nodes[1].config.peers.push(Peer {
+        name: "watcher".into(),
+        address: "https://127.0.0.1:9".into(),
+        fingerprint: watcher.fingerprint(),
+    });
+    fed.start_all().await.unwrap();
+    let open = |lazy: bool| {
+        let node = &fed.nodes[1];
+        let mut client = federation_client(node.addr, node.pin, Some(&watcher)).unwrap();
+        let request = pb::SyncRequest {
+            alliance: fed.alliance.charter.id().to_vec(),
+            follow: true,
+            lazy,
+            ..Default::default()
+        };
+        async move { client.sync(request).await.unwrap().into_inner() }
+    };
+    let mut lazy = open(true).await;
+    let mut eager = open(false).await;
+
+    // Relayed by node 1, then first held by node 1.
+    publish_on(&fed.nodes[0], &ballot(0), S::Considering).await;
+    fed.converge_to(1, CONVERGE).await.unwrap();
+    publish_on(&fed.nodes[1], &ballot(1), S::Considering).await;
+    let (relayed, own) = (key_of(&fed.nodes[0].home), key_of(&fed.nodes[1].home));
+
+    let got = read_live(&mut lazy, Duration::from_secs(10), |l| {
+        l.notes.contains(&(relayed.clone(), 1)) && l.entries.contains(&(own.clone(), 1))
+    })
+    .await;
+    assert!(
+        !got.entries.iter().any(|(a, _)| *a == relayed),
+        "a relayed entry was sent in full to a lazy follower: {got:?}"
+    );
+    let got = read_live(&mut eager, Duration::from_secs(10), |l| {
+        l.entries.contains(&(relayed.clone(), 1)) && l.entries.contains(&(own.clone(), 1))
+    })
+    .await;
+    assert!(got.notes.is_empty(), "{got:?}");
+    fed.stop_all().await.unwrap();
 }

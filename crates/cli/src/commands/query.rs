@@ -159,6 +159,8 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "accepted": p.accepted,
                 "refused": p.refused,
                 "held": p.held,
+                "notes": p.notes,
+                "pulls": p.pulls,
                 "refusals": p.refusals.iter().map(|r| json!({
                     "author": name(&r.author),
                     "author_id": hex::encode(&r.author),
@@ -1134,6 +1136,7 @@ mod tests {
                     last_error: String::new(),
                     held: 0,
                     refusals: vec![],
+                    ..Default::default()
                 },
                 pb::PeerStatus {
                     name: "gamma".into(),
@@ -1152,6 +1155,7 @@ mod tests {
                         reason: "entry body is invalid: x".into(),
                         held_until_ms: 0,
                     }],
+                    ..Default::default()
                 },
             ],
             frozen: vec![vec![2; 32]],
