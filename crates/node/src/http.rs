@@ -734,11 +734,12 @@ async fn not_found_handler(AxumState(calendar): AxumState<Arc<Calendar>>) -> Res
 
 async fn health(AxumState(calendar): AxumState<Arc<Calendar>>) -> Response {
     // Cheap on purpose (monitors poll it): no digest, which hashes the whole state.
-    let entries = calendar.ledger.state().entry_count();
+    let state = calendar.ledger.state();
+    let entries = state.entry_count();
     let failure = calendar.ledger.storage_failure();
     let lost: Vec<serde_json::Value> = calendar
         .ledger
-        .lost_own_entries()
+        .lost_own_entries(&state)
         .iter()
         .map(|l| {
             serde_json::json!({

@@ -513,14 +513,15 @@ impl Ledger {
     /// Each home identity whose log this node's store holds less of than the node
     /// has signed (the store lost entries). Publishing as it would sign a seq
     /// already used.
-    pub fn lost_own_entries(&self) -> Vec<LostEntries> {
+    /// `state` is the caller's snapshot: taking a second read of the state here
+    /// while the caller holds one could deadlock behind a waiting writer.
+    pub fn lost_own_entries(&self, state: &State) -> Vec<LostEntries> {
         let signed = &self.signed_at_start;
         let elsewhere = self
             .own_logs_elsewhere
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let state = self.state();
         signed
             .heads()
             .iter()

@@ -295,12 +295,11 @@ impl LedgerApi for LedgerService {
             Status::permission_denied(format!("{author} is not an identity of this node"))
         })?;
         self.ledger.wait_for_peer_contact().await;
-        if let Some(lost) = self
-            .ledger
-            .lost_own_entries()
-            .into_iter()
-            .find(|l| l.author == author)
-        {
+        let lost = {
+            let state = self.ledger.state();
+            self.ledger.lost_own_entries(&state)
+        };
+        if let Some(lost) = lost.into_iter().find(|l| l.author == author) {
             let peers = if lost.on_peers >= lost.signed {
                 "a peer has them; try again once they have arrived".to_owned()
             } else if lost.on_peers > lost.stored {
@@ -428,7 +427,7 @@ impl LedgerApi for LedgerService {
             storage_failed: self.ledger.storage_failure().unwrap_or_default(),
             lost_own_entries: self
                 .ledger
-                .lost_own_entries()
+                .lost_own_entries(&state)
                 .into_iter()
                 .map(|l| pb::LostEntries {
                     author: l.author.to_vec(),
