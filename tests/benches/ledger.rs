@@ -8,10 +8,11 @@
 //!    clients (each client awaits each acknowledgement),
 //! 3. the node's start-up verification rate: restarted on a folder with M entries,
 //!    the time until `GetStatus` answers,
-//! 4. publish latency (p50, p99) with a few publishing clients on that store, first
-//!    alone, then while 50 clients poll `GetStatus` with the state digest in a loop
-//!    and 200 `WatchClashes` streams are open: readers must not stall the writer, so
-//!    the loaded p99 is compared with the idle one ([`LOADED_P99_LIMIT`]).
+//! 4. publish latency (p50, p99) with a few publishing clients on that store, alone
+//!    and while 50 clients poll `GetStatus` with the state digest in a loop and 200
+//!    `WatchClashes` streams are open, in alternating rounds: readers must not stall
+//!    the writer, so the loaded p99 is compared with the idle one
+//!    ([`LOADED_P99_LIMIT`]).
 //!
 //! Each figure is printed with its ratio to (1) and to the target of 10,000 durable
 //! publishes per second with 64 clients. Sizes come from environment variables (see
@@ -53,6 +54,9 @@ struct Sizes {
     latency_clients: usize,
     /// `ACCORD_BENCH_LATENCY_PUBLISHES`: publishes timed in each latency run.
     latency_publishes: usize,
+    /// `ACCORD_BENCH_LATENCY_ROUNDS`: alternating rounds (alone, with readers) the
+    /// latency publishes are split into.
+    latency_rounds: usize,
     /// `ACCORD_BENCH_POLLERS`: clients polling `GetStatus` with the digest.
     pollers: usize,
     /// `ACCORD_BENCH_WATCHERS`: open `WatchClashes` streams.
@@ -78,6 +82,7 @@ impl Sizes {
             reload: env_size("ACCORD_BENCH_RELOAD", 100_000),
             latency_clients: env_size("ACCORD_BENCH_LATENCY_CLIENTS", 16),
             latency_publishes: env_size("ACCORD_BENCH_LATENCY_PUBLISHES", 8_000),
+            latency_rounds: env_size("ACCORD_BENCH_LATENCY_ROUNDS", 4).max(1),
             pollers: env_size("ACCORD_BENCH_POLLERS", 50),
             watchers: env_size("ACCORD_BENCH_WATCHERS", 200),
         }
@@ -404,27 +409,42 @@ fn main() -> anyhow::Result<()> {
             after.entries,
             ms(start.elapsed())
         );
-        let idle = publish_latencies(
-            &node,
-            &alliance,
-            sizes.latency_clients,
-            sizes.latency_publishes,
-            "idle",
-        )
-        .await?;
-        let readers = Readers::start(&node, sizes.pollers, sizes.watchers).await?;
-        let loaded = publish_latencies(
-            &node,
-            &alliance,
-            sizes.latency_clients,
-            sizes.latency_publishes,
-            "loaded",
-        )
-        .await?;
-        let (polls, messages) = readers.stop().await?;
+        // Rounds alternate, so that whatever drifts over the run (the store's
+        // size, the disk, the machine's other load) weighs on both alike.
+        let per_round = sizes.latency_publishes.div_ceil(sizes.latency_rounds);
+        let (mut idle, mut loaded, mut polls, mut messages) = (vec![], vec![], vec![], 0);
+        for round in 0..sizes.latency_rounds {
+            idle.extend(
+                publish_latencies(
+                    &node,
+                    &alliance,
+                    sizes.latency_clients,
+                    per_round,
+                    &format!("idle {round}"),
+                )
+                .await?,
+            );
+            let readers = Readers::start(&node, sizes.pollers, sizes.watchers).await?;
+            loaded.extend(
+                publish_latencies(
+                    &node,
+                    &alliance,
+                    sizes.latency_clients,
+                    per_round,
+                    &format!("loaded {round}"),
+                )
+                .await?,
+            );
+            let (p, m) = readers.stop().await?;
+            polls.extend(p);
+            messages += m;
+        }
+        idle.sort();
+        loaded.sort();
+        polls.sort();
         for (what, times) in [("alone", &idle), ("with readers", &loaded)] {
             println!(
-                "{:<44} {:>7}: p50 {:>7.2} ms, p99 {:>7.2} ms, max {:>7.2} ms",
+                "{:<50} {:>7}: p50 {:>7.2} ms, p99 {:>7.2} ms, max {:>7.2} ms",
                 format!("(iv) publish latency, {} clients, {what}", sizes.latency_clients),
                 times.len(),
                 ms(percentile(times, 50.0)),
@@ -433,7 +453,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         println!(
-            "{:<44} {:>7} polls by {} clients: p50 {:.1} ms, p99 {:.1} ms; {} watch messages on {} streams",
+            "{:<50} {:>7} polls by {} clients: p50 {:.1} ms, p99 {:.1} ms; {} watch messages on {} streams",
             "(iv) readers: GetStatus with the digest",
             polls.len(),
             sizes.pollers,
