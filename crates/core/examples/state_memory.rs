@@ -49,7 +49,8 @@ fn main() {
     };
     let charter = Charter::from_bytes(doc.to_file_bytes()).expect("charter");
     let councils = ["leeds", "manchester", "bristol", "sheffield", "liverpool"];
-    let base = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    // A fixed clock: the same N gives the same entries and so the same digest.
+    let base = 1_790_000_000_000_i64;
     let signed_at = Instant::now();
     // Entries are signed and held as encoded bytes, as a store holds them; each is
     // decoded just before it is applied, so the process's memory is the state's.
@@ -72,7 +73,11 @@ fn main() {
                                         councils[(i * 7 + a) % councils.len()],
                                         (i * 31 + a * 7) % 600
                                     ),
-                                    status: [1, 2, 3][i % 3],
+                                    status: [
+                                        pb::IntentionStatus::Considering,
+                                        pb::IntentionStatus::Intends,
+                                        pb::IntentionStatus::Withdrawn,
+                                    ][i % 3] as i32,
                                     ..Default::default()
                                 };
                                 (pb::EntryKind::Intention, intention.encode_to_vec())
