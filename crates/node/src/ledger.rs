@@ -186,7 +186,10 @@ pub struct Ledger {
 /// The last digest computed, and when the next may start.
 #[derive(Default)]
 struct DigestCache {
-    last: Option<(Arc<Snapshot>, [u8; 32])>,
+    /// Held weakly: an old snapshot kept here would keep every node the writer has
+    /// replaced since (up to a second copy of the state). Once it is gone, so are
+    /// the callers that could still want it.
+    last: Option<(std::sync::Weak<Snapshot>, [u8; 32])>,
     /// A computation waits at least as long as the previous one took, so digests
     /// take at most half of one core however many callers ask under a stream of
     /// changes (the rest is left to publishing).
@@ -438,9 +441,10 @@ impl Ledger {
         let wanted = self.state.load().version;
         let mut cache = self.digest.lock().await;
         if let Some((snapshot, digest)) = cache.last.as_ref()
+            && let Some(snapshot) = snapshot.upgrade()
             && snapshot.version >= wanted
         {
-            return Ok((snapshot.clone(), *digest));
+            return Ok((snapshot, *digest));
         }
         if let Some(at) = cache.next_at {
             tokio::time::sleep_until(at).await;
@@ -455,7 +459,7 @@ impl Ledger {
         .await?;
         let now = tokio::time::Instant::now();
         cache.next_at = Some(now + (now - started));
-        cache.last = Some((snapshot.clone(), digest));
+        cache.last = Some((Arc::downgrade(&snapshot), digest));
         Ok((snapshot, digest))
     }
 
