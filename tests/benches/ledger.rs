@@ -7,7 +7,12 @@
 //!    in-process node with a real sled folder, with 1 client and with 64 concurrent
 //!    clients (each client awaits each acknowledgement),
 //! 3. the node's start-up verification rate: restarted on a folder with M entries,
-//!    the time until `GetStatus` answers.
+//!    the time until `GetStatus` answers,
+//! 4. publish latency (p50, p99) with a few publishing clients on that store, alone
+//!    and while 50 clients poll `GetStatus` with the state digest in a loop and 200
+//!    `WatchClashes` streams are open, in alternating rounds: readers must not stall
+//!    the writer, so the loaded p99 is compared with the idle one
+//!    ([`LOADED_P99_LIMIT`]).
 //!
 //! Each figure is printed with its ratio to (1) and to the target of 10,000 durable
 //! publishes per second with 64 clients. Sizes come from environment variables (see
@@ -26,6 +31,12 @@ use accord_tests::*;
 /// Durable publishes per second wanted with 64 concurrent clients.
 const TARGET_PUBLISHES_PER_SEC: f64 = 10_000.0;
 
+/// Most the publish p99 may grow (loaded ÷ idle) while readers poll and watch.
+/// Readers share the two cores with the writer, so some growth is CPU, not waiting:
+/// 1.5 leaves room for that while a writer that waits behind a digest (tens to
+/// hundreds of milliseconds on a 100,000-entry store) shows as many times more.
+const LOADED_P99_LIMIT: f64 = 1.5;
+
 /// Sizes of the run, from the environment.
 #[derive(Debug)]
 struct Sizes {
@@ -39,6 +50,17 @@ struct Sizes {
     concurrent: usize,
     /// `ACCORD_BENCH_RELOAD`: entries in the store when the node is restarted.
     reload: usize,
+    /// `ACCORD_BENCH_LATENCY_CLIENTS`: publishing clients in the latency phase.
+    latency_clients: usize,
+    /// `ACCORD_BENCH_LATENCY_PUBLISHES`: publishes timed in each latency run.
+    latency_publishes: usize,
+    /// `ACCORD_BENCH_LATENCY_ROUNDS`: alternating rounds (alone, with readers) the
+    /// latency publishes are split into.
+    latency_rounds: usize,
+    /// `ACCORD_BENCH_POLLERS`: clients polling `GetStatus` with the digest.
+    pollers: usize,
+    /// `ACCORD_BENCH_WATCHERS`: open `WatchClashes` streams.
+    watchers: usize,
 }
 
 fn env_size(name: &str, default: usize) -> usize {
@@ -58,6 +80,11 @@ impl Sizes {
             clients: env_size("ACCORD_BENCH_CLIENTS", 64),
             concurrent: env_size("ACCORD_BENCH_CONCURRENT", 64_000),
             reload: env_size("ACCORD_BENCH_RELOAD", 100_000),
+            latency_clients: env_size("ACCORD_BENCH_LATENCY_CLIENTS", 16),
+            latency_publishes: env_size("ACCORD_BENCH_LATENCY_PUBLISHES", 8_000),
+            latency_rounds: env_size("ACCORD_BENCH_LATENCY_ROUNDS", 4).max(1),
+            pollers: env_size("ACCORD_BENCH_POLLERS", 50),
+            watchers: env_size("ACCORD_BENCH_WATCHERS", 200),
         }
     }
 }
@@ -153,6 +180,135 @@ async fn publish_concurrently(
     Ok(start.elapsed())
 }
 
+/// Publishes `total` statements over `clients` concurrent clients (each on its own
+/// connection, awaiting each acknowledgement) and returns every publish's latency,
+/// sorted.
+async fn publish_latencies(
+    node: &TestNode,
+    alliance: &TestAlliance,
+    clients: usize,
+    total: usize,
+    tag: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    let per_client = total.div_ceil(clients);
+    let mut tasks = Vec::new();
+    for n in 0..clients {
+        let mut c = node.client().await?;
+        let author = alliance.member(n % AUTHORS).clone();
+        let count = per_client.min(total.saturating_sub(n * per_client));
+        let tag = tag.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::with_capacity(count);
+            for i in 0..count {
+                let body = statement(&format!("{tag} client {n} publish {i}"), vec![]);
+                let start = Instant::now();
+                publish(&mut c, &author, body).await?;
+                times.push(start.elapsed());
+            }
+            Ok::<_, tonic::Status>(times)
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    all.sort();
+    Ok(all)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Readers running beside the publishers: pollers of `GetStatus` with the digest and
+/// open `WatchClashes` streams, until `stop` turns true.
+struct Readers {
+    stop: tokio::sync::watch::Sender<bool>,
+    pollers: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
+    watchers: Vec<tokio::task::JoinHandle<anyhow::Result<usize>>>,
+}
+
+/// Streams per watcher connection (under the node's per-connection bound).
+const WATCHERS_PER_CONNECTION: usize = 10;
+
+impl Readers {
+    async fn start(node: &TestNode, pollers: usize, watchers: usize) -> anyhow::Result<Self> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut watching = Vec::new();
+        let mut c = node.client().await?;
+        for w in 0..watchers {
+            if w % WATCHERS_PER_CONNECTION == 0 {
+                c = node.client().await?;
+            }
+            let mut stream = c
+                .watch_clashes(pb::ListClashesRequest::default())
+                .await?
+                .into_inner();
+            // The first message arrives at once: the stream is open.
+            stream.message().await?;
+            let mut stopped = stopped.clone();
+            watching.push(tokio::spawn(async move {
+                let mut messages = 1;
+                loop {
+                    tokio::select! {
+                        m = stream.message() => match m? {
+                            Some(_) => messages += 1,
+                            None => return Ok(messages),
+                        },
+                        _ = stopped.wait_for(|s| *s) => return Ok(messages),
+                    }
+                }
+            }));
+        }
+        let mut polling = Vec::new();
+        for _ in 0..pollers {
+            let mut c = node.client().await?;
+            let stopped = stopped.clone();
+            polling.push(tokio::spawn(async move {
+                let mut times = Vec::new();
+                while !*stopped.borrow() {
+                    let start = Instant::now();
+                    let status = c
+                        .get_status(pb::GetStatusRequest { omit_digest: false })
+                        .await?
+                        .into_inner();
+                    anyhow::ensure!(status.digest.len() == 32, "status without a digest");
+                    times.push(start.elapsed());
+                }
+                Ok(times)
+            }));
+        }
+        Ok(Self {
+            stop,
+            pollers: polling,
+            watchers: watching,
+        })
+    }
+
+    /// Stops the readers: (status latencies sorted, watch messages received).
+    async fn stop(self) -> anyhow::Result<(Vec<Duration>, usize)> {
+        self.stop.send_replace(true);
+        let mut polls = Vec::new();
+        for p in self.pollers {
+            polls.extend(p.await??);
+        }
+        polls.sort();
+        let mut messages = 0;
+        for w in self.watchers {
+            messages += w.await??;
+        }
+        Ok((polls, messages))
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let sizes = Sizes::from_env();
     println!("accord ledger benchmark: {sizes:?}");
@@ -176,6 +332,13 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let home: Vec<Identity> = alliance.members.clone();
         let config = alliance.node_config(&home.iter().collect::<Vec<_>>(), &[]);
+        // Room for the latency phase's watchers (one operator token).
+        let mut toml = std::fs::read_to_string(&config)?;
+        toml += &format!(
+            "\n[limits]\nmax_streams_per_token = {}\n",
+            sizes.watchers.max(64)
+        );
+        std::fs::write(&config, toml)?;
         let mut node = TestNode::start(&config).await?;
 
         let elapsed = publish_concurrently(&node, &alliance, 1, sizes.single, "single").await?;
@@ -234,6 +397,79 @@ fn main() -> anyhow::Result<()> {
             after.entries as usize,
             elapsed,
             verify_rate,
+        );
+
+        // (iv) Publish latency alone, then beside pollers and watchers.
+        let start = Instant::now();
+        c.get_status(pb::GetStatusRequest { omit_digest: false })
+            .await?;
+        println!(
+            "{:<44} {:>7} entries: {:.1} ms (first GetStatus with the digest)",
+            "(iv) state digest",
+            after.entries,
+            ms(start.elapsed())
+        );
+        // Rounds alternate, so that whatever drifts over the run (the store's
+        // size, the disk, the machine's other load) weighs on both alike.
+        let per_round = sizes.latency_publishes.div_ceil(sizes.latency_rounds);
+        let (mut idle, mut loaded, mut polls, mut messages) = (vec![], vec![], vec![], 0);
+        for round in 0..sizes.latency_rounds {
+            idle.extend(
+                publish_latencies(
+                    &node,
+                    &alliance,
+                    sizes.latency_clients,
+                    per_round,
+                    &format!("idle {round}"),
+                )
+                .await?,
+            );
+            let readers = Readers::start(&node, sizes.pollers, sizes.watchers).await?;
+            loaded.extend(
+                publish_latencies(
+                    &node,
+                    &alliance,
+                    sizes.latency_clients,
+                    per_round,
+                    &format!("loaded {round}"),
+                )
+                .await?,
+            );
+            let (p, m) = readers.stop().await?;
+            polls.extend(p);
+            messages += m;
+        }
+        idle.sort();
+        loaded.sort();
+        polls.sort();
+        for (what, times) in [("alone", &idle), ("with readers", &loaded)] {
+            println!(
+                "{:<50} {:>7}: p50 {:>7.2} ms, p99 {:>7.2} ms, max {:>7.2} ms",
+                format!("(iv) publish latency, {} clients, {what}", sizes.latency_clients),
+                times.len(),
+                ms(percentile(times, 50.0)),
+                ms(percentile(times, 99.0)),
+                ms(percentile(times, 100.0)),
+            );
+        }
+        println!(
+            "{:<50} {:>7} polls by {} clients: p50 {:.1} ms, p99 {:.1} ms; {} watch messages on {} streams",
+            "(iv) readers: GetStatus with the digest",
+            polls.len(),
+            sizes.pollers,
+            ms(percentile(&polls, 50.0)),
+            ms(percentile(&polls, 99.0)),
+            messages,
+            sizes.watchers,
+        );
+        let ratio = ms(percentile(&loaded, 99.0)) / ms(percentile(&idle, 99.0));
+        println!(
+            "verdict: publish p99 with readers ÷ alone = {ratio:.2} ({} the limit of {LOADED_P99_LIMIT})",
+            if ratio <= LOADED_P99_LIMIT {
+                "within"
+            } else {
+                "over"
+            }
         );
         println!(
             "verdict: {} clients reach {:.0}/s, {} the target of {TARGET_PUBLISHES_PER_SEC:.0}/s",

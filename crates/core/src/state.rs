@@ -6,8 +6,17 @@
 //! deterministic tie-breaks, so the same entries always give the same views and the
 //! same [`State::digest`]. Nothing here reads a clock: views that depend on "now"
 //! (upcoming events, open deadlines) are filtered by the caller.
+//!
+//! Its indexes are persistent collections ([`imbl`]): cloning a `State` is O(1) and
+//! the clone shares everything with the original until one of them changes, which
+//! then copies only the tree nodes on its path. The node's writer applies each batch
+//! to a clone and publishes it whole, so readers keep working on the snapshot they
+//! took while the writer moves on (see the node's `ledger` module).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet, Vector};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -178,7 +187,7 @@ pub struct SetAside {
 
 #[derive(Debug, Clone)]
 struct AuthorLog {
-    ids: Vec<EntryId>,
+    ids: Vector<EntryId>,
     head_timestamp_ms: i64,
 }
 
@@ -220,30 +229,30 @@ pub const RULES_VERSION: &str = "accord-rules/3";
 /// The derived state of one alliance.
 #[derive(Debug, Clone)]
 pub struct State {
-    charter: Charter,
-    logs: BTreeMap<PublicId, AuthorLog>,
-    forks: BTreeMap<PublicId, ForkProof>,
+    charter: Arc<Charter>,
+    logs: OrdMap<PublicId, AuthorLog>,
+    forks: OrdMap<PublicId, ForkProof>,
     entries: u64,
     /// Each organisation's position per ballot: its latest intention entry. Earlier
     /// ones are in the log; no view needs them, so memory stays one record per
     /// (ballot, organisation) however often positions change.
-    pub(crate) intentions: BTreeMap<(BallotId, PublicId), Record<Intention>>,
-    statements: BTreeMap<EntryId, (PublicId, Record<Statement>)>,
-    endorsements: BTreeMap<EntryId, BTreeSet<PublicId>>,
-    withdrawals: BTreeMap<EntryId, BTreeSet<PublicId>>,
+    pub(crate) intentions: OrdMap<(BallotId, PublicId), Record<Intention>>,
+    statements: OrdMap<EntryId, (PublicId, Record<Statement>)>,
+    endorsements: OrdMap<EntryId, OrdSet<PublicId>>,
+    withdrawals: OrdMap<EntryId, OrdSet<PublicId>>,
     /// Each author's events by uid: the latest version, with what the views need of
     /// the earlier ones.
-    pub(crate) events: BTreeMap<(PublicId, String), EventHistory>,
-    pub(crate) resolutions: BTreeMap<EntryId, (PublicId, Record<Resolution>)>,
+    pub(crate) events: OrdMap<(PublicId, String), EventHistory>,
+    pub(crate) resolutions: OrdMap<EntryId, (PublicId, Record<Resolution>)>,
     /// Statements in the order of their view: (timestamp, id).
-    statement_order: BTreeSet<(i64, EntryId)>,
+    statement_order: OrdSet<(i64, EntryId)>,
     /// Resolutions in the order of their view: (timestamp, id).
-    resolution_order: BTreeSet<(i64, EntryId)>,
+    resolution_order: OrdSet<(i64, EntryId)>,
     /// Events in the order of their view: the current version's start, uid, author.
-    event_order: BTreeSet<EventKey>,
+    event_order: OrdSet<EventKey>,
     /// Entries in no view (unknown kind, or a body this release does not accept),
     /// by (author, seq).
-    set_aside: BTreeMap<(PublicId, u64), SetAside>,
+    set_aside: OrdMap<(PublicId, u64), SetAside>,
 }
 
 /// Where an event sits in [`State::events`]: start, uid, author.
@@ -252,20 +261,20 @@ pub type EventKey = (DateTime<Utc>, String, PublicId);
 impl State {
     pub fn new(charter: Charter) -> Self {
         Self {
-            charter,
-            logs: BTreeMap::new(),
-            forks: BTreeMap::new(),
+            charter: Arc::new(charter),
+            logs: OrdMap::new(),
+            forks: OrdMap::new(),
             entries: 0,
-            intentions: BTreeMap::new(),
-            statements: BTreeMap::new(),
-            endorsements: BTreeMap::new(),
-            withdrawals: BTreeMap::new(),
-            events: BTreeMap::new(),
-            resolutions: BTreeMap::new(),
-            statement_order: BTreeSet::new(),
-            resolution_order: BTreeSet::new(),
-            event_order: BTreeSet::new(),
-            set_aside: BTreeMap::new(),
+            intentions: OrdMap::new(),
+            statements: OrdMap::new(),
+            endorsements: OrdMap::new(),
+            withdrawals: OrdMap::new(),
+            events: OrdMap::new(),
+            resolutions: OrdMap::new(),
+            statement_order: OrdSet::new(),
+            resolution_order: OrdSet::new(),
+            event_order: OrdSet::new(),
+            set_aside: OrdMap::new(),
         }
     }
 
@@ -290,7 +299,7 @@ impl State {
     /// Every author's head, in key order.
     pub fn heads(&self) -> impl Iterator<Item = (PublicId, LogHead)> + '_ {
         self.logs.iter().filter_map(|(author, log)| {
-            let id = *log.ids.last()?;
+            let id = *log.ids.back()?;
             Some((
                 *author,
                 LogHead {
@@ -370,7 +379,7 @@ impl State {
             return;
         }
         let log = self.logs.entry(author).or_insert(AuthorLog {
-            ids: Vec::new(),
+            ids: Vector::new(),
             head_timestamp_ms: i64::MIN,
         });
         assert_eq!(
@@ -378,7 +387,7 @@ impl State {
             log.ids.len() as u64 + 1,
             "entries of an author are applied in log order"
         );
-        log.ids.push(entry.id());
+        log.ids.push_back(entry.id());
         log.head_timestamp_ms = entry.timestamp_ms();
         self.entries += 1;
         let body = match entry.body() {
@@ -424,7 +433,7 @@ impl State {
                 self.event_order
                     .insert((e.start_utc, e.uid.clone(), author));
                 match self.events.entry((author, e.uid.clone())) {
-                    std::collections::btree_map::Entry::Vacant(slot) => {
+                    imbl::ordmap::Entry::Vacant(slot) => {
                         slot.insert(EventHistory {
                             first_published_ms: entry.timestamp_ms(),
                             updates: 0,
@@ -432,7 +441,7 @@ impl State {
                             last: record,
                         });
                     }
-                    std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    imbl::ordmap::Entry::Occupied(mut slot) => {
                         let history = slot.get_mut();
                         if history.last.value.start_utc != e.start_utc {
                             self.event_order.remove(&(
@@ -573,7 +582,7 @@ impl State {
         use std::ops::Bound;
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.event_order
-            .range::<EventKey, _>((from, Bound::Unbounded))
+            .range::<_, EventKey>((from, Bound::Unbounded))
             .filter_map(|(_, uid, author)| self.event(author, uid))
     }
 
@@ -631,7 +640,7 @@ impl State {
         use std::ops::Bound;
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.intentions
-            .range::<(BallotId, PublicId), _>((from, Bound::Unbounded))
+            .range::<_, (BallotId, PublicId)>((from, Bound::Unbounded))
             .map(|((_, organisation), last)| IntentionView {
                 organisation: *organisation,
                 intention: last.value.clone(),
@@ -715,7 +724,7 @@ impl State {
 impl Logs for State {
     fn head(&self, author: &PublicId) -> Option<LogHead> {
         let log = self.logs.get(author)?;
-        let id = *log.ids.last()?;
+        let id = *log.ids.back()?;
         Some(LogHead {
             seq: log.ids.len() as u64,
             id,

@@ -57,7 +57,6 @@ pub struct Calendar {
     alliance_name: String,
     base: String,
     refresh: Duration,
-    version: watch::Receiver<u64>,
     cache: Mutex<FeedCache>,
 }
 
@@ -148,7 +147,6 @@ impl Calendar {
                 state.charter().name().to_owned(),
             )
         };
-        let version = ledger.changes();
         Self {
             ledger,
             links,
@@ -156,7 +154,6 @@ impl Calendar {
             alliance_name,
             base,
             refresh,
-            version,
             cache: Mutex::new(FeedCache {
                 feeds: lru::LruCache::new(MAX_CACHED_FEEDS),
                 floor: [0; 2],
@@ -238,7 +235,10 @@ impl Calendar {
     /// latest date. The header is capped at the time of each response.
     fn feed(&self, token: Option<&str>, selection: Selection) -> Arc<Rendered> {
         let now = Utc::now();
-        let version = *self.version.borrow();
+        // The snapshot rendered and its version, read together: a rendering is
+        // cached under the version of the state it was made from.
+        let state = self.ledger.state();
+        let version = state.version;
         self.drop_revoked();
         let key = (token.map(str::to_owned), selection);
         let audience = usize::from(key.1.audience == Audience::Members);
@@ -259,7 +259,7 @@ impl Calendar {
             }
         };
         // Render outside the cache lock; a concurrent miss renders the same bytes.
-        let events = self.ledger.state().events();
+        let events = state.events();
         let exists = key
             .1
             .area
@@ -787,23 +787,27 @@ async fn page_handler(
             Ok(s) => s,
             Err(r) => return refused(&calendar, token.as_deref(), r),
         };
-    let paths = calendar.paths(token.as_deref());
-    let ctx = calendar.context(&paths);
-    let events = calendar.ledger.state().events();
-    let audience = Selection {
-        audience: selection.audience,
-        organisation: None,
-        area: None,
-    };
-    let mut areas: Vec<String> = events
-        .iter()
-        .filter(|e| audience.includes(e, ctx.now) && e.event.end_utc > ctx.now)
-        .filter_map(|e| e.event.area.clone())
-        .collect();
-    areas.sort();
-    areas.dedup();
-    let body = page::calendar(&ctx, &selection, &events, &areas);
-    html(StatusCode::OK, body, token.is_some())
+    // Every event is read and the page rendered: on the blocking pool.
+    blocking(move || {
+        let paths = calendar.paths(token.as_deref());
+        let ctx = calendar.context(&paths);
+        let events = calendar.ledger.state().events();
+        let audience = Selection {
+            audience: selection.audience,
+            organisation: None,
+            area: None,
+        };
+        let mut areas: Vec<String> = events
+            .iter()
+            .filter(|e| audience.includes(e, ctx.now) && e.event.end_utc > ctx.now)
+            .filter_map(|e| e.event.area.clone())
+            .collect();
+        areas.sort();
+        areas.dedup();
+        let body = page::calendar(&ctx, &selection, &events, &areas);
+        html(StatusCode::OK, body, token.is_some())
+    })
+    .await
 }
 
 async fn event_handler(
@@ -822,15 +826,15 @@ async fn event_handler(
     let paths = calendar.paths(token.as_deref());
     let ctx = calendar.context(&paths);
     let member = token.is_some();
-    let events = calendar.ledger.state().events();
-    // Past and cancelled events are shown too: their address may be bookmarked.
-    let found = events.iter().find(|e| {
-        e.author == author
-            && &e.event.uid == uid
-            && (member || e.event.visibility == accord_core::body::Visibility::Public)
-    });
+    // Past and cancelled events are shown too: their address may be bookmarked. One
+    // lookup in the events index.
+    let found = calendar
+        .ledger
+        .state()
+        .event(&author, uid)
+        .filter(|e| member || e.event.visibility == accord_core::body::Visibility::Public);
     match found {
-        Some(event) => html(StatusCode::OK, page::event(&ctx, event), token.is_some()),
+        Some(event) => html(StatusCode::OK, page::event(&ctx, &event), token.is_some()),
         None => refused(&calendar, token.as_deref(), missing()),
     }
 }
@@ -843,16 +847,20 @@ async fn clashes_handler(
         // The board is for members: publicly it does not exist.
         return not_found(&calendar, None);
     };
-    let paths = calendar.paths(Some(&token));
-    let ctx = calendar.context(&paths);
-    let clashes: Vec<_> = calendar
-        .ledger
-        .state()
-        .clashes()
-        .into_iter()
-        .filter(|c| c.state != ClashState::Resolved)
-        .collect();
-    html(StatusCode::OK, page::clash_board(&ctx, &clashes), true)
+    // Clashes are derived from every position: on the blocking pool.
+    blocking(move || {
+        let paths = calendar.paths(Some(&token));
+        let ctx = calendar.context(&paths);
+        let clashes: Vec<_> = calendar
+            .ledger
+            .state()
+            .clashes()
+            .into_iter()
+            .filter(|c| c.state != ClashState::Resolved)
+            .collect();
+        html(StatusCode::OK, page::clash_board(&ctx, &clashes), true)
+    })
+    .await
 }
 
 async fn feed_query(
@@ -869,6 +877,7 @@ async fn feed_query(
         filters.area.as_deref(),
         &headers,
     )
+    .await
 }
 
 /// `/org/<slug>/calendar.ics` and `/area/<code>/calendar.ics`.
@@ -884,11 +893,19 @@ async fn feed_path(
     if org.or(area).is_none_or(|v| v.trim().is_empty()) {
         return not_found(&calendar, token.as_deref());
     }
-    feed_response(&calendar, token, org, area, &headers)
+    feed_response(&calendar, token, org, area, &headers).await
 }
 
-fn feed_response(
-    calendar: &Calendar,
+/// Runs `work` (reading a state snapshot, rendering, compressing) on the blocking
+/// pool, off the async threads that also serve publishes; 500 if it panicked.
+async fn blocking(work: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn feed_response(
+    calendar: &Arc<Calendar>,
     token: Option<String>,
     org: Option<&str>,
     area: Option<&str>,
@@ -902,7 +919,16 @@ fn feed_response(
         Err(r) => return refused(calendar, token.as_deref(), r),
     };
     let member = token.is_some();
-    let feed = calendar.feed(token.as_deref(), selection);
+    // Rendering and compressing a feed reads every event: on the blocking pool.
+    let feed = {
+        let calendar = calendar.clone();
+        let token = token.clone();
+        match tokio::task::spawn_blocking(move || calendar.feed(token.as_deref(), selection)).await
+        {
+            Ok(feed) => feed,
+            Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+    };
     let gzip = accepts_gzip(headers);
     let (body, etag) = if gzip {
         (&feed.gzip, &feed.gzip_etag)

@@ -8,11 +8,20 @@
 //! no reader sees an entry that is not durable, and an acknowledged entry survives a
 //! crash at any point.
 //!
-//! Readers take a snapshot under a read lock; the writer holds the write lock only to
-//! apply an already durable batch.
+//! Readers never share a lock with the writer. The writer owns the current state and
+//! publishes it as an immutable [`Snapshot`] through an [`ArcSwap`]: for each durable
+//! batch it clones the state (O(1): its indexes are persistent maps that share their
+//! nodes), applies the batch to the clone and swaps the new snapshot in. A reader
+//! takes the current snapshot with [`Ledger::state`] (an atomic load and a reference
+//! count) and may hold it as long as it likes, across awaits or on a blocking
+//! thread; the writer never waits for it, and it never waits for the writer. Heavy
+//! reads (the state digest, whole derived views, feeds and pages) run on the
+//! blocking pool over such a snapshot, so they cannot hold up the async threads
+//! that serve publishes either.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use accord_core::entry::{self, DecodedEntry, Logs, SignatureChecked};
@@ -21,6 +30,7 @@ use accord_core::{
     Charter, EntryError, EntryId, Identity, LogHead, PublicId, State, VerifiedEntry,
 };
 use accord_store::{Store, StoreError, StoredEntry};
+use arc_swap::ArcSwap;
 use prost::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -115,18 +125,63 @@ pub struct Appended {
     pub forks: Vec<ForkProof>,
 }
 
+/// An immutable snapshot of the derived state, as the writer published it after a
+/// durable batch. Dereferences to [`State`].
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The change count this state was published at (as [`Ledger::changes`] counts):
+    /// views derived from it are cached under this number.
+    pub version: u64,
+    pub state: State,
+}
+
+impl Deref for Snapshot {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl Logs for Snapshot {
+    fn head(&self, author: &PublicId) -> Option<LogHead> {
+        self.state.head(author)
+    }
+
+    fn id_at(&self, author: &PublicId, seq: u64) -> Option<EntryId> {
+        self.state.id_at(author, seq)
+    }
+
+    fn frozen_from(&self, author: &PublicId) -> Option<u64> {
+        self.state.frozen_from(author)
+    }
+}
+
+/// Where the writer publishes snapshots, for readers that must not keep the ledger
+/// open ([`Ledger::snapshots`]).
+#[derive(Clone)]
+pub struct Snapshots(Arc<ArcSwap<Snapshot>>);
+
+impl Snapshots {
+    /// The current snapshot, as [`Ledger::state`].
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+}
+
 /// A handle on the ledger: cheap to clone, shared by every request handler.
 #[derive(Clone)]
 pub struct Ledger {
-    state: Arc<RwLock<State>>,
+    state: Arc<ArcSwap<Snapshot>>,
     store: Store,
     identities: Arc<Vec<Identity>>,
     jobs: mpsc::Sender<Job>,
     changes: watch::Receiver<u64>,
     appended: broadcast::Sender<Arc<Appended>>,
-    /// The digest of the state at a change count: computing it hashes the whole
-    /// derived state, so it is done at most once per change.
-    digest: Arc<Mutex<Option<CachedDigest>>>,
+    /// The digest of the latest snapshot one was asked for: computing it hashes the
+    /// whole derived state, so it is done at most once per change, by one caller at
+    /// a time (the others wait here, off the async threads, and share its result).
+    digest: Arc<tokio::sync::Mutex<DigestCache>>,
     /// For each home identity, the longest log of it a peer has reported (seq, peer).
     /// A node restored from a backup or onto an empty disk is behind its own
     /// identities' logs; publishing before it catches up would fork them.
@@ -156,11 +211,17 @@ pub struct LostEntries {
     pub on_peers: u64,
 }
 
-/// The digest of the state as of a change count.
-#[derive(Debug, Clone, Copy)]
-struct CachedDigest {
-    version: u64,
-    digest: [u8; 32],
+/// The last digest computed, and when the next may start.
+#[derive(Default)]
+struct DigestCache {
+    /// Held weakly: an old snapshot kept here would keep every node the writer has
+    /// replaced since (up to a second copy of the state). Once it is gone, so are
+    /// the callers that could still want it.
+    last: Option<(std::sync::Weak<Snapshot>, [u8; 32])>,
+    /// A computation waits at least as long as the previous one took, so digests
+    /// take at most half of one core however many callers ask under a stream of
+    /// changes (the rest is left to publishing).
+    next_at: Option<tokio::time::Instant>,
 }
 
 /// Counts of what a reload did, for the log line and the benchmark.
@@ -381,10 +442,12 @@ impl Ledger {
         let (changes_tx, changes_rx) = watch::channel(0u64);
         let (appended, _) = broadcast::channel(1024);
         let (storage_tx, storage_rx) = watch::channel(None);
-        let state = Arc::new(RwLock::new(state));
+        let current = Arc::new(Snapshot { version: 0, state });
+        let state = Arc::new(ArcSwap::new(current.clone()));
         let identities = Arc::new(identities);
         let writer = Writer {
-            state: state.clone(),
+            published: state.clone(),
+            current,
             store: store.clone(),
             identities: identities.clone(),
             changes: changes_tx,
@@ -412,29 +475,47 @@ impl Ledger {
         )
     }
 
-    /// A read snapshot of the derived state.
-    pub fn state(&self) -> RwLockReadGuard<'_, State> {
-        self.state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The current snapshot of the derived state: never blocks, and holding it
+    /// (for as long as the caller likes) never blocks the writer.
+    pub fn state(&self) -> Arc<Snapshot> {
+        self.state.load_full()
     }
 
-    /// The digest of the current derived state ([`State::digest`]), computed at most
-    /// once per change.
-    pub fn digest(&self) -> [u8; 32] {
-        let state = self.state();
-        // Read under the state lock: the count never runs ahead of the state, so a
-        // cached digest is never older than its count says.
-        let version = *self.changes.borrow();
-        let mut cached = self.digest.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = *cached
-            && c.version == version
+    /// A handle that reads snapshots only: unlike a [`Ledger`], holding it does not
+    /// keep the writer running (for background tasks that must end with it).
+    pub fn snapshots(&self) -> Snapshots {
+        Snapshots(self.state.clone())
+    }
+
+    /// A snapshot at least as new as the state when called, with its digest
+    /// ([`State::digest`]). The digest is computed on the blocking pool, at most once
+    /// per change and by one caller at a time: callers that arrive while it is being
+    /// computed wait for it (asynchronously) and share the next result. Under a
+    /// stream of changes computations are spaced (see `DigestCache::next_at`).
+    pub async fn digest(&self) -> Result<(Arc<Snapshot>, [u8; 32]), tokio::task::JoinError> {
+        let wanted = self.state.load().version;
+        let mut cache = self.digest.lock().await;
+        if let Some((snapshot, digest)) = cache.last.as_ref()
+            && let Some(snapshot) = snapshot.upgrade()
+            && snapshot.version >= wanted
         {
-            return c.digest;
+            return Ok((snapshot, *digest));
         }
-        let digest = state.digest();
-        *cached = Some(CachedDigest { version, digest });
-        digest
+        if let Some(at) = cache.next_at {
+            tokio::time::sleep_until(at).await;
+        }
+        // The newest snapshot: callers queued behind this one are served by it.
+        let snapshot = self.state();
+        let started = tokio::time::Instant::now();
+        let digest = tokio::task::spawn_blocking({
+            let snapshot = snapshot.clone();
+            move || snapshot.digest()
+        })
+        .await?;
+        let now = tokio::time::Instant::now();
+        cache.next_at = Some(now + (now - started));
+        cache.last = Some((Arc::downgrade(&snapshot), digest));
+        Ok((snapshot, digest))
     }
 
     /// The node has peers: publishes made in the next `wait` wait (at most until
@@ -630,7 +711,10 @@ impl Ledger {
 }
 
 struct Writer {
-    state: Arc<RwLock<State>>,
+    /// Where readers find the current snapshot.
+    published: Arc<ArcSwap<Snapshot>>,
+    /// The snapshot last published: only the writer publishes.
+    current: Arc<Snapshot>,
     store: Store,
     identities: Arc<Vec<Identity>>,
     changes: watch::Sender<u64>,
@@ -735,12 +819,13 @@ impl Writer {
         let mut first_here: Vec<bool> = Vec::with_capacity(jobs.len());
         let mut forks: Vec<ForkProof> = Vec::new();
         let mut outcomes: Vec<(Reply, Outcome)> = Vec::with_capacity(jobs.len());
+        let snapshot = self.current.clone();
         {
-            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let state: &State = &snapshot;
             let charter = state.charter();
             let max = charter.rules().max_entry_bytes as usize;
             let mut overlay = Overlay {
-                state: &state,
+                state,
                 heads: HashMap::new(),
                 frozen: HashMap::new(),
             };
@@ -819,25 +904,26 @@ impl Writer {
             }
             let mut appended = Appended::default();
             let mut rebuild = false;
-            {
-                let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-                for entry in &accepted {
-                    state.apply(entry);
-                    appended
-                        .entries
-                        .push((entry.author(), entry.seq(), entry.to_bytes()));
-                }
-                appended.first_here = first_here;
-                for proof in forks {
-                    tracing::warn!(author = %proof.author, seq = proof.seq, "fork proof recorded; the author's log is frozen");
-                    rebuild |= state.record_fork(proof.clone());
-                    appended.forks.push(proof);
-                }
+            // A copy that shares every node with the published state (O(1)); readers
+            // keep the published one until the new one replaces it.
+            let mut state = snapshot.state.clone();
+            drop(snapshot);
+            for entry in &accepted {
+                state.apply(entry);
+                appended
+                    .entries
+                    .push((entry.author(), entry.seq(), entry.to_bytes()));
             }
-            if rebuild {
-                self.rebuild().await;
+            appended.first_here = first_here;
+            for proof in forks {
+                tracing::warn!(author = %proof.author, seq = proof.seq, "fork proof recorded; the author's log is frozen");
+                rebuild |= state.record_fork(proof.clone());
+                appended.forks.push(proof);
             }
-            self.changes.send_modify(|v| *v += 1);
+            if rebuild && let Some(rebuilt) = self.rebuild(state.charter().clone()).await {
+                state = rebuilt;
+            }
+            self.publish(state);
             // No follower is not an error.
             let _ = self.appended.send(Arc::new(appended));
         }
@@ -902,28 +988,34 @@ impl Writer {
         result
     }
 
-    /// Rebuilds the state from the store after a fork proof made applied entries
-    /// stop counting. Rare: once per forked author at most.
-    async fn rebuild(&mut self) {
+    /// Publishes `state` as the next snapshot, then tells the watchers of
+    /// [`Ledger::changes`]: whoever is woken finds it published.
+    fn publish(&mut self, state: State) {
+        let version = self.current.version + 1;
+        let next = Arc::new(Snapshot { version, state });
+        self.published.store(next.clone());
+        self.current = next;
+        self.changes.send_replace(version);
+    }
+
+    /// Rebuilds the state from the store (on the blocking pool) after a fork proof
+    /// made applied entries stop counting; the caller publishes it. Rare: once per
+    /// forked author at most. None (and the ledger refuses further writes) if the
+    /// store cannot be read.
+    async fn rebuild(&mut self, charter: Charter) -> Option<State> {
         let store = self.store.clone();
-        let charter = self
-            .state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .charter()
-            .clone();
         let rebuild = move || load_state_with(&store, &charter, Signatures::VerifiedEarlier);
         match tokio::task::spawn_blocking(rebuild).await {
-            Ok(Ok((state, _))) => {
-                *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
-            }
+            Ok(Ok((state, _))) => Some(state),
             Ok(Err(e)) => {
                 tracing::error!("cannot rebuild the state after a fork: {e}");
                 self.fail(e.to_string());
+                None
             }
             Err(e) => {
                 tracing::error!("cannot rebuild the state after a fork: {e}");
                 self.fail(e.to_string());
+                None
             }
         }
     }
@@ -1004,5 +1096,72 @@ impl Writer {
             first,
             second,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use accord_core::charter::{CharterDoc, CharterMember, Rules};
+    use accord_core::pb;
+
+    use super::*;
+
+    fn charter(member: &Identity) -> Charter {
+        let doc = CharterDoc {
+            accord_charter: 1,
+            name: "Snapshot Alliance".into(),
+            members: vec![CharterMember {
+                name: "Alpha".into(),
+                key: member.public_id(),
+                ec_id: None,
+            }],
+            secretaries: vec![],
+            rules: Rules::default(),
+        };
+        Charter::from_bytes(doc.to_file_bytes()).expect("a valid charter")
+    }
+
+    fn statement(title: &str) -> (i32, Vec<u8>) {
+        let (kind, bytes) =
+            accord_core::body::encode(&pb::publish_request::Body::Statement(pb::Statement {
+                title: title.into(),
+                text: format!("The text of {title}."),
+                cosigners: vec![],
+            }));
+        (kind as i32, bytes)
+    }
+
+    /// A reader may hold a snapshot as long as it likes: the writer publishes past
+    /// it (with the state behind a lock, the writer waited for every reader).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_held_snapshot_does_not_hold_up_the_writer() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let member = Identity::from_seed([7; 32]);
+        let charter = charter(&member);
+        let store = Store::open(dir.path(), charter.id(), 1 << 22).expect("store opens");
+        let signed = SignedRecord::load(dir.path()).expect("no record yet");
+        let (ledger, _writer) = Ledger::start(store, State::new(charter), vec![member], signed);
+        let held = ledger.state();
+        for n in 0..3 {
+            let (kind, body) = statement(&format!("statement {n}"));
+            tokio::time::timeout(Duration::from_secs(10), ledger.publish(0, kind, body))
+                .await
+                .expect("the publish completes while a reader holds a snapshot")
+                .expect("the publish is accepted");
+        }
+        // The held snapshot is unchanged; a new one sees every publish.
+        assert_eq!(held.entry_count(), 0);
+        assert_eq!(held.version, 0);
+        let now = ledger.state();
+        assert_eq!(now.entry_count(), 3);
+        assert_eq!(now.version, *ledger.changes().borrow());
+        // The digest is of a snapshot at least as new as the call.
+        let (digested, digest) = ledger.digest().await.expect("digest computed");
+        assert_eq!(digested.entry_count(), 3);
+        assert_eq!(digest, now.digest());
+        assert_ne!(digest, held.digest());
+        drop(held);
     }
 }

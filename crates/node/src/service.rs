@@ -1,7 +1,7 @@
 //! The `accord.v1.Ledger` service: request checking and views over the ledger.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use accord_core::ballot::BallotId;
 use accord_core::body::Body;
@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::caller;
 use crate::feed_links::{FeedLinkError, FeedLinks, LinkInfo};
-use crate::ledger::{Ack, Ledger};
+use crate::ledger::{Ack, Ledger, Snapshot, Snapshots};
 use crate::limits::{Limits, StreamLimits};
 use crate::paging::{self, PageRequest};
 use crate::replication::PeerStates;
@@ -30,6 +30,11 @@ const SET_ASIDE_SHOWN: usize = 100;
 
 /// Most entries one GetLog call returns.
 pub const MAX_LOG_PAGE: u32 = 1000;
+
+/// Least time between two rebuilds of the clash list for `WatchClashes` streams:
+/// under a stream of publishes the list is rebuilt at most this often, not once per
+/// batch (a rebuild reads every position).
+pub const CLASH_REFRESH: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub struct LedgerService {
     ledger: Ledger,
@@ -164,58 +169,137 @@ fn clash_key(c: &accord_core::clash::Clash) -> ClashKey {
 
 /// Views that are derived whole (standing and event clashes: each needs every
 /// ballot's or every overlapping event's positions), made at most once per change
-/// of the state and shared by every call and stream until the next change.
+/// of the state, on the blocking pool, and shared by every call and stream until
+/// the next change.
 #[derive(Clone, Default)]
 pub struct DerivedCache {
     clashes: Arc<Slot<Vec<Clash>>>,
     event_clashes: Arc<Slot<Vec<EventClash>>>,
+    /// The clash list as `WatchClashes` streams see it: one task rebuilds it after
+    /// changes and wakes the streams only when it differs. Started by the first
+    /// stream.
+    feed: Arc<tokio::sync::OnceCell<watch::Receiver<Arc<Vec<Clash>>>>>,
 }
 
-/// A view and the change count of the state it was made from.
-type Slot<T> = Mutex<Option<(u64, Arc<T>)>>;
+/// A view and the version of the snapshot it was made from. The async lock lets one
+/// caller make the view while the others wait for it without holding a thread.
+type Slot<T> = tokio::sync::Mutex<Option<(u64, Arc<T>)>>;
 
 impl DerivedCache {
-    fn get<T>(
+    /// The view of `snapshot` or of a newer one.
+    async fn get<T: Send + Sync + 'static>(
         slot: &Slot<T>,
-        ledger: &Ledger,
-        state: &State,
-        make: impl FnOnce(&State) -> T,
-    ) -> Arc<T> {
-        // Read under the state lock (the caller holds it): the count never runs
-        // ahead of the state, so a cached view is never older than its count says.
-        let version = *ledger.changes().borrow();
-        let mut cached = slot.lock().unwrap_or_else(|p| p.into_inner());
+        snapshot: &Arc<Snapshot>,
+        make: fn(&State) -> T,
+    ) -> Result<Arc<T>, Status> {
+        let mut cached = slot.lock().await;
         if let Some((v, view)) = cached.as_ref()
-            && *v == version
+            && *v >= snapshot.version
         {
-            return view.clone();
+            return Ok(view.clone());
         }
-        let view = Arc::new(make(state));
+        let version = snapshot.version;
+        let snapshot = snapshot.clone();
+        let view = tokio::task::spawn_blocking(move || Arc::new(make(&snapshot)))
+            .await
+            .map_err(|e| Status::internal(format!("deriving a view failed: {e}")))?;
         *cached = Some((version, view.clone()));
-        view
+        Ok(view)
     }
 
-    fn clashes(&self, ledger: &Ledger, state: &State) -> Arc<Vec<Clash>> {
-        Self::get(&self.clashes, ledger, state, State::clashes)
+    async fn clashes(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Vec<Clash>>, Status> {
+        Self::get(&self.clashes, snapshot, State::clashes).await
     }
 
-    fn event_clashes(&self, ledger: &Ledger, state: &State) -> Arc<Vec<EventClash>> {
-        Self::get(&self.event_clashes, ledger, state, State::event_clashes)
+    async fn event_clashes(
+        &self,
+        snapshot: &Arc<Snapshot>,
+    ) -> Result<Arc<Vec<EventClash>>, Status> {
+        Self::get(&self.event_clashes, snapshot, State::event_clashes).await
+    }
+
+    /// The clash list that streams watch: changes only when the list does.
+    async fn clash_feed(
+        &self,
+        ledger: &Ledger,
+        stopping: &watch::Receiver<bool>,
+    ) -> Result<watch::Receiver<Arc<Vec<Clash>>>, Status> {
+        let feed = self
+            .feed
+            .get_or_try_init(|| async {
+                let first = self.clashes(&ledger.state()).await?;
+                let (tx, rx) = watch::channel(first);
+                tokio::spawn(feed_clashes(
+                    self.clone(),
+                    ledger.snapshots(),
+                    ledger.changes(),
+                    stopping.clone(),
+                    tx,
+                ));
+                Ok::<_, Status>(rx)
+            })
+            .await?;
+        Ok(feed.clone())
     }
 }
 
-fn clash_list(
+/// Rebuilds the clash list after changes of the state (on the blocking pool, at most
+/// every [`CLASH_REFRESH`]) and publishes it when it differs. Ends when the node
+/// stops or the writer ends.
+async fn feed_clashes(
+    cache: DerivedCache,
+    snapshots: Snapshots,
+    mut changes: watch::Receiver<u64>,
+    mut stopping: watch::Receiver<bool>,
+    tx: watch::Sender<Arc<Vec<Clash>>>,
+) {
+    loop {
+        let rebuilt = tokio::time::Instant::now();
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        tokio::time::sleep_until(rebuilt + CLASH_REFRESH).await;
+        changes.borrow_and_update();
+        let Ok(clashes) = cache.clashes(&snapshots.load()).await else {
+            continue;
+        };
+        tx.send_if_modified(|old| {
+            let differs = **old != *clashes;
+            if differs {
+                *old = clashes;
+            }
+            differs
+        });
+    }
+}
+
+async fn clash_list(
     ledger: &Ledger,
     cache: &DerivedCache,
     request: &pb::ListClashesRequest,
     page: &PageRequest<ClashKey>,
 ) -> Result<pb::ListClashesResponse, Status> {
-    let organisation = optional_key("organisation", &request.organisation)?;
+    optional_key("organisation", &request.organisation)?;
     query_ids("", &request.election)?;
-    let states: Vec<i32> = request.states.clone();
     let state = ledger.state();
-    let charter = state.charter();
-    let clashes = cache.clashes(ledger, &state);
+    let clashes = cache.clashes(&state).await?;
+    clash_page(&clashes, state.charter(), request, page)
+}
+
+/// The page of `clashes` that `request` asks for.
+fn clash_page(
+    clashes: &[Clash],
+    charter: &accord_core::Charter,
+    request: &pb::ListClashesRequest,
+    page: &PageRequest<ClashKey>,
+) -> Result<pb::ListClashesResponse, Status> {
+    let organisation = optional_key("organisation", &request.organisation)?;
+    let states: Vec<i32> = request.states.clone();
     let items = clashes
         .iter()
         .filter(|c| {
@@ -379,12 +463,17 @@ impl LedgerApi for LedgerService {
         &self,
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
-        let digest = if request.get_ref().omit_digest {
-            Vec::new()
+        // With the digest, the rest of the status describes the same snapshot.
+        let (state, digest) = if request.get_ref().omit_digest {
+            (self.ledger.state(), Vec::new())
         } else {
-            self.ledger.digest().to_vec()
+            let (state, digest) = self
+                .ledger
+                .digest()
+                .await
+                .map_err(|e| Status::internal(format!("computing the digest failed: {e}")))?;
+            (state, digest.to_vec())
         };
-        let state = self.ledger.state();
         let charter = state.charter();
         let home: Vec<PublicId> = self
             .ledger
@@ -550,7 +639,9 @@ impl LedgerApi for LedgerService {
     ) -> Result<Response<pb::ListClashesResponse>, Status> {
         let request = request.into_inner();
         let page = paging::list_request("clashes", request.page_size, &request.page_token)?;
-        clash_list(&self.ledger, &self.derived, &request, &page).map(Response::new)
+        clash_list(&self.ledger, &self.derived, &request, &page)
+            .await
+            .map(Response::new)
     }
 
     type WatchClashesStream = ClashStream;
@@ -569,10 +660,13 @@ impl LedgerApi for LedgerService {
         // Every message is the first page; its next_page_token pages on through
         // ListClashes.
         let page = paging::list_request("clashes", request.page_size, "")?;
-        let first = clash_list(&self.ledger, &self.derived, &request, &page)?;
-        let derived = self.derived.clone();
+        let mut feed = self
+            .derived
+            .clash_feed(&self.ledger, &self.stopping)
+            .await?;
+        feed.borrow_and_update();
+        let first = clash_list(&self.ledger, &self.derived, &request, &page).await?;
         let ledger = self.ledger.clone();
-        let mut changes = ledger.changes();
         let mut stopping = self.stopping.clone();
         let stream = async_stream(move |tx| async move {
             // Holds the stream's place until the stream ends.
@@ -582,8 +676,9 @@ impl LedgerApi for LedgerService {
                 return;
             }
             loop {
+                // Woken only when the clash list changed, not at every publish.
                 tokio::select! {
-                    changed = changes.changed() => {
+                    changed = feed.changed() => {
                         if changed.is_err() {
                             return;
                         }
@@ -591,7 +686,8 @@ impl LedgerApi for LedgerService {
                     _ = stopping.wait_for(|s| *s) => return,
                     () = tx.closed() => return,
                 }
-                let next = clash_list(&ledger, &derived, &request, &page);
+                let clashes = feed.borrow_and_update().clone();
+                let next = clash_page(&clashes, ledger.state().charter(), &request, &page);
                 let next = match next {
                     Ok(next) => next,
                     Err(e) => {
@@ -667,7 +763,7 @@ impl LedgerApi for LedgerService {
                 Status::internal(format!("event clash names an unknown event {}", r.uid))
             })
         };
-        let clashes = self.derived.event_clashes(&self.ledger, &state);
+        let clashes = self.derived.event_clashes(&state).await?;
         let items = clashes.iter().filter_map(|c| {
             let pair = view(&c.first).and_then(|first| Ok((first, view(&c.second)?)));
             let (first, second) = match pair {
