@@ -111,6 +111,13 @@ pub enum Command {
         /// Node config file (TOML, see the node's documentation)
         #[arg(long, value_name = "NODE.toml")]
         config: PathBuf,
+        /// Rebuild the store from the peers: move the data directory aside (to
+        /// DATA_DIR.damaged-TIME), start from an empty one that keeps the record of
+        /// what this node signed, and pull everything again. The node refuses to
+        /// publish as its organisations until its store holds their logs up to that
+        /// record. Stop the node first
+        #[arg(long)]
+        rebuild: bool,
     },
     /// Show a node's status: alliance, entries and their digest (compare nodes by it),
     /// the state digest with its rules version, heads, frozen logs, entries set aside

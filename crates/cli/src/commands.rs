@@ -34,7 +34,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             force,
         }) => setup::tls_new(&cert, &key, &names, force),
         Command::Tls(TlsCommand::Show { cert }) => setup::tls_show(&cert),
-        Command::Node { config } => node::run(&config).await,
+        Command::Node { config, rebuild } => node::run(&config, rebuild).await,
         Command::Store(StoreCommand::Check { config, json }) => store::check(&config, json),
         Command::Status(list) => query::status(&list).await,
         Command::Intention(IntentionCommand::Declare {

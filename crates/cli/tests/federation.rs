@@ -55,12 +55,18 @@ struct NodeProcess {
 impl NodeProcess {
     /// Spawns the node, its stderr appended to `log`, and waits (bounded) for its
     /// `listening on ADDR` line. Fails if it exits first.
-    async fn spawn(config: &Path, log: &Path, env: &[(String, String)]) -> anyhow::Result<Self> {
+    async fn spawn(
+        config: &Path,
+        log: &Path,
+        env: &[(String, String)],
+        args: &[String],
+    ) -> anyhow::Result<Self> {
         let stderr = OpenOptions::new().create(true).append(true).open(log)?;
         let filter = std::env::var("ACCORD_TEST_LOG").unwrap_or_else(|_| "info".into());
         let mut child = Command::new(accord_binary())
             .args(["node", "--config"])
             .arg(config)
+            .args(args)
             .env("RUST_LOG", filter)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -133,6 +139,8 @@ struct ProcNode {
     process: Option<NodeProcess>,
     /// Extra environment for the node's processes (say, libfaketime's).
     env: Vec<(String, String)>,
+    /// Extra arguments for the next start only (say, `--rebuild`).
+    args: Vec<String>,
 }
 
 impl ProcNode {
@@ -156,7 +164,7 @@ impl ProcNode {
             if Instant::now() >= deadline {
                 break;
             }
-            match NodeProcess::spawn(&self.config, &self.log_path(), &self.env).await {
+            match NodeProcess::spawn(&self.config, &self.log_path(), &self.env, &self.args).await {
                 Ok(process) => {
                     if process.addr != self.addr {
                         bail!(
@@ -167,6 +175,7 @@ impl ProcNode {
                         );
                     }
                     self.process = Some(process);
+                    self.args.clear();
                     last = None;
                     break;
                 }
@@ -308,6 +317,7 @@ impl ProcFederation {
                 home: alliance.member(i).clone(),
                 process: None,
                 env: env(i),
+                args: Vec::new(),
             });
         }
         let mut federation = Self {
@@ -1591,5 +1601,79 @@ async fn a_full_mesh_receives_each_entry_about_once() {
             fed.nodes[i].name,
             status_summary(&status)
         );
+    }
+}
+
+/// Issue 10: `accord node --rebuild` moves a damaged store aside and pulls it again
+/// from the peers, keeping the record of what the node signed: rebuilt while its
+/// peers are down it refuses to publish as its organisation (its store is empty, the
+/// record says seq 4), and once they are back it refills and publishes at seq 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_rebuilt_from_peers_publishes_only_once_refilled() {
+    let mut fed = ProcFederation::start(false).await.unwrap();
+    let home = fed.nodes[0].home.clone();
+    for i in 0..4 {
+        publish(
+            &mut fed.nodes[0].client(),
+            &home,
+            intention(&ballot(i), S::Considering, ""),
+        )
+        .await
+        .unwrap();
+    }
+    fed.converge_when(CONVERGE, |s| s.entries == 4)
+        .await
+        .unwrap();
+    for i in 0..NODES {
+        fed.nodes[i].kill9();
+    }
+    fed.nodes[0].args = vec!["--rebuild".into()];
+    fed.nodes[0].start().await.unwrap();
+    let aside: Vec<_> = std::fs::read_dir(&fed.nodes[0].folder)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            name.starts_with("data.damaged-").then_some(name)
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the old store is kept aside");
+    let status = fed.status(0).await.unwrap();
+    assert_eq!(status.entries, 0);
+    assert_eq!(
+        status.lost_own_entries.len(),
+        1,
+        "{}",
+        status_summary(&status)
+    );
+    assert_eq!(status.lost_own_entries[0].signed_seq, 4);
+    let refused = publish(
+        &mut fed.nodes[0].client(),
+        &home,
+        intention(&ballot(9), S::Intends, ""),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+
+    fed.nodes[1].start().await.unwrap();
+    fed.nodes[2].start().await.unwrap();
+    fed.wait_status(0, CONVERGE, |s| {
+        s.entries == 4 && s.lost_own_entries.is_empty()
+    })
+    .await
+    .unwrap();
+    let ack = publish(
+        &mut fed.nodes[0].client(),
+        &home,
+        intention(&ballot(9), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ack.seq, 5);
+    fed.converge_when(CONVERGE, |s| s.entries == 5)
+        .await
+        .unwrap();
+    for i in 0..NODES {
+        assert!(frozen_on(&fed, i).await.is_empty(), "node {i}");
     }
 }

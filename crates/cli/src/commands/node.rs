@@ -4,11 +4,20 @@ use std::io::Write;
 use std::path::Path;
 
 use accord_node::NodeConfig;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-pub async fn run(config_path: &Path) -> Result<()> {
+pub async fn run(config_path: &Path, rebuild: bool) -> Result<()> {
     init_tracing("info");
     let config = NodeConfig::load(config_path)?;
+    if rebuild {
+        if config.peers.is_empty() {
+            bail!(
+                "--rebuild pulls the store again from the node's peers, and {} names none",
+                config_path.display()
+            );
+        }
+        rebuild_store(&config.data_dir)?;
+    }
     // Install the signal handlers before announcing, so a signal sent as soon as the
     // address is printed still stops the node cleanly.
     let shutdown = shutdown_signal()?;
@@ -56,4 +65,57 @@ pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send 
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+/// Moves the data directory aside and starts an empty one holding only the record of
+/// what this node signed (`signed-heads.json`), so the rebuilt node will not publish
+/// as its organisations before its peers have given back their logs up to it.
+fn rebuild_store(data_dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let record = accord_node::signed::FILE;
+    let fresh = || {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))
+    };
+    if !data_dir.exists() {
+        tracing::warn!(
+            "rebuild: {} does not exist; starting empty, without a record of what this node signed",
+            data_dir.display()
+        );
+        return fresh();
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let aside = data_dir.with_file_name(format!("{name}.damaged-{stamp}"));
+    std::fs::rename(data_dir, &aside).with_context(|| {
+        format!(
+            "cannot move {} aside to {}",
+            data_dir.display(),
+            aside.display()
+        )
+    })?;
+    fresh()?;
+    let kept = aside.join(record);
+    if kept.exists() {
+        std::fs::copy(&kept, data_dir.join(record))
+            .with_context(|| format!("cannot keep {}", kept.display()))?;
+        tracing::warn!(
+            "rebuild: moved the old store to {}; kept {record}: publishing waits until the \
+             peers have supplied this node's own logs up to it",
+            aside.display()
+        );
+    } else {
+        tracing::warn!(
+            "rebuild: moved the old store to {}; it held no {record}, so make sure a peer is \
+             reachable before officers publish",
+            aside.display()
+        );
+    }
+    Ok(())
 }
