@@ -205,6 +205,25 @@ impl ProcNode {
         }
     }
 
+    /// SIGTERM, and waits (at most 10 s) for a clean exit.
+    async fn terminate(&mut self) {
+        let mut process = self
+            .process
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", self.name));
+        let pid = process.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let exit = wait_exit(&mut process.child, Duration::from_secs(10)).await;
+        assert!(
+            exit.is_some_and(|e| e.success()),
+            "{} did not stop cleanly: {exit:?}",
+            self.name
+        );
+    }
+
     /// `kill -9` of the running process.
     fn kill9(&mut self) {
         self.process
@@ -1433,15 +1452,29 @@ async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
         .await
         .unwrap();
     }
-    fed.converge_when(CONVERGE, |s| s.entries == 6)
+    let other = fed.nodes[1].home.clone();
+    for i in 0..2 {
+        publish(
+            &mut fed.nodes[1].client(),
+            &other,
+            intention(&ballot(20 + i), S::Considering, ""),
+        )
         .await
         .unwrap();
-    fed.nodes[0].kill9();
-    // The sled files go back to seq 3; the record of what was signed stays.
+    }
+    fed.converge_when(CONVERGE, |s| s.entries == 8)
+        .await
+        .unwrap();
+    // A clean stop writes the manifest of every head.
+    fed.nodes[0].terminate().await;
+    // The sled files go back to seq 3; the record of what was signed and the
+    // manifest stay.
     let record = std::fs::read(data.join("signed-heads.json")).unwrap();
+    let manifest = std::fs::read(data.join("heads-manifest.json")).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
     copy_dir(&old, &data);
     std::fs::write(data.join("signed-heads.json"), record).unwrap();
+    std::fs::write(data.join("heads-manifest.json"), manifest).unwrap();
 
     fed.nodes[1].kill9();
     fed.nodes[2].kill9();
@@ -1463,6 +1496,17 @@ async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
         ),
         (key.as_slice(), 3, 6, 0)
     );
+    // Another organisation's log, shorter than at the last stop, is reported too.
+    assert_eq!(status.lost_entries.len(), 1, "{}", status_summary(&status));
+    let other_lost = &status.lost_entries[0];
+    assert_eq!(
+        (
+            other_lost.author.as_slice(),
+            other_lost.stored_seq,
+            other_lost.signed_seq
+        ),
+        (key_of(&other).as_slice(), 0, 2)
+    );
     let refused = publish(
         &mut fed.nodes[0].client(),
         &home,
@@ -1478,9 +1522,11 @@ async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
 
     fed.nodes[1].start().await.unwrap();
     fed.nodes[2].start().await.unwrap();
-    fed.wait_status(0, CONVERGE, |s| s.lost_own_entries.is_empty())
-        .await
-        .unwrap();
+    fed.wait_status(0, CONVERGE, |s| {
+        s.lost_own_entries.is_empty() && s.lost_entries.is_empty()
+    })
+    .await
+    .unwrap();
     let ack = publish(
         &mut fed.nodes[0].client(),
         &home,
@@ -1490,7 +1536,7 @@ async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
     .unwrap();
     assert_eq!(ack.seq, 7);
     let snap = fed
-        .converge_when(CONVERGE, |s| s.entries == 7)
+        .converge_when(CONVERGE, |s| s.entries == 9)
         .await
         .unwrap();
     assert!(snap.heads.contains_key(&key));

@@ -197,6 +197,9 @@ pub struct Ledger {
     /// makes it read-only), so only a store behind this is missing entries; the
     /// writer's live record runs ahead of the state while a batch is applied.
     signed_at_start: Arc<SignedRecord>,
+    /// Every author's head as the manifest written at the last stop (or periodically)
+    /// had it; set once at start.
+    heads_at_last_stop: Arc<std::sync::OnceLock<BTreeMap<PublicId, u64>>>,
 }
 
 /// A home identity's log that the store holds less of than this node signed.
@@ -470,6 +473,7 @@ impl Ledger {
                 peer_contact_deadline: Arc::default(),
                 storage: storage_rx,
                 signed_at_start,
+                heads_at_last_stop: Arc::default(),
             },
             task,
         )
@@ -613,6 +617,33 @@ impl Ledger {
                     stored,
                     signed: *seq,
                     on_peers: elsewhere.get(author).map_or(0, |(s, _)| *s),
+                })
+            })
+            .collect()
+    }
+
+    /// Records the heads the manifest held at start, for [`Ledger::lost_entries`].
+    pub fn expect_heads(&self, heads: BTreeMap<PublicId, u64>) {
+        let _ = self.heads_at_last_stop.set(heads);
+    }
+
+    /// Each author other than this node's own whose log the store holds less of
+    /// than the manifest of heads said at start: entries the store lost, which the
+    /// peers refill (`signed` is the manifest's seq; `on_peers` is 0).
+    pub fn lost_entries(&self, state: &State) -> Vec<LostEntries> {
+        let Some(expected) = self.heads_at_last_stop.get() else {
+            return Vec::new();
+        };
+        expected
+            .iter()
+            .filter(|(author, _)| !self.identities.iter().any(|i| i.public_id() == **author))
+            .filter_map(|(author, seq)| {
+                let stored = state.head(author).map_or(0, |h| h.seq);
+                (stored < *seq).then_some(LostEntries {
+                    author: *author,
+                    stored,
+                    signed: *seq,
+                    on_peers: 0,
                 })
             })
             .collect()

@@ -148,7 +148,22 @@ pub async fn run_with_http(
             }
         }
     }
+    let manifest = signed::load_manifest(&config.data_dir).map_err(NodeError::Store)?;
+    let manifest_floor = manifest.clone();
+    for (author, seq) in &manifest {
+        let held = accord_core::entry::Logs::head(&state, author).map_or(0, |h| h.seq);
+        if held < *seq {
+            tracing::warn!(
+                %author,
+                stored = held,
+                manifest = seq,
+                "the store holds less of this log than it did at the last stop: it lost \
+                 entries (damage, or files restored from an old copy); the peers refill them"
+            );
+        }
+    }
     let (ledger, writer) = Ledger::start(store, state, config.identities.clone(), signed);
+    ledger.expect_heads(manifest);
 
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let signal = async move {
@@ -160,6 +175,42 @@ pub async fn run_with_http(
     health_reporter
         .set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
         .await;
+    // The manifest of heads, rewritten while the node runs, so a store that later
+    // loses entries is noticed even after a crash.
+    tokio::spawn({
+        let snapshots = ledger.snapshots();
+        let data_dir = config.data_dir.clone();
+        let mut stopping = stopping_rx.clone();
+        // Never below what the manifest said at start: a loss stays on record until
+        // the peers have refilled it.
+        let floor = manifest_floor.clone();
+        async move {
+            let mut written: Option<u64> = None;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(signed::MANIFEST_EVERY) => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                let snapshot = snapshots.load();
+                let count = snapshot.entry_count();
+                if written == Some(count) {
+                    continue;
+                }
+                let mut heads = floor.clone();
+                for (author, head) in snapshot.heads() {
+                    let seq = heads.entry(author).or_insert(0);
+                    *seq = (*seq).max(head.seq);
+                }
+                let dir = data_dir.clone();
+                match tokio::task::spawn_blocking(move || signed::save_manifest(&dir, heads)).await
+                {
+                    Ok(Ok(())) => written = Some(count),
+                    Ok(Err(e)) => tracing::warn!("cannot write the manifest of heads: {e}"),
+                    Err(e) => tracing::warn!("cannot write the manifest of heads: {e}"),
+                }
+            }
+        }
+    });
     // A storage failure makes the node read-only: health says so at once.
     tokio::spawn({
         let mut storage = ledger.storage_watch();
@@ -306,8 +357,17 @@ pub async fn run_with_http(
         }
     }
     // Requests still queued are answered (and flushed) before the writer ends.
+    let snapshots = ledger.snapshots();
     drop(ledger);
     let _ = writer.await;
+    let mut final_heads = manifest_floor;
+    for (author, head) in snapshots.load().heads() {
+        let seq = final_heads.entry(author).or_insert(0);
+        *seq = (*seq).max(head.seq);
+    }
+    if let Err(e) = signed::save_manifest(&config.data_dir, final_heads) {
+        tracing::warn!("cannot write the manifest of heads: {e}");
+    }
     tracing::info!("stopped");
     served.map_err(|e| NodeError::Transport(e.to_string()))
 }

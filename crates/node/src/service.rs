@@ -514,6 +514,17 @@ impl LedgerApi for LedgerService {
             entries_digest: state.entries_digest().to_vec(),
             rules_version: accord_core::state::RULES_VERSION.to_string(),
             storage_failed: self.ledger.storage_failure().unwrap_or_default(),
+            lost_entries: self
+                .ledger
+                .lost_entries(&state)
+                .into_iter()
+                .map(|l| pb::LostEntries {
+                    author: l.author.to_vec(),
+                    stored_seq: l.stored,
+                    signed_seq: l.signed,
+                    peer_seq: 0,
+                })
+                .collect(),
             lost_own_entries: self
                 .ledger
                 .lost_own_entries(&state)

@@ -123,3 +123,65 @@ impl SignedRecord {
         std::fs::File::open(dir)?.sync_all()
     }
 }
+
+/// The manifest of every author's head, `heads-manifest.json` in the data
+/// directory: written at each clean stop and every [`MANIFEST_EVERY`] while the node
+/// runs. A store that starts holding less of some log than the manifest says lost
+/// entries (sled recovered to an earlier point, or its files were restored from an
+/// old copy): the node says so, and its peers refill it.
+pub const MANIFEST: &str = "heads-manifest.json";
+
+/// How often a running node rewrites the manifest.
+pub const MANIFEST_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct ManifestOnDisk {
+    format: u32,
+    /// Hex public key → seq.
+    heads: BTreeMap<String, u64>,
+}
+
+/// Reads the manifest in `data_dir`; none yet is an empty one.
+pub fn load_manifest(data_dir: &Path) -> Result<BTreeMap<PublicId, u64>, String> {
+    let path = data_dir.join(MANIFEST);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let on_disk: ManifestOnDisk = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: not a manifest of heads: {e}", path.display()))?;
+    on_disk
+        .heads
+        .into_iter()
+        .map(|(key, seq)| {
+            key.parse()
+                .map(|author| (author, seq))
+                .map_err(|e| format!("{}: key {key}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// Writes the manifest of `heads` atomically and durably.
+pub fn save_manifest(
+    data_dir: &Path,
+    heads: impl IntoIterator<Item = (PublicId, u64)>,
+) -> std::io::Result<()> {
+    let on_disk = ManifestOnDisk {
+        format: 1,
+        heads: heads
+            .into_iter()
+            .map(|(author, seq)| (author.to_string(), seq))
+            .collect(),
+    };
+    let bytes = serde_json::to_vec_pretty(&on_disk).expect("serialises");
+    let path = data_dir.join(MANIFEST);
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()
+}

@@ -119,6 +119,12 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             "entries": s.entries,
             "storage_failed": (!s.storage_failed.is_empty()).then(|| s.storage_failed.clone()),
             "free_disk_bytes": s.free_disk_bytes,
+            "lost_entries": s.lost_entries.iter().map(|l| json!({
+                "author": name(&l.author),
+                "author_id": hex::encode(&l.author),
+                "stored_seq": l.stored_seq,
+                "manifest_seq": l.signed_seq,
+            })).collect::<Vec<_>>(),
             "lost_own_entries": s.lost_own_entries.iter().map(|l| json!({
                 "author": name(&l.author),
                 "author_id": hex::encode(&l.author),
@@ -257,6 +263,15 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
             "\nFROZEN: {} signed two different entries with one seq (a fork proof); every node \
              refuses its entries past the fork\n",
             name(key)
+        ));
+    }
+    for lost in &s.lost_entries {
+        out.push_str(&format!(
+            "\nLOST ENTRIES: the store holds {}'s log up to seq {}, less than the {} it held at \
+             the last stop (damage, or files restored from an old copy); the peers refill it\n",
+            name(&lost.author),
+            lost.stored_seq,
+            lost.signed_seq
         ));
     }
     for lost in &s.lost_own_entries {
@@ -1162,6 +1177,7 @@ mod tests {
             storage_failed: String::new(),
             free_disk_bytes: 3 << 30,
             lost_own_entries: vec![],
+            lost_entries: vec![],
             set_aside_count: 2,
             set_aside: vec![pb::SetAsideEntry {
                 author: vec![1; 32],
