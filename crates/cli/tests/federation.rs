@@ -1723,3 +1723,105 @@ async fn a_store_rebuilt_from_peers_publishes_only_once_refilled() {
         assert!(frozen_on(&fed, i).await.is_empty(), "node {i}");
     }
 }
+
+/// Issue 10 (clocks): nodes compare clocks at every heads check. A node two hours
+/// ahead of its peers used to sign entries every peer then held for two hours (and,
+/// restarted with the right clock, could not publish until real time passed its
+/// last stamp); one two hours behind told its officers their entries were "ahead".
+/// Here node 0 runs 2 h ahead and node 1 2 h behind (libfaketime): each shows the
+/// problem in status and refuses to sign, saying which way and by how much; node 2,
+/// whose peers disagree with each other, publishes; node 1 tells an officer whose
+/// entry is stamped right that its own clock is behind; node 0 restarted with the
+/// right clock publishes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_clock_is_out_of_line_refuses_to_sign_and_says_which_way() {
+    let preload = libfaketime();
+    let fake = |offset: &str| {
+        vec![
+            ("LD_PRELOAD".to_owned(), preload.clone()),
+            ("FAKETIME".to_owned(), offset.to_owned()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".to_owned(), "1".to_owned()),
+        ]
+    };
+    let alliance = TestAlliance::new(NODES + 1, 0);
+    let mut fed = ProcFederation::start_alliance(false, alliance, |i| match i {
+        0 => fake("+7200s"),
+        1 => fake("-7200s"),
+        _ => vec![],
+    })
+    .await
+    .unwrap();
+    let compared = |s: &pb::NodeStatus| s.clock_peers == 2;
+    let ahead = fed.wait_status(0, CONVERGE, compared).await.unwrap();
+    assert!(
+        ahead.clock_problem.contains("2h 0m")
+            && ahead.clock_problem.contains("ahead of its peers'"),
+        "{}",
+        ahead.clock_problem
+    );
+    assert!(
+        ahead.clock_offset_ms < -7_000_000,
+        "{}",
+        ahead.clock_offset_ms
+    );
+    let behind = fed.wait_status(1, CONVERGE, compared).await.unwrap();
+    assert!(
+        behind.clock_problem.contains("behind its peers'"),
+        "{}",
+        behind.clock_problem
+    );
+    let fine = fed.wait_status(2, CONVERGE, compared).await.unwrap();
+    assert!(fine.clock_problem.is_empty(), "{}", fine.clock_problem);
+
+    for (i, way) in [(0, "ahead of its peers'"), (1, "behind its peers'")] {
+        let home = fed.nodes[i].home.clone();
+        let refused = publish(
+            &mut fed.nodes[i].client(),
+            &home,
+            intention(&ballot(i), S::Considering, ""),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::FailedPrecondition,
+            "{refused:?}"
+        );
+        assert!(refused.message().contains(way), "{refused:?}");
+        assert_eq!(fed.status(i).await.unwrap().entries, 0, "nothing signed");
+    }
+    let home = fed.nodes[2].home.clone();
+    publish(
+        &mut fed.nodes[2].client(),
+        &home,
+        intention(&ballot(2), S::Considering, ""),
+    )
+    .await
+    .unwrap();
+
+    // An officer's entry stamped by a right clock, submitted to the slow node.
+    let officer = fed.alliance.member(NODES).clone();
+    let entry = fed
+        .alliance
+        .signer(&officer)
+        .next(&intention(&ballot(3), S::Considering, ""));
+    let refused = submit_to(&fed, 1, entry).await.unwrap_err();
+    assert!(
+        refused.message().contains("this node's clock is 2h 0m")
+            && refused.message().contains("behind its peers'"),
+        "{refused:?}"
+    );
+
+    // Restarted with the right clock, node 0 publishes at once.
+    fed.nodes[0].kill9();
+    fed.nodes[0].env.clear();
+    fed.nodes[0].start().await.unwrap();
+    let home = fed.nodes[0].home.clone();
+    publish(
+        &mut fed.nodes[0].client(),
+        &home,
+        intention(&ballot(0), S::Considering, ""),
+    )
+    .await
+    .unwrap();
+}

@@ -216,6 +216,7 @@ impl Federation for FederationService {
             alliance: state.charter().id().to_vec(),
             heads: heads_to_pb(&state),
             frozen: state.forks().map(|f| f.author.to_vec()).collect(),
+            now_ms: chrono::Utc::now().timestamp_millis(),
         }))
     }
 

@@ -200,6 +200,57 @@ pub struct Ledger {
     /// Every author's head as the manifest written at the last stop (or periodically)
     /// had it; set once at start.
     heads_at_last_stop: Arc<std::sync::OnceLock<BTreeMap<PublicId, u64>>>,
+    /// Per peer: its clock minus this node's (ms), and when that was measured.
+    peer_clocks: Arc<Mutex<BTreeMap<String, (i64, std::time::Instant)>>>,
+}
+
+/// How long a peer's clock reading counts.
+const CLOCK_READING_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// This node's clock against its peers'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockCheck {
+    /// Median over the peers heard from lately of (peer's clock − this node's), ms.
+    pub offset_ms: i64,
+    /// How many peers that is.
+    pub peers: usize,
+    /// Set when most of those peers put this node's clock further out than the
+    /// tolerance: the median offset of those that do.
+    pub out_of_line_ms: Option<i64>,
+    /// How many peers put it out of line.
+    pub agreeing: usize,
+}
+
+impl ClockCheck {
+    /// "2h 0m 5s ahead of" / "behind" wording for a disagreement of `offset_ms`
+    /// (peer − this node): positive means this node is behind.
+    pub fn describe(offset_ms: i64) -> String {
+        let secs = offset_ms.unsigned_abs().div_ceil(1000);
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let amount = if h > 0 {
+            format!("{h}h {m}m {s}s")
+        } else if m > 0 {
+            format!("{m}m {s}s")
+        } else {
+            format!("{s}s")
+        };
+        let way = if offset_ms > 0 { "behind" } else { "ahead of" };
+        format!("{amount} {way}")
+    }
+
+    /// Why this node must not sign now, if its clock is out of line.
+    pub fn problem(&self) -> Option<String> {
+        let off = self.out_of_line_ms?;
+        Some(format!(
+            "this node's clock is {} its peers' (median of {} of {} peers): entries it signed \
+             now would carry a wrong time (peers hold entries stamped ahead of them; deadlines \
+             and event times are judged by these stamps). Fix the clock (NTP: `timedatectl`) \
+             and try again",
+            Self::describe(off),
+            self.agreeing,
+            self.peers
+        ))
+    }
 }
 
 /// A home identity's log that the store holds less of than this node signed.
@@ -474,6 +525,7 @@ impl Ledger {
                 storage: storage_rx,
                 signed_at_start,
                 heads_at_last_stop: Arc::default(),
+                peer_clocks: Arc::default(),
             },
             task,
         )
@@ -620,6 +672,63 @@ impl Ledger {
                 })
             })
             .collect()
+    }
+
+    /// Records a peer's clock reading: its clock minus this node's, in ms.
+    pub fn note_peer_clock(&self, peer: &str, offset_ms: i64) {
+        self.peer_clocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer.to_owned(), (offset_ms, std::time::Instant::now()));
+    }
+
+    /// This node's clock against its peers' recent readings, judged with a
+    /// tolerance of `tolerance_ms`; None before any peer has answered.
+    pub fn clock_check(&self, tolerance_ms: i64) -> Option<ClockCheck> {
+        let mut offsets: Vec<i64> = self
+            .peer_clocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|(_, at)| at.elapsed() < CLOCK_READING_TTL)
+            .map(|(offset, _)| *offset)
+            .collect();
+        if offsets.is_empty() {
+            return None;
+        }
+        offsets.sort_unstable();
+        let median = |v: &[i64]| v[v.len() / 2];
+        // Of the peers that agree this node is out, the lower median by size: with
+        // two readings, the smaller disagreement (the other peer may be off too).
+        let lower_median = |v: &[i64]| {
+            let mut by_size = v.to_vec();
+            by_size.sort_unstable_by_key(|o| o.unsigned_abs());
+            by_size[(by_size.len() - 1) / 2]
+        };
+        let behind: Vec<i64> = offsets
+            .iter()
+            .copied()
+            .filter(|o| *o > tolerance_ms)
+            .collect();
+        let ahead: Vec<i64> = offsets
+            .iter()
+            .copied()
+            .filter(|o| *o < -tolerance_ms)
+            .collect();
+        let majority = offsets.len() / 2 + 1;
+        let (out_of_line_ms, agreeing) = if behind.len() >= majority {
+            (Some(lower_median(&behind)), behind.len())
+        } else if ahead.len() >= majority {
+            (Some(lower_median(&ahead)), ahead.len())
+        } else {
+            (None, 0)
+        };
+        Some(ClockCheck {
+            offset_ms: median(&offsets),
+            peers: offsets.len(),
+            out_of_line_ms,
+            agreeing,
+        })
     }
 
     /// Records the heads the manifest held at start, for [`Ledger::lost_entries`].

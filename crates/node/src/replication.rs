@@ -275,7 +275,11 @@ async fn session(
         .max_encoding_message_size(16 << 20);
     // The peer's heads first: if it holds more of a home identity's log than this
     // node (restored from a backup), publishing as it waits until this node catches up.
+    let sent = now_ms();
     let heads = get_heads(&mut client, tuning).await?;
+    if let Some(offset) = clock_offset(&heads, sent, now_ms()) {
+        ledger.note_peer_clock(&peer.name, offset);
+    }
     let theirs = heads_from_pb(&heads.heads)?;
     ledger.note_peer_heads(&peer.name, theirs.iter().map(|(a, h)| (a, h.0)));
     let request = {
@@ -330,6 +334,12 @@ async fn get_heads(
     }
 }
 
+/// The peer's clock against this node's from a heads answer: the peer's time minus
+/// the middle of the call (positive: the peer's clock is ahead of this one).
+fn clock_offset(heads: &pb::Heads, sent_ms: i64, received_ms: i64) -> Option<i64> {
+    (heads.now_ms != 0).then(|| heads.now_ms - (sent_ms + received_ms) / 2)
+}
+
 fn not_answering(tuning: Tuning) -> SessionError {
     SessionError::Status(tonic::Status::deadline_exceeded(format!(
         "the peer did not answer within {}s",
@@ -382,7 +392,11 @@ async fn read_loop(
                 }
             }
             _ = ticker.tick() => {
+                let sent = now_ms();
                 let heads = get_heads(&mut client, tuning).await?;
+                if let Some(offset) = clock_offset(&heads, sent, now_ms()) {
+                    ledger.note_peer_clock(&peer.name, offset);
+                }
                 let theirs = heads_from_pb(&heads.heads)?;
                 ledger.note_peer_heads(&peer.name, theirs.iter().map(|(a, h)| (a, h.0)));
                 let now = now_ms();

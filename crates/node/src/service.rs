@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::caller;
 use crate::feed_links::{FeedLinkError, FeedLinks, LinkInfo};
-use crate::ledger::{Ack, Ledger, Snapshot, Snapshots};
+use crate::ledger::{Ack, AppendError, Ledger, Snapshot, Snapshots};
 use crate::limits::{Limits, StreamLimits};
 use crate::paging::{self, PageRequest};
 use crate::replication::PeerStates;
@@ -49,6 +49,14 @@ pub struct LedgerService {
 }
 
 impl LedgerService {
+    /// This node's clock against its peers', judged against half the charter's
+    /// allowed skew: further out, its entries would be held by its peers (ahead) or
+    /// carry a stale time (behind).
+    fn clock_check(&self) -> Option<crate::ledger::ClockCheck> {
+        let skew = i64::from(self.ledger.state().charter().rules().max_clock_skew_secs);
+        self.ledger.clock_check(skew * 1000 / 2)
+    }
+
     pub fn new(ledger: Ledger, peers: PeerStates, stopping: watch::Receiver<bool>) -> Self {
         Self {
             ledger,
@@ -379,6 +387,9 @@ impl LedgerApi for LedgerService {
             Status::permission_denied(format!("{author} is not an identity of this node"))
         })?;
         self.ledger.wait_for_peer_contact().await;
+        if let Some(problem) = self.clock_check().and_then(|c| c.problem()) {
+            return Err(Status::failed_precondition(problem));
+        }
         let lost = {
             let state = self.ledger.state();
             self.ledger.lost_own_entries(&state)
@@ -456,13 +467,36 @@ impl LedgerApi for LedgerService {
             .submit(decoded, checked)
             .await
             .map(ack)
-            .map_err(|e| append_status(&e))
+            .map_err(|e| {
+                let status = append_status(&e);
+                // "Ahead of this node's clock" misleads when it is this node's clock
+                // that is behind: say so when the peers agree.
+                let behind = self
+                    .clock_check()
+                    .and_then(|c| c.out_of_line_ms)
+                    .filter(|off| *off > 0);
+                match (&e, behind) {
+                    (AppendError::Refused(EntryError::FromTheFuture { .. }), Some(off)) => {
+                        Status::new(
+                            status.code(),
+                            format!(
+                                "{}; but this node's clock is {} its peers', so the entry's \
+                                 time may be right and this node's clock wrong",
+                                status.message(),
+                                crate::ledger::ClockCheck::describe(off)
+                            ),
+                        )
+                    }
+                    _ => status,
+                }
+            })
     }
 
     async fn get_status(
         &self,
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
+        let clock = self.clock_check();
         // With the digest, the rest of the status describes the same snapshot.
         let (state, digest) = if request.get_ref().omit_digest {
             (self.ledger.state(), Vec::new())
@@ -514,6 +548,9 @@ impl LedgerApi for LedgerService {
             entries_digest: state.entries_digest().to_vec(),
             rules_version: accord_core::state::RULES_VERSION.to_string(),
             storage_failed: self.ledger.storage_failure().unwrap_or_default(),
+            clock_offset_ms: clock.map_or(0, |c| c.offset_ms),
+            clock_peers: clock.map_or(0, |c| c.peers as u32),
+            clock_problem: clock.and_then(|c| c.problem()).unwrap_or_default(),
             lost_entries: self
                 .ledger
                 .lost_entries(&state)

@@ -825,6 +825,8 @@ impl Federation for Mallory {
             alliance: self.alliance.clone(),
             heads: vec![],
             frozen: vec![],
+            // A peer of an older release: no clock reading.
+            now_ms: 0,
         }))
     }
 

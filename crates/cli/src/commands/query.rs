@@ -119,6 +119,9 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             "entries": s.entries,
             "storage_failed": (!s.storage_failed.is_empty()).then(|| s.storage_failed.clone()),
             "free_disk_bytes": s.free_disk_bytes,
+            "clock_offset_ms": s.clock_offset_ms,
+            "clock_peers": s.clock_peers,
+            "clock_problem": (!s.clock_problem.is_empty()).then(|| s.clock_problem.clone()),
             "lost_entries": s.lost_entries.iter().map(|l| json!({
                 "author": name(&l.author),
                 "author_id": hex::encode(&l.author),
@@ -224,8 +227,19 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
             s.storage_failed.replace('\n', " ")
         )
     };
+    let clock = if !s.clock_problem.is_empty() {
+        format!("OUT OF LINE: {}", s.clock_problem)
+    } else if s.clock_peers == 0 {
+        "not compared yet (no peer has answered)".to_owned()
+    } else {
+        format!(
+            "in line with {} peers (median difference {:+.1} s)",
+            s.clock_peers,
+            s.clock_offset_ms as f64 / 1000.0
+        )
+    };
     out.push_str(&format!(
-        "alliance  {} ({})\nentries   {} (digest {})\nstate     {}\nversion   {}\nstorage   {storage}\npeers     {peers}\nfrozen    {frozen}\ncalendar  {calendar}\n\n",
+        "alliance  {} ({})\nentries   {} (digest {})\nstate     {}\nversion   {}\nstorage   {storage}\nclock     {clock}\npeers     {peers}\nfrozen    {frozen}\ncalendar  {calendar}\n\n",
         s.alliance_name,
         hex::encode(&s.alliance),
         s.entries,
@@ -1178,6 +1192,9 @@ mod tests {
             free_disk_bytes: 3 << 30,
             lost_own_entries: vec![],
             lost_entries: vec![],
+            clock_offset_ms: 200,
+            clock_peers: 2,
+            clock_problem: String::new(),
             set_aside_count: 2,
             set_aside: vec![pb::SetAsideEntry {
                 author: vec![1; 32],
@@ -1194,6 +1211,7 @@ mod tests {
              state     {digest} (digest of the derived views, accord-rules/3)\n\
              version   0.1.0\n\
              storage   ok, 3072 MiB free\n\
+             clock     in line with 2 peers (median difference +0.2 s)\n\
              peers     2, 1 connected\n\
              frozen    Beta\n\
              calendar  https://calendar.example.org/\n\
