@@ -1184,7 +1184,7 @@ impl Writer {
                     raised |= signed.raise(e.author(), e.seq(), e.id());
                 }
             }
-            raised.then(|| signed.clone())
+            raised.then(|| signed.next_save())
         };
         for proof in forks {
             let record = serde_json::to_vec(&ForkProofRecord::of(proof)).expect("serialises");
@@ -1201,7 +1201,7 @@ impl Writer {
                 .map_err(|e| {
                     StoreError::Corrupt(format!(
                         "cannot write the record of signed heads ({}): {e}",
-                        crate::signed::FILE
+                        crate::signed::FILES.join(", ")
                     ))
                 })?;
         }

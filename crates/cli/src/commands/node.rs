@@ -68,11 +68,10 @@ pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send 
 }
 
 /// Moves the data directory aside and starts an empty one holding only the record of
-/// what this node signed (`signed-heads.json`), so the rebuilt node will not publish
+/// what this node signed (`signed-heads.a` and `.b`), so the rebuilt node will not publish
 /// as its organisations before its peers have given back their logs up to it.
 fn rebuild_store(data_dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    let record = accord_node::signed::FILE;
     let fresh = || {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -101,19 +100,25 @@ fn rebuild_store(data_dir: &Path) -> Result<()> {
         )
     })?;
     fresh()?;
-    let kept = aside.join(record);
-    if kept.exists() {
-        std::fs::copy(&kept, data_dir.join(record))
-            .with_context(|| format!("cannot keep {}", kept.display()))?;
+    let mut kept = false;
+    for name in accord_node::signed::FILES {
+        let from = aside.join(name);
+        if from.exists() {
+            std::fs::copy(&from, data_dir.join(name))
+                .with_context(|| format!("cannot keep {}", from.display()))?;
+            kept = true;
+        }
+    }
+    if kept {
         tracing::warn!(
-            "rebuild: moved the old store to {}; kept {record}: publishing waits until the \
-             peers have supplied this node's own logs up to it",
+            "rebuild: moved the old store to {}; kept the record of signed heads: publishing \
+             waits until the peers have supplied this node's own logs up to it",
             aside.display()
         );
     } else {
         tracing::warn!(
-            "rebuild: moved the old store to {}; it held no {record}, so make sure a peer is \
-             reachable before officers publish",
+            "rebuild: moved the old store to {}; it held no record of signed heads, so make \
+             sure a peer is reachable before officers publish",
             aside.display()
         );
     }
