@@ -120,10 +120,11 @@ pub enum Command {
         rebuild: bool,
     },
     /// Show a node's status: alliance, entries and their digest (compare nodes by it),
-    /// the state digest with its rules version, heads, frozen logs, entries set aside
-    /// (stored and relayed, but a kind or body this release does not accept) and
-    /// peers (connected or not answering, last contact, behind, received, refused,
-    /// held and refused entries, last error)
+    /// the state digest with its rules version, storage (free space, or why it
+    /// failed), the clock against the peers', heads, frozen logs, entries the store
+    /// lost, entries set aside (stored and relayed, but a kind or body this release
+    /// does not accept) and peers (connected or not answering, last contact, behind,
+    /// received, refused, held and refused entries, last error)
     Status(ListArgs),
     /// Declare an organisation's intention on a ballot
     #[command(subcommand)]
