@@ -1523,6 +1523,30 @@ async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
         refused.message().contains("store lost entries"),
         "{refused:?}"
     );
+    // gRPC health says the node cannot serve publishes as it should.
+    let health = |node: &ProcNode| {
+        let channel = tls_channel(node.addr, node.pin, None).expect("TLS channel");
+        async move {
+            tonic_health::pb::health_client::HealthClient::new(channel)
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .expect("health answers")
+                .into_inner()
+                .status
+        }
+    };
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health(&fed.nodes[0]).await != not_serving {
+        assert!(
+            Instant::now() < deadline,
+            "health still SERVING with lost entries"
+        );
+        tokio::time::sleep(POLL).await;
+    }
 
     fed.nodes[1].start().await.unwrap();
     fed.nodes[2].start().await.unwrap();
@@ -1531,6 +1555,14 @@ async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
     })
     .await
     .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health(&fed.nodes[0]).await != serving {
+        assert!(
+            Instant::now() < deadline,
+            "health not SERVING once refilled"
+        );
+        tokio::time::sleep(POLL).await;
+    }
     let ack = publish(
         &mut fed.nodes[0].client(),
         &home,

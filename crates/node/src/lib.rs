@@ -211,18 +211,42 @@ pub async fn run_with_http(
             }
         }
     });
-    // A storage failure makes the node read-only: health says so at once.
+    // gRPC health goes NOT_SERVING while the node cannot publish safely: its storage
+    // failed (it is read-only until restarted) or its store lost entries of a home
+    // identity (until the peers refill them). At once on a storage failure; lost
+    // entries are checked every second.
     tokio::spawn({
         let mut storage = ledger.storage_watch();
+        let ledger = ledger.clone();
         let health = health_reporter.clone();
+        let mut stopping = stopping_rx.clone();
         async move {
-            if storage.wait_for(Option::is_some).await.is_ok() {
-                health
-                    .set_not_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
-                    .await;
-                health
-                    .set_service_status("", tonic_health::ServingStatus::NotServing)
-                    .await;
+            let mut serving = true;
+            loop {
+                let healthy = ledger.storage_failure().is_none() && {
+                    let state = ledger.state();
+                    ledger.lost_own_entries(&state).is_empty()
+                };
+                if healthy != serving {
+                    let status = if healthy {
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tonic_health::ServingStatus::NotServing
+                    };
+                    health
+                        .set_service_status(
+                            <pb::ledger_server::LedgerServer<service::LedgerService> as tonic::server::NamedService>::NAME,
+                            status,
+                        )
+                        .await;
+                    health.set_service_status("", status).await;
+                    serving = healthy;
+                }
+                tokio::select! {
+                    changed = storage.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
             }
         }
     });
