@@ -253,7 +253,28 @@ impl ClockCheck {
     }
 }
 
-/// A home identity's log that the store holds less of than this node signed.
+/// The logs `state` holds less of than `expected` (author, seq) says, with what
+/// `on_peers` says peers hold.
+fn shortfall<'a>(
+    state: &State,
+    expected: impl Iterator<Item = (&'a PublicId, u64)>,
+    on_peers: impl Fn(&PublicId) -> u64,
+) -> Vec<LostEntries> {
+    expected
+        .filter_map(|(author, seq)| {
+            let stored = state.head(author).map_or(0, |h| h.seq);
+            (stored < seq).then(|| LostEntries {
+                author: *author,
+                stored,
+                signed: seq,
+                on_peers: on_peers(author),
+            })
+        })
+        .collect()
+}
+
+/// A log that the store holds less of than this node signed (a home identity's)
+/// or than the manifest of heads said at start (another author's).
 #[derive(Debug, Clone, Copy)]
 pub struct LostEntries {
     pub author: PublicId,
@@ -653,25 +674,19 @@ impl Ledger {
     /// `state` is the caller's snapshot: taking a second read of the state here
     /// while the caller holds one could deadlock behind a waiting writer.
     pub fn lost_own_entries(&self, state: &State) -> Vec<LostEntries> {
-        let signed = &self.signed_at_start;
         let elsewhere = self
             .own_logs_elsewhere
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        signed
+        let signed = self
+            .signed_at_start
             .heads()
             .iter()
-            .filter_map(|(author, (seq, _))| {
-                let stored = state.head(author).map_or(0, |h| h.seq);
-                (stored < *seq).then(|| LostEntries {
-                    author: *author,
-                    stored,
-                    signed: *seq,
-                    on_peers: elsewhere.get(author).map_or(0, |(s, _)| *s),
-                })
-            })
-            .collect()
+            .map(|(a, (seq, _))| (a, *seq));
+        shortfall(state, signed, |author| {
+            elsewhere.get(author).map_or(0, |(s, _)| *s)
+        })
     }
 
     /// Records a peer's clock reading: its clock minus this node's, in ms.
@@ -743,19 +758,11 @@ impl Ledger {
         let Some(expected) = self.heads_at_last_stop.get() else {
             return Vec::new();
         };
-        expected
+        let others = expected
             .iter()
             .filter(|(author, _)| !self.identities.iter().any(|i| i.public_id() == **author))
-            .filter_map(|(author, seq)| {
-                let stored = state.head(author).map_or(0, |h| h.seq);
-                (stored < *seq).then_some(LostEntries {
-                    author: *author,
-                    stored,
-                    signed: *seq,
-                    on_peers: 0,
-                })
-            })
-            .collect()
+            .map(|(a, seq)| (a, *seq));
+        shortfall(state, others, |_| 0)
     }
 
     /// Changes when the store fails.

@@ -132,38 +132,33 @@ pub async fn run_with_http(
         "loaded and verified the ledger ({rate:.0} entries/s)"
     );
     let signed = signed::SignedRecord::load(&config.data_dir).map_err(NodeError::Store)?;
-    for identity in &config.identities {
-        let author = identity.public_id();
-        if let Some((seq, _)) = signed.get(&author) {
-            let held = accord_core::entry::Logs::head(&state, &author).map_or(0, |h| h.seq);
-            if held < seq {
-                tracing::error!(
-                    %author,
-                    stored = held,
-                    signed = seq,
-                    "the store holds less of this home identity's log than this node signed: \
-                     it lost entries; publishing as it waits until peers supply seqs {}..={seq}",
-                    held + 1
-                );
-            }
-        }
-    }
     let manifest = signed::load_manifest(&config.data_dir).map_err(NodeError::Store)?;
     let manifest_floor = manifest.clone();
-    for (author, seq) in &manifest {
-        let held = accord_core::entry::Logs::head(&state, author).map_or(0, |h| h.seq);
-        if held < *seq {
+    let (ledger, writer) = Ledger::start(store, state, config.identities.clone(), signed);
+    ledger.expect_heads(manifest);
+    {
+        let state = ledger.state();
+        for lost in ledger.lost_own_entries(&state) {
+            tracing::error!(
+                author = %lost.author,
+                stored = lost.stored,
+                signed = lost.signed,
+                "the store holds less of this home identity's log than this node signed: \
+                 it lost entries; publishing as it waits until peers supply seqs {}..={}",
+                lost.stored + 1,
+                lost.signed
+            );
+        }
+        for lost in ledger.lost_entries(&state) {
             tracing::warn!(
-                %author,
-                stored = held,
-                manifest = seq,
+                author = %lost.author,
+                stored = lost.stored,
+                manifest = lost.signed,
                 "the store holds less of this log than it did at the last stop: it lost \
                  entries (damage, or files restored from an old copy); the peers refill them"
             );
         }
     }
-    let (ledger, writer) = Ledger::start(store, state, config.identities.clone(), signed);
-    ledger.expect_heads(manifest);
 
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let signal = async move {
