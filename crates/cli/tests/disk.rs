@@ -52,6 +52,12 @@ struct Node {
 
 impl Node {
     fn start(config: &Path) -> Result<Self, String> {
+        Self::start_or_exit(config).map_err(|(_, err)| err)
+    }
+
+    /// Starts the node, or returns how it exited (None: it never said it was
+    /// listening within 60 s and was killed) and its stderr.
+    fn start_or_exit(config: &Path) -> Result<Self, (Option<i32>, String)> {
         let mut child = Command::new(ACCORD)
             .args(["node", "--config"])
             .arg(config)
@@ -82,10 +88,10 @@ impl Node {
             }
             Err(_) => {
                 let _ = child.kill();
-                let _ = child.wait();
+                let exit = child.wait().ok().and_then(|e| e.code());
                 let mut text = String::new();
                 let _ = stderr.read_to_string(&mut text);
-                Err(text)
+                Err((exit, text))
             }
         }
     }
@@ -392,4 +398,180 @@ async fn store_check_reports_a_sound_store_and_names_damage() {
         refused.contains("accord store check --config NODE.toml"),
         "{refused}"
     );
+}
+
+/// What a damaged `db` file did to a node started on it.
+#[derive(Debug)]
+enum Outcome {
+    /// Refused to start, saying why in one line.
+    Refused,
+    /// Started with everything.
+    Whole,
+    /// Started short of what it signed, said so and refused to sign.
+    ShortAndSaid,
+}
+
+/// Bytes of sled's `db` file flipped, zeroed or cut off, as a failing disk or a
+/// crash of the filesystem would leave them. Whatever sled then recovers, a node
+/// started on it never panics, names its data directory when it refuses to start,
+/// and, if it starts holding less of its own log than it signed, says so (status,
+/// `/healthz`) and refuses to publish: it never signs at a seq it already used. The
+/// damage points cover the whole file; each outcome is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_file_never_panics_and_never_signs_a_used_seq() {
+    const SIGNED: u64 = 150;
+    let mut a = TestAlliance::new(2, 0);
+    let author = a.members[0].clone();
+    let config = a.node_config_with_calendar(&[&author], &[]);
+    let port: u16 = std::fs::read_to_string(&config)
+        .unwrap()
+        .split("[http]\nlisten = \"127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the calendar's port in the config");
+    let folder = config.parent().unwrap().to_owned();
+    let data = folder.join("data");
+    let pristine = folder.join("pristine");
+
+    let node = Node::start(&config).expect("the node starts");
+    let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
+    let text = "y".repeat(2_000);
+    for i in 0..SIGNED {
+        let body = pb::publish_request::Body::Statement(pb::Statement {
+            title: format!("s{i}"),
+            text: text.clone(),
+            cosigners: vec![],
+        });
+        publish(&mut c, &author, body).await.unwrap();
+    }
+    drop(c);
+    // Killed, not stopped: sled's files are as a crash leaves them.
+    drop(node);
+    copy_tree(&data, &pristine);
+    let db_len = std::fs::metadata(data.join("db")).unwrap().len();
+    assert!(
+        db_len > 100_000,
+        "sled's db file holds the entries: {db_len}"
+    );
+
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let mut damages: Vec<(String, Damage)> = Vec::new();
+    for tenth in [1u64, 3, 5, 7, 9] {
+        let at = (db_len * tenth / 10) as usize;
+        damages.push((
+            format!("byte {at} flipped"),
+            Box::new(move |b: &mut Vec<u8>| b[at] ^= 0x5a),
+        ));
+    }
+    for eighth in [1u64, 4, 7] {
+        let at = (db_len * eighth / 8) as usize;
+        damages.push((
+            format!("4 KiB zeroed at {at}"),
+            Box::new(move |b: &mut Vec<u8>| {
+                let end = (at + 4096).min(b.len());
+                b[at..end].fill(0);
+            }),
+        ));
+    }
+    for fraction in [2u64, 10] {
+        let keep = (db_len / fraction) as usize;
+        damages.push((
+            format!("cut to {keep} bytes"),
+            Box::new(move |b: &mut Vec<u8>| b.truncate(keep)),
+        ));
+    }
+    damages.push(("emptied".to_owned(), Box::new(|b: &mut Vec<u8>| b.clear())));
+
+    let mut outcomes = Vec::new();
+    for (what, damage) in &damages {
+        std::fs::remove_dir_all(&data).unwrap();
+        copy_tree(&pristine, &data);
+        let mut bytes = std::fs::read(data.join("db")).unwrap();
+        damage(&mut bytes);
+        std::fs::write(data.join("db"), &bytes).unwrap();
+
+        let checked = Command::new(ACCORD)
+            .args(["store", "check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let check_err = String::from_utf8_lossy(&checked.stderr).into_owned();
+        assert_ne!(checked.status.code(), Some(101), "{what}: {check_err}");
+        assert!(!check_err.contains("panicked"), "{what}: {check_err}");
+
+        let outcome = match Node::start_or_exit(&config) {
+            Err((exit, err)) => {
+                assert!(
+                    exit.is_some(),
+                    "{what}: the node neither started nor exited"
+                );
+                assert_ne!(exit, Some(101), "{what}: the node panicked: {err}");
+                assert!(!err.contains("panicked"), "{what}: {err}");
+                let last = err.lines().last().unwrap_or_default();
+                assert!(
+                    last.contains(&data.display().to_string()),
+                    "{what}: the refusal names the data directory: {err}"
+                );
+                Outcome::Refused
+            }
+            Ok(node) => {
+                let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
+                let status = c
+                    .get_status(pb::GetStatusRequest::default())
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let attempt = publish(&mut c, &author, statement("after the damage", vec![])).await;
+                let outcome = if status.entries >= SIGNED {
+                    let ack = attempt.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+                    assert_eq!(ack.seq, SIGNED + 1, "{what}");
+                    Outcome::Whole
+                } else {
+                    let lost = status.lost_own_entries.first().unwrap_or_else(|| {
+                        panic!(
+                            "{what}: started with {} of {SIGNED} entries and said nothing",
+                            status.entries
+                        )
+                    });
+                    assert_eq!(lost.signed_seq, SIGNED, "{what}");
+                    let refused = attempt.expect_err("a node short of its own log must not sign");
+                    assert_eq!(
+                        refused.code(),
+                        tonic::Code::Unavailable,
+                        "{what}: {refused:?}"
+                    );
+                    let (code, body) = http_get(port, "/healthz");
+                    assert_eq!(code, 503, "{what}: {body}");
+                    eprintln!(
+                        "{what}: started with {} of {SIGNED} entries",
+                        status.entries
+                    );
+                    Outcome::ShortAndSaid
+                };
+                node.interrupt(Duration::from_secs(5));
+                outcome
+            }
+        };
+        eprintln!("{what}: {outcome:?}");
+        outcomes.push(outcome);
+    }
+    assert!(
+        outcomes.iter().any(|o| !matches!(o, Outcome::Whole)),
+        "some damage was noticed: {outcomes:?}"
+    );
+}
+
+/// Copies a directory tree of plain files.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for item in std::fs::read_dir(from).unwrap() {
+        let item = item.unwrap();
+        let target = to.join(item.file_name());
+        if item.file_type().unwrap().is_dir() {
+            copy_tree(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), &target).unwrap();
+        }
+    }
 }
