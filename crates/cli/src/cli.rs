@@ -119,6 +119,14 @@ pub enum Command {
         #[arg(long)]
         rebuild: bool,
     },
+    /// Ask the node that NODE.toml describes, on this machine, whether it serves (gRPC
+    /// health): exits 0 and prints "serving", else exits 1 saying what it answered. For
+    /// container HEALTHCHECKs and monitoring; needs no token
+    Healthcheck {
+        /// The node's config file (TOML); its listen address and TLS certificate are used
+        #[arg(long, value_name = "NODE.toml")]
+        config: PathBuf,
+    },
     /// Show a node's status: alliance, entries and their digest (compare nodes by it),
     /// the state digest with its rules version, storage (free space, or why it
     /// failed), the clock against the peers', heads, frozen logs, entries the store
@@ -252,6 +260,11 @@ pub enum Command {
         /// 127.0.0.1:7400 to 7403
         #[arg(long, value_name = "ADDRESS")]
         listen: Option<std::net::SocketAddr>,
+        /// Write the files for deploy/compose.yaml (one container per organisation)
+        /// under DIR/compose instead of running the nodes here; --listen then gives
+        /// the host address and first of the four ports compose publishes
+        #[arg(long)]
+        compose: bool,
     },
 }
 

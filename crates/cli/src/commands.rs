@@ -1,6 +1,7 @@
 //! Runs a parsed command line.
 
 pub mod feed;
+mod health;
 pub mod node;
 pub mod publish;
 mod query;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }) => setup::tls_new(&cert, &key, &names, force),
         Command::Tls(TlsCommand::Show { cert }) => setup::tls_show(&cert),
         Command::Node { config, rebuild } => node::run(&config, rebuild).await,
+        Command::Healthcheck { config } => health::check(&config).await,
         Command::Store(StoreCommand::Check { config, json }) => store::check(&config, json),
         Command::Status(list) => query::status(&list).await,
         Command::Intention(IntentionCommand::Declare {
@@ -120,6 +122,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             limit,
         } => query::log(&list, &author, from_seq, limit).await,
         Command::Submit { client, file, json } => publish::submit(&client, &file, json).await,
-        Command::Demo { dir, listen } => crate::demo::run(&dir, listen).await,
+        Command::Demo {
+            dir,
+            listen,
+            compose,
+        } => crate::demo::run(&dir, listen, compose).await,
     }
 }

@@ -52,16 +52,16 @@ const CONVERGENCE: Duration = Duration::from_secs(30);
 const STOPPING: Duration = Duration::from_secs(15);
 
 /// One organisation and its node.
-struct OrgSpec {
-    name: &'static str,
+pub(crate) struct OrgSpec {
+    pub(crate) name: &'static str,
     /// The node's name, its folder under nodes/ and its key file under keys/.
-    slug: &'static str,
+    pub(crate) slug: &'static str,
     /// A sample Electoral Commission register id (members only).
     ec_id: Option<&'static str>,
 }
 
 /// The demo organisations, in node order (the first node takes the --listen port).
-const ORGS: &[OrgSpec] = &[
+pub(crate) const ORGS: &[OrgSpec] = &[
     OrgSpec {
         name: BREAKTHROUGH,
         slug: "breakthrough-party",
@@ -84,17 +84,17 @@ const ORGS: &[OrgSpec] = &[
     },
 ];
 
-fn key_file(org: &OrgSpec) -> PathBuf {
+pub(crate) fn key_file(org: &OrgSpec) -> PathBuf {
     Path::new("keys").join(format!("{}.pem", org.slug))
 }
 
 /// One node's files, made or found by [`prepare`].
-struct DemoNode {
-    org: &'static OrgSpec,
-    folder: PathBuf,
-    token: String,
+pub(crate) struct DemoNode {
+    pub(crate) org: &'static OrgSpec,
+    pub(crate) folder: PathBuf,
+    pub(crate) token: String,
     /// SHA-256 of the node's TLS certificate, as peers and clients pin it.
-    fingerprint: [u8; 32],
+    pub(crate) fingerprint: [u8; 32],
 }
 
 impl DemoNode {
@@ -107,11 +107,11 @@ impl DemoNode {
     }
 }
 
-struct Demo {
-    dir: PathBuf,
+pub(crate) struct Demo {
+    pub(crate) dir: PathBuf,
     charter: Charter,
     identities: Vec<(String, Identity)>,
-    nodes: Vec<DemoNode>,
+    pub(crate) nodes: Vec<DemoNode>,
 }
 
 impl Demo {
@@ -140,7 +140,7 @@ fn private_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
+pub async fn run(dir: &Path, listen: Option<SocketAddr>, compose: bool) -> Result<()> {
     // The summary on stdout is what a demo user reads; the nodes' logs stay quiet.
     node::init_tracing("warn");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -149,6 +149,9 @@ pub async fn run(dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let demo = prepare(&dir)?;
+    if compose {
+        return crate::compose::write(&demo, listen);
+    }
     let shutdown = node::shutdown_signal()?;
 
     // Every listener is bound before any config is made, so that each node's config

@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod commands;
+mod compose;
 mod demo;
 mod files;
 mod render;

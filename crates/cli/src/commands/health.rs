@@ -1,0 +1,63 @@
+//! `accord healthcheck`: asks a node on this machine whether it serves, through the
+//! standard gRPC health service, for container HEALTHCHECKs and monitoring scripts.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use accord_node::NodeConfig;
+use anyhow::{Context, Result, anyhow, bail};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// How long the whole check may take.
+const LIMIT: Duration = Duration::from_secs(5);
+
+/// Succeeds when the node that `config` describes answers SERVING: its store is sound
+/// and writable and it may sign. Any other answer, or none within 5 s, is an error
+/// that says which.
+pub async fn check(config_path: &Path) -> Result<()> {
+    let config = NodeConfig::load(config_path)?;
+    let address = local_address(config.listen);
+    let channel = match &config.tls {
+        Some(tls) => {
+            let client = accord_node::tls::client_config(tls.fingerprint(), None)?;
+            accord_node::tls::channel(&format!("https://{address}"), client, LIMIT)
+                .map_err(|e| anyhow!("bad node address {address}: {e}"))?
+        }
+        None => tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+            .connect_timeout(LIMIT)
+            .connect_lazy(),
+    };
+    let asked = tokio::time::timeout(
+        LIMIT,
+        HealthClient::new(channel).check(HealthCheckRequest {
+            service: String::new(),
+        }),
+    )
+    .await
+    .map_err(|_| anyhow!("the node at {address} did not answer within {LIMIT:?}"))?
+    .with_context(|| format!("the node at {address} did not answer"))?;
+    match ServingStatus::try_from(asked.into_inner().status) {
+        Ok(ServingStatus::Serving) => {
+            println!("serving");
+            Ok(())
+        }
+        Ok(other) => bail!(
+            "the node at {address} answers {}: see `accord status` for why (storage, lost entries)",
+            other.as_str_name()
+        ),
+        Err(_) => bail!("the node at {address} gave an unknown health status"),
+    }
+}
+
+/// Where to reach a node listening on `listen` from the same machine: its own
+/// address, or loopback when it listens on every address.
+fn local_address(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
