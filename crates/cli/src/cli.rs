@@ -126,6 +126,10 @@ pub enum Command {
         /// The node's config file (TOML); its listen address and TLS certificate are used
         #[arg(long, value_name = "NODE.toml")]
         config: PathBuf,
+        /// Where to reach the node, when not at the config's listen address (which
+        /// may name port 0 or every address)
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<std::net::SocketAddr>,
     },
     /// Show a node's status: alliance, entries and their digest (compare nodes by it),
     /// the state digest with its rules version, storage (free space, or why it

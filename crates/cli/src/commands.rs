@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }) => setup::tls_new(&cert, &key, &names, force),
         Command::Tls(TlsCommand::Show { cert }) => setup::tls_show(&cert),
         Command::Node { config, rebuild } => node::run(&config, rebuild).await,
-        Command::Healthcheck { config } => health::check(&config).await,
+        Command::Healthcheck { config, address } => health::check(&config, address).await,
         Command::Store(StoreCommand::Check { config, json }) => store::check(&config, json),
         Command::Status(list) => query::status(&list).await,
         Command::Intention(IntentionCommand::Declare {

@@ -198,6 +198,23 @@ fn a_compose_alliance_survives_a_killed_and_a_cut_off_container_and_keeps_its_da
         .arg(alliance.dir.path()));
     run(&mut alliance.compose(&["up", "-d"]));
     alliance.converged(0, Duration::from_secs(60));
+    // Docker's own HEALTHCHECK (`accord healthcheck` inside the container) passes.
+    let first = alliance.container(SLUGS[0]);
+    let started = Instant::now();
+    let mut health = String::new();
+    while started.elapsed() < Duration::from_secs(60) {
+        health = text(&run(Command::new("docker").args([
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}}",
+            &first,
+        ])));
+        if health == "healthy" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(health, "healthy");
 
     let mut acked = Vec::new();
     for (i, slug) in SLUGS.iter().enumerate() {

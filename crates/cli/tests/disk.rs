@@ -298,6 +298,20 @@ async fn a_full_disk_makes_the_node_read_only_and_a_restart_after_freeing_space_
         health.status,
         tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
     );
+    // The container HEALTHCHECK's command says so too, and exits non-zero.
+    let probe = Command::new(ACCORD)
+        .args(["healthcheck", "--config"])
+        .arg(&config)
+        .arg("--address")
+        .arg(node.addr.to_string())
+        .output()
+        .unwrap();
+    assert!(!probe.status.success());
+    assert!(
+        String::from_utf8_lossy(&probe.stderr).contains("NOT_SERVING"),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
     let client_toml = config.parent().unwrap().join("client.toml");
     std::fs::write(config.parent().unwrap().join("token"), ADMIN_TOKEN).unwrap();
     std::fs::write(

@@ -14,11 +14,11 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 const LIMIT: Duration = Duration::from_secs(5);
 
 /// Succeeds when the node that `config` describes answers SERVING: its store is sound
-/// and writable and it may sign. Any other answer, or none within 5 s, is an error
+/// and writable and it may sign. `address` overrides the config's listen address. Any other answer, or none within 5 s, is an error
 /// that says which.
-pub async fn check(config_path: &Path) -> Result<()> {
+pub async fn check(config_path: &Path, address: Option<SocketAddr>) -> Result<()> {
     let config = NodeConfig::load(config_path)?;
-    let address = local_address(config.listen);
+    let address = address.unwrap_or_else(|| local_address(config.listen));
     let channel = match &config.tls {
         Some(tls) => {
             let client = accord_node::tls::client_config(tls.fingerprint(), None)?;
