@@ -242,6 +242,15 @@ impl fmt::Display for RpcError {
             _ => "node failed",
         };
         let name = code_name(code);
+        if let Some(not_pinned) = accord_node::tls::not_pinned_in(&self.0) {
+            return write!(
+                f,
+                "{what} ({name}): the node presented TLS certificate {}, which is not \
+                 cert_sha256 in the client config; `accord tls show --cert CERT` on the \
+                 node's certificate prints the fingerprint to put there",
+                hex::encode(not_pinned.presented)
+            );
+        }
         let message = self.0.message().replace('\n', " ");
         if message.is_empty() {
             write!(f, "{what} ({name})")

@@ -799,7 +799,16 @@ fn tls_node_is_reached_through_its_pinned_certificate() {
     wrong.replace_range(start..start + 64, &"0".repeat(64));
     let wrong_config = d.join("wrong.toml");
     std::fs::write(&wrong_config, wrong).unwrap();
-    fails(&["status", "--config", path(&wrong_config)]);
+    let err = fails(&["status", "--config", path(&wrong_config)]);
+    let fingerprint = ok(&["tls", "show", path(&d.join("node.crt"))]);
+    assert!(
+        err.contains(&format!(
+            "the node presented TLS certificate {}, which is not cert_sha256 in the client config",
+            fingerprint.trim()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     // And https without a pin is a config error.
     let unpinned = d.join("unpinned.toml");
     std::fs::write(&unpinned, &config[..config.find("cert_sha256").unwrap()]).unwrap();

@@ -226,8 +226,9 @@ pub async fn run_peer(
                 tracing::debug!(peer = %peer.name, "sync session ended; pulling again");
             }
             Err(e) => {
+                let e = explain(&e, &peer, &identity);
                 tracing::warn!(peer = %peer.name, "replication: {e}");
-                update(&states, &peer.name, |s| s.last_error = Some(e.to_string()));
+                update(&states, &peer.name, |s| s.last_error = Some(e));
                 backoff = (backoff * 2).min(tuning.max_backoff);
             }
         }
@@ -252,6 +253,32 @@ fn random_unit() -> f64 {
         return 0.5;
     }
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// What a failed session's error means for the operator: a certificate that is not
+/// the pinned one, or this node's certificate refused by the peer, said with the
+/// fingerprint and the config entry to fix; anything else as it is.
+fn explain(error: &SessionError, peer: &Peer, identity: &TlsIdentity) -> String {
+    let SessionError::Status(status) = error else {
+        return error.to_string();
+    };
+    if let Some(not_pinned) = tls::not_pinned_in(status) {
+        return format!(
+            "the node at {} presented TLS certificate {}, which is not cert_sha256 of [[peers]] {:?} in node.toml ({}): if the peer's operator changed its certificate, pin the new fingerprint",
+            peer.address,
+            hex::encode(not_pinned.presented),
+            peer.name,
+            hex::encode(peer.fingerprint),
+        );
+    }
+    if tls::refused_by_peer(status) {
+        return format!(
+            "the node at {} refused this node's TLS certificate {}: its operator must pin that fingerprint in a [[peers]] entry of its node.toml",
+            peer.address,
+            hex::encode(identity.fingerprint()),
+        );
+    }
+    error.to_string()
 }
 
 fn connect(peer: &Peer, identity: &TlsIdentity, tuning: Tuning) -> Result<Channel, SessionError> {

@@ -106,8 +106,96 @@ fn algorithms() -> WebPkiSupportedAlgorithms {
     rustls::crypto::ring::default_provider().signature_verification_algorithms
 }
 
-fn not_pinned() -> rustls::Error {
-    rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+/// A certificate whose fingerprint is not pinned: the handshake fails with this inside
+/// the rustls error, so whoever reports the failure can say what was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotPinned {
+    /// The SHA-256 of the certificate presented.
+    pub presented: Fingerprint,
+    /// Whether the certificate was a server's (this side dialled) or a client's.
+    pub by_server: bool,
+}
+
+impl std::fmt::Display for NotPinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.by_server {
+            write!(
+                f,
+                "the node presented TLS certificate {}, which is not the pinned cert_sha256",
+                hex::encode(self.presented)
+            )
+        } else {
+            write!(
+                f,
+                "the peer presented TLS certificate {}, which is not pinned in [[peers]] of this node's config",
+                hex::encode(self.presented)
+            )
+        }
+    }
+}
+
+impl std::error::Error for NotPinned {}
+
+fn not_pinned(presented: Fingerprint, by_server: bool) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(NotPinned {
+            presented,
+            by_server,
+        }),
+    )))
+}
+
+/// The unpinned certificate behind `error`, if that is what failed: looks through
+/// the error's sources (a gRPC status, a transport error, an I/O error, rustls).
+pub fn not_pinned_in(error: &(dyn std::error::Error + 'static)) -> Option<NotPinned> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
+            rustls_error
+        {
+            if let Some(found) = other.0.downcast_ref::<NotPinned>() {
+                return Some(*found);
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Whether `error` says the other side refused this side's certificate (a fatal
+/// `certificate_unknown` or `bad_certificate` alert): the peer does not pin this node.
+pub fn refused_by_peer(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::BadCertificate | rustls::AlertDescription::CertificateUnknown,
+        )) = rustls_error
+        {
+            return true;
+        }
+        // After the handshake, the alert reaches this side as an I/O error that holds
+        // only the alert's text.
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            let text = io.to_string();
+            if text.contains("received fatal alert: CertificateUnknown")
+                || text.contains("received fatal alert: BadCertificate")
+            {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Accepts a client certificate only if it is pinned; lets clients present none.
@@ -132,10 +220,11 @@ impl ClientCertVerifier for PinnedClients {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if self.pins.contains(&fingerprint(end_entity)) {
+        let presented = fingerprint(end_entity);
+        if self.pins.contains(&presented) {
             Ok(ClientCertVerified::assertion())
         } else {
-            Err(not_pinned())
+            Err(not_pinned(presented, false))
         }
     }
 
@@ -178,10 +267,11 @@ impl ServerCertVerifier for PinnedServer {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if fingerprint(end_entity) == self.pin {
+        let presented = fingerprint(end_entity);
+        if presented == self.pin {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(not_pinned())
+            Err(not_pinned(presented, true))
         }
     }
 
@@ -338,6 +428,10 @@ pub fn incoming(
 }
 
 fn log_refused(remote: SocketAddr, error: &std::io::Error) {
+    if let Some(not_pinned) = not_pinned_in(error) {
+        tracing::warn!(%remote, "TLS handshake refused: {not_pinned}");
+        return;
+    }
     tracing::warn!(%remote, "TLS handshake refused: {error}");
 }
 
