@@ -106,7 +106,9 @@ pub enum Command {
     /// A node's store, read directly (the node must be stopped)
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Run a node until SIGINT or SIGTERM; prints "listening on ADDRESS" once serving
+    /// Run a node until SIGINT or SIGTERM; prints "listening on ADDRESS" once serving.
+    /// SIGHUP reads the config again and applies its [[peers]] and [[operators]]
+    /// without a restart (other settings need one)
     Node {
         /// Node config file (TOML, see the node's documentation)
         #[arg(long, value_name = "NODE.toml")]

@@ -1861,3 +1861,136 @@ async fn a_node_whose_clock_is_out_of_line_refuses_to_sign_and_says_which_way() 
     .await
     .unwrap();
 }
+
+/// SIGHUP applies a rewritten config's `[[peers]]` and `[[operators]]` without a
+/// restart: two nodes that did not know each other start replicating (each pins and
+/// dials the other); a new operator token works at once; a removed peer is no longer
+/// pulled from or pinned, and a removed token is refused; a broken config file is
+/// refused and the node goes on as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hangup_applies_new_peers_and_operators_without_a_restart() {
+    const SECOND: &str = "second-operator-token-for-reload";
+    let alliance = TestAlliance::new(NODES, 0);
+    let mut fed = ProcFederation::start_net(false, alliance, &Net::line(3), |_| vec![])
+        .await
+        .unwrap();
+    // Node 1, the only link between 0 and 2, goes away.
+    fed.nodes[1].kill9();
+    let home = fed.nodes[0].home.clone();
+    publish(
+        &mut fed.nodes[0].client(),
+        &home,
+        intention(&ballot(0), S::Considering, ""),
+    )
+    .await
+    .unwrap();
+
+    let hangup = |node: &ProcNode| {
+        let pid = node.process.as_ref().unwrap().child.id().to_string();
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill -HUP");
+    };
+    let rewrite = |fed: &ProcFederation, i: usize, peers: &[usize], admin: bool| {
+        let node = &fed.nodes[i];
+        let peers: Vec<(String, SocketAddr, Fingerprint)> = peers
+            .iter()
+            .map(|&j| {
+                (
+                    fed.nodes[j].name.clone(),
+                    fed.nodes[j].addr,
+                    fed.nodes[j].pin,
+                )
+            })
+            .collect();
+        let mut toml = config_toml(&fed.alliance, &node.home, node.addr, &peers, 1);
+        if !admin {
+            toml = toml.replace(&token_sha256(ADMIN_TOKEN), &token_sha256("no-longer-used"));
+        }
+        toml += &format!(
+            "\n[[operators]]\nname = \"second\"\ntoken_sha256 = \"{}\"\nidentities = [\"{}\"]\n",
+            token_sha256(SECOND),
+            node.home.public_id()
+        );
+        std::fs::write(&node.config, toml).unwrap();
+    };
+    rewrite(&fed, 0, &[1, 2], true);
+    rewrite(&fed, 2, &[1, 0], true);
+    hangup(&fed.nodes[0]);
+    hangup(&fed.nodes[2]);
+    fed.wait_status(2, CONVERGE, |s| s.entries == 1)
+        .await
+        .unwrap();
+    let status = fed
+        .wait_status(0, CONVERGE, |s| {
+            s.peers.iter().any(|p| p.name == "node-2" && p.connected)
+        })
+        .await
+        .unwrap();
+    assert_eq!(status.peers.len(), 2, "{}", status_summary(&status));
+
+    // The new token publishes at once; so does the old one, still in the file.
+    let mut second = tls_client(fed.nodes[0].addr, fed.nodes[0].pin, Some(SECOND)).unwrap();
+    publish(
+        &mut second,
+        &home,
+        intention(&ballot(1), S::Considering, ""),
+    )
+    .await
+    .unwrap();
+    fed.wait_status(2, CONVERGE, |s| s.entries == 2)
+        .await
+        .unwrap();
+
+    // Node 2 dropped from node 0's peers, and the admin token from its operators.
+    rewrite(&fed, 0, &[1], false);
+    hangup(&fed.nodes[0]);
+    let deadline = Instant::now() + CONVERGE;
+    let status = loop {
+        let status = second
+            .get_status(pb::GetStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if status.peers.iter().all(|p| p.name != "node-2") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{}", status_summary(&status));
+        tokio::time::sleep(POLL).await;
+    };
+    assert_eq!(status.peers.len(), 1);
+    let refused = fed.nodes[0]
+        .client()
+        .get_status(pb::GetStatusRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // Node 0 no longer pins node 2, which says so once its session ends.
+    fed.wait_status(2, CONVERGE, |s| {
+        s.peers.iter().any(|p| {
+            p.name == "node-0" && p.last_error.contains("refused this node's TLS certificate")
+        })
+    })
+    .await
+    .unwrap();
+
+    // A broken file: refused, logged, and the node goes on with what it had.
+    std::fs::write(&fed.nodes[0].config, "listen = [broken").unwrap();
+    hangup(&fed.nodes[0]);
+    let deadline = Instant::now() + CONVERGE;
+    while !fed.nodes[0]
+        .log_tail(50)
+        .contains("the config was not reloaded, the node goes on as it was")
+    {
+        assert!(Instant::now() < deadline, "{}", fed.nodes[0].log_tail(20));
+        tokio::time::sleep(POLL).await;
+    }
+    publish(
+        &mut second,
+        &home,
+        intention(&ballot(2), S::Considering, ""),
+    )
+    .await
+    .unwrap();
+}

@@ -16,17 +16,23 @@ pub struct Caller {
     pub identities: Vec<PublicId>,
 }
 
+/// The operators a node knows, replaced whole when the config is reloaded (SIGHUP).
+pub type Operators = Arc<arc_swap::ArcSwap<Vec<Operator>>>;
+
 /// Checks the bearer token of every call against the operators.
 #[derive(Debug, Clone)]
 pub struct TokenCheck {
-    operators: Arc<Vec<Operator>>,
+    operators: Operators,
 }
 
 impl TokenCheck {
     pub fn new(operators: Vec<Operator>) -> Self {
-        Self {
-            operators: Arc::new(operators),
-        }
+        Self::shared(Arc::new(arc_swap::ArcSwap::from_pointee(operators)))
+    }
+
+    /// Checks against whatever `operators` holds at each call.
+    pub fn shared(operators: Operators) -> Self {
+        Self { operators }
     }
 
     fn caller(&self, header: Option<&str>) -> Result<Caller, Status> {
@@ -42,7 +48,8 @@ impl TokenCheck {
         // Compare every operator's hash in full, so the time taken does not depend on
         // which operator (if any) matched.
         let mut found = None;
-        for op in self.operators.iter() {
+        let operators = self.operators.load();
+        for op in operators.iter() {
             let same = op
                 .token_sha256
                 .iter()

@@ -108,7 +108,7 @@ const STORE_READ: usize = 256;
 pub struct FederationService {
     ledger: Ledger,
     /// Fingerprints of the peers' TLS certificates: only they may pull.
-    pins: Vec<Fingerprint>,
+    pins: crate::tls::Pins,
     stopping: watch::Receiver<bool>,
     /// Bounds on open `Sync` streams per connection and per peer.
     streams: StreamLimits,
@@ -118,10 +118,16 @@ impl FederationService {
     pub fn new(ledger: Ledger, pins: Vec<Fingerprint>, stopping: watch::Receiver<bool>) -> Self {
         Self {
             ledger,
-            pins,
+            pins: crate::tls::shared_pins(pins),
             stopping,
             streams: StreamLimits::new(Limits::default()),
         }
+    }
+
+    /// Pins whatever `pins` holds at each call (replaced when the config is reloaded).
+    pub fn with_pins(mut self, pins: crate::tls::Pins) -> Self {
+        self.pins = pins;
+        self
     }
 
     /// Bounds open `Sync` streams by `streams` (shared with the client API).
@@ -133,7 +139,7 @@ impl FederationService {
     /// Only a pinned peer, proven by its TLS client certificate, may replicate.
     fn check_peer<T>(&self, request: &Request<T>) -> Result<(), Status> {
         match peer_fingerprint(request) {
-            Some(f) if self.pins.contains(&f) => Ok(()),
+            Some(f) if self.pins.load().contains(&f) => Ok(()),
             Some(_) => Err(Status::permission_denied(
                 "this certificate is not a pinned peer",
             )),

@@ -15,6 +15,7 @@ pub mod http;
 pub mod ledger;
 pub mod limits;
 pub mod paging;
+pub mod reload;
 pub mod replication;
 pub mod service;
 pub mod signed;
@@ -87,6 +88,18 @@ pub async fn run_with_http(
     listener: tokio::net::TcpListener,
     http_listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    run_with_reloads(config, listener, http_listener, shutdown, None).await
+}
+
+/// [`run_with_http`], applying each config received on `reloads` (the CLI sends one
+/// on SIGHUP): its peers and operators take effect at once (see [`reload`]).
+pub async fn run_with_reloads(
+    config: NodeConfig,
+    listener: tokio::net::TcpListener,
+    http_listener: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: Option<tokio::sync::mpsc::Receiver<NodeConfig>>,
 ) -> Result<(), NodeError> {
     let charter = config.charter.clone();
     federation::check_transport(&charter).map_err(NodeError::Transport)?;
@@ -265,36 +278,51 @@ pub async fn run_with_http(
     if !config.peers.is_empty() {
         ledger.expect_peers(FIRST_PEER_CONTACT);
     }
-    let mut peer_tasks = Vec::new();
-    let pulls = replication::Pulls::default();
-    for peer in &config.peers {
-        peer_states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                peer.name.clone(),
-                replication::PeerStatus {
-                    name: peer.name.clone(),
-                    address: peer.address.clone(),
-                    ..Default::default()
-                },
-            );
-        let Some(identity) = config.tls.clone() else {
-            return Err(NodeError::Transport("peers need TLS".into()));
-        };
-        peer_tasks.push(tokio::spawn(replication::run_peer(
-            peer.clone(),
-            identity,
-            ledger.clone(),
-            peer_states.clone(),
-            tuning,
-            pulls.clone(),
-            stopping_rx.clone(),
-        )));
+    if config.tls.is_none() && !config.peers.is_empty() {
+        return Err(NodeError::Transport("peers need TLS".into()));
     }
-    let pins: Vec<tls::Fingerprint> = config.peers.iter().map(|p| p.fingerprint).collect();
+    let pins = tls::shared_pins(Vec::new());
+    let mut peer_set = reload::PeerSet::new(
+        config.tls.clone(),
+        ledger.clone(),
+        peer_states.clone(),
+        tuning,
+        stopping_rx.clone(),
+        pins.clone(),
+    );
+    peer_set.set(&config.peers);
+    let operators: auth::Operators =
+        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config.operators.clone()));
+    // Reloads apply until the node stops; then the peer tasks are awaited.
+    let peers_done = tokio::spawn({
+        let mut stopping = stopping_rx.clone();
+        let operators = operators.clone();
+        let mut running = config.clone();
+        async move {
+            let Some(mut reloads) = reloads else {
+                let _ = stopping.wait_for(|s| *s).await;
+                return peer_set;
+            };
+            loop {
+                tokio::select! {
+                    new = reloads.recv() => match new {
+                        Some(new) => {
+                            reload::apply(&running, &new, &mut peer_set, &operators);
+                            running = new;
+                        }
+                        None => {
+                            let _ = stopping.wait_for(|s| *s).await;
+                            return peer_set;
+                        }
+                    },
+                    () = async { let _ = stopping.wait_for(|s| *s).await; } => return peer_set,
+                }
+            }
+        }
+    });
     let federation_service = pb::federation_server::FederationServer::new(
-        federation::FederationService::new(ledger.clone(), pins.clone(), stopping_rx.clone())
+        federation::FederationService::new(ledger.clone(), Vec::new(), stopping_rx.clone())
+            .with_pins(pins.clone())
             .with_stream_limits(stream_limits.clone()),
     )
     .max_decoding_message_size(federation::MAX_REQUEST)
@@ -333,7 +361,7 @@ pub async fn run_with_http(
     }
     let ledger_service = pb::ledger_server::LedgerServer::with_interceptor(
         ledger_api,
-        auth::TokenCheck::new(config.operators.clone()),
+        auth::TokenCheck::shared(operators),
     );
 
     if let Ok(addr) = listener.local_addr() {
@@ -351,7 +379,7 @@ pub async fn run_with_http(
     // Without TLS the node serves its own clients only: federation needs TLS.
     let served = match &config.tls {
         Some(identity) => {
-            let server_config = tls::server_config(identity, pins)
+            let server_config = tls::server_config_pinning(identity, pins)
                 .map_err(|e| NodeError::Transport(e.to_string()))?;
             router
                 .add_service(federation_service)
@@ -365,8 +393,8 @@ pub async fn run_with_http(
                 .await
         }
     };
-    for task in peer_tasks {
-        let _ = task.await;
+    if let Ok(peer_set) = peers_done.await {
+        peer_set.join().await;
     }
     if let Some(task) = http_task {
         match task.await {

@@ -198,10 +198,19 @@ pub fn refused_by_peer(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The pinned peers' fingerprints, shared by the TLS verifier and the federation
+/// service and replaced whole when the config is reloaded (SIGHUP).
+pub type Pins = Arc<arc_swap::ArcSwap<Vec<Fingerprint>>>;
+
+/// A [`Pins`] holding `pins`.
+pub fn shared_pins(pins: Vec<Fingerprint>) -> Pins {
+    Arc::new(arc_swap::ArcSwap::from_pointee(pins))
+}
+
 /// Accepts a client certificate only if it is pinned; lets clients present none.
 #[derive(Debug)]
 struct PinnedClients {
-    pins: Vec<Fingerprint>,
+    pins: Pins,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -221,7 +230,7 @@ impl ClientCertVerifier for PinnedClients {
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let presented = fingerprint(end_entity);
-        if self.pins.contains(&presented) {
+        if self.pins.load().contains(&presented) {
             Ok(ClientCertVerified::assertion())
         } else {
             Err(not_pinned(presented, false))
@@ -303,8 +312,16 @@ pub fn server_config(
     identity: &TlsIdentity,
     peer_pins: Vec<Fingerprint>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_pinning(identity, shared_pins(peer_pins))
+}
+
+/// [`server_config`], pinning whatever `pins` holds at each handshake.
+pub fn server_config_pinning(
+    identity: &TlsIdentity,
+    pins: Pins,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let verifier = PinnedClients {
-        pins: peer_pins,
+        pins,
         algorithms: algorithms(),
     };
     let mut config = rustls::ServerConfig::builder_with_provider(provider())

@@ -29,8 +29,46 @@ pub async fn run(config_path: &Path, rebuild: bool) -> Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {address}").and_then(|()| out.flush())?;
     }
-    accord_node::run(config, listener, shutdown).await?;
+    let reloads = reload_on_hangup(config_path)?;
+    accord_node::run_with_reloads(config, listener, None, shutdown, Some(reloads)).await?;
     Ok(())
+}
+
+/// On each SIGHUP, reads the config file again and, if it is valid, hands it to the
+/// node (which applies its peers and operators); an invalid file is logged and the
+/// node goes on with what it has.
+fn reload_on_hangup(config_path: &Path) -> Result<tokio::sync::mpsc::Receiver<NodeConfig>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let path = config_path.to_owned();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let loaded = {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || NodeConfig::load(&path)).await
+                };
+                match loaded {
+                    Ok(Ok(config)) => {
+                        tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+                        if tx.send(config).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(
+                        config = %path.display(),
+                        "SIGHUP: the config was not reloaded, the node goes on as it was: {e}"
+                    ),
+                    Err(e) => tracing::warn!("SIGHUP: reading the config failed: {e}"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (config_path, &tx);
+    Ok(rx)
 }
 
 /// Logs to stderr, filtered by RUST_LOG (else `default`), coloured only on a terminal.
