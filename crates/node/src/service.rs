@@ -715,18 +715,17 @@ impl LedgerApi for LedgerService {
             let _permit = permit;
             loop {
                 let next = tokio::select! {
-                    next = chunks.recv() => next,
-                    _ = stopping.wait_for(|s| *s) => {
-                        let _ = tx.send(Err(Status::unavailable("the node is stopping"))).await;
-                        return;
-                    }
+                    next = chunks.recv() => Some(next),
+                    _ = stopping.wait_for(|s| *s) => None,
                 };
                 let message = match next {
-                    None => return,
-                    Some(Ok(data)) => Ok(pb::BackupChunk { data }),
-                    Some(Err(e)) => Err(Status::internal(format!("backup failed: {e}"))),
+                    None => Err(Status::unavailable("the node is stopping")),
+                    Some(None) => return,
+                    Some(Some(Ok(data))) => Ok(pb::BackupChunk { data }),
+                    Some(Some(Err(e))) => Err(Status::internal(format!("backup failed: {e}"))),
                 };
-                if tx.send(message).await.is_err() {
+                let last = message.is_err();
+                if tx.send(message).await.is_err() || last {
                     return;
                 }
             }

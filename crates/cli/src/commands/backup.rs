@@ -255,7 +255,7 @@ pub async fn export(
     };
     let mut sink = std::io::BufWriter::new(sink);
     let out_path: Option<PathBuf> = out.map(Path::to_path_buf);
-    let write_all = move |input: Box<dyn std::io::Read + Send>| -> Result<u64> {
+    let mut write_all = move |input: Box<dyn std::io::Read + Send>| -> Result<u64> {
         let mut count = 0u64;
         backup::read_entries(input, |charter, bytes| {
             let line = export_line(charter, &bytes)?;
