@@ -248,14 +248,16 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// Fill an empty data directory from a backup, after verifying it in full
-    #[command(long_about = "Fill a node's data directory from a backup file, after verifying \
+    #[command(
+        long_about = "Fill a node's data directory from a backup file, after verifying \
         every signature, log link and fork proof in it and its checksum. The node must be \
         stopped and its data directory missing or empty; it may hold only signed-heads.a and \
         signed-heads.b, the record of what the node signed, kept from the directory it \
         replaces (keep them: the node then refuses to publish as its organisations until its \
         peers have supplied anything it signed after the backup). The backup must be of the \
         alliance of the node's charter. Restore writes the record of signed seqs raised to \
-        the backup's heads of the node's home identities, then start the node as usual.")]
+        the backup's heads of the node's home identities, then start the node as usual."
+    )]
     Restore {
         /// The backup file
         file: PathBuf,
@@ -264,7 +266,8 @@ pub enum Command {
         config: PathBuf,
     },
     /// Export every entry, one JSON object per line, verifiable with any Ed25519 library
-    #[command(long_about = "Export every entry of a node's ledger (from one snapshot, as a \
+    #[command(
+        long_about = "Export every entry of a node's ledger (from one snapshot, as a \
         backup is taken), or of a backup file (--from-backup), one JSON object per line in \
         (author, seq) order: id, author (the charter name), key (the author's Ed25519 public \
         key, hex), seq, prev (hex, empty for seq 1), timestamp_ms, kind, body (the decoded \
@@ -273,7 +276,8 @@ pub enum Command {
         \"accord/v1/entry\\0\" then the encoded Entry protobuf) and signature (base64, \
         Ed25519). id is the hex SHA-256 of \"accord/v1/entry-id\\0\" followed by the \
         encoded Entry (entry without its first 16 bytes), and prev is the id of the \
-        author's entry seq-1.")]
+        author's entry seq-1."
+    )]
     Export {
         #[command(flatten)]
         client: ClientArgs,

@@ -11,8 +11,8 @@ pub mod store;
 use anyhow::Result;
 
 use crate::cli::{
-    BackupCommand, CharterCommand, ClashesCommand, Cli, Command, EventCommand, FeedCommand, IntentionCommand,
-    KeyCommand, StatementCommand, StoreCommand, TlsCommand, TokenCommand,
+    BackupCommand, CharterCommand, ClashesCommand, Cli, Command, EventCommand, FeedCommand,
+    IntentionCommand, KeyCommand, StatementCommand, StoreCommand, TlsCommand, TokenCommand,
 };
 
 pub async fn run(cli: Cli) -> Result<()> {

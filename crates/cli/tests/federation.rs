@@ -1952,11 +1952,21 @@ async fn a_node_restored_from_its_backup_refills_what_it_signed_later_and_federa
     // One flipped byte, wherever it is, fails `backup verify` in one line.
     let bytes = std::fs::read(&file).unwrap();
     let damaged = folder.join("damaged.backup");
-    for at in [3, bytes.len() / 3, bytes.len() / 2, bytes.len() - 40, bytes.len() - 1] {
+    for at in [
+        3,
+        bytes.len() / 3,
+        bytes.len() / 2,
+        bytes.len() - 40,
+        bytes.len() - 1,
+    ] {
         let mut copy = bytes.clone();
         copy[at] ^= 0x04;
         std::fs::write(&damaged, copy).unwrap();
-        let err = accord_fails(&[OsStr::new("backup"), OsStr::new("verify"), damaged.as_os_str()]);
+        let err = accord_fails(&[
+            OsStr::new("backup"),
+            OsStr::new("verify"),
+            damaged.as_os_str(),
+        ]);
         assert!(err.contains("damaged") || err.contains("backup"), "{err}");
     }
 

@@ -105,8 +105,8 @@ impl<W: Write> Writer<W> {
     }
 
     fn record(&mut self, tag: u8, payload: &[u8]) -> std::io::Result<()> {
-        let len = u32::try_from(payload.len())
-            .map_err(|_| std::io::Error::other("record over 4 GiB"))?;
+        let len =
+            u32::try_from(payload.len()).map_err(|_| std::io::Error::other("record over 4 GiB"))?;
         let mut head = [0u8; 5];
         head[0] = tag;
         head[1..].copy_from_slice(&len.to_be_bytes());
@@ -277,10 +277,14 @@ fn open<R: Read>(input: R) -> Result<Opening<R>, BackupError> {
                 let record: ForkRecord = serde_json::from_slice(&bytes)
                     .map_err(|e| damaged(format!("a fork proof does not read: {e}")))?;
                 let hex = |h: &str| hex::decode(h).map_err(|e| damaged(format!("fork proof: {e}")));
-                let proof = ForkProof::verify(&charter, &hex(&record.first)?, &hex(&record.second)?)
-                    .map_err(|e| {
-                        damaged(format!("the fork proof of {} does not verify: {e}", record.author))
-                    })?;
+                let proof =
+                    ForkProof::verify(&charter, &hex(&record.first)?, &hex(&record.second)?)
+                        .map_err(|e| {
+                            damaged(format!(
+                                "the fork proof of {} does not verify: {e}",
+                                record.author
+                            ))
+                        })?;
                 if proof.author.to_string() != record.author || proof.seq != record.seq {
                     return Err(damaged(format!(
                         "the fork proof filed for {} at seq {} is about {} at seq {}",
@@ -326,14 +330,15 @@ fn entries<R: Read>(
             None => reader.next_record(),
         };
         let item = match record {
-            Ok(Some((ENTRY, bytes))) => match accord_core::entry::decode_bytes(&bytes, max_bytes)
-            {
+            Ok(Some((ENTRY, bytes))) => match accord_core::entry::decode_bytes(&bytes, max_bytes) {
                 Ok(e) => Ok(StoredEntry {
                     author: e.author(),
                     seq: e.seq(),
                     bytes,
                 }),
-                Err(e) => Err(StoreError::Corrupt(format!("an entry does not decode: {e}"))),
+                Err(e) => Err(StoreError::Corrupt(format!(
+                    "an entry does not decode: {e}"
+                ))),
             },
             Ok(Some((tag, _))) => Err(StoreError::Corrupt(format!(
                 "a record '{}' among the entries",
@@ -409,7 +414,10 @@ pub fn verify_from(input: impl Read) -> Result<Verified, BackupError> {
     let checksum = reader
         .checksum()
         .ok_or_else(|| damaged("the file ends before its checksum"))?;
-    let heads: Vec<ManifestHead> = state.heads().map(|(a, h)| head_of(a, h.seq, h.id)).collect();
+    let heads: Vec<ManifestHead> = state
+        .heads()
+        .map(|(a, h)| head_of(a, h.seq, h.id))
+        .collect();
     if heads != manifest.heads {
         return Err(damaged(format!(
             "its entries end at other heads than its manifest lists ({} logs against {})",
@@ -514,7 +522,10 @@ pub fn write_snapshot<W: Write>(
     };
     let mut writer = Writer::new(out)?;
     writer.record(CHARTER, state.charter().bytes())?;
-    writer.record(MANIFEST, &serde_json::to_vec(&manifest).expect("serialises"))?;
+    writer.record(
+        MANIFEST,
+        &serde_json::to_vec(&manifest).expect("serialises"),
+    )?;
     for proof in forks {
         let record = ForkRecord {
             author: proof.author.to_string(),
@@ -656,7 +667,8 @@ pub fn restore(path: &Path, config: &crate::NodeConfig) -> Result<Restored, Back
             .map_err(|e| BackupError::Io(format!("cannot create {}: {e}", data_dir.display())))?;
     }
     let io = |e: StoreError| BackupError::Io(format!("{}: {e}", data_dir.display()));
-    let store = Store::open(&data_dir, config.charter.id(), config.cache_capacity_bytes).map_err(io)?;
+    let store =
+        Store::open(&data_dir, config.charter.id(), config.cache_capacity_bytes).map_err(io)?;
     // A second pass over the file, now known sound; its checksum must be the one
     // verified (the file did not change in between).
     let file = std::fs::File::open(path)

@@ -731,7 +731,7 @@ impl LedgerApi for LedgerService {
             }
         });
         Ok(Response::new(
-            Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)) as BackupStream
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)) as BackupStream,
         ))
     }
 

@@ -59,7 +59,7 @@ pub enum StoreError {
     #[error(
         "this data directory has format {found}, written by a newer release of Accord; this \
          release reads format {DATA_FORMAT} and older: run the newer release, or restore a backup \
-         into an empty directory (deploy/README.md, \"Upgrades\")"
+         into an empty directory (deploy/README.md, \"Upgrades and rollback\")"
     )]
     NewerFormat { found: u32 },
     #[error("stored data is damaged: {0}")]
@@ -438,7 +438,11 @@ mod tests {
         drop(Store::open(dir.path(), alliance(1), 1 << 20).unwrap());
         let recorded = std::fs::read_to_string(dir.path().join(FORMAT_FILE)).unwrap();
         assert_eq!(recorded, format!("{DATA_FORMAT}\n"));
-        std::fs::write(dir.path().join(FORMAT_FILE), format!("{}\n", DATA_FORMAT + 1)).unwrap();
+        std::fs::write(
+            dir.path().join(FORMAT_FILE),
+            format!("{}\n", DATA_FORMAT + 1),
+        )
+        .unwrap();
         let err = Store::open(dir.path(), alliance(1), 1 << 20).unwrap_err();
         assert!(matches!(err, StoreError::NewerFormat { .. }), "{err}");
         assert!(!err.to_string().contains('\n'), "{err}");

@@ -101,7 +101,10 @@ pub async fn backup(client: &ClientArgs, out: &Path) -> Result<()> {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).ok();
     }
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    println!("backup written to {} ({size} bytes), verified:", out.display());
+    println!(
+        "backup written to {} ({size} bytes), verified:",
+        out.display()
+    );
     print_summary(&verified);
     Ok(())
 }
@@ -110,7 +113,11 @@ fn print_summary(verified: &Verified) {
     let m = &verified.manifest;
     let taken = chrono::DateTime::from_timestamp_millis(m.created_ms)
         .map_or_else(|| m.created_ms.to_string(), |t| t.to_rfc3339());
-    println!("alliance        {} ({})", verified.charter.name(), m.alliance);
+    println!(
+        "alliance        {} ({})",
+        verified.charter.name(),
+        m.alliance
+    );
     println!("taken           {taken} by release {}", m.release);
     println!(
         "entries         {} in {} logs, {} fork proofs",
@@ -173,11 +180,7 @@ pub async fn restore(file: &Path, config_path: &Path) -> Result<()> {
             .name_of(key)
             .map_or_else(|| key.to_string(), str::to_owned)
     };
-    println!(
-        "restored {} into {}:",
-        file.display(),
-        data_dir.display()
-    );
+    println!("restored {} into {}:", file.display(), data_dir.display());
     print_summary(&restored.verified);
     for (id, signed, in_backup) in &restored.record_ahead {
         println!(

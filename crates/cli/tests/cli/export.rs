@@ -10,7 +10,10 @@ use serde_json::Value;
 
 use super::{Alliance, LEEDS, ok, path};
 
-const VERIFY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/verify_export.py");
+const VERIFY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/interop/verify_export.py"
+);
 
 fn python() -> std::path::PathBuf {
     accord_tests::python::venv(
@@ -22,24 +25,65 @@ fn python() -> std::path::PathBuf {
 #[test]
 fn an_export_verifies_with_python_cryptography_and_no_accord_code() {
     let a = Alliance::start();
-    a.ok(&["intention", "declare", "--ballot", LEEDS, "--status", "intends"]);
     a.ok(&[
-        "intention", "declare", "--as", "Green Party", "--ballot", LEEDS, "--status",
-        "confirmed", "--candidate", "Jo Green",
+        "intention",
+        "declare",
+        "--ballot",
+        LEEDS,
+        "--status",
+        "intends",
+    ]);
+    a.ok(&[
+        "intention",
+        "declare",
+        "--as",
+        "Green Party",
+        "--ballot",
+        LEEDS,
+        "--status",
+        "confirmed",
+        "--candidate",
+        "Jo Green",
     ]);
     let statement = a.json(&[
-        "statement", "publish", "--title", "Unity", "--text", "Together.", "--cosigner",
-        "Green Party", "--json",
+        "statement",
+        "publish",
+        "--title",
+        "Unity",
+        "--text",
+        "Together.",
+        "--cosigner",
+        "Green Party",
+        "--json",
     ]);
     let id = statement["id"].as_str().unwrap().to_owned();
     a.ok(&["statement", "endorse", "--as", "Green Party", &id]);
     a.ok(&[
-        "event", "publish", "--uid", "hustings", "--title", "Hustings", "--start",
-        "2027-04-12T19:00", "--end", "2027-04-12T21:00", "--venue", "Civic Hall",
+        "event",
+        "publish",
+        "--uid",
+        "hustings",
+        "--title",
+        "Hustings",
+        "--start",
+        "2027-04-12T19:00",
+        "--end",
+        "2027-04-12T21:00",
+        "--venue",
+        "Civic Hall",
     ]);
     a.ok(&[
-        "resolve", "--as", "Secretariat", "--ballot", LEEDS, "--stands", "Green Party",
-        "--stand-aside", "Red Party", "--rationale", "Green came second.",
+        "resolve",
+        "--as",
+        "Secretariat",
+        "--ballot",
+        LEEDS,
+        "--stands",
+        "Green Party",
+        "--stand-aside",
+        "Red Party",
+        "--rationale",
+        "Green came second.",
     ]);
     let entries = a.entries();
     assert_eq!(entries, 6);
@@ -55,7 +99,15 @@ fn an_export_verifies_with_python_cryptography_and_no_accord_code() {
     assert_eq!(lines.len() as u64, entries);
     let first = &lines[0];
     for field in [
-        "id", "author", "key", "seq", "prev", "kind", "body", "entry", "signature",
+        "id",
+        "author",
+        "key",
+        "seq",
+        "prev",
+        "kind",
+        "body",
+        "entry",
+        "signature",
     ] {
         assert!(first.get(field).is_some(), "{field} missing: {first}");
     }
@@ -102,15 +154,13 @@ fn an_export_verifies_with_python_cryptography_and_no_accord_code() {
     let out = run(&bad);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("tampered.jsonl:3: the signature does not verify"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("tampered.jsonl:3: the signature does not verify"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let mut gap = lines.clone();
-    let second = gap
-        .iter()
-        .position(|l| l["seq"] == 2)
-        .expect("a seq 2");
+    let second = gap.iter().position(|l| l["seq"] == 2).expect("a seq 2");
     gap.remove(second - 1);
     write(&gap);
     assert!(!run(&bad).status.success());

@@ -53,7 +53,13 @@ fn a_data_directory_of_release_0_1_0_opens_and_a_newer_format_is_refused() {
             .is_ok_and(|o| o.status.success())
     });
     let status = json(&["status", "--json", "--config", path(&client)]);
-    for field in ["entries", "entries_digest", "digest", "heads", "rules_version"] {
+    for field in [
+        "entries",
+        "entries_digest",
+        "digest",
+        "heads",
+        "rules_version",
+    ] {
         assert_eq!(status[field], expected[field], "{field}");
     }
     assert_eq!(status["entries"], 5);
