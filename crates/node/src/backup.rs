@@ -666,42 +666,19 @@ pub fn restore(path: &Path, config: &crate::NodeConfig) -> Result<Restored, Back
             .create(&data_dir)
             .map_err(|e| BackupError::Io(format!("cannot create {}: {e}", data_dir.display())))?;
     }
-    let io = |e: StoreError| BackupError::Io(format!("{}: {e}", data_dir.display()));
-    let store =
-        Store::open(&data_dir, config.charter.id(), config.cache_capacity_bytes).map_err(io)?;
-    // A second pass over the file, now known sound; its checksum must be the one
-    // verified (the file did not change in between).
-    let file = std::fs::File::open(path)
-        .map_err(|e| BackupError::Io(format!("{}: {e}", path.display())))?;
-    let Opening {
-        mut reader,
-        forks,
-        pending,
-        ..
-    } = open(std::io::BufReader::with_capacity(1 << 20, file))?;
-    for proof in &forks {
-        store
-            .put_fork(&proof.author, &ledger::fork_proof_record(proof))
-            .map_err(io)?;
-    }
-    let max = verified.charter.rules().max_entry_bytes as usize;
-    let mut batch = Vec::with_capacity(READ_BATCH);
-    for stored in entries(&mut reader, pending, max) {
-        batch.push(stored.map_err(|e| damaged(e.to_string()))?);
-        if batch.len() == READ_BATCH {
-            store.append(&batch).map_err(io)?;
-            batch.clear();
+    if let Err(e) = fill(path, config, &verified) {
+        // Leave the directory as it was found: empty but for a kept record.
+        if let Ok(entries) = std::fs::read_dir(&data_dir) {
+            for entry in entries.flatten() {
+                if !may_be_kept(&entry.file_name().to_string_lossy()) {
+                    let target = entry.path();
+                    let _ =
+                        std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
+                }
+            }
         }
+        return Err(e);
     }
-    store.append(&batch).map_err(io)?;
-    if reader.checksum() != Some(verified.checksum) {
-        return Err(BackupError::Refused(
-            "the backup file changed while it was restored; restore into an empty directory again"
-                .into(),
-        ));
-    }
-    futures::executor::block_on(store.flush()).map_err(io)?;
-    drop(store);
     // The record of what this node signed: what was kept, raised to the backup's
     // heads of the home identities (the backup's entries are signed, so they were).
     let mut record = crate::signed::SignedRecord::load(&data_dir).map_err(BackupError::Io)?;
@@ -736,6 +713,48 @@ pub fn restore(path: &Path, config: &crate::NodeConfig) -> Result<Restored, Back
         record_ahead,
         record_kept,
     })
+}
+
+/// Writes the verified backup at `path` into `config`'s data directory.
+fn fill(path: &Path, config: &crate::NodeConfig, verified: &Verified) -> Result<(), BackupError> {
+    let data_dir = &config.data_dir;
+    let io = |e: StoreError| BackupError::Io(format!("{}: {e}", data_dir.display()));
+    let store =
+        Store::open(&data_dir, config.charter.id(), config.cache_capacity_bytes).map_err(io)?;
+    // A second pass over the file, now known sound; its checksum must be the one
+    // verified (the file did not change in between).
+    let file = std::fs::File::open(path)
+        .map_err(|e| BackupError::Io(format!("{}: {e}", path.display())))?;
+    let Opening {
+        mut reader,
+        forks,
+        pending,
+        ..
+    } = open(std::io::BufReader::with_capacity(1 << 20, file))?;
+    for proof in &forks {
+        store
+            .put_fork(&proof.author, &ledger::fork_proof_record(proof))
+            .map_err(io)?;
+    }
+    let max = verified.charter.rules().max_entry_bytes as usize;
+    let mut batch = Vec::with_capacity(READ_BATCH);
+    for stored in entries(&mut reader, pending, max) {
+        batch.push(stored.map_err(|e| damaged(e.to_string()))?);
+        if batch.len() == READ_BATCH {
+            store.append(&batch).map_err(io)?;
+            batch.clear();
+        }
+    }
+    store.append(&batch).map_err(io)?;
+    if reader.checksum() != Some(verified.checksum) {
+        return Err(BackupError::Refused(
+            "the backup file changed while it was restored; nothing was restored, run restore again"
+                .into(),
+        ));
+    }
+    futures::executor::block_on(store.flush()).map_err(io)?;
+    drop(store);
+    Ok(())
 }
 
 fn check_empty(data_dir: &Path) -> Result<(), BackupError> {

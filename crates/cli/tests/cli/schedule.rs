@@ -23,7 +23,14 @@ fn unit(name: &str, replace: &[(&str, &str)]) -> String {
 #[test]
 fn the_backup_timer_verifies_and_its_service_writes_a_sound_backup() {
     let a = Alliance::start();
-    a.ok(&["intention", "declare", "--ballot", LEEDS, "--status", "intends"]);
+    a.ok(&[
+        "intention",
+        "declare",
+        "--ballot",
+        LEEDS,
+        "--status",
+        "intends",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let backups = dir.path().join("backups");
     std::fs::create_dir(&backups).unwrap();
@@ -80,7 +87,11 @@ fn the_backup_timer_verifies_and_its_service_writes_a_sound_backup() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(written.len(), 1, "{written:?}");
-    let name = written[0].file_name().unwrap().to_string_lossy().into_owned();
+    let name = written[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     assert!(
         name.starts_with("node-20") && name.ends_with("Z.backup"),
         "{name}"
