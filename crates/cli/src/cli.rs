@@ -255,8 +255,9 @@ pub enum Command {
         signed-heads.b, the record of what the node signed, kept from the directory it \
         replaces (keep them: the node then refuses to publish as its organisations until its \
         peers have supplied anything it signed after the backup). The backup must be of the \
-        alliance of the node's charter. Restore writes the record of signed seqs raised to \
-        the backup's heads of the node's home identities, then start the node as usual."
+        alliance of the node's charter. Restore raises the record of signed seqs to the \
+        backup's heads of the node's home identities (it never lowers it). If it fails, \
+        it leaves the directory as it found it. Then start the node as usual."
     )]
     Restore {
         /// The backup file

@@ -720,7 +720,7 @@ fn fill(path: &Path, config: &crate::NodeConfig, verified: &Verified) -> Result<
     let data_dir = &config.data_dir;
     let io = |e: StoreError| BackupError::Io(format!("{}: {e}", data_dir.display()));
     let store =
-        Store::open(&data_dir, config.charter.id(), config.cache_capacity_bytes).map_err(io)?;
+        Store::open(data_dir, config.charter.id(), config.cache_capacity_bytes).map_err(io)?;
     // A second pass over the file, now known sound; its checksum must be the one
     // verified (the file did not change in between).
     let file = std::fs::File::open(path)
