@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::{Alliance, LEEDS, ok, path};
+use super::{Alliance, LEEDS, fails, json, ok, path, start, wait_for};
 
 const VERIFY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -178,4 +178,63 @@ fn an_export_verifies_with_python_cryptography_and_no_accord_code() {
         ]),
         text
     );
+
+    // Restored into an empty directory beside it, a second node serves the same
+    // entries and digests.
+    let folder = a.config.parent().unwrap();
+    let node_toml = std::fs::read_to_string(folder.join("node.toml")).unwrap();
+    let restored_toml = folder.join("restored.toml");
+    std::fs::write(
+        &restored_toml,
+        node_toml.replace("data_dir = \"data\"", "data_dir = \"restored\""),
+    )
+    .unwrap();
+    let said = ok(&["restore", path(&backup), "--config", path(&restored_toml)]);
+    assert!(said.contains("entries         6 in 3 logs"), "{said}");
+    let (node, address) = start(
+        &["node", "--config", path(&restored_toml)],
+        "listening on ",
+        std::time::Duration::from_secs(30),
+    );
+    let client = folder.join("restored-client.toml");
+    std::fs::write(
+        &client,
+        format!("node = \"http://{address}\"\ntoken_file = \"token\"\n"),
+    )
+    .unwrap();
+    wait_for(
+        "the restored node",
+        std::time::Duration::from_secs(30),
+        || {
+            Command::new(env!("CARGO_BIN_EXE_accord"))
+                .args(["status", "--config", path(&client)])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    );
+    let original = a.json(&["status", "--json"]);
+    let restored = json(&["status", "--json", "--config", path(&client)]);
+    for field in ["entries", "entries_digest", "digest", "heads"] {
+        assert_eq!(restored[field], original[field], "{field}");
+    }
+    node.stop("-TERM");
+    // Not into a directory that holds a store, nor for another alliance.
+    let err = fails(&["restore", path(&backup), "--config", path(&restored_toml)]);
+    assert!(err.contains("not empty"), "{err}");
+    let other = tempfile::tempdir().unwrap();
+    let untar = Command::new("tar")
+        .args(["-xzf", super::upgrade::FIXTURE, "-C"])
+        .arg(other.path())
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    std::fs::remove_dir_all(other.path().join("node/data")).unwrap();
+    let err = fails(&[
+        "restore",
+        path(&backup),
+        "--config",
+        path(&other.path().join("node/node.toml")),
+    ]);
+    assert!(err.contains("alliance"), "{err}");
+    assert!(!other.path().join("node/data").exists());
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{failure, json, ok, path, start, stderr, wait_for};
 
-const FIXTURE: &str = concat!(
+pub const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/fixtures/datadir-0.1.0.tar.gz"
 );
