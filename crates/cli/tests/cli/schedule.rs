@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{Alliance, LEEDS, ok, path};
+use super::{Alliance, LEEDS, json, ok, path};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
 const ACCORD: &str = env!("CARGO_BIN_EXE_accord");
@@ -99,4 +99,12 @@ fn the_backup_timer_verifies_and_its_service_writes_a_sound_backup() {
     let verified = ok(&["backup", "verify", path(&written[0])]);
     assert!(verified.contains("sound"), "{verified}");
     assert!(verified.contains("1 in 1 logs"), "{verified}");
+    let report = json(&["backup", "verify", "--json", path(&written[0])]);
+    assert_eq!(report["sound"], true, "{report}");
+    assert_eq!(report["manifest"]["entries"], 1, "{report}");
+    assert_eq!(
+        report["manifest"]["entries_digest"],
+        a.json(&["status", "--json"])["entries_digest"],
+        "{report}"
+    );
 }
