@@ -34,6 +34,12 @@ pub const ICALENDAR: Package = Package {
     requirement: "icalendar>=6",
 };
 
+/// Ed25519 (and more) for Python, on OpenSSL: verifies exports with no Accord code.
+pub const CRYPTOGRAPHY: Package = Package {
+    module: "cryptography",
+    requirement: "cryptography>=42",
+};
+
 /// Tests of one binary run on many threads: one of them makes the environment.
 static MAKING: Mutex<()> = Mutex::new(());
 

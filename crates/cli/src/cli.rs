@@ -238,6 +238,75 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Take a consistent backup of a running node through its API, or check one
+    /// (`backup verify FILE`)
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        long_about = "Take a consistent backup of a running node through its gRPC API (any \
+            operator token): the charter, a manifest of every log's head with the entries \
+            digest and state digest, the fork proofs and every entry exactly as signed, all \
+            from one snapshot of the ledger, with a SHA-256 checksum. The file is written \
+            beside FILE, verified in full (as `backup verify` does), then renamed to FILE \
+            (mode 0600; an existing FILE is replaced only by a verified backup).\n\n\
+            `accord backup verify FILE` checks a backup offline and exits 1 on any damage; \
+            `accord restore FILE --config NODE.toml` fills an empty data directory from one."
+    )]
+    Backup {
+        #[command(subcommand)]
+        verify: Option<BackupCommand>,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// File to write the backup to
+        #[arg(long, value_name = "FILE", required = true)]
+        out: Option<PathBuf>,
+    },
+    /// Fill an empty data directory from a backup, after verifying it in full
+    #[command(
+        long_about = "Fill a node's data directory from a backup file, after verifying \
+        every signature, log link and fork proof in it and its checksum. The node must be \
+        stopped and its data directory missing or empty; it may hold only signed-heads.a and \
+        signed-heads.b, the record of what the node signed, kept from the directory it \
+        replaces (keep them: the node then refuses to publish as its organisations until its \
+        peers have supplied anything it signed after the backup). The backup must be of the \
+        alliance of the node's charter. Restore raises the record of signed seqs to the \
+        backup's heads of the node's home identities (it never lowers it). If it fails, \
+        it leaves the directory as it found it. Then start the node as usual."
+    )]
+    Restore {
+        /// The backup file
+        file: PathBuf,
+        /// The node's config file (its data_dir, charter and home identities)
+        #[arg(long, value_name = "NODE.toml")]
+        config: PathBuf,
+    },
+    /// Export every entry, one JSON object per line, verifiable with any Ed25519 library
+    #[command(
+        long_about = "Export every entry of a node's ledger (from one snapshot, as a \
+        backup is taken), or of a backup file (--from-backup), one JSON object per line in \
+        (author, seq) order: id, author (the charter name), key (the author's Ed25519 public \
+        key, hex), seq, prev (hex, empty for seq 1), timestamp_ms, kind, body (the decoded \
+        body as JSON, null if this release cannot read it, with body_error saying why), \
+        entry (base64 of the exact bytes the signature covers: the 16 bytes \
+        \"accord/v1/entry\\0\" then the encoded Entry protobuf) and signature (base64, \
+        Ed25519). id is the hex SHA-256 of \"accord/v1/entry-id\\0\" followed by the \
+        encoded Entry (entry without its first 16 bytes), and prev is the id of the \
+        author's entry seq-1."
+    )]
+    Export {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format (one: jsonl)
+        #[arg(long, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Write to this file instead of standard output
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Export a backup file instead of asking a node (the backup is checked
+        /// against its checksum, not verified in full: see `backup verify`)
+        #[arg(long, value_name = "FILE")]
+        from_backup: Option<PathBuf>,
+    },
     /// Run a demo alliance in DIR until interrupted: four nodes, one per organisation,
     /// federated over TLS in this process (created on first use, then reused)
     #[command(
@@ -272,6 +341,25 @@ pub enum Command {
         #[arg(long)]
         compose: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check a backup file offline: its checksum, every signature, log link and fork
+    /// proof, and its manifest; exits 1 on any damage
+    Verify {
+        /// The backup file
+        file: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line
+    Jsonl,
 }
 
 #[derive(Debug, Subcommand)]

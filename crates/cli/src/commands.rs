@@ -1,5 +1,6 @@
 //! Runs a parsed command line.
 
+pub mod backup;
 pub mod feed;
 mod health;
 pub mod node;
@@ -11,8 +12,8 @@ pub mod store;
 use anyhow::Result;
 
 use crate::cli::{
-    CharterCommand, ClashesCommand, Cli, Command, EventCommand, FeedCommand, IntentionCommand,
-    KeyCommand, StatementCommand, StoreCommand, TlsCommand, TokenCommand,
+    BackupCommand, CharterCommand, ClashesCommand, Cli, Command, EventCommand, FeedCommand,
+    IntentionCommand, KeyCommand, StatementCommand, StoreCommand, TlsCommand, TokenCommand,
 };
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -122,6 +123,22 @@ pub async fn run(cli: Cli) -> Result<()> {
             limit,
         } => query::log(&list, &author, from_seq, limit).await,
         Command::Submit { client, file, json } => publish::submit(&client, &file, json).await,
+        Command::Backup {
+            verify: Some(BackupCommand::Verify { file, json }),
+            ..
+        } => backup::verify(&file, json).await,
+        Command::Backup {
+            verify: None,
+            client,
+            out,
+        } => backup::backup(&client, &out.expect("clap requires --out")).await,
+        Command::Restore { file, config } => backup::restore(&file, &config).await,
+        Command::Export {
+            client,
+            format,
+            out,
+            from_backup,
+        } => backup::export(&client, format, out.as_deref(), from_backup.as_deref()).await,
         Command::Demo {
             dir,
             listen,

@@ -18,6 +18,16 @@ mod ballots;
 #[path = "cli/feed.rs"]
 mod feed;
 
+/// `accord export`, verified by Python's cryptography.
+#[path = "cli/export.rs"]
+mod export;
+/// Backups on a schedule: the systemd timer and service in deploy/.
+#[path = "cli/schedule.rs"]
+mod schedule;
+/// Data directories of older releases, and newer formats refused.
+#[path = "cli/upgrade.rs"]
+mod upgrade;
+
 /// Paged lists and tokens never sent in clear.
 #[path = "cli/api.rs"]
 mod api;

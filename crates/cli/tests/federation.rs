@@ -1994,3 +1994,191 @@ async fn a_hangup_applies_new_peers_and_operators_without_a_restart() {
     .await
     .unwrap();
 }
+
+/// Runs `accord args…` to completion (bounded by the command itself: each talks to
+/// a local node or reads files).
+fn accord_run(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(accord_binary())
+        .args(args)
+        .env_remove("ACCORD_CONFIG")
+        .output()
+        .expect("accord runs")
+}
+
+/// Expects `accord args…` to fail with exit code 1 and one line on stderr; returns it.
+fn accord_fails(args: &[&std::ffi::OsStr]) -> String {
+    let out = accord_run(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+/// Issue 12 (backups): a backup taken from a running node through its API (the
+/// operator's `accord backup`) is verified offline, one flipped byte is caught,
+/// and it restores into an empty data directory that kept only the record of what
+/// the node signed. The node had signed one more entry after the backup: restored,
+/// it starts, refuses to sign until its peers have refilled that entry (no seq is
+/// signed twice, nobody is frozen), then publishes at the next seq and federates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restored_from_its_backup_refills_what_it_signed_later_and_federates() {
+    use std::ffi::OsStr;
+    let mut fed = ProcFederation::start(false).await.unwrap();
+    let home = fed.nodes[0].home.clone();
+    let other = fed.nodes[1].home.clone();
+    for i in 0..3 {
+        publish(
+            &mut fed.nodes[0].client(),
+            &home,
+            intention(&ballot(i), S::Considering, ""),
+        )
+        .await
+        .unwrap();
+        publish(
+            &mut fed.nodes[1].client(),
+            &other,
+            intention(&ballot(i), S::Intends, ""),
+        )
+        .await
+        .unwrap();
+    }
+    fed.converge_when(CONVERGE, |s| s.entries == 6)
+        .await
+        .unwrap();
+    let before = fed.status(0).await.unwrap();
+
+    let folder = fed.nodes[0].folder.clone();
+    std::fs::write(folder.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let client = folder.join("client.toml");
+    std::fs::write(
+        &client,
+        format!(
+            "node = \"https://{}\"\ntoken_file = \"admin.token\"\ncert_sha256 = \"{}\"\n",
+            fed.nodes[0].addr,
+            hex::encode(fed.nodes[0].pin)
+        ),
+    )
+    .unwrap();
+    let file = folder.join("node-0.backup");
+    let out = accord_run(&[
+        OsStr::new("backup"),
+        OsStr::new("--config"),
+        client.as_os_str(),
+        OsStr::new("--out"),
+        file.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified = accord_node::backup::verify(&file).unwrap();
+    assert_eq!(verified.manifest.entries, 6);
+    assert_eq!(
+        verified.manifest.entries_digest,
+        hex::encode(&before.entries_digest)
+    );
+    assert_eq!(verified.manifest.digest, hex::encode(&before.digest));
+    let out = accord_run(&[OsStr::new("backup"), OsStr::new("verify"), file.as_os_str()]);
+    assert!(out.status.success());
+    // One flipped byte, wherever it is, fails `backup verify` in one line.
+    let bytes = std::fs::read(&file).unwrap();
+    let damaged = folder.join("damaged.backup");
+    for at in [
+        3,
+        bytes.len() / 3,
+        bytes.len() / 2,
+        bytes.len() - 40,
+        bytes.len() - 1,
+    ] {
+        let mut copy = bytes.clone();
+        copy[at] ^= 0x04;
+        std::fs::write(&damaged, copy).unwrap();
+        let err = accord_fails(&[
+            OsStr::new("backup"),
+            OsStr::new("verify"),
+            damaged.as_os_str(),
+        ]);
+        assert!(err.contains("damaged") || err.contains("backup"), "{err}");
+    }
+
+    // After the backup, node 0 signs one more entry (seq 4), which its peers get.
+    let ack = publish(
+        &mut fed.nodes[0].client(),
+        &home,
+        intention(&ballot(3), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ack.seq, 4);
+    fed.converge_when(CONVERGE, |s| s.entries == 7)
+        .await
+        .unwrap();
+
+    // Node 0's store is lost; its operator kept the record of what it signed.
+    fed.nodes[0].terminate().await;
+    let data = folder.join("data");
+    std::fs::rename(&data, folder.join("data.lost")).unwrap();
+    std::fs::create_dir(&data).unwrap();
+    for name in accord_node::signed::FILES {
+        let kept = folder.join("data.lost").join(name);
+        if kept.exists() {
+            std::fs::copy(&kept, data.join(name)).unwrap();
+        }
+    }
+    let config = fed.nodes[0].config.clone();
+    // Restore fills only an empty directory (but for the record).
+    std::fs::write(data.join("stray"), b"x").unwrap();
+    let restore = [
+        OsStr::new("restore"),
+        file.as_os_str(),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ];
+    let err = accord_fails(&restore);
+    assert!(err.contains("not empty"), "{err}");
+    std::fs::remove_file(data.join("stray")).unwrap();
+    let out = accord_run(&restore);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("up to seq 4"), "{said}");
+    let check = accord_run(&[
+        OsStr::new("store"),
+        OsStr::new("check"),
+        OsStr::new("--config"),
+        config.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    assert!(check.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(report["entries"], 6, "{report}");
+
+    // Restored, it starts, takes back seq 4 from its peers and signs seq 5.
+    fed.nodes[0].start().await.unwrap();
+    fed.wait_status(0, CONVERGE, |s| {
+        s.entries == 7 && s.lost_own_entries.is_empty()
+    })
+    .await
+    .unwrap();
+    let ack = publish(
+        &mut fed.nodes[0].client(),
+        &home,
+        intention(&ballot(4), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ack.seq, 5);
+    let last = fed
+        .converge_when(CONVERGE, |s| s.entries == 8)
+        .await
+        .unwrap();
+    assert_eq!(last.entries, 8);
+    for i in 0..NODES {
+        assert!(frozen_on(&fed, i).await.is_empty(), "node {i}");
+    }
+}

@@ -87,6 +87,9 @@ pub fn open_failure(data_dir: &Path, what: &str) -> String {
             data_dir.display()
         );
     }
+    if what.contains("written by a newer release") {
+        return format!("{}: {what}", data_dir.display());
+    }
     format!(
         "{}: the store does not open: {what}. If the disk or the files are damaged, run \
          `accord store check --config NODE.toml`; to rebuild the store from the peers, move \

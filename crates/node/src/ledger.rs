@@ -329,12 +329,7 @@ pub fn load_state_with(
     charter: &Charter,
     signatures: Signatures,
 ) -> Result<(State, LoadReport), StoreError> {
-    /// Entries decoded and verified at a time: memory stays bounded however large
-    /// the store. 4,096 rather than 16,384 took a million-entry node's start-up peak
-    /// from about 270 MB to about 200 MB, for a load about 10% slower (BENCHMARKS.md).
-    const WINDOW: usize = 4 * 1024;
     let started = Instant::now();
-    let max = charter.rules().max_entry_bytes as usize;
     let mut state = State::new(charter.clone());
     // Fork proofs first: a frozen author's entries from the fork on do not count.
     let forks = store.forks()?;
@@ -343,10 +338,33 @@ pub fn load_state_with(
             .map_err(|e| StoreError::Corrupt(format!("fork proof of {author}: {e}")))?;
         state.record_fork(proof.into_proof(*author)?);
     }
+    apply_stored(&mut state, store.entries(), charter, signatures)?;
+    let report = LoadReport {
+        entries: state.entry_count(),
+        forks: forks.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((state, report))
+}
+
+/// Decodes, verifies and applies `entries` (in (author, seq) order, each log whole
+/// from seq 1) to `state`: the same checks as a node's start-up, for a store or a
+/// backup file. The first problem is an error.
+pub fn apply_stored(
+    state: &mut State,
+    entries: impl Iterator<Item = Result<StoredEntry, StoreError>>,
+    charter: &Charter,
+    signatures: Signatures,
+) -> Result<(), StoreError> {
+    /// Entries decoded and verified at a time: memory stays bounded however large
+    /// the store. 4,096 rather than 16,384 took a million-entry node's start-up peak
+    /// from about 270 MB to about 200 MB, for a load about 10% slower (BENCHMARKS.md).
+    const WINDOW: usize = 4 * 1024;
+    let max = charter.rules().max_entry_bytes as usize;
     // The last entry applied: (author, seq, id), to check the links across windows.
     let mut previous: Option<(PublicId, u64, EntryId)> = None;
     let mut window = Vec::with_capacity(WINDOW);
-    let mut stored_entries = store.entries();
+    let mut stored_entries = entries;
     loop {
         window.clear();
         for stored in stored_entries.by_ref().take(WINDOW) {
@@ -383,12 +401,7 @@ pub fn load_state_with(
             previous = Some((entry.author(), entry.seq(), entry.id()));
         }
     }
-    let report = LoadReport {
-        entries: state.entry_count(),
-        forks: forks.len(),
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok((state, report))
+    Ok(())
 }
 
 /// Batch-verifies signatures on all cores, then rechecks each body against the
@@ -460,6 +473,11 @@ struct ForkProofRecord {
     seq: u64,
     first: String,
     second: String,
+}
+
+/// A fork proof as the store records it.
+pub fn fork_proof_record(proof: &ForkProof) -> Vec<u8> {
+    serde_json::to_vec(&ForkProofRecord::of(proof)).expect("serialises")
 }
 
 /// A stored fork proof record of `author`, read and verified against `charter`.

@@ -7,6 +7,7 @@
 //! - [`auth`]: operator tokens.
 
 pub mod auth;
+pub mod backup;
 pub mod check;
 pub mod config;
 pub mod federation;

@@ -347,6 +347,7 @@ fn state_event_key(key: &EventKey) -> Result<accord_core::state::EventKey, Statu
     Ok((start, key.1.clone(), key.2))
 }
 
+type BackupStream = Pin<Box<dyn Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
 type ClashStream = Pin<Box<dyn Stream<Item = Result<pb::ListClashesResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -693,6 +694,46 @@ impl LedgerApi for LedgerService {
     }
 
     type WatchClashesStream = ClashStream;
+    type BackupStream = BackupStream;
+
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let who = caller(&request)?.name.clone();
+        let permit = self.streams.acquire(
+            request.remote_addr(),
+            &format!("operator:{who}"),
+            &format!("operator {who:?}"),
+        )?;
+        tracing::info!(operator = %who, "backup started");
+        let mut chunks = crate::backup::produce(&self.ledger);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let mut stopping = self.stopping.clone();
+        tokio::spawn(async move {
+            // Holds the stream's place until the backup ends.
+            let _permit = permit;
+            loop {
+                let next = tokio::select! {
+                    next = chunks.recv() => Some(next),
+                    _ = stopping.wait_for(|s| *s) => None,
+                };
+                let message = match next {
+                    None => Err(Status::unavailable("the node is stopping")),
+                    Some(None) => return,
+                    Some(Some(Ok(data))) => Ok(pb::BackupChunk { data }),
+                    Some(Some(Err(e))) => Err(Status::internal(format!("backup failed: {e}"))),
+                };
+                let last = message.is_err();
+                if tx.send(message).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)) as BackupStream,
+        ))
+    }
 
     async fn watch_clashes(
         &self,

@@ -5,6 +5,15 @@
 //! the node has seen. It never decides what is valid; the node does that before it
 //! appends, and checks the signatures again when it loads.
 //!
+//! The data directory records its format in a small text file of its own,
+//! [`FORMAT_FILE`] (`accord-data-format`, the number and a newline), read before sled
+//! opens anything, so a release never lets its storage engine touch a directory
+//! laid out by a newer one: a number above [`DATA_FORMAT`] is refused with one
+//! line saying so. A directory without the file was written by a release before
+//! it (format 1, the same layout) and gets the file at its first open. A release
+//! that changes the layout raises both this number and the `format` byte in `meta`,
+//! so releases from before the file refuse the directory too (by the byte).
+//!
 //! Layout (format 1):
 //! - tree `meta`: `format` → one byte, the layout version; `alliance` → 32 bytes.
 //! - tree `entries`: author (32 bytes) ‖ seq (u64, big-endian) → version byte ‖ bytes.
@@ -27,6 +36,10 @@ use accord_core::{AllianceId, PublicId};
 
 /// The layout version this code writes and reads.
 pub const FORMAT: u8 = 1;
+/// The data directory's format, recorded in [`FORMAT_FILE`].
+pub const DATA_FORMAT: u32 = 1;
+/// The file in the data directory that holds its format number.
+pub const FORMAT_FILE: &str = "accord-data-format";
 /// The version byte in front of each value.
 const VALUE_VERSION: u8 = 1;
 
@@ -43,6 +56,12 @@ pub enum StoreError {
     },
     #[error("this data directory uses storage format {found}; this version reads format {FORMAT}")]
     UnknownFormat { found: u8 },
+    #[error(
+        "this data directory has format {found}, written by a newer release of Accord; this \
+         release reads format {DATA_FORMAT} and older: run the newer release, or restore a backup \
+         into an empty directory (deploy/README.md, \"Upgrades and rollback\")"
+    )]
+    NewerFormat { found: u32 },
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
 }
@@ -131,6 +150,43 @@ fn open_db(path: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StoreErro
     }
 }
 
+/// The format recorded in `data_dir`'s [`FORMAT_FILE`]: None when there is no
+/// file (a new directory, or one written before the file existed: format 1).
+pub fn recorded_format(data_dir: &Path) -> Result<Option<u32>, StoreError> {
+    let path = data_dir.join(FORMAT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(StoreError::Corrupt(format!("{}: {e}", path.display())));
+        }
+    };
+    match text.trim().parse::<u32>() {
+        Ok(found) if found > DATA_FORMAT => Err(StoreError::NewerFormat { found }),
+        Ok(found) if found >= 1 => Ok(Some(found)),
+        _ => Err(StoreError::Corrupt(format!(
+            "{} does not hold a format number (it holds {:?})",
+            path.display(),
+            text.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// Records [`DATA_FORMAT`] in `data_dir` (a temporary file, renamed, then the
+/// directory synced).
+fn record_format(data_dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = data_dir.join(FORMAT_FILE);
+    let tmp = data_dir.join(format!("{FORMAT_FILE}.tmp"));
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(format!("{DATA_FORMAT}\n").as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()
+}
+
 /// Bytes free for an unprivileged writer on the filesystem holding `path` (or its
 /// nearest existing ancestor, for a data directory not made yet).
 pub fn free_space(path: &Path) -> std::io::Result<u64> {
@@ -166,6 +222,7 @@ impl Store {
         alliance: AllianceId,
         cache_capacity_bytes: u64,
     ) -> Result<Self, StoreError> {
+        let recorded = recorded_format(path)?;
         let db = open_db(path, cache_capacity_bytes)?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
@@ -194,6 +251,14 @@ impl Store {
                 meta.insert("alliance", alliance.as_bytes())?;
                 db.flush()?;
             }
+        }
+        if recorded.is_none() {
+            record_format(path).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "cannot record the format in {}: {e}",
+                    path.join(FORMAT_FILE).display()
+                ))
+            })?;
         }
         Ok(Self {
             path: Arc::new(path.to_path_buf()),
@@ -365,6 +430,25 @@ mod tests {
         drop(Store::open(dir.path(), alliance(1), 1 << 20).unwrap());
         let err = Store::open(dir.path(), alliance(2), 1 << 20).unwrap_err();
         assert!(matches!(err, StoreError::WrongAlliance { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_format_is_recorded_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), alliance(1), 1 << 20).unwrap());
+        let recorded = std::fs::read_to_string(dir.path().join(FORMAT_FILE)).unwrap();
+        assert_eq!(recorded, format!("{DATA_FORMAT}\n"));
+        std::fs::write(
+            dir.path().join(FORMAT_FILE),
+            format!("{}\n", DATA_FORMAT + 1),
+        )
+        .unwrap();
+        let err = Store::open(dir.path(), alliance(1), 1 << 20).unwrap_err();
+        assert!(matches!(err, StoreError::NewerFormat { .. }), "{err}");
+        assert!(!err.to_string().contains('\n'), "{err}");
+        std::fs::write(dir.path().join(FORMAT_FILE), "banana").unwrap();
+        let err = Store::open(dir.path(), alliance(1), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("format number"), "{err}");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Integration tests of the Accord node through its real gRPC API. One binary: each
 //! module is an area, the harness is `accord_tests` (tests/src/lib.rs).
 
+mod backup;
 mod browser;
 mod calendar;
 mod durability;
