@@ -34,6 +34,18 @@ pub const ICALENDAR: Package = Package {
     requirement: "icalendar>=6",
 };
 
+/// Prometheus's own Python client: its text-format and OpenMetrics parsers.
+pub const PROMETHEUS_CLIENT: Package = Package {
+    module: "prometheus_client",
+    requirement: "prometheus-client>=0.20",
+};
+
+/// YAML, to read Prometheus alert rules where `promtool` is missing.
+pub const PYYAML: Package = Package {
+    module: "yaml",
+    requirement: "PyYAML>=6",
+};
+
 /// Tests of one binary run on many threads: one of them makes the environment.
 static MAKING: Mutex<()> = Mutex::new(());
 

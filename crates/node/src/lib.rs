@@ -14,6 +14,7 @@ pub mod feed_links;
 pub mod http;
 pub mod ledger;
 pub mod limits;
+pub mod metrics;
 pub mod paging;
 pub mod replication;
 pub mod service;
@@ -88,6 +89,28 @@ pub async fn run_with_http(
     http_listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
+    serve(config, listener, http_listener, |_| {}, shutdown).await
+}
+
+/// Where a node serves, given to the `ready` callback of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Serving {
+    /// The gRPC listener (client API, federation, health, reflection).
+    pub addr: std::net::SocketAddr,
+    /// The HTTP listener (calendar, `/healthz`, `/metrics`), if configured.
+    pub http_addr: Option<std::net::SocketAddr>,
+}
+
+/// [`run_with_http`], calling `ready` once the store is open and verified and the
+/// node serves (not before: a locked or mismatched data directory fails first).
+/// `accord node` prints "listening on …" and tells systemd READY=1 there.
+pub async fn serve(
+    config: NodeConfig,
+    listener: tokio::net::TcpListener,
+    http_listener: Option<tokio::net::TcpListener>,
+    ready: impl FnOnce(&Serving) + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
     let charter = config.charter.clone();
     federation::check_transport(&charter).map_err(NodeError::Transport)?;
     check_free_space(&config.data_dir, config.min_free_disk_bytes)?;
@@ -135,6 +158,9 @@ pub async fn run_with_http(
     let manifest = signed::load_manifest(&config.data_dir).map_err(NodeError::Store)?;
     let manifest_floor = manifest.clone();
     let (ledger, writer) = Ledger::start(store, state, config.identities.clone(), signed);
+    ledger
+        .metrics()
+        .verified(metrics::Source::Store, report.entries);
     ledger.expect_heads(manifest);
     {
         let state = ledger.state();
@@ -258,6 +284,7 @@ pub async fn run_with_http(
         .map_err(|e| NodeError::Transport(e.to_string()))?;
     let stream_limits = limits::StreamLimits::new(config.limits);
     let peer_states: replication::PeerStates = Default::default();
+    ledger.metrics().watch_peers(peer_states.clone());
     let tuning = replication::Tuning {
         anti_entropy: config.anti_entropy,
         ..Default::default()
@@ -303,6 +330,7 @@ pub async fn run_with_http(
         service::LedgerService::new(ledger.clone(), peer_states, stopping_rx.clone())
             .with_stream_limits(stream_limits);
     let mut http_task = None;
+    let mut http_addr = None;
     if let Some(http_config) = &config.http {
         let http_listener = match http_listener {
             Some(l) => l,
@@ -320,6 +348,7 @@ pub async fn run_with_http(
         ));
         if let Ok(addr) = http_listener.local_addr() {
             tracing::info!(%addr, public_url = %http_config.public_url, "serving the calendar");
+            http_addr = Some(addr);
         }
         let mut stopping = stopping_rx.clone();
         http_task = Some(tokio::spawn(http::serve(
@@ -336,9 +365,10 @@ pub async fn run_with_http(
         auth::TokenCheck::new(config.operators.clone()),
     );
 
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, alliance = %config.charter.id(), "serving");
-    }
+    let addr = listener
+        .local_addr()
+        .map_err(|e| NodeError::Transport(e.to_string()))?;
+    tracing::info!(%addr, alliance = %config.charter.id(), "serving");
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(tls::KEEPALIVE))
         .http2_keepalive_timeout(Some(tls::KEEPALIVE_TIMEOUT))
@@ -348,11 +378,18 @@ pub async fn run_with_http(
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(ledger_service);
+    let server_config = match &config.tls {
+        Some(identity) => Some(
+            tls::server_config(identity, pins).map_err(|e| NodeError::Transport(e.to_string()))?,
+        ),
+        None => None,
+    };
+    // The listeners are bound and accept from here on (connections wait in the
+    // backlog until the server polls them).
+    ready(&Serving { addr, http_addr });
     // Without TLS the node serves its own clients only: federation needs TLS.
-    let served = match &config.tls {
-        Some(identity) => {
-            let server_config = tls::server_config(identity, pins)
-                .map_err(|e| NodeError::Transport(e.to_string()))?;
+    let served = match server_config {
+        Some(server_config) => {
             router
                 .add_service(federation_service)
                 .serve_with_incoming_shutdown(tls::incoming(listener, server_config), signal)
