@@ -3,8 +3,10 @@
 parser and with its strict OpenMetrics parser, and says what it understood.
 
 Usage: metrics_check.py URL
-Prints one JSON object: "content_type", "families" (name -> {"type", "help"}) and
-"samples" (a list of [name, labels, value]). Exits non-zero if either parser
+Prints one JSON object: "content_type", "families" (name -> {"type", "help"}, as the OpenMetrics parser
+reads them: the text-format parser, which predates OpenMetrics, takes a counter's
+`_total` series for an untyped family of its own) and "samples" (a list of [name,
+labels, value]). Exits non-zero if either parser
 refuses the text, or the two read different samples.
 """
 import json
@@ -39,7 +41,7 @@ def main() -> None:
         {
             "content_type": content_type,
             "families": {
-                f.name: {"type": f.type, "help": f.documentation} for f in families
+                f.name: {"type": f.type, "help": f.documentation} for f in strict
             },
             "samples": plain,
         },

@@ -11,6 +11,9 @@
 //! - `/healthz` — liveness, storage and the entry count, as JSON: 200 with
 //!   `"status": "ok"`, or 503 with `"status": "storage failed"` and why once the
 //!   store has failed (the node is then read-only).
+//! - `/metrics` — Prometheus metrics (OpenMetrics text), see [`crate::metrics`].
+//!
+//! Every request is counted by route pattern and status (`accord_calendar_requests_total`).
 //!
 //! Feeds are rendered once per state change and kept with their ETag, so a
 //! conditional request costs a hash-map lookup; a feed holding a cancelled event is
@@ -490,7 +493,10 @@ pub async fn serve(
     use tower::ServiceExt as _;
     // Counted outside the limits, so requests refused for load are counted too.
     let service = limited(router(calendar.clone()), limits)
-        .layer(axum::middleware::from_fn_with_state(calendar, count_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            calendar,
+            count_requests,
+        ))
         .map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();

@@ -815,7 +815,12 @@ impl Ledger {
         result
     }
 
-    fn count(&self, call: &'static str, result: &Result<Ack, AppendError>, started: std::time::Instant) {
+    fn count(
+        &self,
+        call: &'static str,
+        result: &Result<Ack, AppendError>,
+        started: std::time::Instant,
+    ) {
         let outcome = match result {
             Ok(_) => metrics::Outcome::Ok,
             Err(AppendError::Refused(_)) => metrics::Outcome::Refused,

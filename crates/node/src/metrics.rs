@@ -22,6 +22,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::ledger::Ledger;
@@ -288,11 +289,11 @@ impl Metrics {
             Unit::Seconds,
             clock_offset.clone(),
         );
-        let build = Family::<Labels, Gauge>::default();
-        registry.register("build", "The release running", build.clone());
-        build
-            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
-            .set(1);
+        registry.register(
+            "build",
+            "The release running",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_owned())]),
+        );
 
         Self {
             registry,
@@ -358,7 +359,9 @@ impl Metrics {
 
     /// A message of `bytes` from `peer`.
     pub fn peer_bytes(&self, peer: &str, bytes: u64) {
-        self.peer_bytes.get_or_create(&peer_label(peer)).inc_by(bytes);
+        self.peer_bytes
+            .get_or_create(&peer_label(peer))
+            .inc_by(bytes);
     }
 
     /// A batch from `peer`: entries received, accepted, refused.
@@ -442,7 +445,7 @@ impl Metrics {
         self.clock_offset.set(
             ledger
                 .clock_check(i64::MAX)
-                .map_or(0.0, |c| -(c.offset_ms as f64) / 1000.0),
+                .map_or(0.0, |c| c.offset_ms.saturating_neg() as f64 / 1000.0),
         );
         drop(state);
 
