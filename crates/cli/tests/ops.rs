@@ -767,3 +767,75 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     let (_, said) = verify(&unit.replace("Type=notify", "Type=notiffy"));
     assert!(said.contains("notiffy"), "a broken unit passed: {said:?}");
 }
+
+// ---------------------------------------------------------------------------------
+// Set-up on a fresh server
+
+/// `accord ARGS`: stdout and stderr of a run that must succeed.
+fn accord_ok(args: &[&str]) -> (String, String) {
+    let out = Command::new(ACCORD)
+        .args(args)
+        .output()
+        .expect("accord runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "accord {args:?}: {stderr}");
+    (stdout, stderr)
+}
+
+/// On a fresh server the set-up commands create the folders they write into (a
+/// secret's with mode 0700), and say on stderr what they wrote and where the value
+/// goes: a token's hash and a certificate's fingerprint, both 64 hex digits, are no
+/// longer told apart by guesswork. Stdout keeps the bare value for scripts.
+#[test]
+fn set_up_commands_make_missing_folders_and_say_what_they_print() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc/accord");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let is_hex64 =
+        |s: &str| s.trim().len() == 64 && s.trim().bytes().all(|b| b.is_ascii_hexdigit());
+
+    let key = etc.join("keys/org.pem");
+    let (out, err) = accord_ok(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(is_hex64(&out), "{out}");
+    assert_eq!(mode(&etc.join("keys")), 0o700);
+    assert_eq!(mode(&key), 0o600);
+    assert!(
+        err.contains(key.to_str().unwrap())
+            && err.contains("public key")
+            && err.contains("charter"),
+        "{err}"
+    );
+
+    let token = etc.join("tokens/officer.token");
+    let (hash, err) = accord_ok(&["token", "new", "--out", token.to_str().unwrap()]);
+    let secret = std::fs::read_to_string(&token).unwrap();
+    assert_eq!(hash.trim(), token_sha256(secret.trim()));
+    assert_eq!(mode(&etc.join("tokens")), 0o700);
+    assert!(
+        err.contains("token_sha256") && err.contains("[[operators]]") && err.contains("node.toml"),
+        "{err}"
+    );
+
+    let (cert, tls_key) = (etc.join("tls/node.crt"), etc.join("tls/node.key"));
+    let (fingerprint, err) = accord_ok(&[
+        "tls",
+        "new",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        tls_key.to_str().unwrap(),
+        "--name",
+        "node.example.org",
+    ]);
+    assert!(is_hex64(&fingerprint), "{fingerprint}");
+    let (shown, _) = accord_ok(&["tls", "show", cert.to_str().unwrap()]);
+    assert_eq!(shown.trim(), fingerprint.trim());
+    assert!(
+        err.contains("cert_sha256") && err.contains("[[peers]]") && !err.contains("token_sha256"),
+        "{err}"
+    );
+}
