@@ -839,3 +839,75 @@ fn set_up_commands_make_missing_folders_and_say_what_they_print() {
         "{err}"
     );
 }
+
+/// The keys the config parser allows in one place of a file: it refuses an unknown
+/// key with the list of them ("unknown field `zzz`, expected one of `a`, `b`").
+fn allowed_keys(dir: &Path, text: &str, command: &[&str]) -> Vec<String> {
+    let file = dir.join("probe.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(ACCORD)
+        .args(command)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("accord runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text} was accepted");
+    // "expected one of `a`, `b`, `c`", "expected `a` or `b`" or "expected `a`".
+    let list = stderr
+        .split("`zzz_unknown`, expected ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no list of keys in: {stderr}"));
+    list.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// The part of a reference page under the `## ` heading that contains `heading`.
+fn section<'a>(page: &'a str, heading: &str) -> &'a str {
+    page.split("\n## ")
+        .find(|s| s.lines().next().is_some_and(|h| h.contains(heading)))
+        .unwrap_or_else(|| panic!("no section {heading}"))
+}
+
+/// deploy/node-toml.md and deploy/client-toml.md list every key the node and the
+/// CLI accept, each in its section: the parsers' own lists of allowed keys are the
+/// reference, so a key added without its line fails here.
+#[test]
+fn every_config_key_has_a_line_on_its_reference_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = std::fs::read_to_string(repo_file("deploy/node-toml.md")).unwrap();
+    let base = "data_dir = \"d\"\nlisten = \"127.0.0.1:0\"\ncharter = \"c.json\"\n";
+    for (heading, probe) in [
+        ("Top level", format!("zzz_unknown = 1\n{base}")),
+        (
+            "`[[operators]]`",
+            format!("{base}[[operators]]\nzzz_unknown = 1\n"),
+        ),
+        ("`[tls]`", format!("{base}[tls]\nzzz_unknown = 1\n")),
+        ("`[[peers]]`", format!("{base}[[peers]]\nzzz_unknown = 1\n")),
+        ("`[http]`", format!("{base}[http]\nzzz_unknown = 1\n")),
+        ("`[limits]`", format!("{base}[limits]\nzzz_unknown = 1\n")),
+    ] {
+        let keys = allowed_keys(dir.path(), &probe, &["node"]);
+        assert!(keys.len() >= 2, "{heading}: {keys:?}");
+        let text = section(&page, heading);
+        for key in keys {
+            assert!(
+                text.contains(&format!("| `{key}` |")),
+                "node.toml key {key} ({heading}) has no line in deploy/node-toml.md"
+            );
+        }
+    }
+    let page = std::fs::read_to_string(repo_file("deploy/client-toml.md")).unwrap();
+    let keys = allowed_keys(
+        dir.path(),
+        "zzz_unknown = 1\nnode = \"http://127.0.0.1:1\"\ntoken_file = \"t\"\n",
+        &["status"],
+    );
+    assert!(keys.len() >= 3, "{keys:?}");
+    for key in keys {
+        assert!(
+            page.contains(&format!("| `{key}` |")),
+            "client.toml key {key} has no line in deploy/client-toml.md"
+        );
+    }
+}
