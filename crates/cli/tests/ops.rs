@@ -511,24 +511,41 @@ async fn metrics_of_a_federated_node_parse_and_hold_no_secret() -> anyhow::Resul
     Ok(())
 }
 
-/// The alert rules load in Prometheus (`promtool check rules`) or, without
-/// promtool, parse as YAML rule groups whose every rule has an expression, a
+/// The alert rules load in Prometheus (`promtool check rules`) and fire when they
+/// should: `promtool test rules` runs deploy/prometheus-alerts.test.yml (a stalled
+/// peer, a peer never reached, a node behind, a storage failure, a frozen log, each
+/// also not firing before its time). Without promtool those are skipped, saying so,
+/// and the YAML is still checked: rule groups whose every rule has an expression, a
 /// severity and a summary. The dashboard is JSON whose every panel has queries.
 #[test]
 fn alert_rules_and_dashboard_are_well_formed() {
     let rules = repo_file("deploy/prometheus-alerts.yml");
-    match Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&rules)
-        .output()
-    {
-        Ok(out) => assert!(
-            out.status.success(),
-            "promtool check rules: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+    let promtool = |args: &[&str]| {
+        Command::new("promtool")
+            .args(args)
+            .current_dir(repo_file("deploy"))
+            .output()
+    };
+    match promtool(&["check", "rules", "prometheus-alerts.yml"]) {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "promtool check rules: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = promtool(&["test", "rules", "prometheus-alerts.test.yml"]).unwrap();
+            assert!(
+                out.status.success(),
+                "promtool test rules: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(_) => eprintln!(
+            "skipped: promtool check rules and test rules (no promtool: `apt-get install \
+             prometheus`, as tests/setup does); checking the YAML only"
         ),
-        Err(_) => eprintln!("skipped: promtool check rules (no promtool); checking the YAML only"),
     }
     let python = python::venv(Path::new(env!("CARGO_TARGET_TMPDIR")), &[python::PYYAML]);
     let check = r#"
@@ -858,7 +875,11 @@ fn allowed_keys(dir: &Path, text: &str, command: &[&str]) -> Vec<String> {
         .split("`zzz_unknown`, expected ")
         .nth(1)
         .unwrap_or_else(|| panic!("no list of keys in: {stderr}"));
-    list.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The part of a reference page under the `## ` heading that contains `heading`.
