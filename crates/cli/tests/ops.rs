@@ -310,7 +310,8 @@ fn ballot(i: usize) -> String {
 /// Node A (with the calendar's HTTP listener) peers with node B and with a node
 /// that never answers. Officers publish on both, a clash forms, a member's feed link
 /// is fetched; then A's /metrics, read by Prometheus's own parsers, show it all, and
-/// hold neither an operator token nor a member's link anywhere.
+/// hold neither an operator token nor a member's link anywhere. A's log warns about
+/// the peer that never answers once, however often it retries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_of_a_federated_node_parse_and_hold_no_secret() -> anyhow::Result<()> {
     let alliance = TestAlliance::new(2, 0);
@@ -322,7 +323,9 @@ async fn metrics_of_a_federated_node_parse_and_hold_no_secret() -> anyhow::Resul
     let peers_b = [("node-a", addr_a, pin_a)];
     let config_b = write_config(&alliance, &folder_b, 1, addr_b, &peers_b, false)?;
     let logs = alliance.dir.path();
-    let node_a = NodeProcess::start(&config_a, &[], &[], &logs.join("a.log"), true)?;
+    // Replication's debug lines too: the retries not logged as warnings show there.
+    let debug = [("RUST_LOG", "info,accord_node::replication=debug")];
+    let node_a = NodeProcess::start(&config_a, &[], &debug, &logs.join("a.log"), true)?;
     let node_b = NodeProcess::start(&config_b, &[], &[], &logs.join("b.log"), false)?;
     let http = node_a.http.expect("A serves HTTP");
 
@@ -505,6 +508,27 @@ async fn metrics_of_a_federated_node_parse_and_hold_no_secret() -> anyhow::Resul
                 "{file} uses {name}, not served"
             );
         }
+    }
+    // The peer that never answers: retried again and again (backoff from 100 ms),
+    // warned about once (then every 5 minutes).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = std::fs::read_to_string(logs.join("a.log"))?;
+        let tries = |level: &str| {
+            log.lines()
+                .filter(|l| l.contains(level) && l.contains("peer=node-gone"))
+                .filter(|l| l.contains("replication:"))
+                .count()
+        };
+        assert_eq!(tries("WARN"), 1, "{log}");
+        if tries("DEBUG") >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer retries than expected: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(node_b);
     drop(node_a);
