@@ -40,6 +40,18 @@ pub const CRYPTOGRAPHY: Package = Package {
     requirement: "cryptography>=42",
 };
 
+/// Prometheus's own Python client: its text-format and OpenMetrics parsers.
+pub const PROMETHEUS_CLIENT: Package = Package {
+    module: "prometheus_client",
+    requirement: "prometheus-client>=0.20",
+};
+
+/// YAML, to read Prometheus alert rules where `promtool` is missing.
+pub const PYYAML: Package = Package {
+    module: "yaml",
+    requirement: "PyYAML>=6",
+};
+
 /// Tests of one binary run on many threads: one of them makes the environment.
 static MAKING: Mutex<()> = Mutex::new(());
 

@@ -106,10 +106,18 @@ pub enum Command {
     /// A node's store, read directly (the node must be stopped)
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Run a node until SIGINT or SIGTERM; prints "listening on ADDRESS" once serving.
-    /// SIGHUP reads the config again and applies its [[peers]] and [[operators]]
-    /// without a restart (other settings need one)
+    /// Run a node until SIGINT or SIGTERM; prints "listening on ADDRESS" (and "http on
+    /// ADDRESS" with an [http] section) once the store is open and the node serves.
+    /// Under systemd (Type=notify, NOTIFY_SOCKET) it sends READY=1 then, and
+    /// STOPPING=1 when a signal stops it. Logs go to stderr, filtered by RUST_LOG
+    /// (default info). SIGHUP reads the config again and applies its [[peers]] and
+    /// [[operators]] without a restart (other settings need one)
     Node {
+        /// Log format: `human` (lines for a terminal or the journal) or `json` (one
+        /// object per line: timestamp, level, target, message and the event's fields,
+        /// for log shippers)
+        #[arg(long, value_enum, default_value_t = LogFormat::Human, value_name = "FORMAT")]
+        log_format: LogFormat,
         /// Node config file (TOML, see the node's documentation)
         #[arg(long, value_name = "NODE.toml")]
         config: PathBuf,
@@ -657,4 +665,11 @@ pub enum FeedCommand {
     },
     /// List links, live and revoked (tokens are not shown: the node keeps only hashes)
     List(ListArgs),
+}
+
+/// How `accord node` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }

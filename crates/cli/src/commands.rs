@@ -36,7 +36,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             force,
         }) => setup::tls_new(&cert, &key, &names, force),
         Command::Tls(TlsCommand::Show { cert }) => setup::tls_show(&cert),
-        Command::Node { config, rebuild } => node::run(&config, rebuild).await,
+        Command::Node {
+            config,
+            rebuild,
+            log_format,
+        } => node::run(&config, rebuild, log_format).await,
         Command::Healthcheck { config, address } => health::check(&config, address).await,
         Command::Store(StoreCommand::Check { config, json }) => store::check(&config, json),
         Command::Status(list) => query::status(&list).await,

@@ -14,6 +14,7 @@ pub fn write_secret(path: &Path, contents: &[u8], force: bool) -> Result<()> {
             path.display()
         );
     }
+    make_parent(path, 0o700)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -44,7 +45,31 @@ pub fn write_new(path: &Path, contents: &[u8], force: bool) -> Result<()> {
             path.display()
         );
     }
+    make_parent(path, 0o755)?;
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Creates the folders above `path` that are missing (those it creates get `mode`:
+/// 0700 above a secret), so `--out /etc/accord/keys/org.pem` works on a fresh server.
+fn make_parent(path: &Path, mode: u32) -> Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if parent.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    builder
+        .create(parent)
+        .with_context(|| format!("cannot create the folder {}", parent.display()))
 }
 
 pub fn read_to_string(path: &Path) -> Result<String> {

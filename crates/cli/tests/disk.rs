@@ -2,7 +2,7 @@
 //! test mounts (tests run as root) and fills. The node must refuse to start below
 //! its free-space floor (sled could leave a broken snapshot), and when a write fails
 //! while running it must turn read-only: queries answer, `GetStatus`, `/healthz`,
-//! gRPC health and the CLI all say the storage failed, SIGINT stops it within 5 s,
+//! `/metrics`, gRPC health and the CLI all say the storage failed, SIGINT stops it within 5 s,
 //! and a restart after space is freed loses nothing acknowledged.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -286,6 +286,14 @@ async fn a_full_disk_makes_the_node_read_only_and_a_restart_after_freeing_space_
     let (code, body) = http_get(port, "/healthz");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("storage failed"), "{body}");
+    // Prometheus sees it too (the alert AccordStorageFailed fires on these).
+    let (code, metrics) = http_get(port, "/metrics");
+    assert_eq!(code, 200, "{metrics}");
+    assert!(metrics.contains("\naccord_storage_failed 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("\naccord_storage_failures_total 1\n"),
+        "{metrics}"
+    );
     let channel = channel(node.addr).await.unwrap();
     let health = tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest {

@@ -1,7 +1,8 @@
 //! The node's configuration file (TOML). [`RawNodeConfig`] mirrors the file;
 //! [`NodeConfig::load`] turns it into a validated [`NodeConfig`] (charter parsed, keys
 //! read, operators checked) before anything starts. Relative paths in the file are
-//! relative to the file's folder.
+//! relative to the file's folder. deploy/node-toml.md is the operators' reference
+//! to every key (a test keeps it complete).
 //!
 //! ```toml
 //! data_dir = "data"

@@ -11,6 +11,9 @@
 //! - `/healthz` — liveness, storage and the entry count, as JSON: 200 with
 //!   `"status": "ok"`, or 503 with `"status": "storage failed"` and why once the
 //!   store has failed (the node is then read-only).
+//! - `/metrics` — Prometheus metrics (OpenMetrics text), see [`crate::metrics`].
+//!
+//! Every request is counted by route pattern and status (`accord_calendar_requests_total`).
 //!
 //! Feeds are rendered once per state change and kept with their ETag, so a
 //! conditional request costs a hash-map lookup; a feed holding a cancelled event is
@@ -388,6 +391,7 @@ pub fn router(calendar: Arc<Calendar>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
         .merge(views(""))
         .merge(members)
         .fallback(not_found_handler)
@@ -487,7 +491,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use tower::ServiceExt as _;
-    let service = limited(router(calendar), limits)
+    // Counted outside the limits, so requests refused for load are counted too.
+    let service = limited(router(calendar.clone()), limits)
+        .layer(axum::middleware::from_fn_with_state(
+            calendar,
+            count_requests,
+        ))
         .map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -730,6 +739,45 @@ fn not_found(calendar: &Calendar, token: Option<&str>) -> Response {
 
 async fn not_found_handler(AxumState(calendar): AxumState<Arc<Calendar>>) -> Response {
     not_found(&calendar, None)
+}
+
+/// Counts each request by its route's pattern (`/m/{token}/calendar.ics`, never the
+/// path itself: a member's link holds a secret) and status code.
+async fn count_requests(
+    AxumState(calendar): AxumState<Arc<Calendar>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("other", |m| m.as_str())
+        .to_owned();
+    let response = next.run(request).await;
+    calendar
+        .ledger
+        .metrics()
+        .calendar_request(&route, response.status().as_u16());
+    response
+}
+
+/// `/metrics`: Prometheus text (OpenMetrics 1.0), see [`crate::metrics`].
+async fn metrics(AxumState(calendar): AxumState<Arc<Calendar>>) -> Response {
+    let ledger = calendar.ledger.clone();
+    // Clash views are computed from the state: off the async threads.
+    let Ok(text) =
+        tokio::task::spawn_blocking(move || ledger.metrics().clone().render(&ledger)).await
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut response = text.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn health(AxumState(calendar): AxumState<Arc<Calendar>>) -> Response {

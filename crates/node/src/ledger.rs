@@ -34,6 +34,7 @@ use arc_swap::ArcSwap;
 use prost::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::metrics::{self, Metrics};
 use crate::signed::SignedRecord;
 
 /// Most requests one group commit takes.
@@ -202,6 +203,7 @@ pub struct Ledger {
     heads_at_last_stop: Arc<std::sync::OnceLock<BTreeMap<PublicId, u64>>>,
     /// Per peer: its clock minus this node's (ms), and when that was measured.
     peer_clocks: Arc<Mutex<BTreeMap<String, (i64, std::time::Instant)>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// How long a peer's clock reading counts.
@@ -538,7 +540,9 @@ impl Ledger {
         let current = Arc::new(Snapshot { version: 0, state });
         let state = Arc::new(ArcSwap::new(current.clone()));
         let identities = Arc::new(identities);
+        let metrics = Arc::new(Metrics::new());
         let writer = Writer {
+            metrics: metrics.clone(),
             published: state.clone(),
             current,
             store: store.clone(),
@@ -565,9 +569,15 @@ impl Ledger {
                 signed_at_start,
                 heads_at_last_stop: Arc::default(),
                 peer_clocks: Arc::default(),
+                metrics,
             },
             task,
         )
+    }
+
+    /// The node's metrics (`/metrics`).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The current snapshot of the derived state: never blocks, and holding it
@@ -811,12 +821,30 @@ impl Ledger {
         kind: i32,
         body: Vec<u8>,
     ) -> Result<Ack, AppendError> {
-        self.one(Request::Publish {
-            identity,
-            kind,
-            body,
-        })
-        .await
+        let started = std::time::Instant::now();
+        let result = self
+            .one(Request::Publish {
+                identity,
+                kind,
+                body,
+            })
+            .await;
+        self.count("publish", &result, started);
+        result
+    }
+
+    fn count(
+        &self,
+        call: &'static str,
+        result: &Result<Ack, AppendError>,
+        started: std::time::Instant,
+    ) {
+        let outcome = match result {
+            Ok(_) => metrics::Outcome::Ok,
+            Err(AppendError::Refused(_)) => metrics::Outcome::Refused,
+            Err(_) => metrics::Outcome::Unavailable,
+        };
+        self.metrics.publish(call, outcome, started.elapsed());
     }
 
     /// Appends an entry signed elsewhere; answers once durable.
@@ -825,11 +853,15 @@ impl Ledger {
         entry: DecodedEntry,
         checked: SignatureChecked,
     ) -> Result<Ack, AppendError> {
-        self.one(Request::Submit {
-            entry: Box::new(entry),
-            checked,
-        })
-        .await
+        let started = std::time::Instant::now();
+        let result = self
+            .one(Request::Submit {
+                entry: Box::new(entry),
+                checked,
+            })
+            .await;
+        self.count("submit", &result, started);
+        result
     }
 
     /// Appends a peer's entries (signatures checked by the caller); answers once the
@@ -889,6 +921,7 @@ struct Writer {
     /// What this node has signed; rewritten after the flush of every batch that
     /// raises a home identity's head, before the batch is acknowledged or sent.
     signed: Arc<Mutex<SignedRecord>>,
+    metrics: Arc<Metrics>,
 }
 
 /// The state's logs plus the heads of entries accepted earlier in this batch.
@@ -1058,7 +1091,10 @@ impl Writer {
             }
         }
         if !accepted.is_empty() || !forks.is_empty() {
-            if let Err(e) = self.write(&accepted, &forks).await {
+            let writing = std::time::Instant::now();
+            let written = self.write(&accepted, &forks).await;
+            self.metrics.commit(accepted.len(), writing.elapsed());
+            if let Err(e) = written {
                 let reason = e.to_string();
                 tracing::error!("storage failed; refusing further writes: {reason}");
                 self.fail(reason.clone());
@@ -1078,6 +1114,14 @@ impl Writer {
                 appended
                     .entries
                     .push((entry.author(), entry.seq(), entry.to_bytes()));
+            }
+            let now = now_ms();
+            for (entry, first) in accepted.iter().zip(&first_here) {
+                if !first {
+                    let lag = now.saturating_sub(entry.timestamp_ms()).max(0);
+                    self.metrics
+                        .replication_lag(std::time::Duration::from_millis(lag as u64));
+                }
             }
             appended.first_here = first_here;
             for proof in forks {
@@ -1107,6 +1151,7 @@ impl Writer {
 
     /// From now on the node is read-only: every append is refused with `reason`.
     fn fail(&mut self, reason: String) {
+        self.metrics.storage_failure();
         self.failed.send_replace(Some(reason));
     }
 

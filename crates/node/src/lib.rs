@@ -15,6 +15,7 @@ pub mod feed_links;
 pub mod http;
 pub mod ledger;
 pub mod limits;
+pub mod metrics;
 pub mod paging;
 pub mod reload;
 pub mod replication;
@@ -90,15 +91,28 @@ pub async fn run_with_http(
     http_listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    run_with_reloads(config, listener, http_listener, shutdown, None).await
+    serve(config, listener, http_listener, |_| {}, shutdown, None).await
 }
 
-/// [`run_with_http`], applying each config received on `reloads` (the CLI sends one
-/// on SIGHUP): its peers and operators take effect at once (see [`reload`]).
-pub async fn run_with_reloads(
+/// Where a node serves, given to the `ready` callback of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Serving {
+    /// The gRPC listener (client API, federation, health, reflection).
+    pub addr: std::net::SocketAddr,
+    /// The HTTP listener (calendar, `/healthz`, `/metrics`), if configured.
+    pub http_addr: Option<std::net::SocketAddr>,
+}
+
+/// [`run_with_http`], calling `ready` once the store is open and verified and the
+/// node serves (not before: a locked or mismatched data directory fails first), and
+/// applying each config received on `reloads` (the CLI sends one on SIGHUP): its
+/// peers and operators take effect at once (see [`reload`]). `accord node` prints
+/// "listening on …" and tells systemd READY=1 at `ready`.
+pub async fn serve(
     config: NodeConfig,
     listener: tokio::net::TcpListener,
     http_listener: Option<tokio::net::TcpListener>,
+    ready: impl FnOnce(&Serving) + Send,
     shutdown: impl Future<Output = ()> + Send + 'static,
     reloads: Option<tokio::sync::mpsc::Receiver<NodeConfig>>,
 ) -> Result<(), NodeError> {
@@ -149,6 +163,9 @@ pub async fn run_with_reloads(
     let manifest = signed::load_manifest(&config.data_dir).map_err(NodeError::Store)?;
     let manifest_floor = manifest.clone();
     let (ledger, writer) = Ledger::start(store, state, config.identities.clone(), signed);
+    ledger
+        .metrics()
+        .verified(metrics::Source::Store, report.entries);
     ledger.expect_heads(manifest);
     {
         let state = ledger.state();
@@ -272,6 +289,7 @@ pub async fn run_with_reloads(
         .map_err(|e| NodeError::Transport(e.to_string()))?;
     let stream_limits = limits::StreamLimits::new(config.limits);
     let peer_states: replication::PeerStates = Default::default();
+    ledger.metrics().watch_peers(peer_states.clone());
     let tuning = replication::Tuning {
         anti_entropy: config.anti_entropy,
         ..Default::default()
@@ -332,6 +350,7 @@ pub async fn run_with_reloads(
         service::LedgerService::new(ledger.clone(), peer_states, stopping_rx.clone())
             .with_stream_limits(stream_limits);
     let mut http_task = None;
+    let mut http_addr = None;
     if let Some(http_config) = &config.http {
         let http_listener = match http_listener {
             Some(l) => l,
@@ -349,6 +368,7 @@ pub async fn run_with_reloads(
         ));
         if let Ok(addr) = http_listener.local_addr() {
             tracing::info!(%addr, public_url = %http_config.public_url, "serving the calendar");
+            http_addr = Some(addr);
         }
         let mut stopping = stopping_rx.clone();
         http_task = Some(tokio::spawn(http::serve(
@@ -365,9 +385,10 @@ pub async fn run_with_reloads(
         auth::TokenCheck::shared(operators),
     );
 
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, alliance = %config.charter.id(), "serving");
-    }
+    let addr = listener
+        .local_addr()
+        .map_err(|e| NodeError::Transport(e.to_string()))?;
+    tracing::info!(%addr, alliance = %config.charter.id(), "serving");
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(tls::KEEPALIVE))
         .http2_keepalive_timeout(Some(tls::KEEPALIVE_TIMEOUT))
@@ -377,11 +398,19 @@ pub async fn run_with_reloads(
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(ledger_service);
+    let server_config = match &config.tls {
+        Some(identity) => Some(
+            tls::server_config_pinning(identity, pins)
+                .map_err(|e| NodeError::Transport(e.to_string()))?,
+        ),
+        None => None,
+    };
+    // The listeners are bound and accept from here on (connections wait in the
+    // backlog until the server polls them).
+    ready(&Serving { addr, http_addr });
     // Without TLS the node serves its own clients only: federation needs TLS.
-    let served = match &config.tls {
-        Some(identity) => {
-            let server_config = tls::server_config_pinning(identity, pins)
-                .map_err(|e| NodeError::Transport(e.to_string()))?;
+    let served = match server_config {
+        Some(server_config) => {
             router
                 .add_service(federation_service)
                 .serve_with_incoming_shutdown(tls::incoming(listener, server_config), signal)

@@ -199,6 +199,55 @@ struct Noted {
 /// Pulls for one noted author before leaving it to the heads checks.
 const MAX_PULL_TRIES: u32 = 3;
 
+/// How often a peer that stays unreachable is logged again after its first failure.
+pub const REPEAT_FAILURE_LOG: Duration = Duration::from_secs(300);
+
+/// Which failures of a peer's sessions to log: the first of a run of failures, then
+/// one every `every` (saying how many were not logged), so a peer that stays down
+/// fills the log with one line every few minutes, not one every retry (10 s).
+#[derive(Debug)]
+struct FailureLog {
+    every: Duration,
+    /// When the current run of failures was last logged, and failures since.
+    logged: Option<(Instant, u64)>,
+}
+
+impl FailureLog {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            logged: None,
+        }
+    }
+
+    /// A failure at `now`: Some(failures not logged since the last line) if this one
+    /// is to be logged.
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        match &mut self.logged {
+            Some((at, quiet)) if now.duration_since(*at) < self.every => {
+                *quiet += 1;
+                None
+            }
+            Some((at, quiet)) => {
+                let skipped = *quiet;
+                *at = now;
+                *quiet = 0;
+                Some(skipped)
+            }
+            None => {
+                self.logged = Some((now, 0));
+                Some(0)
+            }
+        }
+    }
+
+    /// A session got through: the next failure starts a new run. True if a run of
+    /// failures ended.
+    fn recovered(&mut self) -> bool {
+        self.logged.take().is_some()
+    }
+}
+
 /// Pulls from `peer` until `stopping` turns true.
 pub async fn run_peer(
     peer: Peer,
@@ -210,6 +259,7 @@ pub async fn run_peer(
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut failures = FailureLog::new(REPEAT_FAILURE_LOG);
     loop {
         if *stopping.borrow() {
             return;
@@ -219,15 +269,32 @@ pub async fn run_peer(
             result = session(&peer, &identity, &ledger, &states, tuning, &pulls, stopping.clone()) => result,
             () = stopped(&mut stopping) => return,
         };
-        update(&states, &peer.name, |s| s.connected = false);
+        let mut was_connected = false;
+        update(&states, &peer.name, |s| {
+            was_connected = s.connected;
+            s.connected = false;
+        });
+        if was_connected {
+            failures.recovered();
+        }
         match result {
             Ok(()) => {
                 backoff = Duration::from_millis(100);
+                failures.recovered();
                 tracing::debug!(peer = %peer.name, "sync session ended; pulling again");
             }
             Err(e) => {
                 let e = explain(&e, &peer, &identity);
-                tracing::warn!(peer = %peer.name, "replication: {e}");
+                match failures.failed(Instant::now()) {
+                    Some(0) => tracing::warn!(peer = %peer.name, "replication: {e}"),
+                    Some(skipped) => tracing::warn!(
+                        peer = %peer.name,
+                        "replication: {e} (still failing: {skipped} more attempts since the \
+                         last line; retrying every {}s)",
+                        tuning.max_backoff.as_secs()
+                    ),
+                    None => tracing::debug!(peer = %peer.name, "replication: {e}"),
+                }
                 update(&states, &peer.name, |s| s.last_error = Some(e));
                 backoff = (backoff * 2).min(tuning.max_backoff);
             }
@@ -401,6 +468,7 @@ async fn read_loop(
         tokio::select! {
             message = stream.message() => {
                 let Some(mut batch) = message? else { return Ok(()) };
+                ledger.metrics().peer_bytes(&peer.name, batch.encoded_len() as u64);
                 update(states, &peer.name, |s| s.last_contact_ms = Some(now_ms()));
                 if !batch.notes.is_empty() {
                     let notes = std::mem::take(&mut batch.notes);
@@ -581,12 +649,13 @@ async fn pull_noted(
     tracing::debug!(peer = %peer.name, authors = authors.len(), "pulling noted entries");
     let _claimed = Claimed { pulls, authors };
     update(states, &peer.name, |s| s.pulls += 1);
-    pull(ledger, tuning, client, tx, request).await
+    pull(peer, ledger, tuning, client, tx, request).await
 }
 
 /// One `Sync` without `follow`, its batches queued for verification; bounded by
 /// the RPC deadline. False when the ingester is gone.
 async fn pull(
+    peer: &Peer,
     ledger: &Ledger,
     tuning: Tuning,
     client: &mut FederationClient<Channel>,
@@ -596,6 +665,9 @@ async fn pull(
     let pulling = async {
         let mut stream = client.sync(request).await?.into_inner();
         while let Some(batch) = stream.message().await? {
+            ledger
+                .metrics()
+                .peer_bytes(&peer.name, batch.encoded_len() as u64);
             if !send_to_verify(ledger, tx, batch).await {
                 return Ok(false);
             }
@@ -672,6 +744,9 @@ fn verify(charter: &accord_core::Charter, ledger: &Ledger, batch: pb::SyncBatch)
         let state = ledger.state();
         decoded.retain(|e| state.id_at(&e.author(), e.seq()) != Some(e.id()));
     }
+    ledger
+        .metrics()
+        .verified(crate::metrics::Source::Peer, decoded.len() as u64);
     let (entries, checked, forged) = verified(decoded);
     if forged > 0 {
         tracing::warn!(forged, "refused entries whose signatures do not verify");
@@ -760,6 +835,12 @@ async fn store_verified(
             }
         }
     }
+    ledger.metrics().peer_batch(
+        &peer.name,
+        verified.received,
+        accepted,
+        refused + refused_here,
+    );
     update(states, &peer.name, |s| {
         s.received += verified.received;
         s.accepted += accepted;
@@ -803,5 +884,33 @@ fn verified(
                 Err(_) => (Vec::new(), None, forged),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureLog;
+
+    /// A peer that stays down is logged at its first failure, then once per period
+    /// with the count of attempts not logged; a session that gets through starts
+    /// a new run.
+    #[test]
+    fn a_peer_that_stays_down_is_logged_once_then_every_few_minutes() {
+        let every = std::time::Duration::from_secs(300);
+        let start = std::time::Instant::now();
+        let at = |secs: u64| start + std::time::Duration::from_secs(secs);
+        let mut log = FailureLog::new(every);
+        let logged: Vec<(u64, Option<u64>)> = (0..=70)
+            .map(|i| (i * 10, log.failed(at(i * 10))))
+            .filter(|(_, l)| l.is_some())
+            .collect();
+        assert_eq!(
+            logged,
+            vec![(0, Some(0)), (300, Some(29)), (600, Some(29))],
+            "retries every 10 s for 700 s"
+        );
+        assert!(log.recovered());
+        assert_eq!(log.failed(at(710)), Some(0));
+        assert!(!FailureLog::new(every).recovered());
     }
 }

@@ -462,7 +462,11 @@ impl LedgerApi for LedgerService {
                 .map_err(|e| entry_status(&e))?;
             decoded
         };
-        let checked = SignatureChecked::single(&decoded).map_err(|e| entry_status(&e))?;
+        let checked = SignatureChecked::single(&decoded);
+        self.ledger
+            .metrics()
+            .verified(crate::metrics::Source::Client, 1);
+        let checked = checked.map_err(|e| entry_status(&e))?;
         decoded.check_new_body().map_err(|e| entry_status(&e))?;
         self.ledger
             .submit(decoded, checked)

@@ -1,4 +1,5 @@
-//! `accord node`: load the config, bind, announce the address, serve until a signal.
+//! `accord node`: load the config, bind, serve until a signal; announce the address
+//! (stdout, and systemd's READY=1) once the store is open and the node serves.
 
 use std::io::Write;
 use std::path::Path;
@@ -6,8 +7,10 @@ use std::path::Path;
 use accord_node::NodeConfig;
 use anyhow::{Context, Result, bail};
 
-pub async fn run(config_path: &Path, rebuild: bool) -> Result<()> {
-    init_tracing("info");
+use crate::cli::LogFormat;
+
+pub async fn run(config_path: &Path, rebuild: bool, log_format: LogFormat) -> Result<()> {
+    init_tracing_as("info", log_format);
     let config = NodeConfig::load(config_path)?;
     if rebuild {
         if config.peers.is_empty() {
@@ -21,17 +24,36 @@ pub async fn run(config_path: &Path, rebuild: bool) -> Result<()> {
     // Install the signal handlers before announcing, so a signal sent as soon as the
     // address is printed still stops the node cleanly.
     let shutdown = shutdown_signal()?;
+    let stopping = async move {
+        shutdown.await;
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let address = listener.local_addr()?;
-    {
+    let ready = |serving: &accord_node::Serving| {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {address}").and_then(|()| out.flush())?;
-    }
+        let _ = writeln!(out, "listening on {}", serving.addr).and_then(|()| out.flush());
+        if let Some(http) = serving.http_addr {
+            let _ = writeln!(out, "http on {http}").and_then(|()| out.flush());
+        }
+        let status = format!("serving on {}", serving.addr);
+        notify_systemd(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ]);
+    };
     let reloads = reload_on_hangup(config_path)?;
-    accord_node::run_with_reloads(config, listener, None, shutdown, Some(reloads)).await?;
+    accord_node::serve(config, listener, None, ready, stopping, Some(reloads)).await?;
     Ok(())
+}
+
+/// Tells the service manager (systemd's `Type=notify`, through `NOTIFY_SOCKET`) a
+/// change of state; nothing without `NOTIFY_SOCKET`. A failure is logged, never fatal.
+fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!("cannot notify the service manager (NOTIFY_SOCKET): {e}");
+    }
 }
 
 /// On each SIGHUP, reads the config file again and, if it is valid, hands it to the
@@ -73,14 +95,29 @@ fn reload_on_hangup(config_path: &Path) -> Result<tokio::sync::mpsc::Receiver<No
 
 /// Logs to stderr, filtered by RUST_LOG (else `default`), coloured only on a terminal.
 pub fn init_tracing(default: &str) {
+    init_tracing_as(default, LogFormat::Human);
+}
+
+/// [`init_tracing`] in `format`: JSON is one object per line, the event's fields
+/// at the top level beside `timestamp`, `level` and `target`, for log shippers.
+pub fn init_tracing_as(default: &str, format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -12,8 +12,20 @@ use crate::cli::CharterBuild;
 use crate::files;
 use crate::render::{self, println};
 
+/// What the value printed next is, on stderr (stdout keeps the bare value for
+/// scripts).
+fn label(text: &str) {
+    eprintln!("{text}");
+}
+
 pub fn keygen(out: &Path, force: bool) -> Result<()> {
     let identity = write_new_identity(out, force)?;
+    // The label on stderr, the value alone on stdout: `$(accord keygen …)` is the key.
+    label(&format!(
+        "wrote the signing key {} (secret, mode 0600); its public key, which the \
+         charter names (charter --member NAME=KEY):",
+        out.display()
+    ));
     println(&identity.public_id().to_string());
     Ok(())
 }
@@ -187,6 +199,11 @@ pub fn new_token() -> Result<String> {
 pub fn token_new(out: &Path, force: bool) -> Result<()> {
     let token = new_token()?;
     files::write_secret(out, format!("{token}\n").as_bytes(), force)?;
+    label(&format!(
+        "wrote the operator token {} (secret, mode 0600: token_file in client.toml); its \
+         SHA-256, token_sha256 of an [[operators]] entry in node.toml:",
+        out.display()
+    ));
     println(&token_sha256(&token));
     Ok(())
 }
@@ -203,6 +220,12 @@ pub fn tls_new(cert: &Path, key: &Path, names: &[String], force: bool) -> Result
     let (cert_pem, key_pem) = accord_node::tls::generate(names)?;
     files::write_secret(key, key_pem.as_bytes(), force)?;
     files::write_new(cert, cert_pem.as_bytes(), force)?;
+    label(&format!(
+        "wrote the certificate {} and its key {} (secret, mode 0600); its fingerprint, \
+         cert_sha256 in the peers' [[peers]] and in client.toml:",
+        cert.display(),
+        key.display()
+    ));
     println(&hex::encode(cert_fingerprint(cert)?));
     Ok(())
 }
