@@ -157,10 +157,9 @@ pub fn not_pinned_in(error: &(dyn std::error::Error + 'static)) -> Option<NotPin
         });
         if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
             rustls_error
+            && let Some(found) = other.0.downcast_ref::<NotPinned>()
         {
-            if let Some(found) = other.0.downcast_ref::<NotPinned>() {
-                return Some(*found);
-            }
+            return Some(*found);
         }
         next = e.source();
     }
