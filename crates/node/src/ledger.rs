@@ -155,6 +155,14 @@ impl Logs for Snapshot {
     fn frozen_from(&self, author: &PublicId) -> Option<u64> {
         self.state.frozen_from(author)
     }
+
+    fn roster(&self) -> &accord_core::roster::Roster {
+        self.state.roster()
+    }
+
+    fn known_roles(&self, key: &PublicId) -> Option<accord_core::roster::RoleSet> {
+        self.state.known_roles(key)
+    }
 }
 
 /// Where the writer publishes snapshots, for readers that must not keep the ledger
@@ -334,8 +342,41 @@ pub fn load_state_with(
     /// from about 270 MB to about 200 MB, for a load about 10% slower (BENCHMARKS.md).
     const WINDOW: usize = 4 * 1024;
     let started = Instant::now();
+    let (mut state, forks) = load_pass(store, charter, signatures, None)?;
+    let unknown = state.unknown_authors();
+    if let Some(author) = unknown.first() {
+        return Err(StoreError::Corrupt(format!(
+            "the store holds entries of {author}, whom neither the charter nor any proposal names"
+        )));
+    }
+    if state.views_stale() {
+        // The roster changed what counts for entries read before the governance
+        // entries that changed it: read everything again, counting by the roster
+        // of the whole store (signatures were checked in the first pass).
+        let roster = state.roster_arc();
+        state = load_pass(store, charter, Signatures::VerifiedEarlier, Some(roster))?.0;
+        state.unpin();
+    }
+    let report = LoadReport {
+        entries: state.entry_count(),
+        forks,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((state, report))
+}
+
+/// One read of the whole store; with `pinned`, the views count by that roster.
+fn load_pass(
+    store: &Store,
+    charter: &Charter,
+    signatures: Signatures,
+    pinned: Option<Arc<accord_core::roster::Roster>>,
+) -> Result<(State, usize), StoreError> {
     let max = charter.rules().max_entry_bytes as usize;
-    let mut state = State::new(charter.clone());
+    let mut state = match pinned {
+        Some(roster) => State::pinned_to(charter.clone(), roster),
+        None => State::new(charter.clone()),
+    };
     // Fork proofs first: a frozen author's entries from the fork on do not count.
     let forks = store.forks()?;
     for (author, bytes) in &forks {
@@ -383,12 +424,7 @@ pub fn load_state_with(
             previous = Some((entry.author(), entry.seq(), entry.id()));
         }
     }
-    let report = LoadReport {
-        entries: state.entry_count(),
-        forks: forks.len(),
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok((state, report))
+    Ok((state, forks.len()))
 }
 
 /// Batch-verifies signatures on all cores, then rechecks each body against the
@@ -911,6 +947,17 @@ impl Logs for Overlay<'_> {
             (a, b) => a.or(b),
         }
     }
+
+    // The roster and the known keys are those of the state before this batch: an
+    // entry that needs a governance entry of the same batch is refused now and
+    // accepted when a peer offers it again.
+    fn roster(&self) -> &accord_core::roster::Roster {
+        self.state.roster()
+    }
+
+    fn known_roles(&self, key: &PublicId) -> Option<accord_core::roster::RoleSet> {
+        self.state.known_roles(key)
+    }
 }
 
 impl Overlay<'_> {
@@ -1004,7 +1051,10 @@ impl Writer {
                     }
                     Request::Submit { entry, checked } => {
                         // A new entry: its body must meet this release's rules.
-                        let result = entry.check_body(charter).and_then(|_| {
+                        let result = entry
+                            .check_standing(overlay.roster())
+                            .and_then(|()| entry.check_new_rules(overlay.roster()))
+                            .and_then(|_| {
                             self.offer(*entry, checked, charter, now, &mut overlay, &mut forks)
                         });
                         let taken = self.take(result, &mut overlay, &mut accepted);
@@ -1067,6 +1117,10 @@ impl Writer {
                 rebuild |= state.record_fork(proof.clone());
                 appended.forks.push(proof);
             }
+            // A governance entry that changed what counts for entries already
+            // applied (a removal, an admission of an author whose entries were
+            // held) needs the views rebuilt too.
+            rebuild |= state.views_stale();
             if rebuild && let Some(rebuilt) = self.rebuild(state.charter().clone()).await {
                 state = rebuilt;
             }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use accord_core::ballot::BallotId;
 use accord_core::body::Body;
 use accord_core::clash::{Clash, EventClash};
-use accord_core::entry::{self, SignatureChecked};
+use accord_core::entry::{self, Logs, SignatureChecked};
 use accord_core::pb::ledger_server::Ledger as LedgerApi;
 use accord_core::quote::quoted;
 use accord_core::state::EventView;
@@ -349,14 +349,16 @@ fn state_event_key(key: &EventKey) -> Result<accord_core::state::EventKey, Statu
 
 type ClashStream = Pin<Box<dyn Stream<Item = Result<pb::ListClashesResponse, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl LedgerApi for LedgerService {
-    async fn publish(
+impl LedgerService {
+    /// The home identity a publishing call signs as (`author`, or the token's only
+    /// identity), once the node may sign: it has heard from a peer (or waited long
+    /// enough), its clock is in line, and its store holds all it has signed.
+    async fn home_index(
         &self,
-        request: Request<pb::PublishRequest>,
-    ) -> Result<Response<pb::PublishResponse>, Status> {
-        let caller = caller(&request)?.clone();
-        let request = request.into_inner();
+        caller: &crate::auth::Caller,
+        author: &[u8],
+    ) -> Result<usize, Status> {
+        let request = AuthorOnly { author };
         let author = if request.author.is_empty() {
             match caller.identities.as_slice() {
                 [only] => *only,
@@ -372,7 +374,7 @@ impl LedgerApi for LedgerService {
         };
         if !caller.identities.contains(&author) {
             let state = self.ledger.state();
-            let name = state.charter().name_of(&author).unwrap_or("unknown");
+            let name = state.roster().name_of(&author).unwrap_or("unknown");
             return Err(Status::permission_denied(format!(
                 "the token of operator {:?} does not cover {name} ({author})",
                 caller.name
@@ -424,15 +426,21 @@ impl LedgerApi for LedgerService {
                  has caught up (was it restored from a backup?); try again shortly"
             )));
         }
-        let body = request
-            .body
-            .ok_or_else(|| Status::invalid_argument("publish request has no body"))?;
-        let (kind, bytes) = accord_core::body::encode(&body);
+        Ok(index)
+    }
+
+    /// Checks a body (off the writer) and appends it signed by home identity `index`.
+    async fn publish_body(
+        &self,
+        index: usize,
+        kind: i32,
+        bytes: Vec<u8>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
         // Check the body here, concurrently, so the writer sees only sound bodies.
-        Body::decode(kind as i32, &bytes)
+        Body::decode(kind, &bytes)
             .and_then(|b| accord_core::body::check_new(&b))
             .map_err(|e| entry_status(&EntryError::Body(e)))?;
-        let result = self.ledger.publish(index, kind as i32, bytes).await;
+        let result = self.ledger.publish(index, kind, bytes).await;
         match result {
             Ok(a) => {
                 tracing::debug!(author = %a.author, seq = a.seq, "published");
@@ -440,6 +448,27 @@ impl LedgerApi for LedgerService {
             }
             Err(e) => Err(append_status(&e)),
         }
+    }
+}
+
+struct AuthorOnly<'a> {
+    author: &'a [u8],
+}
+
+#[tonic::async_trait]
+impl LedgerApi for LedgerService {
+    async fn publish(
+        &self,
+        request: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let index = self.home_index(&caller, &request.author).await?;
+        let body = request
+            .body
+            .ok_or_else(|| Status::invalid_argument("publish request has no body"))?;
+        let (kind, bytes) = accord_core::body::encode(&body);
+        self.publish_body(index, kind as i32, bytes).await
     }
 
     async fn submit(
@@ -457,7 +486,7 @@ impl LedgerApi for LedgerService {
             let decoded = entry::decode(signed, charter.rules().max_entry_bytes as usize)
                 .map_err(|e| entry_status(&e))?;
             decoded
-                .check_author(charter)
+                .check_author(charter, |k| state.known_roles(k))
                 .map_err(|e| entry_status(&e))?;
             decoded
         };
@@ -551,6 +580,12 @@ impl LedgerApi for LedgerService {
             clock_offset_ms: clock.map_or(0, |c| c.offset_ms),
             clock_peers: clock.map_or(0, |c| c.peers as u32),
             clock_problem: clock.and_then(|c| c.problem()).unwrap_or_default(),
+            roster_version: state.roster().version,
+            open_proposals: state
+                .roster()
+                .proposals()
+                .filter(|p| p.status == accord_core::roster::ProposalStatus::Open)
+                .count() as u32,
             lost_entries: self
                 .ledger
                 .lost_entries(&state)
@@ -636,6 +671,131 @@ impl LedgerApi for LedgerService {
         Ok(Response::new(pb::GetCharterResponse {
             charter: state.charter().bytes().to_vec(),
         }))
+    }
+
+    async fn get_roster(
+        &self,
+        _request: Request<pb::GetRosterRequest>,
+    ) -> Result<Response<pb::RosterView>, Status> {
+        let state = self.ledger.state();
+        let home: Vec<PublicId> = self
+            .ledger
+            .identities()
+            .iter()
+            .map(|i| i.public_id())
+            .collect();
+        Ok(Response::new(to_proto::roster(state.roster(), &home)))
+    }
+
+    async fn list_proposals(
+        &self,
+        request: Request<pb::ListProposalsRequest>,
+    ) -> Result<Response<pb::ListProposalsResponse>, Status> {
+        let request = request.into_inner();
+        // Newest first: keyed by (timestamp, id), read backwards.
+        let page: PageRequest<(i64, EntryId)> =
+            paging::list_request("proposals", request.page_size, &request.page_token)?;
+        let state = self.ledger.state();
+        let roster = state.roster();
+        let mut all: Vec<&accord_core::roster::ProposalView> = roster
+            .proposals()
+            .filter(|p| {
+                !request.open_only || p.status == accord_core::roster::ProposalStatus::Open
+            })
+            .collect();
+        all.sort_by_key(|p| std::cmp::Reverse((p.timestamp_ms, p.id)));
+        let items = all
+            .into_iter()
+            .filter(|p| page.after.is_none_or(|after| (p.timestamp_ms, p.id) < after))
+            .map(|p| Ok(((p.timestamp_ms, p.id), to_proto::proposal(p, roster))));
+        let (proposals, next_page_token) = page.fill(items)?;
+        Ok(Response::new(pb::ListProposalsResponse {
+            proposals,
+            next_page_token,
+        }))
+    }
+
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        use pb::propose_request::Change as C;
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let change = request
+            .change
+            .ok_or_else(|| Status::invalid_argument("proposal has no change"))?;
+        let index = self.home_index(&caller, &request.author).await?;
+        let state = self.ledger.state();
+        let change = match change {
+            C::Admit(a) => pb::proposal::Change::Admit(a),
+            C::SetRole(r) => pb::proposal::Change::SetRole(r),
+            C::Quorum(q) => pb::proposal::Change::Quorum(q),
+            C::Remove(r) => {
+                let organisation = PublicId::from_slice(&r.organisation)
+                    .map_err(|e| Status::invalid_argument(format!("organisation: {e}")))?;
+                let up_to_seq = if r.up_to_seq == 0 {
+                    state.head(&organisation).map_or(0, |h| h.seq)
+                } else {
+                    r.up_to_seq
+                };
+                pb::proposal::Change::Remove(pb::Remove {
+                    organisation: r.organisation,
+                    up_to_seq,
+                })
+            }
+        };
+        let body = pb::Proposal {
+            roster_version: state.roster().version,
+            change: Some(change),
+            rationale: request.rationale,
+        };
+        drop(state);
+        self.publish_body(index, pb::EntryKind::Proposal as i32, prost::Message::encode_to_vec(&body))
+            .await
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let index = self.home_index(&caller, &request.author).await?;
+        let body = pb::Approval {
+            proposal: request.proposal,
+        };
+        self.publish_body(index, pb::EntryKind::Approval as i32, prost::Message::encode_to_vec(&body))
+            .await
+    }
+
+    async fn object(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let index = self.home_index(&caller, &request.author).await?;
+        let body = pb::Objection {
+            proposal: request.proposal,
+            reason: request.reason,
+        };
+        self.publish_body(index, pb::EntryKind::Objection as i32, prost::Message::encode_to_vec(&body))
+            .await
+    }
+
+    async fn leave(
+        &self,
+        request: Request<pb::LeaveRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let index = self.home_index(&caller, &request.author).await?;
+        let body = pb::Leave {
+            reason: request.reason,
+        };
+        self.publish_body(index, pb::EntryKind::Leave as i32, prost::Message::encode_to_vec(&body))
+            .await
     }
 
     async fn list_intentions(
