@@ -54,7 +54,7 @@ pub enum EntryError {
         key: PublicId,
         wanted: &'static str,
     },
-    #[error("a {role} may not publish {kind} entries; {author} is one")]
+    #[error("{author} is {role} and may not publish {kind} entries")]
     NotAllowed {
         author: PublicId,
         role: &'static str,
@@ -438,7 +438,11 @@ fn kind_role(kind: i32, author: PublicId, roles: RoleSet) -> Result<(), EntryErr
         (Ok(K::Intention), Role::Secretary) => EntryError::NotAMemberOrganisation(author),
         (kind, role) => EntryError::NotAllowed {
             author,
-            role: role.as_str(),
+            role: match role {
+                Role::Member => "a member",
+                Role::Secretary => "a secretary",
+                Role::Observer => "an observer",
+            },
             kind: match kind {
                 Ok(K::Intention) => "intention",
                 Ok(K::Proposal) => "proposal",
