@@ -1,6 +1,7 @@
 //! Runs a parsed command line.
 
 pub mod feed;
+pub mod governance;
 pub mod node;
 pub mod publish;
 mod query;
@@ -120,6 +121,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             limit,
         } => query::log(&list, &author, from_seq, limit).await,
         Command::Submit { client, file, json } => publish::submit(&client, &file, json).await,
+        Command::Roster(list) => governance::roster(&list).await,
+        Command::Proposals { list, open } => governance::proposals(&list, open).await,
+        Command::Propose(change) => governance::propose(change).await,
+        Command::Approve { publish, id } => governance::vote(&publish, &id, None).await,
+        Command::Object {
+            publish,
+            id,
+            reason,
+        } => governance::vote(&publish, &id, Some(reason)).await,
+        Command::Leave { publish, reason } => governance::leave(&publish, reason).await,
         Command::Demo { dir, listen } => crate::demo::run(&dir, listen).await,
     }
 }

@@ -337,10 +337,6 @@ pub fn load_state_with(
     charter: &Charter,
     signatures: Signatures,
 ) -> Result<(State, LoadReport), StoreError> {
-    /// Entries decoded and verified at a time: memory stays bounded however large
-    /// the store. 4,096 rather than 16,384 took a million-entry node's start-up peak
-    /// from about 270 MB to about 200 MB, for a load about 10% slower (BENCHMARKS.md).
-    const WINDOW: usize = 4 * 1024;
     let started = Instant::now();
     let (mut state, forks) = load_pass(store, charter, signatures, None)?;
     let unknown = state.unknown_authors();
@@ -364,6 +360,11 @@ pub fn load_state_with(
     };
     Ok((state, report))
 }
+
+/// Entries decoded and verified at a time: memory stays bounded however large the
+/// store. 4,096 rather than 16,384 took a million-entry node's start-up peak from
+/// about 270 MB to about 200 MB, for a load about 10% slower (BENCHMARKS.md).
+const WINDOW: usize = 4 * 1024;
 
 /// One read of the whole store; with `pinned`, the views count by that roster.
 fn load_pass(

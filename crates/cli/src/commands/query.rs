@@ -1111,6 +1111,27 @@ fn summary(names: &Names, body: &Body) -> String {
             keys(&r.stands),
             keys(&r.stand_aside)
         ),
+        Body::Proposal(p) => match &p.change {
+            accord_core::roster::Change::Admit { name, role, .. } => {
+                format!("admit {name} as {}", role.as_str())
+            }
+            accord_core::roster::Change::Remove {
+                organisation,
+                up_to_seq,
+            } => format!(
+                "remove {} (counts to seq {up_to_seq})",
+                names.name(organisation.as_bytes())
+            ),
+            accord_core::roster::Change::SetRole { organisation, role } => format!(
+                "make {} a {}",
+                names.name(organisation.as_bytes()),
+                role.as_str()
+            ),
+            accord_core::roster::Change::Quorum { rule } => format!("quorum rule {rule}"),
+        },
+        Body::Approval { proposal } => format!("of proposal {}", proposal.short()),
+        Body::Objection { proposal, .. } => format!("to proposal {}", proposal.short()),
+        Body::Leave { .. } => "leaves the alliance".into(),
         Body::Unknown { kind } => format!("kind {kind}"),
     }
 }
