@@ -352,7 +352,7 @@ pub struct ProposalView {
 pub enum GovernanceError {
     #[error("no proposal {0} is in the roster")]
     UnknownProposal(EntryId),
-    #[error("proposal {id} is {status}: {detail}")]
+    #[error("proposal {id} is closed ({status}): {detail}")]
     Closed {
         id: EntryId,
         status: &'static str,

@@ -296,13 +296,13 @@ async fn clash_list(
     query_ids("", &request.election)?;
     let state = ledger.state();
     let clashes = cache.clashes(&state).await?;
-    clash_page(&clashes, state.charter(), request, page)
+    clash_page(&clashes, state.roster(), request, page)
 }
 
 /// The page of `clashes` that `request` asks for.
 fn clash_page(
     clashes: &[Clash],
-    charter: &accord_core::Charter,
+    charter: &accord_core::roster::Roster,
     request: &pb::ListClashesRequest,
     page: &PageRequest<ClashKey>,
 ) -> Result<pb::ListClashesResponse, Status> {
@@ -561,6 +561,20 @@ impl LedgerApi for LedgerService {
                 secretary: true,
                 home: home.contains(&s.key),
             }))
+            // Then the organisations the roster admitted since the charter.
+            .chain(
+                state
+                    .roster()
+                    .organisations()
+                    .filter(|o| o.admitted_at > 0)
+                    .map(|o| pb::Organisation {
+                        key: o.key.to_vec(),
+                        name: o.name.clone(),
+                        ec_id: o.ec_id.clone().unwrap_or_default(),
+                        secretary: o.role == accord_core::Role::Secretary,
+                        home: home.contains(&o.key),
+                    }),
+            )
             .collect();
         Ok(Response::new(pb::NodeStatus {
             alliance: charter.id().to_vec(),
@@ -831,7 +845,7 @@ impl LedgerApi for LedgerService {
             .map(|v| {
                 Ok((
                     (v.intention.ballot.as_str().to_owned(), v.organisation),
-                    to_proto::intention_view(&v, state.charter()),
+                    to_proto::intention_view(&v, state.roster()),
                 ))
             });
         let (intentions, next_page_token) = page.fill(items)?;
@@ -895,7 +909,7 @@ impl LedgerApi for LedgerService {
                     () = tx.closed() => return,
                 }
                 let clashes = feed.borrow_and_update().clone();
-                let next = clash_page(&clashes, ledger.state().charter(), &request, &page);
+                let next = clash_page(&clashes, ledger.state().roster(), &request, &page);
                 let next = match next {
                     Ok(next) => next,
                     Err(e) => {

@@ -3,7 +3,8 @@
 use accord_core::body::{self, IntentionStatus, Visibility};
 use accord_core::clash::{self, ClashState};
 use accord_core::state;
-use accord_core::{Charter, PublicId, pb};
+use accord_core::roster::Roster;
+use accord_core::{PublicId, pb};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 fn keys(list: &[PublicId]) -> Vec<Vec<u8>> {
@@ -81,11 +82,11 @@ pub fn clash_state(s: ClashState) -> pb::ClashState {
     }
 }
 
-fn name(charter: &Charter, key: &PublicId) -> String {
+fn name(charter: &Roster, key: &PublicId) -> String {
     charter.name_of(key).unwrap_or_default().to_string()
 }
 
-pub fn intention_view(v: &state::IntentionView, charter: &Charter) -> pb::IntentionView {
+pub fn intention_view(v: &state::IntentionView, charter: &Roster) -> pb::IntentionView {
     pb::IntentionView {
         organisation: v.organisation.to_vec(),
         organisation_name: name(charter, &v.organisation),
@@ -95,7 +96,7 @@ pub fn intention_view(v: &state::IntentionView, charter: &Charter) -> pb::Intent
     }
 }
 
-pub fn clash(c: &clash::Clash, charter: &Charter) -> pb::Clash {
+pub fn clash(c: &clash::Clash, charter: &Roster) -> pb::Clash {
     pb::Clash {
         ballot: c.ballot.as_str().to_string(),
         state: clash_state(c.state) as i32,

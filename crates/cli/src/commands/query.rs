@@ -1224,6 +1224,7 @@ mod tests {
                 kind: 4,
                 reason: "entry body is invalid: y".into(),
             }],
+            ..Default::default()
         };
         let text = status_table(&status, now);
         let expected = format!(
