@@ -408,7 +408,7 @@ fn a_proposal_made_against_a_replaced_roster_is_void() {
     assert!(
         r.as_ref()
             .unwrap_err()
-            .starts_with(&format!("proposal {p2} is void: the roster changed")),
+            .starts_with(&format!("proposal {p2} is closed (void): the roster changed")),
         "{r:?}"
     );
     // A proposal signed elsewhere against version 0 touching what changed is void as
