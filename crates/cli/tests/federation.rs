@@ -1971,10 +1971,16 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
         .unwrap();
     let fifth = fed.nodes[FIFTH].home.clone();
     let m3 = fed.nodes[CUT].home.clone();
-    publish(&mut fed.nodes[CUT].client(), &m3, intention(&ballot(3), S::Intends, ""))
+    publish(
+        &mut fed.nodes[CUT].client(),
+        &m3,
+        intention(&ballot(3), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    fed.converge_when(CONVERGE, |s| s.entries == 1)
         .await
         .unwrap();
-    fed.converge_when(CONVERGE, |s| s.entries == 1).await.unwrap();
 
     // Not in the charter: its node runs and replicates, but may not publish.
     let refused = publish(
@@ -2038,13 +2044,15 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
     until_accepted("the fifth organisation's intention", || {
         let mut client = client.clone();
         let fifth = fifth.clone();
-        async move {
-            publish(&mut client, &fifth, intention(&ballot(5), S::Intends, "")).await
-        }
+        async move { publish(&mut client, &fifth, intention(&ballot(5), S::Intends, "")).await }
     })
     .await;
     drop(client);
-    assert_eq!(roster_of(&fed, CUT).await.version, 0, "the cut node knows nothing yet");
+    assert_eq!(
+        roster_of(&fed, CUT).await.version,
+        0,
+        "the cut node knows nothing yet"
+    );
 
     isolate(&fed, CUT, false).await;
     let snap = fed
@@ -2060,7 +2068,11 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
             .find(|o| o.key == fifth.public_id().to_vec())
             .expect("the fifth organisation is in every roster");
         assert_eq!(
-            (admitted.name.as_str(), admitted.status.as_str(), admitted.role),
+            (
+                admitted.name.as_str(),
+                admitted.status.as_str(),
+                admitted.role
+            ),
             ("Fifth Party", "active", pb::Role::Member as i32)
         );
         let intentions = intentions_of(&fed, i).await;
@@ -2084,9 +2096,13 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
         .await
         .unwrap()
         .into_inner();
-    publish(&mut fed.nodes[CUT].client(), &m3, intention(&ballot(33), S::Intends, ""))
-        .await
-        .unwrap();
+    publish(
+        &mut fed.nodes[CUT].client(),
+        &m3,
+        intention(&ballot(33), S::Intends, ""),
+    )
+    .await
+    .unwrap();
     for i in [1, 2] {
         let client = fed.nodes[i].client();
         until_accepted("approval of the removal", || {
@@ -2137,7 +2153,10 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
     )
     .await
     .unwrap_err();
-    assert!(refused.to_string().contains("left or was removed"), "{refused}");
+    assert!(
+        refused.to_string().contains("left or was removed"),
+        "{refused}"
+    );
     let after = fed.converge_when(CONVERGE, |_| true).await.unwrap();
     assert_eq!(after.digest, healed.digest, "the refusal stored nothing");
     eprintln!("governance federation test took {:?}", started.elapsed());

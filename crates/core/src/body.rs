@@ -335,7 +335,11 @@ impl Body {
     }
 }
 
-fn role(field: &'static str, value: i32, default: Option<crate::charter::Role>) -> Result<crate::charter::Role, BodyError> {
+fn role(
+    field: &'static str,
+    value: i32,
+    default: Option<crate::charter::Role>,
+) -> Result<crate::charter::Role, BodyError> {
     use crate::charter::Role;
     match pb::Role::try_from(value) {
         Ok(pb::Role::Member) => Ok(Role::Member),
@@ -378,7 +382,12 @@ pub fn quorum_from_pb(q: &pb::QuorumRule) -> Result<crate::roster::QuorumRule, B
         Ok(pb::QuorumKind::All) => Q::All,
         Ok(pb::QuorumKind::Count) => Q::Count(q.value),
         Ok(pb::QuorumKind::Lazy) => Q::Lazy(q.value),
-        _ => return Err(BodyError::BadQuorum(format!("kind {} is not known", q.kind))),
+        _ => {
+            return Err(BodyError::BadQuorum(format!(
+                "kind {} is not known",
+                q.kind
+            )));
+        }
     };
     rule.check().map_err(BodyError::BadQuorum)?;
     Ok(rule)

@@ -19,10 +19,10 @@ use prost::Message;
 
 use crate::body::{Body, BodyError};
 use crate::charter::{Charter, Role};
-use crate::roster::{GovernanceError, RoleSet, Roster};
 use crate::id::{AllianceId, EntryId, PublicId, tagged_hash};
 use crate::identity::Identity;
 use crate::pb;
+use crate::roster::{GovernanceError, RoleSet, Roster};
 
 /// Prefix of the message an author signs: the tag, then the entry bytes.
 pub const SIGNATURE_TAG: &[u8] = b"accord/v1/entry\0";

@@ -192,7 +192,10 @@ impl Change {
     fn subjects(&self) -> Vec<Subject> {
         match self {
             Self::Admit { name, key, .. } => {
-                vec![Subject::Key(*key), Subject::Name(name.trim().to_lowercase())]
+                vec![
+                    Subject::Key(*key),
+                    Subject::Name(name.trim().to_lowercase()),
+                ]
             }
             Self::Remove { organisation, .. } | Self::SetRole { organisation, .. } => {
                 vec![Subject::Key(*organisation)]
@@ -203,7 +206,11 @@ impl Change {
 
     /// One line for people: "admit Delta Party as member".
     pub fn describe(&self, roster: &Roster) -> String {
-        let name = |k: &PublicId| roster.name_of(k).map_or_else(|| k.to_string(), str::to_owned);
+        let name = |k: &PublicId| {
+            roster
+                .name_of(k)
+                .map_or_else(|| k.to_string(), str::to_owned)
+        };
         match self {
             Self::Admit { name, role, .. } => format!("admit {name} as {}", role.as_str()),
             Self::Remove {
@@ -254,7 +261,10 @@ pub enum Action {
 pub enum OrgStatus {
     Active,
     /// Left by its own entry at `up_to_seq`; its log counts up to it.
-    Left { up_to_seq: u64, at_ms: i64 },
+    Left {
+        up_to_seq: u64,
+        at_ms: i64,
+    },
     /// Removed by a proposal; its log counts up to `up_to_seq`.
     Removed {
         up_to_seq: u64,
@@ -300,14 +310,23 @@ impl Organisation {
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum ProposalStatus {
     Open,
-    Passed { version: u64, at_ms: i64 },
-    Lapsed { at_ms: i64 },
+    Passed {
+        version: u64,
+        at_ms: i64,
+    },
+    Lapsed {
+        at_ms: i64,
+    },
     /// A conflicting change took effect after the roster version it was made
     /// against: it must be proposed again.
-    Void { reason: String },
+    Void {
+        reason: String,
+    },
     /// It could not take effect (it would leave no secretary, the key is already in
     /// the roster, ...).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 impl ProposalStatus {
@@ -684,9 +703,7 @@ impl Roster {
                 if let QuorumRule::Count(n) = rule {
                     let members = self.members().count();
                     if *n as usize > members {
-                        return Err(format!(
-                            "a count of {n} is more than the {members} members"
-                        ));
+                        return Err(format!("a count of {n} is more than the {members} members"));
                     }
                 }
                 after.quorum = *rule;
@@ -800,8 +817,7 @@ impl Roster {
                     at_ms: entry.timestamp_ms,
                 };
                 if let Err(why) = self.check_left(&after) {
-                    self.refused_departures
-                        .push((entry.author, entry.seq, why));
+                    self.refused_departures.push((entry.author, entry.seq, why));
                     return;
                 }
                 self.organisations = after.organisations;
@@ -822,17 +838,16 @@ impl Roster {
             .filter(|k| Some(*k) != excluded)
             .collect();
         let needed = rule.needed(electorate.len());
-        let status = if let Some((version, by)) =
-            self.conflict(proposal.roster_version, &proposal.change)
-        {
-            ProposalStatus::Void {
-                reason: Self::void_reason(proposal.roster_version, version, &by),
-            }
-        } else if let Err(reason) = self.changed(&proposal.change) {
-            ProposalStatus::Refused { reason }
-        } else {
-            ProposalStatus::Open
-        };
+        let status =
+            if let Some((version, by)) = self.conflict(proposal.roster_version, &proposal.change) {
+                ProposalStatus::Void {
+                    reason: Self::void_reason(proposal.roster_version, version, &by),
+                }
+            } else if let Err(reason) = self.changed(&proposal.change) {
+                ProposalStatus::Refused { reason }
+            } else {
+                ProposalStatus::Open
+            };
         let lapses_ms = entry.timestamp_ms.saturating_add(LAPSE_MS);
         let passes_unopposed_ms = match rule {
             QuorumRule::Lazy(days) => {
@@ -959,7 +974,9 @@ impl Roster {
                         &by,
                     )));
                 }
-                self.changed(&p.change).map(drop).map_err(GovernanceError::Refused)
+                self.changed(&p.change)
+                    .map(drop)
+                    .map_err(GovernanceError::Refused)
             }
             Action::Approve(id) | Action::Object(id) => {
                 let p = self

@@ -426,7 +426,10 @@ impl State {
     /// so the roster folded equals the pinned one.
     pub fn unpin(&mut self) {
         if let Some(pinned) = self.pinned.take() {
-            debug_assert_eq!(*pinned, *self.roster, "the rebuilt roster is the pinned one");
+            debug_assert_eq!(
+                *pinned, *self.roster,
+                "the rebuilt roster is the pinned one"
+            );
         }
         self.stale = false;
     }

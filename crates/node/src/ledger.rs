@@ -1056,8 +1056,8 @@ impl Writer {
                             .check_standing(overlay.roster())
                             .and_then(|()| entry.check_new_rules(overlay.roster()))
                             .and_then(|_| {
-                            self.offer(*entry, checked, charter, now, &mut overlay, &mut forks)
-                        });
+                                self.offer(*entry, checked, charter, now, &mut overlay, &mut forks)
+                            });
                         let taken = self.take(result, &mut overlay, &mut accepted);
                         first_here.resize(accepted.len(), true);
                         Outcome::One(taken)

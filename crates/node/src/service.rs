@@ -356,10 +356,9 @@ impl LedgerService {
     async fn home_index(
         &self,
         caller: &crate::auth::Caller,
-        author: &[u8],
+        requested: &[u8],
     ) -> Result<usize, Status> {
-        let request = AuthorOnly { author };
-        let author = if request.author.is_empty() {
+        let author = if requested.is_empty() {
             match caller.identities.as_slice() {
                 [only] => *only,
                 _ => {
@@ -369,7 +368,7 @@ impl LedgerService {
                 }
             }
         } else {
-            PublicId::from_slice(&request.author)
+            PublicId::from_slice(requested)
                 .map_err(|e| Status::invalid_argument(format!("author: {e}")))?
         };
         if !caller.identities.contains(&author) {
@@ -449,10 +448,6 @@ impl LedgerService {
             Err(e) => Err(append_status(&e)),
         }
     }
-}
-
-struct AuthorOnly<'a> {
-    author: &'a [u8],
 }
 
 #[tonic::async_trait]
@@ -713,14 +708,15 @@ impl LedgerApi for LedgerService {
         let roster = state.roster();
         let mut all: Vec<&accord_core::roster::ProposalView> = roster
             .proposals()
-            .filter(|p| {
-                !request.open_only || p.status == accord_core::roster::ProposalStatus::Open
-            })
+            .filter(|p| !request.open_only || p.status == accord_core::roster::ProposalStatus::Open)
             .collect();
         all.sort_by_key(|p| std::cmp::Reverse((p.timestamp_ms, p.id)));
         let items = all
             .into_iter()
-            .filter(|p| page.after.is_none_or(|after| (p.timestamp_ms, p.id) < after))
+            .filter(|p| {
+                page.after
+                    .is_none_or(|after| (p.timestamp_ms, p.id) < after)
+            })
             .map(|p| Ok(((p.timestamp_ms, p.id), to_proto::proposal(p, roster))));
         let (proposals, next_page_token) = page.fill(items)?;
         Ok(Response::new(pb::ListProposalsResponse {
@@ -765,8 +761,12 @@ impl LedgerApi for LedgerService {
             rationale: request.rationale,
         };
         drop(state);
-        self.publish_body(index, pb::EntryKind::Proposal as i32, prost::Message::encode_to_vec(&body))
-            .await
+        self.publish_body(
+            index,
+            pb::EntryKind::Proposal as i32,
+            prost::Message::encode_to_vec(&body),
+        )
+        .await
     }
 
     async fn approve(
@@ -779,8 +779,12 @@ impl LedgerApi for LedgerService {
         let body = pb::Approval {
             proposal: request.proposal,
         };
-        self.publish_body(index, pb::EntryKind::Approval as i32, prost::Message::encode_to_vec(&body))
-            .await
+        self.publish_body(
+            index,
+            pb::EntryKind::Approval as i32,
+            prost::Message::encode_to_vec(&body),
+        )
+        .await
     }
 
     async fn object(
@@ -794,8 +798,12 @@ impl LedgerApi for LedgerService {
             proposal: request.proposal,
             reason: request.reason,
         };
-        self.publish_body(index, pb::EntryKind::Objection as i32, prost::Message::encode_to_vec(&body))
-            .await
+        self.publish_body(
+            index,
+            pb::EntryKind::Objection as i32,
+            prost::Message::encode_to_vec(&body),
+        )
+        .await
     }
 
     async fn leave(
@@ -808,8 +816,12 @@ impl LedgerApi for LedgerService {
         let body = pb::Leave {
             reason: request.reason,
         };
-        self.publish_body(index, pb::EntryKind::Leave as i32, prost::Message::encode_to_vec(&body))
-            .await
+        self.publish_body(
+            index,
+            pb::EntryKind::Leave as i32,
+            prost::Message::encode_to_vec(&body),
+        )
+        .await
     }
 
     async fn list_intentions(

@@ -64,9 +64,11 @@ fn governance_status(error: &accord_core::roster::GovernanceError, message: Stri
         }
         G::AlreadyVoted { .. } => Status::already_exists(message),
         G::UnknownProposal(_) => Status::not_found(message),
-        G::Closed { .. } | G::Lapsed { .. } | G::Refused(_) | G::Void(_) | G::CannotLeave { .. } => {
-            Status::failed_precondition(message)
-        }
+        G::Closed { .. }
+        | G::Lapsed { .. }
+        | G::Refused(_)
+        | G::Void(_)
+        | G::CannotLeave { .. } => Status::failed_precondition(message),
     }
 }
 

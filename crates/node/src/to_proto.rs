@@ -2,8 +2,8 @@
 
 use accord_core::body::{self, IntentionStatus, Visibility};
 use accord_core::clash::{self, ClashState};
-use accord_core::state;
 use accord_core::roster::Roster;
+use accord_core::state;
 use accord_core::{PublicId, pb};
 use chrono::{DateTime, SecondsFormat, Utc};
 

@@ -124,7 +124,8 @@ pub async fn roster(list: &ListArgs) -> Result<()> {
                 role_name(o.role).into(),
                 status,
                 o.ec_id.clone(),
-                PublicId::from_slice(&o.key).map_or_else(|_| hex::encode(&o.key), |k| k.to_string()),
+                PublicId::from_slice(&o.key)
+                    .map_or_else(|_| hex::encode(&o.key), |k| k.to_string()),
             ]
         })
         .collect();
@@ -383,7 +384,11 @@ pub async fn vote(args: &PublishArgs, id: &str, objection: Option<String>) -> Re
     }
     .map_err(rpc)?
     .into_inner();
-    report(args, if object { "objection" } else { "approval" }, &response);
+    report(
+        args,
+        if object { "objection" } else { "approval" },
+        &response,
+    );
     Ok(())
 }
 

@@ -12,8 +12,8 @@ use accord_core::pb::EntryKind as K;
 use accord_core::pb::IntentionStatus as S;
 use accord_core::roster::{DAY_MS, OrgStatus, ProposalStatus, QuorumRule};
 use accord_core::{EntryId, Identity, PublicId, State, VerifiedEntry};
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 
 use crate::fixture::*;
 
@@ -53,8 +53,7 @@ impl Gov {
         self.state.apply(&entry);
         self.entries.push(entry);
         if self.state.views_stale() {
-            self.state =
-                State::from_entries(self.alliance.charter.clone(), self.entries.iter());
+            self.state = State::from_entries(self.alliance.charter.clone(), self.entries.iter());
         }
         id
     }
@@ -200,7 +199,8 @@ fn an_organisation_admitted_by_a_majority_publishes_and_counts() {
         format!("author {delta} is not a member or secretary of the alliance")
     );
     let (kind, body) = accord_core::body::encode(&intention(BALLOT, S::Intends, ""));
-    g.relay(NEW, K::try_from(kind as i32).unwrap(), body).unwrap();
+    g.relay(NEW, K::try_from(kind as i32).unwrap(), body)
+        .unwrap();
     assert!(g.intending().is_empty());
     // Three members: the proposer's own proposal and one approval are a majority.
     g.approve(B_, p).unwrap();
@@ -255,11 +255,7 @@ fn bad_governance_input_is_refused_with_its_reason_and_changes_nothing() {
     // A second approval by the same member (the proposer's proposal is its approval).
     let a = g.key(A);
     let r = g.approve(A, p);
-    check(
-        &mut g,
-        r,
-        &format!("{a} has already approved proposal {p}"),
-    );
+    check(&mut g, r, &format!("{a} has already approved proposal {p}"));
     g.object(C, p).unwrap();
     let c = g.key(C);
     let r = g.approve(C, p);
@@ -340,7 +336,10 @@ fn a_removed_organisation_counts_up_to_its_cut_and_publishes_nothing_more() {
     assert_eq!(g.state.intentions().len(), 2);
     g.approve(B_, p).unwrap();
     let org = g.state.roster().organisation(&c).unwrap();
-    assert!(matches!(org.status, OrgStatus::Removed { up_to_seq: 1, .. }));
+    assert!(matches!(
+        org.status,
+        OrgStatus::Removed { up_to_seq: 1, .. }
+    ));
     // Its entry past the cut is kept (in the log) but counts nowhere.
     assert_eq!(g.intending(), g.standing(&[C]));
     assert_eq!(g.state.intentions().len(), 1);
@@ -369,8 +368,15 @@ fn a_removed_organisation_counts_up_to_its_cut_and_publishes_nothing_more() {
 fn leaving_needs_no_quorum_but_may_not_leave_fewer_than_two_members() {
     let mut g = Gov::new();
     g.intend(B_).unwrap();
-    g.publish(B_, K::Leave, pb::Leave { reason: "bye".into() }.encode_to_vec())
-        .unwrap();
+    g.publish(
+        B_,
+        K::Leave,
+        pb::Leave {
+            reason: "bye".into(),
+        }
+        .encode_to_vec(),
+    )
+    .unwrap();
     let b = g.key(B_);
     let org = g.state.roster().organisation(&b).unwrap();
     assert!(matches!(org.status, OrgStatus::Left { up_to_seq: 2, .. }));
@@ -381,9 +387,7 @@ fn leaving_needs_no_quorum_but_may_not_leave_fewer_than_two_members() {
     assert_eq!(
         g.publish(C, K::Leave, pb::Leave::default().encode_to_vec())
             .unwrap_err(),
-        format!(
-            "{c} cannot leave: it would leave the alliance with fewer than two members (1)"
-        )
+        format!("{c} cannot leave: it would leave the alliance with fewer than two members (1)")
     );
 }
 
@@ -406,9 +410,9 @@ fn a_proposal_made_against_a_replaced_roster_is_void() {
     assert!(reason.contains("since version 0"), "{reason}");
     let r = g.approve(C, p2);
     assert!(
-        r.as_ref()
-            .unwrap_err()
-            .starts_with(&format!("proposal {p2} is closed (void): the roster changed")),
+        r.as_ref().unwrap_err().starts_with(&format!(
+            "proposal {p2} is closed (void): the roster changed"
+        )),
         "{r:?}"
     );
     // A proposal signed elsewhere against version 0 touching what changed is void as
@@ -430,9 +434,7 @@ fn a_proposal_made_against_a_replaced_roster_is_void() {
 #[test]
 fn lazy_consensus_passes_after_its_days_unless_a_member_objects() {
     let mut g = Gov::new();
-    let q = g
-        .propose(A, quorum(pb::QuorumKind::Lazy, 3))
-        .unwrap();
+    let q = g.propose(A, quorum(pb::QuorumKind::Lazy, 3)).unwrap();
     g.approve(B_, q).unwrap();
     assert_eq!(g.state.roster().quorum, QuorumRule::Lazy(3));
     let delta = g.key(NEW);
@@ -489,7 +491,9 @@ fn charter_quorum_rules_and_older_charters() {
         ("{\"lazy_days\": 7}", Ok(QuorumRule::Lazy(7))),
         (
             "{\"lazy_days\": 20}",
-            Err("charter quorum rule: lazy consensus must be 1 to 13 days (proposals lapse after 14), got 20"),
+            Err(
+                "charter quorum rule: lazy consensus must be 1 to 13 days (proposals lapse after 14), got 20",
+            ),
         ),
     ] {
         let text = bytes.replace(
@@ -514,14 +518,42 @@ fn charter_quorum_rules_and_older_charters() {
 enum Step {
     /// Propose admitting newcomer `who` (0 or 1) under name `name` (0 or 1), as
     /// seen `stale` versions ago.
-    Admit { by: usize, who: usize, name: usize, stale: u64 },
-    Remove { by: usize, target: usize, stale: u64 },
-    Role { by: usize, target: usize, role: usize, stale: u64 },
-    Quorum { by: usize, rule: usize, stale: u64 },
-    Approve { by: usize, proposal: usize },
-    Object { by: usize, proposal: usize },
-    Leave { by: usize },
-    Intend { by: usize },
+    Admit {
+        by: usize,
+        who: usize,
+        name: usize,
+        stale: u64,
+    },
+    Remove {
+        by: usize,
+        target: usize,
+        stale: u64,
+    },
+    Role {
+        by: usize,
+        target: usize,
+        role: usize,
+        stale: u64,
+    },
+    Quorum {
+        by: usize,
+        rule: usize,
+        stale: u64,
+    },
+    Approve {
+        by: usize,
+        proposal: usize,
+    },
+    Object {
+        by: usize,
+        proposal: usize,
+    },
+    Leave {
+        by: usize,
+    },
+    Intend {
+        by: usize,
+    },
     Days(u32),
 }
 
@@ -557,9 +589,17 @@ fn build(script: &[Step]) -> Gov {
     for s in script {
         let version = |g: &Gov, stale: u64| g.state.roster().version.saturating_sub(stale);
         let made = match s {
-            Step::Admit { by, who, name, stale } => {
+            Step::Admit {
+                by,
+                who,
+                name,
+                stale,
+            } => {
                 let key = g.key(newcomers[*who]);
-                let body = proposal(version(&g, *stale), admit(names[*name], key, pb::Role::Member));
+                let body = proposal(
+                    version(&g, *stale),
+                    admit(names[*name], key, pb::Role::Member),
+                );
                 g.relay(party(*by), K::Proposal, body)
             }
             Step::Remove { by, target, stale } => {
@@ -568,7 +608,12 @@ fn build(script: &[Step]) -> Gov {
                 let body = proposal(version(&g, *stale), remove(key, cut));
                 g.relay(party(*by), K::Proposal, body)
             }
-            Step::Role { by, target, role, stale } => {
+            Step::Role {
+                by,
+                target,
+                role,
+                stale,
+            } => {
                 let key = g.key(party(*target));
                 let role = [pb::Role::Member, pb::Role::Secretary, pb::Role::Observer][*role];
                 let body = proposal(version(&g, *stale), set_role(key, role));
@@ -611,8 +656,10 @@ fn build(script: &[Step]) -> Gov {
                 continue;
             }
         };
-        if let (Ok(id), Step::Admit { .. } | Step::Remove { .. } | Step::Role { .. } | Step::Quorum { .. }) =
-            (made, s)
+        if let (
+            Ok(id),
+            Step::Admit { .. } | Step::Remove { .. } | Step::Role { .. } | Step::Quorum { .. },
+        ) = (made, s)
         {
             proposals.push(id);
         }
