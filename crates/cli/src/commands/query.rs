@@ -110,7 +110,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             .iter()
             .map(|h| (hex::encode(&h.author), json!(h.seq)))
             .collect();
-        print_json(&json!({
+        let mut value = json!({
             "alliance": hex::encode(&s.alliance),
             "alliance_name": s.alliance_name,
             "digest": hex::encode(&s.digest),
@@ -186,7 +186,10 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "role": if o.secretary { "secretary" } else { "member" },
                 "home": o.home,
             })).collect::<Vec<_>>(),
-        }));
+        });
+        value["roster_version"] = json!(s.roster_version);
+        value["open_proposals"] = json!(s.open_proposals);
+        print_json(&value);
         return Ok(());
     }
     print(&status_table(&s, chrono::Utc::now().timestamp_millis()));
@@ -247,6 +250,16 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
         state_digest(s),
         s.version
     ));
+    if s.roster_version > 0 || s.open_proposals > 0 {
+        // Before the blank line that ends the block above.
+        out.pop();
+        out.push_str(&format!(
+            "roster    version {}, {} open proposal{} (accord roster, accord proposals)\n\n",
+            s.roster_version,
+            s.open_proposals,
+            if s.open_proposals == 1 { "" } else { "s" }
+        ));
+    }
     let heads: std::collections::BTreeMap<Vec<u8>, u64> =
         s.heads.iter().map(|h| (h.author.clone(), h.seq)).collect();
     let rows: Vec<Vec<String>> = s
