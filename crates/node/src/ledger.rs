@@ -1080,6 +1080,13 @@ impl Writer {
                     Request::Forks(proofs) => {
                         let mut report = IngestReport::default();
                         for proof in proofs {
+                            // A proof about a key neither the charter nor any
+                            // proposal names is not this alliance's business (yet):
+                            // peers offer proofs in every Sync, so it is taken once
+                            // the proposal naming its author has arrived.
+                            if overlay.known_roles(&proof.author).is_none() {
+                                continue;
+                            }
                             if overlay.add_fork(&mut forks, proof) {
                                 report.forks += 1;
                             }
