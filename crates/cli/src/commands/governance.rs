@@ -214,11 +214,12 @@ pub async fn proposals(list: &ListArgs, open_only: bool) -> Result<()> {
     Ok(())
 }
 
-/// Connects, and names the author: `--as` or the config's `as`, else the token's
-/// only identity (an empty author).
+/// Connects, and names the author by the roster: `--as` or the config's `as`, else
+/// the token's only identity (an empty author).
 async fn connect(args: &PublishArgs) -> Result<(Client, Vec<u8>)> {
     let mut client = Client::connect(&args.client.config_path()?).await?;
-    let author = match args.as_.as_deref() {
+    let wanted = args.as_.clone().or_else(|| client.default_as.clone());
+    let author = match wanted.as_deref() {
         Some(wanted) => {
             let roster = client.roster().await?;
             RosterNames::of(&roster).find(&roster, wanted)?
