@@ -35,6 +35,12 @@ pub struct Directory {
 
 impl Directory {
     pub fn from_charter(charter: &Charter) -> Self {
+        Self::from_roster(charter, &accord_core::roster::Roster::from_charter(charter))
+    }
+
+    /// The charter's organisations in its order, then those the roster admitted
+    /// since.
+    pub fn from_roster(charter: &Charter, roster: &accord_core::roster::Roster) -> Self {
         let named = charter
             .members()
             .iter()
@@ -44,7 +50,14 @@ impl Directory {
                     .secretaries()
                     .iter()
                     .map(|s| (s.key, s.name.clone())),
-            );
+            )
+            .chain(
+                roster
+                    .organisations()
+                    .filter(|o| o.admitted_at > 0)
+                    .map(|o| (o.key, o.name.clone())),
+            )
+            .collect::<Vec<_>>();
         let mut dir = Directory::default();
         for (key, name) in named {
             let mut slug = slugify(&name);

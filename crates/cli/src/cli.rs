@@ -75,6 +75,75 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+/// Changes a proposal can make.
+#[derive(Debug, Subcommand)]
+pub enum ProposeCommand {
+    /// Admit an organisation
+    Admit {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// Its name
+        #[arg(long)]
+        name: String,
+        /// Its Ed25519 public key in hex (`accord key show KEY.pem`)
+        #[arg(long, value_name = "HEX")]
+        key: String,
+        /// member, secretary or observer (observers publish events and statements, not
+        /// intentions, and do not vote)
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Electoral Commission register id, e.g. PP53
+        #[arg(long, value_name = "ID")]
+        ec_id: Option<String>,
+        #[arg(long, default_value = "")]
+        rationale: String,
+    },
+    /// Remove an organisation: its log counts up to --up-to (default: the head of its
+    /// log this node holds); later entries are kept as evidence and count nowhere
+    Remove {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// The organisation (name or hex key)
+        #[arg(long, value_name = "NAME|HEX")]
+        member: String,
+        #[arg(long, value_name = "SEQ")]
+        up_to: Option<u64>,
+        #[arg(long, default_value = "")]
+        rationale: String,
+    },
+    /// Appoint a secretary, or remove one (it becomes --to: observer by default, or
+    /// member)
+    Secretary {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// appoint or remove
+        action: SecretaryAction,
+        /// The organisation (name or hex key)
+        #[arg(long, value_name = "NAME|HEX")]
+        member: String,
+        /// The role a removed secretary takes
+        #[arg(long, default_value = "observer")]
+        to: String,
+        #[arg(long, default_value = "")]
+        rationale: String,
+    },
+    /// Change the quorum rule: majority, all, count:N (or N), lazy:DAYS (passes after
+    /// DAYS unless a member objects, 1 to 13)
+    Quorum {
+        #[command(flatten)]
+        publish: PublishArgs,
+        rule: String,
+        #[arg(long, default_value = "")]
+        rationale: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SecretaryAction {
+    Appoint,
+    Remove,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate an Ed25519 identity key (PKCS#8 PEM, mode 0600); prints its public id
@@ -314,6 +383,49 @@ pub enum Command {
         /// against its checksum, not verified in full: see `backup verify`)
         #[arg(long, value_name = "FILE")]
         from_backup: Option<PathBuf>,
+    },
+    /// Show the roster: the organisations (charter plus governance entries), their
+    /// roles and standing, the quorum rule and the roster version
+    Roster(ListArgs),
+    /// List proposals to change the roster, newest first, with their approvals and fate
+    Proposals {
+        #[command(flatten)]
+        list: ListArgs,
+        /// Only open proposals
+        #[arg(long)]
+        open: bool,
+    },
+    /// Propose a change to the roster (as a member or secretary); it takes effect once
+    /// approvals reach the quorum, and lapses after 14 days. --json prints its `id`
+    #[command(subcommand)]
+    Propose(ProposeCommand),
+    /// Approve a proposal (as a member): its id, or a unique prefix of at least 8 hex
+    /// digits
+    Approve {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// Proposal id
+        id: String,
+    },
+    /// Object to a proposal (as a member); under lazy consensus an objection stops it
+    /// passing by time
+    Object {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// Proposal id
+        id: String,
+        /// Why
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Leave the alliance (no quorum needed): your log counts up to this entry, and
+    /// nothing later counts. Refused if it would leave no secretary or fewer than two
+    /// members
+    Leave {
+        #[command(flatten)]
+        publish: PublishArgs,
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// Run a demo alliance in DIR until interrupted: four nodes, one per organisation,
     /// federated over TLS in this process (created on first use, then reused)

@@ -180,7 +180,23 @@ impl Client {
         let wanted = as_.or(self.default_as.as_deref()).ok_or_else(|| {
             anyhow!("say who to publish as: --as NAME, or `as = \"NAME\"` in the client config")
         })?;
+        // An organisation admitted after the charter is named by its key.
+        if charter.find(wanted).is_none()
+            && let Ok(key) = wanted.trim().parse::<PublicId>()
+        {
+            return Ok(key);
+        }
         find(charter, wanted)
+    }
+
+    /// The roster (charter plus governance entries).
+    pub async fn roster(&mut self) -> Result<pb::RosterView> {
+        Ok(self
+            .ledger
+            .get_roster(pb::GetRosterRequest {})
+            .await
+            .map_err(rpc)?
+            .into_inner())
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod feed;
+pub mod governance;
 mod health;
 pub mod node;
 pub mod publish;
@@ -148,5 +149,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             listen,
             compose,
         } => crate::demo::run(&dir, listen, compose).await,
+        Command::Roster(list) => governance::roster(&list).await,
+        Command::Proposals { list, open } => governance::proposals(&list, open).await,
+        Command::Propose(change) => governance::propose(change).await,
+        Command::Approve { publish, id } => governance::vote(&publish, &id, None).await,
+        Command::Object {
+            publish,
+            id,
+            reason,
+        } => governance::vote(&publish, &id, Some(reason)).await,
+        Command::Leave { publish, reason } => governance::leave(&publish, reason).await,
     }
 }

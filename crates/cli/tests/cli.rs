@@ -1197,3 +1197,103 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
     assert_eq!(entries_now, entries);
     running.stop("-TERM");
 }
+
+/// Issue 11: the governance commands against the demo, as a user runs them: a
+/// proposal prints an object with its `id`, a refusal is one line, and once a
+/// majority approves, every node's roster holds the new organisation.
+#[test]
+fn governance_commands_admit_an_organisation_to_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("pal");
+    let (_running, _) = start(
+        &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
+        "Press Ctrl-C",
+        Duration::from_secs(120),
+    );
+    let (manifest, configs) = demo_manifest(&demo);
+    let role_of = |i: usize| {
+        manifest["organisations"][i]["role"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let members: Vec<&String> = (0..4)
+        .filter(|i| role_of(*i) == "member")
+        .map(|i| &configs[i])
+        .collect();
+    let secretary = &configs[(0..4).find(|i| role_of(*i) == "secretary").unwrap()];
+    let key_file = dir.path().join("fifth.pem");
+    let key = ok(&["keygen", "--out", path(&key_file)]).trim().to_owned();
+
+    let roster = json_at(members[0], &["roster"]);
+    assert_eq!(roster["version"], 0);
+    assert_eq!(roster["quorum"], "majority");
+    let proposal = json_at(
+        members[0],
+        &[
+            "propose",
+            "admit",
+            "--name",
+            "Fifth Party",
+            "--key",
+            &key,
+            "--ec-id",
+            "PP500",
+        ],
+    );
+    let id = proposal["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 64, "{proposal}");
+    let listed = json_at(members[0], &["proposals", "--open"]);
+    assert_eq!(listed[0]["id"], proposal["id"], "{listed}");
+    assert_eq!(listed[0]["change"], "admit Fifth Party as member");
+
+    // The secretary may not vote; a second approval by the proposer is refused.
+    wait_for(
+        "the proposal to reach the secretary's node",
+        Duration::from_secs(30),
+        || {
+            json_at(secretary, &["proposals"])
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    );
+    let refused = fails(&["approve", &id, "--config", secretary]);
+    assert!(
+        refused.contains("refused (permission denied)")
+            && refused.contains("may not publish approval"),
+        "{refused}"
+    );
+    let again = fails(&["approve", &id[..12], "--config", members[0]]);
+    assert!(again.contains("refused (already exists)"), "{again}");
+
+    // Three members: one approval more is a majority.
+    wait_for(
+        "the proposal to reach the second member",
+        Duration::from_secs(30),
+        || {
+            json_at(members[1], &["proposals"])
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    );
+    let approval = json_at(members[1], &["approve", &id[..16]]);
+    assert_eq!(approval["id"].as_str().unwrap().len(), 64);
+    wait_for(
+        "every roster to hold the fifth organisation",
+        Duration::from_secs(30),
+        || {
+            configs.iter().all(|c| {
+                let roster = json_at(c, &["roster"]);
+                roster["version"] == 1
+                    && roster["organisations"].as_array().unwrap().iter().any(|o| {
+                        o["name"] == "Fifth Party"
+                            && o["status"] == "active"
+                            && o["ec_id"] == "PP500"
+                    })
+            })
+        },
+    );
+    let table = ok(&["proposals", "--config", members[0]]);
+    assert!(table.contains("passed"), "{table}");
+    converged(&configs, Duration::from_secs(30));
+}

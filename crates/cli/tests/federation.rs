@@ -297,7 +297,7 @@ impl ProcFederation {
         for i in 0..count {
             let folder = alliance.dir.path().join(format!("node-{i}"));
             std::fs::create_dir_all(folder.join("keys"))?;
-            std::fs::write(folder.join("keys/home.pem"), alliance.member(i).to_pem())?;
+            std::fs::write(folder.join("keys/home.pem"), home_of(&alliance, i).to_pem())?;
             pins.push(tls_identity(&folder.join("tls"))?.fingerprint());
             folders.push(folder);
         }
@@ -321,7 +321,7 @@ impl ProcFederation {
                 &config,
                 config_toml(
                     &alliance,
-                    alliance.member(i),
+                    home_of(&alliance, i),
                     addrs[i],
                     &peers,
                     net.anti_entropy_secs,
@@ -333,7 +333,7 @@ impl ProcFederation {
                 config,
                 addr: addrs[i],
                 pin: pins[i],
-                home: alliance.member(i).clone(),
+                home: home_of(&alliance, i).clone(),
                 process: None,
                 env: env(i),
                 args: Vec::new(),
@@ -512,6 +512,17 @@ impl Net {
 
     fn linked(&self, a: usize, b: usize) -> bool {
         self.edges.contains(&(a, b)) || self.edges.contains(&(b, a))
+    }
+}
+
+/// The home identity of node `i`: member `i`, or for the node after the last
+/// member, the alliance's outsider (a key the charter does not name, which the
+/// roster may admit later).
+fn home_of(alliance: &TestAlliance, i: usize) -> &Identity {
+    if i < alliance.members.len() {
+        alliance.member(i)
+    } else {
+        &alliance.outsider
     }
 }
 
@@ -2181,4 +2192,294 @@ async fn a_node_restored_from_its_backup_refills_what_it_signed_later_and_federa
     for i in 0..NODES {
         assert!(frozen_on(&fed, i).await.is_empty(), "node {i}");
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Governance
+
+/// Retries a call that may be refused until an entry it needs has replicated to the
+/// node (NOT_FOUND for a proposal, PERMISSION_DENIED before an admission), bounded.
+async fn until_accepted<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(status) if Instant::now() < deadline => {
+                let _ = status;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("{what}: {status}"),
+        }
+    }
+}
+
+async fn roster_of(fed: &ProcFederation, i: usize) -> pb::RosterView {
+    fed.nodes[i]
+        .client()
+        .get_roster(pb::GetRosterRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn ballots_of(intentions: &[pb::IntentionView], who: &Identity) -> BTreeSet<String> {
+    intentions
+        .iter()
+        .filter(|v| v.organisation == who.public_id().to_vec())
+        .filter_map(|v| v.intention.as_ref().map(|i| i.ballot.clone()))
+        .collect()
+}
+
+async fn intentions_of(fed: &ProcFederation, i: usize) -> Vec<pb::IntentionView> {
+    fed.nodes[i]
+        .client()
+        .list_intentions(pb::ListIntentionsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .intentions
+}
+
+/// Cuts (or heals) every proxied link of node `n`, and waits until no session
+/// crosses the cut.
+async fn isolate(fed: &ProcFederation, n: usize, cut: bool) {
+    for ((a, b), proxy) in &fed.proxies {
+        if *a == n || *b == n {
+            if cut {
+                proxy.cut();
+            } else {
+                proxy.heal();
+            }
+        }
+    }
+    if !cut {
+        return;
+    }
+    let name = fed.nodes[n].name.clone();
+    for i in 0..fed.nodes.len() {
+        fed.wait_status(i, CONVERGE, |s| {
+            s.peers
+                .iter()
+                .filter(|p| i == n || p.name == name)
+                .all(|p| !p.connected)
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// Issue 11: the alliance changes by signed entries. Four members and a secretary;
+/// a fifth organisation's node (its key known in advance, configured as a peer) is
+/// admitted by a majority while member 3's node is cut off, publishes, and all five
+/// nodes converge on one roster and digest once the cut heals. Then member 3 is
+/// removed while cut off again, naming seq 1 as its cut: what it publishes meanwhile
+/// reaches every node as evidence and counts nowhere, and it can publish no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partition() {
+    const CUT: usize = 3;
+    const FIFTH: usize = 4;
+    let started = Instant::now();
+    let alliance = TestAlliance::new(4, 1);
+    let fed = ProcFederation::start_net(true, alliance, &Net::mesh(5), |_| vec![])
+        .await
+        .unwrap();
+    let fifth = fed.nodes[FIFTH].home.clone();
+    let m3 = fed.nodes[CUT].home.clone();
+    publish(
+        &mut fed.nodes[CUT].client(),
+        &m3,
+        intention(&ballot(3), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    fed.converge_when(CONVERGE, |s| s.entries == 1)
+        .await
+        .unwrap();
+
+    // Not in the charter: its node runs and replicates, but may not publish.
+    let refused = publish(
+        &mut fed.nodes[FIFTH].client(),
+        &fifth,
+        intention(&ballot(5), S::Intends, ""),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("is not a member or secretary"),
+        "{refused}"
+    );
+
+    isolate(&fed, CUT, true).await;
+    let proposal = fed.nodes[0]
+        .client()
+        .propose(pb::ProposeRequest {
+            author: Vec::new(),
+            change: Some(pb::propose_request::Change::Admit(pb::Admit {
+                name: "Fifth Party".into(),
+                key: fifth.public_id().to_vec(),
+                role: pb::Role::Member as i32,
+                ec_id: "PP500".into(),
+            })),
+            rationale: "agreed at the assembly".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Four members: the proposer and two approvals are a majority.
+    for i in [1, 2] {
+        let mut client = fed.nodes[i].client();
+        until_accepted("approval", || {
+            let mut client = client.clone();
+            let id = proposal.id.clone();
+            async move {
+                client
+                    .approve(pb::VoteRequest {
+                        proposal: id,
+                        ..Default::default()
+                    })
+                    .await
+            }
+        })
+        .await;
+        // A second approval by the same member is refused, and stores nothing.
+        let again = client
+            .approve(pb::VoteRequest {
+                proposal: proposal.id.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            matches!(&again, Err(s) if s.code() == tonic::Code::AlreadyExists || s.code() == tonic::Code::FailedPrecondition),
+            "{again:?}"
+        );
+    }
+    // The fifth node learns of its admission and publishes.
+    let client = fed.nodes[FIFTH].client();
+    until_accepted("the fifth organisation's intention", || {
+        let mut client = client.clone();
+        let fifth = fifth.clone();
+        async move { publish(&mut client, &fifth, intention(&ballot(5), S::Intends, "")).await }
+    })
+    .await;
+    drop(client);
+    assert_eq!(
+        roster_of(&fed, CUT).await.version,
+        0,
+        "the cut node knows nothing yet"
+    );
+
+    isolate(&fed, CUT, false).await;
+    let snap = fed
+        .converge_when(CONVERGE, |s| s.entries == 5)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let roster = roster_of(&fed, i).await;
+        assert_eq!(roster.version, 1, "{}", fed.nodes[i].name);
+        let admitted = roster
+            .organisations
+            .iter()
+            .find(|o| o.key == fifth.public_id().to_vec())
+            .expect("the fifth organisation is in every roster");
+        assert_eq!(
+            (
+                admitted.name.as_str(),
+                admitted.status.as_str(),
+                admitted.role
+            ),
+            ("Fifth Party", "active", pb::Role::Member as i32)
+        );
+        let intentions = intentions_of(&fed, i).await;
+        assert_eq!(ballots_of(&intentions, &fifth), BTreeSet::from([ballot(5)]));
+    }
+    let digest = snap.digest.clone();
+
+    // Member 3 is removed, its log counting up to seq 1, while it is cut off and
+    // still publishing.
+    isolate(&fed, CUT, true).await;
+    let removal = fed.nodes[0]
+        .client()
+        .propose(pb::ProposeRequest {
+            author: Vec::new(),
+            change: Some(pb::propose_request::Change::Remove(pb::ProposeRemove {
+                organisation: m3.public_id().to_vec(),
+                up_to_seq: 0,
+            })),
+            rationale: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    publish(
+        &mut fed.nodes[CUT].client(),
+        &m3,
+        intention(&ballot(33), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    for i in [1, 2] {
+        let client = fed.nodes[i].client();
+        until_accepted("approval of the removal", || {
+            let mut client = client.clone();
+            let id = removal.id.clone();
+            async move {
+                client
+                    .approve(pb::VoteRequest {
+                        proposal: id,
+                        ..Default::default()
+                    })
+                    .await
+            }
+        })
+        .await;
+    }
+    isolate(&fed, CUT, false).await;
+    let healed = fed
+        .converge_when(CONVERGE, |s| s.entries == 9)
+        .await
+        .unwrap();
+    assert_ne!(healed.digest, digest);
+    for i in 0..5 {
+        let roster = roster_of(&fed, i).await;
+        assert_eq!(roster.version, 2, "{}", fed.nodes[i].name);
+        let removed = roster
+            .organisations
+            .iter()
+            .find(|o| o.key == m3.public_id().to_vec())
+            .unwrap();
+        assert_eq!((removed.status.as_str(), removed.up_to_seq), ("removed", 1));
+        // Its entry past the cut is held everywhere (seq 2 in the heads) and counts
+        // nowhere; the one before the cut still counts.
+        let status = fed.status(i).await.unwrap();
+        let head = status
+            .heads
+            .iter()
+            .find(|h| h.author == m3.public_id().to_vec())
+            .unwrap();
+        assert_eq!(head.seq, 2);
+        let intentions = intentions_of(&fed, i).await;
+        assert_eq!(ballots_of(&intentions, &m3), BTreeSet::from([ballot(3)]));
+    }
+    let refused = publish(
+        &mut fed.nodes[CUT].client(),
+        &m3,
+        intention(&ballot(34), S::Intends, ""),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("left or was removed"),
+        "{refused}"
+    );
+    let after = fed.converge_when(CONVERGE, |_| true).await.unwrap();
+    assert_eq!(after.digest, healed.digest, "the refusal stored nothing");
+    eprintln!("governance federation test took {:?}", started.elapsed());
+    drop(fed);
 }

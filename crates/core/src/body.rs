@@ -70,6 +70,10 @@ pub enum BodyError {
     StandsAndStandsAside(PublicId),
     #[error("resolution names nobody to stand aside")]
     NobodyStandsAside,
+    #[error("role {0} is not known")]
+    UnknownRole(i32),
+    #[error("quorum rule: {0}")]
+    BadQuorum(String),
     #[error("visibility {0} is not known")]
     UnknownVisibility(i32),
 }
@@ -235,6 +239,17 @@ pub enum Body {
     Intention(Intention),
     Event(Event),
     Resolution(Resolution),
+    Proposal(crate::roster::Proposal),
+    Approval {
+        proposal: EntryId,
+    },
+    Objection {
+        proposal: EntryId,
+        reason: String,
+    },
+    Leave {
+        reason: String,
+    },
     /// A kind this version does not know: stored and relayed, not interpreted.
     Unknown {
         kind: i32,
@@ -264,6 +279,26 @@ impl Body {
             Ok(K::Intention) => intention(decode_pb(bytes, "intention")?),
             Ok(K::Event) => event(decode_pb(bytes, "event")?),
             Ok(K::Resolution) => resolution(decode_pb(bytes, "resolution")?),
+            Ok(K::Proposal) => proposal(decode_pb(bytes, "proposal")?),
+            Ok(K::Approval) => {
+                let a: pb::Approval = decode_pb(bytes, "approval")?;
+                Ok(Self::Approval {
+                    proposal: entry_id("proposal", &a.proposal)?,
+                })
+            }
+            Ok(K::Objection) => {
+                let o: pb::Objection = decode_pb(bytes, "objection")?;
+                check_len("reason", &o.reason, 10 * MAX_SHORT_TEXT)?;
+                Ok(Self::Objection {
+                    proposal: entry_id("proposal", &o.proposal)?,
+                    reason: o.reason,
+                })
+            }
+            Ok(K::Leave) => {
+                let l: pb::Leave = decode_pb(bytes, "leave")?;
+                check_len("reason", &l.reason, 10 * MAX_SHORT_TEXT)?;
+                Ok(Self::Leave { reason: l.reason })
+            }
             Ok(K::Unspecified) | Err(_) => Ok(Self::Unknown { kind }),
         }
     }
@@ -276,12 +311,129 @@ impl Body {
             Self::Intention(_) => "intention",
             Self::Event(_) => "event",
             Self::Resolution(_) => "resolution",
+            Self::Proposal(_) => "proposal",
+            Self::Approval { .. } => "approval",
+            Self::Objection { .. } => "objection",
+            Self::Leave { .. } => "leave",
             Self::Unknown { .. } => "unknown",
         }
     }
 }
 
 /// The entry kind and encoded body bytes of a body message, as the author writes them.
+/// The governance action of a body, if it is one.
+impl Body {
+    pub fn governance(&self) -> Option<crate::roster::Action> {
+        use crate::roster::Action;
+        Some(match self {
+            Self::Proposal(p) => Action::Propose(p.clone()),
+            Self::Approval { proposal } => Action::Approve(*proposal),
+            Self::Objection { proposal, .. } => Action::Object(*proposal),
+            Self::Leave { .. } => Action::Leave,
+            _ => return None,
+        })
+    }
+}
+
+fn role(
+    field: &'static str,
+    value: i32,
+    default: Option<crate::charter::Role>,
+) -> Result<crate::charter::Role, BodyError> {
+    use crate::charter::Role;
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Member) => Ok(Role::Member),
+        Ok(pb::Role::Secretary) => Ok(Role::Secretary),
+        Ok(pb::Role::Observer) => Ok(Role::Observer),
+        Ok(pb::Role::Unspecified) => default.ok_or(BodyError::Empty { field }),
+        Err(_) => Err(BodyError::UnknownRole(value)),
+    }
+}
+
+/// The wire form of a role.
+pub fn role_to_pb(role: crate::charter::Role) -> pb::Role {
+    use crate::charter::Role;
+    match role {
+        Role::Member => pb::Role::Member,
+        Role::Secretary => pb::Role::Secretary,
+        Role::Observer => pb::Role::Observer,
+    }
+}
+
+/// The wire form of a quorum rule.
+pub fn quorum_to_pb(rule: crate::roster::QuorumRule) -> pb::QuorumRule {
+    use crate::roster::QuorumRule as Q;
+    let (kind, value) = match rule {
+        Q::Majority => (pb::QuorumKind::Majority, 0),
+        Q::All => (pb::QuorumKind::All, 0),
+        Q::Count(n) => (pb::QuorumKind::Count, n),
+        Q::Lazy(d) => (pb::QuorumKind::Lazy, d),
+    };
+    pb::QuorumRule {
+        kind: kind as i32,
+        value,
+    }
+}
+
+pub fn quorum_from_pb(q: &pb::QuorumRule) -> Result<crate::roster::QuorumRule, BodyError> {
+    use crate::roster::QuorumRule as Q;
+    let rule = match pb::QuorumKind::try_from(q.kind) {
+        Ok(pb::QuorumKind::Majority) => Q::Majority,
+        Ok(pb::QuorumKind::All) => Q::All,
+        Ok(pb::QuorumKind::Count) => Q::Count(q.value),
+        Ok(pb::QuorumKind::Lazy) => Q::Lazy(q.value),
+        _ => {
+            return Err(BodyError::BadQuorum(format!(
+                "kind {} is not known",
+                q.kind
+            )));
+        }
+    };
+    rule.check().map_err(BodyError::BadQuorum)?;
+    Ok(rule)
+}
+
+fn proposal(p: pb::Proposal) -> Result<Body, BodyError> {
+    use crate::roster::{Change, Proposal};
+    use pb::proposal::Change as C;
+    check_len("rationale", &p.rationale, 10 * MAX_SHORT_TEXT)?;
+    let key = |field: &'static str, bytes: &[u8]| {
+        PublicId::from_slice(bytes).map_err(|_| BodyError::BadKey {
+            field,
+            len: bytes.len(),
+        })
+    };
+    let change = match p.change {
+        None => return Err(BodyError::Empty { field: "change" }),
+        Some(C::Admit(a)) => {
+            non_empty("name", &a.name, crate::roster::MAX_NAME)?;
+            check_len("ec_id", &a.ec_id, 20)?;
+            Change::Admit {
+                name: a.name.trim().to_owned(),
+                key: key("key", &a.key)?,
+                role: role("role", a.role, Some(crate::charter::Role::Member))?,
+                ec_id: optional(a.ec_id.trim().to_owned()),
+            }
+        }
+        Some(C::Remove(r)) => Change::Remove {
+            organisation: key("organisation", &r.organisation)?,
+            up_to_seq: r.up_to_seq,
+        },
+        Some(C::SetRole(r)) => Change::SetRole {
+            organisation: key("organisation", &r.organisation)?,
+            role: role("role", r.role, None)?,
+        },
+        Some(C::Quorum(q)) => Change::Quorum {
+            rule: quorum_from_pb(&q)?,
+        },
+    };
+    Ok(Body::Proposal(Proposal {
+        roster_version: p.roster_version,
+        change,
+        rationale: p.rationale,
+    }))
+}
+
 pub fn encode(body: &pb::publish_request::Body) -> (pb::EntryKind, Vec<u8>) {
     use pb::publish_request::Body as B;
     match body {

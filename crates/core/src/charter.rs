@@ -38,6 +38,8 @@ pub enum CharterError {
     DuplicateName(String),
     #[error("charter entry has an empty name")]
     EmptyName,
+    #[error("charter quorum rule: {0}")]
+    Quorum(String),
     #[error("rule {rule} must be between {min} and {max}, got {value}")]
     Rule {
         rule: &'static str,
@@ -55,6 +57,35 @@ pub enum Role {
     Member,
     /// An alliance secretary: may record resolutions, publish and endorse.
     Secretary,
+    /// May publish events and statements, not intentions; takes no part in
+    /// decisions. Only governance entries make one (a charter names members and
+    /// secretaries).
+    Observer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Secretary => "secretary",
+            Self::Observer => "observer",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_lowercase().as_str() {
+            "member" => Ok(Self::Member),
+            "secretary" => Ok(Self::Secretary),
+            "observer" => Ok(Self::Observer),
+            other => Err(format!(
+                "role {other:?} is not one of member, secretary, observer"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +109,10 @@ pub struct Rules {
     pub max_entry_bytes: u32,
     #[serde(default = "default_max_clock_skew_secs")]
     pub max_clock_skew_secs: u32,
+    /// How proposals to change the roster pass; none means a majority of members.
+    /// Left out of the file when none, so older charters keep their bytes and id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<crate::roster::QuorumRule>,
 }
 
 fn default_max_entry_bytes() -> u32 {
@@ -93,6 +128,7 @@ impl Default for Rules {
         Self {
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             max_clock_skew_secs: DEFAULT_MAX_CLOCK_SKEW_SECS,
+            quorum: None,
         }
     }
 }
@@ -154,6 +190,9 @@ impl Charter {
             1,
             86_400,
         )?;
+        if let Some(rule) = doc.rules.quorum {
+            rule.check().map_err(CharterError::Quorum)?;
+        }
         let mut roles = BTreeMap::new();
         let mut names = std::collections::BTreeSet::new();
         let people = doc
@@ -218,7 +257,7 @@ impl Charter {
     pub fn name_of(&self, key: &PublicId) -> Option<&str> {
         let (role, index) = self.roles.get(key)?;
         Some(match role {
-            Role::Member => &self.doc.members[*index].name,
+            Role::Member | Role::Observer => &self.doc.members[*index].name,
             Role::Secretary => &self.doc.secretaries[*index - self.doc.members.len()].name,
         })
     }

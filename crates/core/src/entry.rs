@@ -22,6 +22,7 @@ use crate::charter::{Charter, Role};
 use crate::id::{AllianceId, EntryId, PublicId, tagged_hash};
 use crate::identity::Identity;
 use crate::pb;
+use crate::roster::{GovernanceError, RoleSet, Roster};
 
 /// Prefix of the message an author signs: the tag, then the entry bytes.
 pub const SIGNATURE_TAG: &[u8] = b"accord/v1/entry\0";
@@ -53,6 +54,19 @@ pub enum EntryError {
         key: PublicId,
         wanted: &'static str,
     },
+    #[error("{author} is {role} and may not publish {kind} entries")]
+    NotAllowed {
+        author: PublicId,
+        role: &'static str,
+        kind: &'static str,
+    },
+    #[error(
+        "{author} left or was removed from the alliance: its log counts up to seq {up_to_seq}, \
+         and nothing later is accepted from it"
+    )]
+    Removed { author: PublicId, up_to_seq: u64 },
+    #[error(transparent)]
+    Governance(#[from] GovernanceError),
     #[error("signature does not verify")]
     BadSignature,
     #[error("entry body is invalid: {0}")]
@@ -95,6 +109,11 @@ pub trait Logs {
     /// The seq of the author's fork, if a fork proof froze their log: entries
     /// before it still count and are accepted; nothing from it on is.
     fn frozen_from(&self, author: &PublicId) -> Option<u64>;
+    /// The roster as the entries held derive it.
+    fn roster(&self) -> &Roster;
+    /// The roles `key` could hold by the entries held ([`crate::roster::Known`]);
+    /// None for a key no entry or charter names.
+    fn known_roles(&self, key: &PublicId) -> Option<RoleSet>;
 }
 
 /// An entry that decoded into well-formed fields; its signature is not yet checked.
@@ -233,7 +252,7 @@ impl DecodedEntry {
         signature_verified: SignatureChecked,
     ) -> Result<VerifiedEntry, EntryError> {
         let _ = signature_verified;
-        self.check_envelope(charter)?;
+        self.check_envelope(charter, |k| logs.known_roles(k))?;
         self.check_log(logs)?;
         let skew_secs = charter.rules().max_clock_skew_secs;
         if self.timestamp_ms > now_ms.saturating_add(i64::from(skew_secs) * 1000) {
@@ -242,7 +261,7 @@ impl DecodedEntry {
                 skew_secs,
             });
         }
-        let body = self.check_body(charter);
+        let body = self.check_body();
         Ok(VerifiedEntry {
             decoded: self,
             body,
@@ -259,23 +278,56 @@ impl DecodedEntry {
         now_ms: i64,
         signature_verified: SignatureChecked,
     ) -> Result<VerifiedEntry, EntryError> {
-        self.check_envelope(charter)?;
-        self.check_body(charter)?;
+        self.check_envelope(charter, |k| logs.known_roles(k))?;
+        self.check_standing(logs.roster())?;
+        self.check_new_rules(logs.roster())?;
         self.accept(charter, logs, now_ms, signature_verified)
+    }
+
+    /// The author as the current roster has it, for a new entry: an active
+    /// organisation whose current role allows the entry's kind. An organisation
+    /// that left or was removed may not add past its cut.
+    pub fn check_standing(&self, roster: &Roster) -> Result<(), EntryError> {
+        let Some(org) = roster.organisation(&self.author) else {
+            return Err(EntryError::NotAMember(self.author));
+        };
+        match org.cut() {
+            Some(cut) if self.seq > cut => Err(EntryError::Removed {
+                author: self.author,
+                up_to_seq: cut,
+            }),
+            Some(_) => kind_role(self.kind, self.author, org.roles_held),
+            None => kind_role(self.kind, self.author, RoleSet::of(org.role)),
+        }
+    }
+
+    /// The body rules of this release for a new entry: the body decodes and is well
+    /// formed, the keys it names are organisations of the roster, and a governance
+    /// entry fits the roster (see [`Roster::check_new`]).
+    pub fn check_new_rules(&self, roster: &Roster) -> Result<Body, EntryError> {
+        let body = Body::decode(self.kind, &self.body)?;
+        crate::body::check_new(&body)?;
+        check_parties(|k| roster.role(k).map(RoleSet::of), &body)?;
+        if let Some(action) = body.governance() {
+            roster.check_new(&self.author, self.timestamp_ms, &action)?;
+        }
+        Ok(body)
     }
 
     /// The first rules after decoding: the entry is for this alliance and its author
     /// holds a role in it. Cheap, so a node can apply them before the signature.
-    pub fn check_author(&self, charter: &Charter) -> Result<Role, EntryError> {
+    pub fn check_author(
+        &self,
+        charter: &Charter,
+        known: impl Fn(&PublicId) -> Option<RoleSet>,
+    ) -> Result<RoleSet, EntryError> {
         if self.alliance != charter.id() {
             return Err(EntryError::WrongAlliance {
                 expected: charter.id(),
                 found: self.alliance,
             });
         }
-        charter
-            .role(&self.author)
-            .ok_or(EntryError::NotAMember(self.author))
+        known(&self.author).ok_or(EntryError::NotAMember(self.author))
     }
 
     /// The body checked as a new entry's: decodes, and meets [`crate::body::check_new`].
@@ -288,24 +340,41 @@ impl DecodedEntry {
 
     /// Alliance, role, and the role the entry's kind needs: the envelope rules that
     /// do not depend on the log. A kind this release does not know needs no role.
-    pub fn check_envelope(&self, charter: &Charter) -> Result<Role, EntryError> {
-        use pb::EntryKind as K;
-        let role = self.check_author(charter)?;
-        match (K::try_from(self.kind), role) {
-            (Ok(K::Resolution), Role::Member) => Err(EntryError::NotASecretary(self.author)),
-            (Ok(K::Intention), Role::Secretary) => {
-                Err(EntryError::NotAMemberOrganisation(self.author))
-            }
-            _ => Ok(role),
-        }
+    ///
+    /// The roles are those the author could hold by the entries held (the charter's,
+    /// and any a proposal names for it): a set that only grows as entries arrive, so
+    /// an entry refused for its author now is accepted once the proposal naming the
+    /// author arrives, and never refused once accepted.
+    pub fn check_envelope(
+        &self,
+        charter: &Charter,
+        known: impl Fn(&PublicId) -> Option<RoleSet>,
+    ) -> Result<RoleSet, EntryError> {
+        let roles = self.check_author(charter, known)?;
+        kind_role(self.kind, self.author, roles)?;
+        Ok(roles)
     }
 
-    /// The body rules of this release: the body decodes and is well formed, and the
-    /// keys it names belong to the alliance.
-    pub fn check_body(&self, charter: &Charter) -> Result<Body, EntryError> {
-        let body = Body::decode(self.kind, &self.body)?;
-        check_parties(charter, &body)?;
-        Ok(body)
+    /// The envelope rules a stored entry is checked against when read back: the
+    /// alliance, and for an author the charter names, the role its kind needs. An
+    /// author admitted later is known only from other entries of the store, which
+    /// the caller checks once it has read them all.
+    pub fn check_stored(&self, charter: &Charter) -> Result<(), EntryError> {
+        let known = |k: &PublicId| charter.role(k).map(RoleSet::of);
+        if known(&self.author).is_some() {
+            self.check_envelope(charter, known)?;
+        } else {
+            self.check_author(charter, |_| Some(RoleSet::default()))?;
+        }
+        Ok(())
+    }
+
+    /// The body as this release reads an entry from elsewhere: it decodes and is
+    /// well formed. The keys it names are checked against the roster where the
+    /// views count it ([`crate::state::State::apply`]), since the roster it was
+    /// published under may not be known here yet.
+    pub fn check_body(&self) -> Result<Body, EntryError> {
+        Ok(Body::decode(self.kind, &self.body)?)
     }
 
     fn check_log(&self, logs: &impl Logs) -> Result<(), EntryError> {
@@ -357,9 +426,42 @@ impl DecodedEntry {
     }
 }
 
+/// Whether an author who could hold `roles` may author an entry of `kind`.
+fn kind_role(kind: i32, author: PublicId, roles: RoleSet) -> Result<(), EntryError> {
+    use pb::EntryKind as K;
+    if crate::roster::kind_allowed(kind, roles) {
+        return Ok(());
+    }
+    let role = roles.roles().next().unwrap_or(Role::Observer);
+    Err(match (K::try_from(kind), role) {
+        (Ok(K::Resolution), _) => EntryError::NotASecretary(author),
+        (Ok(K::Intention), Role::Secretary) => EntryError::NotAMemberOrganisation(author),
+        (kind, role) => EntryError::NotAllowed {
+            author,
+            role: match role {
+                Role::Member => "a member",
+                Role::Secretary => "a secretary",
+                Role::Observer => "an observer",
+            },
+            kind: match kind {
+                Ok(K::Intention) => "intention",
+                Ok(K::Proposal) => "proposal",
+                Ok(K::Approval) => "approval",
+                Ok(K::Objection) => "objection",
+                _ => "such",
+            },
+        },
+    })
+}
+
 /// Keys named inside a body must belong to the alliance: resolutions name members,
-/// statements and events name members or secretaries.
-fn check_parties(charter: &Charter, body: &Body) -> Result<(), EntryError> {
+/// statements and events name any organisation. `roles` gives the roles a key may
+/// be counted in (the current roster for a new entry, the views' roster for one
+/// from elsewhere).
+pub fn check_parties(
+    roles: impl Fn(&PublicId) -> Option<RoleSet>,
+    body: &Body,
+) -> Result<(), EntryError> {
     let (lists, members_only): (Vec<(&'static str, &[PublicId])>, bool) = match body {
         Body::Resolution(r) => (
             vec![("stands", &r.stands), ("stand_aside", &r.stand_aside)],
@@ -371,9 +473,8 @@ fn check_parties(charter: &Charter, body: &Body) -> Result<(), EntryError> {
     };
     for (field, keys) in lists {
         for key in keys {
-            let ok = match charter.role(key) {
-                Some(Role::Member) => true,
-                Some(Role::Secretary) => !members_only,
+            let ok = match roles(key) {
+                Some(set) => !members_only || set.contains(Role::Member),
                 None => false,
             };
             if !ok {
@@ -382,6 +483,8 @@ fn check_parties(charter: &Charter, body: &Body) -> Result<(), EntryError> {
                 } else {
                     "member or secretary"
                 };
+                // (An observer counts as "member or secretary" here: any
+                // organisation of the roster may organise or co-sign.)
                 return Err(EntryError::UnknownParty {
                     field,
                     key: *key,
@@ -497,14 +600,19 @@ impl VerifiedEntry {
     /// store holds only entries that passed them). The body is read by this release's
     /// rules, which may be stricter than those of the release that stored it: a body
     /// they refuse leaves the entry out of the views, it does not stop the node.
+    ///
+    /// The author's role is checked for an author the charter names; one admitted
+    /// later is known only from entries that may come later in the store's order,
+    /// so the caller checks at the end that every author is known
+    /// ([`crate::state::State::unknown_authors`]).
     pub fn reload(
         decoded: DecodedEntry,
         charter: &Charter,
         checked: SignatureChecked,
     ) -> Result<Self, EntryError> {
         let _ = checked;
-        decoded.check_envelope(charter)?;
-        let body = decoded.check_body(charter);
+        decoded.check_stored(charter)?;
+        let body = decoded.check_body();
         Ok(Self { decoded, body })
     }
 

@@ -16,6 +16,7 @@ pub mod entry;
 pub mod id;
 pub mod identity;
 pub mod quote;
+pub mod roster;
 pub mod state;
 
 pub use accord_proto::v1 as pb;

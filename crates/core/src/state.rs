@@ -30,6 +30,7 @@ use crate::entry::{
     self, DecodedEntry, EntryError, LogHead, Logs, SignatureChecked, VerifiedEntry,
 };
 use crate::id::{EntryId, PublicId};
+use crate::roster::{Action, GovEntry, Known, RoleSet, Roster};
 
 /// Evidence that an author signed two different entries with the same seq.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,6 +171,10 @@ pub struct Derived {
     pub events: Vec<EventView>,
     pub event_clashes: Vec<EventClash>,
     pub set_aside: Vec<SetAside>,
+    /// The roster, once any governance entry exists (left out before, so the
+    /// digests of alliances that never changed their roster stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roster: Option<Roster>,
 }
 
 /// An entry this release stores and relays but leaves out of its views: its kind is
@@ -253,6 +258,24 @@ pub struct State {
     /// Entries in no view (unknown kind, or a body this release does not accept),
     /// by (author, seq).
     set_aside: OrdMap<(PublicId, u64), SetAside>,
+    /// Governance entries in the fold's order (timestamp, author, seq).
+    governance: OrdMap<(i64, PublicId, u64), GovEntry>,
+    /// The latest timestamp of any entry applied: deadlines before it are reached.
+    witness_ms: i64,
+    /// Every key the charter or a proposal names (grows only).
+    known: Arc<Known>,
+    /// The roster folded from `governance`.
+    roster: Arc<Roster>,
+    /// While rebuilding the views: the roster the whole set of entries gives, which
+    /// the views count by instead of the roster folded so far.
+    pinned: Option<Arc<Roster>>,
+    /// Set when the roster changed what counts for entries already applied: the
+    /// views must be rebuilt from every entry ([`State::from_entries_and_forks`], or
+    /// the node's reload) before they are read.
+    stale: bool,
+    /// Keys named by entries set aside because the roster did not know them: if one
+    /// joins the roster, the views must be rebuilt.
+    party_waits: OrdSet<PublicId>,
 }
 
 /// Where an event sits in [`State::events`]: start, uid, author.
@@ -261,6 +284,13 @@ pub type EventKey = (DateTime<Utc>, String, PublicId);
 impl State {
     pub fn new(charter: Charter) -> Self {
         Self {
+            governance: OrdMap::new(),
+            witness_ms: i64::MIN,
+            known: Arc::new(Known::from_charter(&charter)),
+            roster: Arc::new(Roster::from_charter(&charter)),
+            pinned: None,
+            stale: false,
+            party_waits: OrdSet::new(),
             charter: Arc::new(charter),
             logs: OrdMap::new(),
             forks: OrdMap::new(),
@@ -351,18 +381,123 @@ impl State {
         forks: impl IntoIterator<Item = ForkProof>,
         entries: impl IntoIterator<Item = &'a VerifiedEntry>,
     ) -> Self {
-        let mut state = Self::new(charter);
-        for proof in forks {
-            state.record_fork(proof);
-        }
+        let forks: Vec<ForkProof> = forks.into_iter().collect();
         let mut sorted: BTreeMap<(PublicId, u64), &VerifiedEntry> = BTreeMap::new();
         for entry in entries {
             sorted.insert((entry.author(), entry.seq()), entry);
         }
-        for entry in sorted.values() {
-            state.apply(entry);
+        let pass = |pinned: Option<Arc<Roster>>| {
+            let mut state = Self::new(charter.clone());
+            state.pinned = pinned;
+            for proof in forks.iter().cloned() {
+                state.record_fork(proof);
+            }
+            for entry in sorted.values() {
+                state.apply(entry);
+            }
+            state
+        };
+        let first = pass(None);
+        if !first.views_stale() {
+            return first;
         }
+        let mut second = pass(Some(first.roster.clone()));
+        second.unpin();
+        second
+    }
+
+    /// Whether the roster changed what counts for entries already applied, so the
+    /// views are out of date until rebuilt from every entry: by
+    /// [`State::from_entries_and_forks`], or by applying every entry again to a
+    /// [`State::pinned_to`] this state's roster and then [`State::unpin`].
+    pub fn views_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// An empty state whose views count by `roster` (the roster of the whole set of
+    /// entries about to be applied) rather than by the roster folded so far.
+    pub fn pinned_to(charter: Charter, roster: Arc<Roster>) -> Self {
+        let mut state = Self::new(charter);
+        state.pinned = Some(roster);
         state
+    }
+
+    /// Ends a rebuild begun by [`State::pinned_to`]: every entry has been applied,
+    /// so the roster folded equals the pinned one.
+    pub fn unpin(&mut self) {
+        if let Some(pinned) = self.pinned.take() {
+            debug_assert_eq!(
+                *pinned, *self.roster,
+                "the rebuilt roster is the pinned one"
+            );
+        }
+        self.stale = false;
+    }
+
+    /// The roster as the entries applied derive it.
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// An `Arc` of the roster, to pin a rebuild to.
+    pub fn roster_arc(&self) -> Arc<Roster> {
+        self.roster.clone()
+    }
+
+    /// Authors of applied entries that neither the charter nor any proposal names
+    /// (a store holding one was tampered with).
+    pub fn unknown_authors(&self) -> Vec<PublicId> {
+        self.logs
+            .keys()
+            .filter(|k| self.known.roles(k).is_none())
+            .copied()
+            .collect()
+    }
+
+    fn counting_roster(&self) -> &Roster {
+        self.pinned.as_deref().unwrap_or(&self.roster)
+    }
+
+    /// Folds the roster again after a governance entry, or once an entry is stamped
+    /// past a deadline; marks the views stale if what counts changed for an author
+    /// whose entries were applied.
+    fn refold(&mut self) {
+        let before = self.roster.counting();
+        let roster = Roster::fold(&self.charter, self.governance.values(), self.witness_ms);
+        if self.pinned.is_none() && !self.stale {
+            let after = roster.counting();
+            if before != after {
+                let changed = before
+                    .iter()
+                    .filter(|(k, v)| after.get(k) != Some(v))
+                    .map(|(k, _)| k)
+                    .chain(after.keys().filter(|k| !before.contains_key(k)));
+                for key in changed {
+                    if self.logs.contains_key(key) || self.party_waits.contains(key) {
+                        self.stale = true;
+                    }
+                }
+            }
+        }
+        self.roster = Arc::new(roster);
+    }
+
+    /// Makes known what the governance entries name: the charter's keys, then
+    /// every key a proposal by a known author names, until nothing changes.
+    fn relearn(&mut self) {
+        let mut known = Known::from_charter(&self.charter);
+        loop {
+            let mut changed = false;
+            for g in self.governance.values() {
+                if let Action::Propose(p) = &g.action {
+                    changed |= known.learn(&g.author, p).is_some();
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.known = Arc::new(known);
     }
 
     /// Applies one accepted entry. Panics if the entry does not extend its author's
@@ -390,6 +525,51 @@ impl State {
         log.ids.push_back(entry.id());
         log.head_timestamp_ms = entry.timestamp_ms();
         self.entries += 1;
+        let mut refold = false;
+        if entry.timestamp_ms() > self.witness_ms {
+            self.witness_ms = entry.timestamp_ms();
+            refold = self
+                .roster
+                .next_deadline()
+                .is_some_and(|d| d < self.witness_ms);
+        }
+        if let Ok(body) = entry.body()
+            && let Some(action) = body.governance()
+        {
+            let propose = matches!(action, Action::Propose(_));
+            self.governance.insert(
+                (entry.timestamp_ms(), author, entry.seq()),
+                GovEntry {
+                    id: entry.id(),
+                    author,
+                    seq: entry.seq(),
+                    timestamp_ms: entry.timestamp_ms(),
+                    action,
+                },
+            );
+            if propose {
+                self.relearn();
+            }
+            refold = true;
+        }
+        if refold {
+            self.refold();
+        }
+        let counting = self.counting_roster();
+        if !counting.counts(&author, entry.seq(), entry.kind()) {
+            return;
+        }
+        let parties = entry.body().ok().and_then(|body| {
+            let roles = |k: &PublicId| counting.organisation(k).map(|o| o.roles_held);
+            entry::check_parties(roles, body).err()
+        });
+        if let Some(e) = parties {
+            if let EntryError::UnknownParty { key, .. } = &e {
+                self.party_waits.insert(*key);
+            }
+            self.set_aside(entry, e.to_string());
+            return;
+        }
         let body = match entry.body() {
             Ok(Body::Unknown { kind }) => {
                 self.set_aside(entry, format!("kind {kind} is not known to this release"));
@@ -466,7 +646,11 @@ impl State {
                 self.resolution_order
                     .insert((entry.timestamp_ms(), entry.id()));
             }
-            Body::Unknown { .. } => {}
+            Body::Proposal(_)
+            | Body::Approval { .. }
+            | Body::Objection { .. }
+            | Body::Leave { .. }
+            | Body::Unknown { .. } => {}
         }
     }
 
@@ -665,6 +849,7 @@ impl State {
             events: self.events(),
             event_clashes: self.event_clashes(),
             set_aside: self.set_aside.values().cloned().collect(),
+            roster: (!self.roster.is_charter_only()).then(|| (*self.roster).clone()),
         }
     }
 
@@ -739,5 +924,13 @@ impl Logs for State {
 
     fn frozen_from(&self, author: &PublicId) -> Option<u64> {
         self.forks.get(author).map(|f| f.seq)
+    }
+
+    fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    fn known_roles(&self, key: &PublicId) -> Option<RoleSet> {
+        self.known.roles(key)
     }
 }

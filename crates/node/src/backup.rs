@@ -371,8 +371,11 @@ pub struct Verified {
 impl Verified {
     /// The state digest, if this release's rules are the ones the manifest's digest
     /// was computed under (None otherwise: digests of other rules may differ).
+    /// Also None when governance entries changed what counts for entries read before
+    /// them (the views then need a second read, which a stream cannot give).
     pub fn digest_matches(&self) -> Option<bool> {
-        (self.manifest.rules_version == accord_core::state::RULES_VERSION)
+        (self.manifest.rules_version == accord_core::state::RULES_VERSION
+            && !self.state.views_stale())
             .then(|| hex::encode(self.state.digest()) == self.manifest.digest)
     }
 }

@@ -175,7 +175,7 @@ fn scan(store: &Store, charter: &Charter, report: &mut StoreReport) {
                     .damage
                     .push(format!("entry {author}/{seq}: signature does not verify"));
                 sound = false;
-            } else if let Err(err) = e.check_envelope(charter) {
+            } else if let Err(err) = e.check_stored(charter) {
                 report.damage.push(format!("entry {author}/{seq}: {err}"));
                 sound = false;
             }
@@ -200,7 +200,7 @@ fn scan(store: &Store, charter: &Charter, report: &mut StoreReport) {
             if whole {
                 log.whole_to = seq;
             }
-            if e.check_body(charter).is_err() {
+            if e.check_body().is_err() {
                 log.set_aside += 1;
             }
             previous = Some((author, seq, e.id(), whole));

@@ -385,11 +385,15 @@ impl NodeConfig {
             let identity =
                 Identity::from_pem(&pem).map_err(|e| format!("key {}: {e}", key_path.display()))?;
             let id = identity.public_id();
+            // A key the charter does not name may be admitted later by the alliance's
+            // governance entries: the node starts, replicates, and publishes as it
+            // once the roster admits it.
             if charter.role(&id).is_none() {
-                return Err(format!(
-                    "key {} is {id}, which the charter does not name",
+                tracing::info!(
+                    "key {} is {id}, which the charter does not name: it can publish once the \
+                     roster admits it",
                     key_path.display()
-                ));
+                );
             }
             if identities.iter().any(|i| i.public_id() == id) {
                 return Err(format!("key {} is listed twice", key_path.display()));
@@ -407,7 +411,12 @@ impl NodeConfig {
             })?;
             let mut keys = Vec::new();
             for name in &op.identities {
-                let key = charter.find(name).ok_or_else(|| {
+                let own = name
+                    .trim()
+                    .parse::<PublicId>()
+                    .ok()
+                    .filter(|k| identities.iter().any(|i| i.public_id() == *k));
+                let key = own.or_else(|| charter.find(name)).ok_or_else(|| {
                     format!(
                         "operator {:?}: {name:?} is not a name or key in the charter",
                         op.name

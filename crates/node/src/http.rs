@@ -146,7 +146,8 @@ impl Calendar {
         let (directory, alliance_name) = {
             let state = ledger.state();
             (
-                Directory::from_charter(state.charter()),
+                // Organisations admitted later are named from the next start.
+                Directory::from_roster(state.charter(), state.roster()),
                 state.charter().name().to_owned(),
             )
         };

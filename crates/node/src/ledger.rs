@@ -156,6 +156,14 @@ impl Logs for Snapshot {
     fn frozen_from(&self, author: &PublicId) -> Option<u64> {
         self.state.frozen_from(author)
     }
+
+    fn roster(&self) -> &accord_core::roster::Roster {
+        self.state.roster()
+    }
+
+    fn known_roles(&self, key: &PublicId) -> Option<accord_core::roster::RoleSet> {
+        self.state.known_roles(key)
+    }
 }
 
 /// Where the writer publishes snapshots, for readers that must not keep the ledger
@@ -332,7 +340,40 @@ pub fn load_state_with(
     signatures: Signatures,
 ) -> Result<(State, LoadReport), StoreError> {
     let started = Instant::now();
-    let mut state = State::new(charter.clone());
+    let (mut state, forks) = load_pass(store, charter, signatures, None)?;
+    let unknown = state.unknown_authors();
+    if let Some(author) = unknown.first() {
+        return Err(StoreError::Corrupt(format!(
+            "the store holds entries of {author}, whom neither the charter nor any proposal names"
+        )));
+    }
+    if state.views_stale() {
+        // The roster changed what counts for entries read before the governance
+        // entries that changed it: read everything again, counting by the roster
+        // of the whole store (signatures were checked in the first pass).
+        let roster = state.roster_arc();
+        state = load_pass(store, charter, Signatures::VerifiedEarlier, Some(roster))?.0;
+        state.unpin();
+    }
+    let report = LoadReport {
+        entries: state.entry_count(),
+        forks,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((state, report))
+}
+
+/// One read of the whole store; with `pinned`, the views count by that roster.
+fn load_pass(
+    store: &Store,
+    charter: &Charter,
+    signatures: Signatures,
+    pinned: Option<Arc<accord_core::roster::Roster>>,
+) -> Result<(State, usize), StoreError> {
+    let mut state = match pinned {
+        Some(roster) => State::pinned_to(charter.clone(), roster),
+        None => State::new(charter.clone()),
+    };
     // Fork proofs first: a frozen author's entries from the fork on do not count.
     let forks = store.forks()?;
     for (author, bytes) in &forks {
@@ -341,12 +382,7 @@ pub fn load_state_with(
         state.record_fork(proof.into_proof(*author)?);
     }
     apply_stored(&mut state, store.entries(), charter, signatures)?;
-    let report = LoadReport {
-        entries: state.entry_count(),
-        forks: forks.len(),
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok((state, report))
+    Ok((state, forks.len()))
 }
 
 /// Decodes, verifies and applies `entries` (in (author, seq) order, each log whole
@@ -962,6 +998,17 @@ impl Logs for Overlay<'_> {
             (a, b) => a.or(b),
         }
     }
+
+    // The roster and the known keys are those of the state before this batch: an
+    // entry that needs a governance entry of the same batch is refused now and
+    // accepted when a peer offers it again.
+    fn roster(&self) -> &accord_core::roster::Roster {
+        self.state.roster()
+    }
+
+    fn known_roles(&self, key: &PublicId) -> Option<accord_core::roster::RoleSet> {
+        self.state.known_roles(key)
+    }
 }
 
 impl Overlay<'_> {
@@ -1055,9 +1102,12 @@ impl Writer {
                     }
                     Request::Submit { entry, checked } => {
                         // A new entry: its body must meet this release's rules.
-                        let result = entry.check_body(charter).and_then(|_| {
-                            self.offer(*entry, checked, charter, now, &mut overlay, &mut forks)
-                        });
+                        let result = entry
+                            .check_standing(overlay.roster())
+                            .and_then(|()| entry.check_new_rules(overlay.roster()))
+                            .and_then(|_| {
+                                self.offer(*entry, checked, charter, now, &mut overlay, &mut forks)
+                            });
                         let taken = self.take(result, &mut overlay, &mut accepted);
                         first_here.resize(accepted.len(), true);
                         Outcome::One(taken)
@@ -1080,6 +1130,13 @@ impl Writer {
                     Request::Forks(proofs) => {
                         let mut report = IngestReport::default();
                         for proof in proofs {
+                            // A proof about a key neither the charter nor any
+                            // proposal names is not this alliance's business (yet):
+                            // peers offer proofs in every Sync, so it is taken once
+                            // the proposal naming its author has arrived.
+                            if overlay.known_roles(&proof.author).is_none() {
+                                continue;
+                            }
                             if overlay.add_fork(&mut forks, proof) {
                                 report.forks += 1;
                             }
@@ -1129,6 +1186,10 @@ impl Writer {
                 rebuild |= state.record_fork(proof.clone());
                 appended.forks.push(proof);
             }
+            // A governance entry that changed what counts for entries already
+            // applied (a removal, an admission of an author whose entries were
+            // held) needs the views rebuilt too.
+            rebuild |= state.views_stale();
             if rebuild && let Some(rebuilt) = self.rebuild(state.charter().clone()).await {
                 state = rebuilt;
             }

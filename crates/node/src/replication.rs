@@ -80,6 +80,11 @@ pub struct Blocked {
     /// For an entry stamped ahead of this node's clock: the Unix milliseconds from
     /// which it is within the allowed skew; the peer is pulled from again then.
     pub held_until_ms: Option<i64>,
+    /// For an entry refused because its author (or the role its kind needs) is not
+    /// known here yet: the author's roles as known then. Once a governance entry
+    /// changes them (the proposal naming the author arrived), it is pulled again.
+    #[serde(skip)]
+    pub known_then: Option<Option<accord_core::roster::RoleSet>>,
 }
 
 impl PeerStatus {
@@ -509,7 +514,11 @@ async fn read_loop(
                             false
                         }
                         Some(_) => true,
-                        None => state.head(author).is_none_or(|h| h.seq < b.seq),
+                        None => {
+                            state.head(author).is_none_or(|h| h.seq < b.seq)
+                                && b.known_then
+                                    .is_none_or(|then| state.known_roles(author) == then)
+                        }
                     });
                     let counted: BTreeMap<_, _> = theirs
                         .iter()
@@ -815,6 +824,24 @@ async fn store_verified(
                             seq: *seq,
                             reason: error.to_string(),
                             held_until_ms: Some(until),
+                            known_then: None,
+                        },
+                    );
+                }
+                // An author not known here yet, or a role it may hold not known yet:
+                // the proposal naming it has not arrived. Taken again once it has.
+                EntryError::NotAMember(_)
+                | EntryError::NotAllowed { .. }
+                | EntryError::NotASecretary(_)
+                | EntryError::NotAMemberOrganisation(_) => {
+                    tracing::info!(peer = %peer.name, %author, seq, "holding back an entry until its author's admission arrives: {error}");
+                    blocked.insert(
+                        *author,
+                        Blocked {
+                            seq: *seq,
+                            reason: error.to_string(),
+                            held_until_ms: None,
+                            known_then: Some(ledger.state().known_roles(author)),
                         },
                     );
                 }
@@ -829,6 +856,7 @@ async fn store_verified(
                             seq: *seq,
                             reason: error.to_string(),
                             held_until_ms: None,
+                            known_then: None,
                         },
                     );
                 }

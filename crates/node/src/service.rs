@@ -6,7 +6,7 @@ use std::sync::Arc;
 use accord_core::ballot::BallotId;
 use accord_core::body::Body;
 use accord_core::clash::{Clash, EventClash};
-use accord_core::entry::{self, SignatureChecked};
+use accord_core::entry::{self, Logs, SignatureChecked};
 use accord_core::pb::ledger_server::Ledger as LedgerApi;
 use accord_core::quote::quoted;
 use accord_core::state::EventView;
@@ -296,13 +296,13 @@ async fn clash_list(
     query_ids("", &request.election)?;
     let state = ledger.state();
     let clashes = cache.clashes(&state).await?;
-    clash_page(&clashes, state.charter(), request, page)
+    clash_page(&clashes, state.roster(), request, page)
 }
 
 /// The page of `clashes` that `request` asks for.
 fn clash_page(
     clashes: &[Clash],
-    charter: &accord_core::Charter,
+    charter: &accord_core::roster::Roster,
     request: &pb::ListClashesRequest,
     page: &PageRequest<ClashKey>,
 ) -> Result<pb::ListClashesResponse, Status> {
@@ -350,15 +350,16 @@ fn state_event_key(key: &EventKey) -> Result<accord_core::state::EventKey, Statu
 type BackupStream = Pin<Box<dyn Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
 type ClashStream = Pin<Box<dyn Stream<Item = Result<pb::ListClashesResponse, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl LedgerApi for LedgerService {
-    async fn publish(
+impl LedgerService {
+    /// The home identity a publishing call signs as (`author`, or the token's only
+    /// identity), once the node may sign: it has heard from a peer (or waited long
+    /// enough), its clock is in line, and its store holds all it has signed.
+    async fn home_index(
         &self,
-        request: Request<pb::PublishRequest>,
-    ) -> Result<Response<pb::PublishResponse>, Status> {
-        let caller = caller(&request)?.clone();
-        let request = request.into_inner();
-        let author = if request.author.is_empty() {
+        caller: &crate::auth::Caller,
+        requested: &[u8],
+    ) -> Result<usize, Status> {
+        let author = if requested.is_empty() {
             match caller.identities.as_slice() {
                 [only] => *only,
                 _ => {
@@ -368,12 +369,12 @@ impl LedgerApi for LedgerService {
                 }
             }
         } else {
-            PublicId::from_slice(&request.author)
+            PublicId::from_slice(requested)
                 .map_err(|e| Status::invalid_argument(format!("author: {e}")))?
         };
         if !caller.identities.contains(&author) {
             let state = self.ledger.state();
-            let name = state.charter().name_of(&author).unwrap_or("unknown");
+            let name = state.roster().name_of(&author).unwrap_or("unknown");
             return Err(Status::permission_denied(format!(
                 "the token of operator {:?} does not cover {name} ({author})",
                 caller.name
@@ -425,15 +426,21 @@ impl LedgerApi for LedgerService {
                  has caught up (was it restored from a backup?); try again shortly"
             )));
         }
-        let body = request
-            .body
-            .ok_or_else(|| Status::invalid_argument("publish request has no body"))?;
-        let (kind, bytes) = accord_core::body::encode(&body);
+        Ok(index)
+    }
+
+    /// Checks a body (off the writer) and appends it signed by home identity `index`.
+    async fn publish_body(
+        &self,
+        index: usize,
+        kind: i32,
+        bytes: Vec<u8>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
         // Check the body here, concurrently, so the writer sees only sound bodies.
-        Body::decode(kind as i32, &bytes)
+        Body::decode(kind, &bytes)
             .and_then(|b| accord_core::body::check_new(&b))
             .map_err(|e| entry_status(&EntryError::Body(e)))?;
-        let result = self.ledger.publish(index, kind as i32, bytes).await;
+        let result = self.ledger.publish(index, kind, bytes).await;
         match result {
             Ok(a) => {
                 tracing::debug!(author = %a.author, seq = a.seq, "published");
@@ -441,6 +448,23 @@ impl LedgerApi for LedgerService {
             }
             Err(e) => Err(append_status(&e)),
         }
+    }
+}
+
+#[tonic::async_trait]
+impl LedgerApi for LedgerService {
+    async fn publish(
+        &self,
+        request: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let index = self.home_index(&caller, &request.author).await?;
+        let body = request
+            .body
+            .ok_or_else(|| Status::invalid_argument("publish request has no body"))?;
+        let (kind, bytes) = accord_core::body::encode(&body);
+        self.publish_body(index, kind as i32, bytes).await
     }
 
     async fn submit(
@@ -458,7 +482,7 @@ impl LedgerApi for LedgerService {
             let decoded = entry::decode(signed, charter.rules().max_entry_bytes as usize)
                 .map_err(|e| entry_status(&e))?;
             decoded
-                .check_author(charter)
+                .check_author(charter, |k| state.known_roles(k))
                 .map_err(|e| entry_status(&e))?;
             decoded
         };
@@ -537,6 +561,20 @@ impl LedgerApi for LedgerService {
                 secretary: true,
                 home: home.contains(&s.key),
             }))
+            // Then the organisations the roster admitted since the charter.
+            .chain(
+                state
+                    .roster()
+                    .organisations()
+                    .filter(|o| o.admitted_at > 0)
+                    .map(|o| pb::Organisation {
+                        key: o.key.to_vec(),
+                        name: o.name.clone(),
+                        ec_id: o.ec_id.clone().unwrap_or_default(),
+                        secretary: o.role == accord_core::Role::Secretary,
+                        home: home.contains(&o.key),
+                    }),
+            )
             .collect();
         Ok(Response::new(pb::NodeStatus {
             alliance: charter.id().to_vec(),
@@ -556,6 +594,12 @@ impl LedgerApi for LedgerService {
             clock_offset_ms: clock.map_or(0, |c| c.offset_ms),
             clock_peers: clock.map_or(0, |c| c.peers as u32),
             clock_problem: clock.and_then(|c| c.problem()).unwrap_or_default(),
+            roster_version: state.roster().version,
+            open_proposals: state
+                .roster()
+                .proposals()
+                .filter(|p| p.status == accord_core::roster::ProposalStatus::Open)
+                .count() as u32,
             lost_entries: self
                 .ledger
                 .lost_entries(&state)
@@ -643,6 +687,148 @@ impl LedgerApi for LedgerService {
         }))
     }
 
+    async fn get_roster(
+        &self,
+        _request: Request<pb::GetRosterRequest>,
+    ) -> Result<Response<pb::RosterView>, Status> {
+        let state = self.ledger.state();
+        let home: Vec<PublicId> = self
+            .ledger
+            .identities()
+            .iter()
+            .map(|i| i.public_id())
+            .collect();
+        Ok(Response::new(to_proto::roster(state.roster(), &home)))
+    }
+
+    async fn list_proposals(
+        &self,
+        request: Request<pb::ListProposalsRequest>,
+    ) -> Result<Response<pb::ListProposalsResponse>, Status> {
+        let request = request.into_inner();
+        // Newest first: keyed by (timestamp, id), read backwards.
+        let page: PageRequest<(i64, EntryId)> =
+            paging::list_request("proposals", request.page_size, &request.page_token)?;
+        let state = self.ledger.state();
+        let roster = state.roster();
+        let mut all: Vec<&accord_core::roster::ProposalView> = roster
+            .proposals()
+            .filter(|p| !request.open_only || p.status == accord_core::roster::ProposalStatus::Open)
+            .collect();
+        all.sort_by_key(|p| std::cmp::Reverse((p.timestamp_ms, p.id)));
+        let items = all
+            .into_iter()
+            .filter(|p| {
+                page.after
+                    .is_none_or(|after| (p.timestamp_ms, p.id) < after)
+            })
+            .map(|p| Ok(((p.timestamp_ms, p.id), to_proto::proposal(p, roster))));
+        let (proposals, next_page_token) = page.fill(items)?;
+        Ok(Response::new(pb::ListProposalsResponse {
+            proposals,
+            next_page_token,
+        }))
+    }
+
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        use pb::propose_request::Change as C;
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let change = request
+            .change
+            .ok_or_else(|| Status::invalid_argument("proposal has no change"))?;
+        let index = self.home_index(&caller, &request.author).await?;
+        let state = self.ledger.state();
+        let change = match change {
+            C::Admit(a) => pb::proposal::Change::Admit(a),
+            C::SetRole(r) => pb::proposal::Change::SetRole(r),
+            C::Quorum(q) => pb::proposal::Change::Quorum(q),
+            C::Remove(r) => {
+                let organisation = PublicId::from_slice(&r.organisation)
+                    .map_err(|e| Status::invalid_argument(format!("organisation: {e}")))?;
+                let up_to_seq = if r.up_to_seq == 0 {
+                    state.head(&organisation).map_or(0, |h| h.seq)
+                } else {
+                    r.up_to_seq
+                };
+                pb::proposal::Change::Remove(pb::Remove {
+                    organisation: r.organisation,
+                    up_to_seq,
+                })
+            }
+        };
+        let body = pb::Proposal {
+            roster_version: state.roster().version,
+            change: Some(change),
+            rationale: request.rationale,
+        };
+        drop(state);
+        self.publish_body(
+            index,
+            pb::EntryKind::Proposal as i32,
+            prost::Message::encode_to_vec(&body),
+        )
+        .await
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let index = self.home_index(&caller, &request.author).await?;
+        let body = pb::Approval {
+            proposal: request.proposal,
+        };
+        self.publish_body(
+            index,
+            pb::EntryKind::Approval as i32,
+            prost::Message::encode_to_vec(&body),
+        )
+        .await
+    }
+
+    async fn object(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let index = self.home_index(&caller, &request.author).await?;
+        let body = pb::Objection {
+            proposal: request.proposal,
+            reason: request.reason,
+        };
+        self.publish_body(
+            index,
+            pb::EntryKind::Objection as i32,
+            prost::Message::encode_to_vec(&body),
+        )
+        .await
+    }
+
+    async fn leave(
+        &self,
+        request: Request<pb::LeaveRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let index = self.home_index(&caller, &request.author).await?;
+        let body = pb::Leave {
+            reason: request.reason,
+        };
+        self.publish_body(
+            index,
+            pb::EntryKind::Leave as i32,
+            prost::Message::encode_to_vec(&body),
+        )
+        .await
+    }
+
     async fn list_intentions(
         &self,
         request: Request<pb::ListIntentionsRequest>,
@@ -676,7 +862,7 @@ impl LedgerApi for LedgerService {
             .map(|v| {
                 Ok((
                     (v.intention.ballot.as_str().to_owned(), v.organisation),
-                    to_proto::intention_view(&v, state.charter()),
+                    to_proto::intention_view(&v, state.roster()),
                 ))
             });
         let (intentions, next_page_token) = page.fill(items)?;
@@ -780,7 +966,7 @@ impl LedgerApi for LedgerService {
                     () = tx.closed() => return,
                 }
                 let clashes = feed.borrow_and_update().clone();
-                let next = clash_page(&clashes, ledger.state().charter(), &request, &page);
+                let next = clash_page(&clashes, ledger.state().roster(), &request, &page);
                 let next = match next {
                     Ok(next) => next,
                     Err(e) => {

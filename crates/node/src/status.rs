@@ -37,15 +37,38 @@ pub fn entry_status(error: &EntryError) -> Status {
         | E::Body(_)
         | E::UnknownParty { .. }
         | E::FromTheFuture { .. } => Status::invalid_argument(message),
-        E::NotAMember(_) | E::NotASecretary(_) | E::NotAMemberOrganisation(_) => {
-            Status::permission_denied(message)
-        }
+        E::NotAMember(_)
+        | E::NotASecretary(_)
+        | E::NotAMemberOrganisation(_)
+        | E::NotAllowed { .. }
+        | E::Removed { .. } => Status::permission_denied(message),
+        E::Governance(g) => governance_status(g, message),
         E::Duplicate { .. } => Status::already_exists(message),
         E::SeqGap { .. }
         | E::PrevMismatch { .. }
         | E::Fork { .. }
         | E::Frozen { .. }
         | E::TimeWentBack { .. } => Status::failed_precondition(message),
+    }
+}
+
+/// Governance refusals: who may vote or propose is a permission; a vote twice is
+/// `AlreadyExists`; a proposal that is not open (lapsed, void, passed) or a change
+/// the roster's rules refuse is `FailedPrecondition`; an unknown proposal is
+/// `NotFound`.
+fn governance_status(error: &accord_core::roster::GovernanceError, message: String) -> Status {
+    use accord_core::roster::GovernanceError as G;
+    match error {
+        G::NotAVoter { .. } | G::NotInElectorate { .. } | G::NotAProposer { .. } => {
+            Status::permission_denied(message)
+        }
+        G::AlreadyVoted { .. } => Status::already_exists(message),
+        G::UnknownProposal(_) => Status::not_found(message),
+        G::Closed { .. }
+        | G::Lapsed { .. }
+        | G::Refused(_)
+        | G::Void(_)
+        | G::CannotLeave { .. } => Status::failed_precondition(message),
     }
 }
 

@@ -2,8 +2,9 @@
 
 use accord_core::body::{self, IntentionStatus, Visibility};
 use accord_core::clash::{self, ClashState};
+use accord_core::roster::Roster;
 use accord_core::state;
-use accord_core::{Charter, PublicId, pb};
+use accord_core::{PublicId, pb};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 fn keys(list: &[PublicId]) -> Vec<Vec<u8>> {
@@ -81,11 +82,11 @@ pub fn clash_state(s: ClashState) -> pb::ClashState {
     }
 }
 
-fn name(charter: &Charter, key: &PublicId) -> String {
+fn name(charter: &Roster, key: &PublicId) -> String {
     charter.name_of(key).unwrap_or_default().to_string()
 }
 
-pub fn intention_view(v: &state::IntentionView, charter: &Charter) -> pb::IntentionView {
+pub fn intention_view(v: &state::IntentionView, charter: &Roster) -> pb::IntentionView {
     pb::IntentionView {
         organisation: v.organisation.to_vec(),
         organisation_name: name(charter, &v.organisation),
@@ -95,7 +96,7 @@ pub fn intention_view(v: &state::IntentionView, charter: &Charter) -> pb::Intent
     }
 }
 
-pub fn clash(c: &clash::Clash, charter: &Charter) -> pb::Clash {
+pub fn clash(c: &clash::Clash, charter: &Roster) -> pb::Clash {
     pb::Clash {
         ballot: c.ballot.as_str().to_string(),
         state: clash_state(c.state) as i32,
@@ -150,5 +151,105 @@ pub fn resolution_view(v: &state::ResolutionView) -> pb::ResolutionView {
         resolution: Some(resolution(&v.resolution)),
         timestamp_ms: v.timestamp_ms,
         state: clash_state(v.state) as i32,
+    }
+}
+
+pub fn roster(r: &accord_core::roster::Roster, home: &[PublicId]) -> pb::RosterView {
+    use accord_core::roster::{OrgStatus, ProposalStatus};
+    pb::RosterView {
+        version: r.version,
+        quorum: Some(body::quorum_to_pb(r.quorum)),
+        organisations: r
+            .organisations()
+            .map(|o| {
+                let (status, up_to_seq) = match o.status {
+                    OrgStatus::Active => ("active", 0),
+                    OrgStatus::Left { up_to_seq, .. } => ("left", up_to_seq),
+                    OrgStatus::Removed { up_to_seq, .. } => ("removed", up_to_seq),
+                };
+                pb::RosterOrganisation {
+                    key: o.key.to_vec(),
+                    name: o.name.clone(),
+                    ec_id: o.ec_id.clone().unwrap_or_default(),
+                    role: body::role_to_pb(o.role) as i32,
+                    roles_held: o
+                        .roles_held
+                        .roles()
+                        .map(|r| body::role_to_pb(r) as i32)
+                        .collect(),
+                    status: status.into(),
+                    up_to_seq,
+                    admitted_at: o.admitted_at,
+                    home: home.contains(&o.key),
+                }
+            })
+            .collect(),
+        open_proposals: r
+            .proposals()
+            .filter(|p| p.status == ProposalStatus::Open)
+            .count() as u32,
+    }
+}
+
+pub fn change(c: &accord_core::roster::Change) -> pb::proposal::Change {
+    use accord_core::roster::Change as C;
+    use pb::proposal::Change as P;
+    match c {
+        C::Admit {
+            name,
+            key,
+            role,
+            ec_id,
+        } => P::Admit(pb::Admit {
+            name: name.clone(),
+            key: key.to_vec(),
+            role: body::role_to_pb(*role) as i32,
+            ec_id: ec_id.clone().unwrap_or_default(),
+        }),
+        C::Remove {
+            organisation,
+            up_to_seq,
+        } => P::Remove(pb::Remove {
+            organisation: organisation.to_vec(),
+            up_to_seq: *up_to_seq,
+        }),
+        C::SetRole { organisation, role } => P::SetRole(pb::SetRole {
+            organisation: organisation.to_vec(),
+            role: body::role_to_pb(*role) as i32,
+        }),
+        C::Quorum { rule } => P::Quorum(body::quorum_to_pb(*rule)),
+    }
+}
+
+pub fn proposal(
+    p: &accord_core::roster::ProposalView,
+    roster: &accord_core::roster::Roster,
+) -> pb::RosterProposal {
+    use accord_core::roster::ProposalStatus as S;
+    let (detail, passed_version) = match &p.status {
+        S::Void { reason } | S::Refused { reason } => (reason.clone(), 0),
+        S::Passed { version, .. } => (String::new(), *version),
+        S::Open | S::Lapsed { .. } => (String::new(), 0),
+    };
+    pb::RosterProposal {
+        id: p.id.to_vec(),
+        author: p.author.to_vec(),
+        timestamp_ms: p.timestamp_ms,
+        proposal: Some(pb::Proposal {
+            roster_version: p.proposal.roster_version,
+            change: Some(change(&p.proposal.change)),
+            rationale: p.proposal.rationale.clone(),
+        }),
+        description: p.proposal.change.describe(roster),
+        rule: Some(body::quorum_to_pb(p.rule)),
+        electorate: keys(&p.electorate),
+        needed: p.needed as u32,
+        approvals: keys(&p.approvals),
+        objections: keys(&p.objections),
+        lapses_ms: p.lapses_ms,
+        passes_unopposed_ms: p.passes_unopposed_ms.unwrap_or(0),
+        status: p.status.as_str().into(),
+        status_detail: detail,
+        passed_version,
     }
 }

@@ -531,3 +531,167 @@ fn an_operator_naming_a_non_home_identity_is_a_config_error() {
     let config = a.node_config(&[&home], &[OperatorSpec::new("one", "t", &[&key1])]);
     assert!(accord_node::NodeConfig::load(&config).is_err());
 }
+
+/// Issue 11's bad input through the gRPC API: each governance refusal has its code
+/// and words, and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn governance_refusals_have_their_codes_and_store_nothing() {
+    use pb::propose_request::Change;
+    let mut a = TestAlliance::new(3, 1);
+    let (m0, m1, m2) = (
+        a.member(0).clone(),
+        a.member(1).clone(),
+        a.member(2).clone(),
+    );
+    let (sec, fifth) = (a.secretary(0).clone(), a.outsider.clone());
+    let config = a.node_config(&[&m0, &m1, &m2, &sec, &fifth], &[]);
+    let node = TestNode::start(&config).await.unwrap();
+    let mut c = node.client().await.unwrap();
+    let key = |i: &accord_core::Identity| i.public_id().to_vec();
+    let admit = |who: &accord_core::Identity, name: &str| {
+        Change::Admit(pb::Admit {
+            name: name.into(),
+            key: who.public_id().to_vec(),
+            role: pb::Role::Member as i32,
+            ec_id: String::new(),
+        })
+    };
+    let propose = |author: Vec<u8>, change: Change| pb::ProposeRequest {
+        author,
+        change: Some(change),
+        rationale: String::new(),
+    };
+    let vote = |author: Vec<u8>, proposal: Vec<u8>| pb::VoteRequest {
+        author,
+        proposal,
+        reason: String::new(),
+    };
+    let p = c
+        .propose(propose(key(&m0), admit(&fifth, "Fifth Party")))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let entries = |s: pb::NodeStatus| s.entries;
+    let before = entries(
+        c.get_status(pb::GetStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+
+    let r = c.approve(vote(key(&sec), p.clone())).await;
+    assert_refused(
+        "approval by a secretary",
+        r,
+        Code::PermissionDenied,
+        "may not publish approval",
+    );
+    let r = c.approve(vote(key(&fifth), p.clone())).await;
+    assert_refused(
+        "approval by an outsider",
+        r,
+        Code::PermissionDenied,
+        "is not a member or secretary",
+    );
+    let r = c.approve(vote(key(&m0), p.clone())).await;
+    assert_refused(
+        "a second approval",
+        r,
+        Code::AlreadyExists,
+        "has already approved",
+    );
+    let r = c.approve(vote(key(&m1), vec![7; 32])).await;
+    assert_refused("an unknown proposal", r, Code::NotFound, "no proposal");
+    let r = c.propose(propose(key(&m1), admit(&m2, "Again"))).await;
+    assert_refused(
+        "a key already in the roster",
+        r,
+        Code::FailedPrecondition,
+        "already in the roster",
+    );
+    let r = c
+        .propose(propose(
+            key(&m1),
+            Change::SetRole(pb::SetRole {
+                organisation: key(&sec),
+                role: pb::Role::Observer as i32,
+            }),
+        ))
+        .await;
+    assert_refused(
+        "no secretary left",
+        r,
+        Code::FailedPrecondition,
+        "no secretary",
+    );
+    let r = c
+        .leave(pb::LeaveRequest {
+            author: key(&sec),
+            reason: String::new(),
+        })
+        .await;
+    assert_refused(
+        "the last secretary leaving",
+        r,
+        Code::FailedPrecondition,
+        "no secretary",
+    );
+    let after = entries(
+        c.get_status(pb::GetStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(after, before, "refusals stored nothing");
+
+    // Passed with a majority (the proposer and one approval of three members); a vote
+    // on it now is refused, and the new member publishes.
+    c.approve(vote(key(&m1), p.clone())).await.unwrap();
+    let r = c.approve(vote(key(&m2), p.clone())).await;
+    assert_refused(
+        "a vote on a passed proposal",
+        r,
+        Code::FailedPrecondition,
+        "closed (passed)",
+    );
+    publish(&mut c, &fifth, intention(LEEDS_HHP, S::Intends, ""))
+        .await
+        .unwrap();
+
+    // Member 2 removed (electorate: 0, 1 and the fifth; needs two): nothing of it
+    // after its cut is accepted.
+    let removal = c
+        .propose(propose(
+            key(&m0),
+            Change::Remove(pb::ProposeRemove {
+                organisation: key(&m2),
+                up_to_seq: 0,
+            }),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    c.approve(vote(key(&fifth), removal)).await.unwrap();
+    let r = publish(&mut c, &m2, intention(LEEDS_KIRKSTALL, S::Intends, "")).await;
+    assert_refused(
+        "an entry past a removal's cut",
+        r,
+        Code::PermissionDenied,
+        "left or was removed",
+    );
+    let roster = c
+        .get_roster(pb::GetRosterRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(roster.version, 2);
+    let removed = roster
+        .organisations
+        .iter()
+        .find(|o| o.key == key(&m2))
+        .unwrap();
+    assert_eq!((removed.status.as_str(), removed.up_to_seq), ("removed", 0));
+    drop(node);
+}

@@ -233,7 +233,7 @@ fn export_line(charter: &accord_core::Charter, bytes: &[u8]) -> Result<String, S
         "entry": BASE64.encode(decoded.signed_message()),
         "signature": BASE64.encode(&signed.signature),
     });
-    match decoded.check_body(charter) {
+    match decoded.check_body() {
         Ok(body) => {
             line["body"] = serde_json::to_value(&body).map_err(|e| e.to_string())?;
         }

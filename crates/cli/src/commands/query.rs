@@ -110,7 +110,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             .iter()
             .map(|h| (hex::encode(&h.author), json!(h.seq)))
             .collect();
-        print_json(&json!({
+        let mut value = json!({
             "alliance": hex::encode(&s.alliance),
             "alliance_name": s.alliance_name,
             "digest": hex::encode(&s.digest),
@@ -186,7 +186,10 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "role": if o.secretary { "secretary" } else { "member" },
                 "home": o.home,
             })).collect::<Vec<_>>(),
-        }));
+        });
+        value["roster_version"] = json!(s.roster_version);
+        value["open_proposals"] = json!(s.open_proposals);
+        print_json(&value);
         return Ok(());
     }
     print(&status_table(&s, chrono::Utc::now().timestamp_millis()));
@@ -247,6 +250,16 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
         state_digest(s),
         s.version
     ));
+    if s.roster_version > 0 || s.open_proposals > 0 {
+        // Before the blank line that ends the block above.
+        out.pop();
+        out.push_str(&format!(
+            "roster    version {}, {} open proposal{} (accord roster, accord proposals)\n\n",
+            s.roster_version,
+            s.open_proposals,
+            if s.open_proposals == 1 { "" } else { "s" }
+        ));
+    }
     let heads: std::collections::BTreeMap<Vec<u8>, u64> =
         s.heads.iter().map(|h| (h.author.clone(), h.seq)).collect();
     let rows: Vec<Vec<String>> = s
@@ -1111,6 +1124,27 @@ fn summary(names: &Names, body: &Body) -> String {
             keys(&r.stands),
             keys(&r.stand_aside)
         ),
+        Body::Proposal(p) => match &p.change {
+            accord_core::roster::Change::Admit { name, role, .. } => {
+                format!("admit {name} as {}", role.as_str())
+            }
+            accord_core::roster::Change::Remove {
+                organisation,
+                up_to_seq,
+            } => format!(
+                "remove {} (counts to seq {up_to_seq})",
+                names.name(organisation.as_bytes())
+            ),
+            accord_core::roster::Change::SetRole { organisation, role } => format!(
+                "make {} a {}",
+                names.name(organisation.as_bytes()),
+                role.as_str()
+            ),
+            accord_core::roster::Change::Quorum { rule } => format!("quorum rule {rule}"),
+        },
+        Body::Approval { proposal } => format!("of proposal {}", proposal.short()),
+        Body::Objection { proposal, .. } => format!("to proposal {}", proposal.short()),
+        Body::Leave { .. } => "leaves the alliance".into(),
         Body::Unknown { kind } => format!("kind {kind}"),
     }
 }
@@ -1203,6 +1237,7 @@ mod tests {
                 kind: 4,
                 reason: "entry body is invalid: y".into(),
             }],
+            ..Default::default()
         };
         let text = status_table(&status, now);
         let expected = format!(

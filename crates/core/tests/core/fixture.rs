@@ -23,6 +23,8 @@ pub struct Alliance {
     pub charter: Charter,
     pub ids: Vec<Identity>,
     heads: BTreeMap<usize, LogHead>,
+    /// Each author's head before its last signature, for [`Alliance::unsign`].
+    undo: BTreeMap<usize, Option<LogHead>>,
     pub clock_ms: i64,
 }
 
@@ -53,6 +55,7 @@ impl Alliance {
             charter,
             ids,
             heads: BTreeMap::new(),
+            undo: BTreeMap::new(),
             clock_ms: NOW_MS - 3_600_000,
         }
     }
@@ -69,6 +72,7 @@ impl Alliance {
     pub fn sign_raw(&mut self, who: usize, kind: i32, body: Vec<u8>) -> pb::SignedEntry {
         self.clock_ms += 1_000;
         let head = self.heads.get(&who).copied();
+        self.undo.insert(who, head);
         let signed = entry::sign(
             &self.ids[who],
             self.charter.id(),
@@ -87,6 +91,15 @@ impl Alliance {
             },
         );
         signed
+    }
+
+    /// Forgets the last entry signed by `who` (it was refused): the next one
+    /// takes its seq.
+    pub fn unsign(&mut self, who: usize) {
+        match self.undo.remove(&who).flatten() {
+            Some(head) => self.heads.insert(who, head),
+            None => self.heads.remove(&who),
+        };
     }
 
     pub fn sign(&mut self, who: usize, body: B) -> pb::SignedEntry {

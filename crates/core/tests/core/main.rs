@@ -5,4 +5,5 @@ mod acceptance;
 mod derived;
 mod fixture;
 mod generated;
+mod governance;
 mod order;

@@ -1,0 +1,1082 @@
+//! The roster: who is in the alliance, in what role, and how the roster changes.
+//!
+//! The roster is the charter plus the governance entries (proposals, approvals,
+//! objections, departures), derived as a pure function of the set of entries:
+//! [`Roster::fold`] takes the governance entries in one total order, (timestamp,
+//! author, seq), and applies them one by one, with the time rules (a proposal lapses
+//! 14 days after it was made; under lazy consensus it passes N days after unless a
+//! member objects) judged by entry timestamps only: a deadline is reached once some
+//! entry of the alliance is stamped after it. ARCHITECTURE.md ("Governance") gives
+//! the rules in prose.
+//!
+//! Two sets are kept apart:
+//!
+//! - [`Known`]: every key the charter names or a proposal (by a known author) would
+//!   admit, with every role any proposal would give it. It only grows as entries
+//!   arrive, whatever their order, so the envelope rules (which decide what a node
+//!   stores and relays) ask it, and two nodes never disagree for good about which
+//!   entries exist.
+//! - [`Roster`]: the organisations as the fold leaves them (active, left or
+//!   removed, with the seq up to which each log counts), the quorum rule and every
+//!   proposal with its fate. Views count an entry only when the roster says so
+//!   ([`Roster::counts`]); new entries (publish, submit) must fit the current roster.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::charter::{Charter, Role};
+use crate::id::{EntryId, PublicId};
+
+pub const DAY_MS: i64 = 86_400_000;
+/// A proposal that has not passed 14 days after it was made lapses.
+pub const LAPSE_MS: i64 = 14 * DAY_MS;
+/// Longest organisation name, in characters.
+pub const MAX_NAME: usize = 100;
+
+/// How a proposal passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuorumRule {
+    /// More than half of the members approve.
+    Majority,
+    /// Every member approves.
+    All,
+    /// This many members approve (all of them if there are fewer).
+    Count(u32),
+    /// Passes this many days after it was made unless a member objects (or
+    /// earlier, once a majority approves).
+    #[serde(rename = "lazy_days")]
+    Lazy(u32),
+}
+
+impl QuorumRule {
+    /// The rule's own limits: a count of at least one, lazy consensus of 1 to 13
+    /// days (it must come before the 14-day lapse).
+    pub fn check(self) -> Result<(), String> {
+        match self {
+            Self::Count(0) => Err("a count must be at least 1".into()),
+            Self::Lazy(days) if !(1..=13).contains(&days) => Err(format!(
+                "lazy consensus must be 1 to 13 days (proposals lapse after 14), got {days}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Approvals needed from an electorate of `n` members.
+    pub fn needed(self, n: usize) -> usize {
+        let majority = n / 2 + 1;
+        let needed = match self {
+            Self::Majority | Self::Lazy(_) => majority,
+            Self::All => n,
+            Self::Count(k) => (k as usize).min(n),
+        };
+        needed.max(1)
+    }
+}
+
+impl std::fmt::Display for QuorumRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Majority => f.write_str("majority"),
+            Self::All => f.write_str("all"),
+            Self::Count(n) => write!(f, "count:{n}"),
+            Self::Lazy(d) => write!(f, "lazy:{d}"),
+        }
+    }
+}
+
+impl std::str::FromStr for QuorumRule {
+    type Err = String;
+
+    /// `majority`, `all`, `count:N` (or just `N`), `lazy:DAYS`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_lowercase();
+        let number = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| format!("{v:?} is not a whole number"))
+        };
+        let rule = match s.split_once(':') {
+            None if s == "majority" => Self::Majority,
+            None if s == "all" => Self::All,
+            None if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => {
+                Self::Count(number(&s)?)
+            }
+            Some(("count", n)) => Self::Count(number(n)?),
+            Some(("lazy", n)) => Self::Lazy(number(n)?),
+            _ => {
+                return Err(format!(
+                    "quorum rule {s:?} is not one of majority, all, count:N, lazy:DAYS"
+                ));
+            }
+        };
+        rule.check()?;
+        Ok(rule)
+    }
+}
+
+/// A set of roles (a bit per role).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoleSet(u8);
+
+impl RoleSet {
+    fn bit(role: Role) -> u8 {
+        match role {
+            Role::Member => 1,
+            Role::Secretary => 2,
+            Role::Observer => 4,
+        }
+    }
+
+    pub fn of(role: Role) -> Self {
+        Self(Self::bit(role))
+    }
+
+    pub fn contains(self, role: Role) -> bool {
+        self.0 & Self::bit(role) != 0
+    }
+
+    pub fn insert(&mut self, role: Role) -> bool {
+        let had = self.contains(role);
+        self.0 |= Self::bit(role);
+        !had
+    }
+
+    pub fn roles(self) -> impl Iterator<Item = Role> {
+        [Role::Member, Role::Secretary, Role::Observer]
+            .into_iter()
+            .filter(move |r| self.contains(*r))
+    }
+}
+
+impl Serialize for RoleSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.roles())
+    }
+}
+
+/// A change to the roster that needs a quorum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum Change {
+    Admit {
+        name: String,
+        key: PublicId,
+        role: Role,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ec_id: Option<String>,
+    },
+    /// The organisation's log counts up to and including `up_to_seq`.
+    Remove {
+        organisation: PublicId,
+        up_to_seq: u64,
+    },
+    SetRole {
+        organisation: PublicId,
+        role: Role,
+    },
+    Quorum {
+        rule: QuorumRule,
+    },
+}
+
+/// What a change touches: two changes that touch the same thing conflict.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Subject {
+    Key(PublicId),
+    Name(String),
+    Quorum,
+}
+
+impl Change {
+    fn subjects(&self) -> Vec<Subject> {
+        match self {
+            Self::Admit { name, key, .. } => {
+                vec![
+                    Subject::Key(*key),
+                    Subject::Name(name.trim().to_lowercase()),
+                ]
+            }
+            Self::Remove { organisation, .. } | Self::SetRole { organisation, .. } => {
+                vec![Subject::Key(*organisation)]
+            }
+            Self::Quorum { .. } => vec![Subject::Quorum],
+        }
+    }
+
+    /// One line for people: "admit Delta Party as member".
+    pub fn describe(&self, roster: &Roster) -> String {
+        let name = |k: &PublicId| {
+            roster
+                .name_of(k)
+                .map_or_else(|| k.to_string(), str::to_owned)
+        };
+        match self {
+            Self::Admit { name, role, .. } => format!("admit {name} as {}", role.as_str()),
+            Self::Remove {
+                organisation,
+                up_to_seq,
+            } => format!(
+                "remove {} (its log counts up to seq {up_to_seq})",
+                name(organisation)
+            ),
+            Self::SetRole { organisation, role } => {
+                format!("make {} a {}", name(organisation), role.as_str())
+            }
+            Self::Quorum { rule } => format!("change the quorum rule to {rule}"),
+        }
+    }
+}
+
+/// A proposal's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Proposal {
+    /// The roster version the proposer saw.
+    pub roster_version: u64,
+    pub change: Change,
+    pub rationale: String,
+}
+
+/// A governance entry, as the fold takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GovEntry {
+    pub id: EntryId,
+    pub author: PublicId,
+    pub seq: u64,
+    pub timestamp_ms: i64,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Propose(Proposal),
+    Approve(EntryId),
+    Object(EntryId),
+    Leave,
+}
+
+/// Where an organisation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum OrgStatus {
+    Active,
+    /// Left by its own entry at `up_to_seq`; its log counts up to it.
+    Left {
+        up_to_seq: u64,
+        at_ms: i64,
+    },
+    /// Removed by a proposal; its log counts up to `up_to_seq`.
+    Removed {
+        up_to_seq: u64,
+        at_ms: i64,
+        proposal: EntryId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Organisation {
+    pub name: String,
+    pub key: PublicId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ec_id: Option<String>,
+    pub role: Role,
+    /// Every role it has held: what its entries may be counted as.
+    pub roles_held: RoleSet,
+    #[serde(flatten)]
+    pub status: OrgStatus,
+    /// The roster version that admitted it (0: the charter).
+    pub admitted_at: u64,
+    /// Keys it signed with before (key rotation is still to come: always empty).
+    pub retired_keys: Vec<PublicId>,
+}
+
+impl Organisation {
+    pub fn is_active(&self) -> bool {
+        self.status == OrgStatus::Active
+    }
+
+    /// The last seq of its log that counts, once it left or was removed.
+    pub fn cut(&self) -> Option<u64> {
+        match self.status {
+            OrgStatus::Active => None,
+            OrgStatus::Left { up_to_seq, .. } | OrgStatus::Removed { up_to_seq, .. } => {
+                Some(up_to_seq)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum ProposalStatus {
+    Open,
+    Passed {
+        version: u64,
+        at_ms: i64,
+    },
+    Lapsed {
+        at_ms: i64,
+    },
+    /// A conflicting change took effect after the roster version it was made
+    /// against: it must be proposed again.
+    Void {
+        reason: String,
+    },
+    /// It could not take effect (it would leave no secretary, the key is already in
+    /// the roster, ...).
+    Refused {
+        reason: String,
+    },
+}
+
+impl ProposalStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Passed { .. } => "passed",
+            Self::Lapsed { .. } => "lapsed",
+            Self::Void { .. } => "void",
+            Self::Refused { .. } => "refused",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProposalView {
+    pub id: EntryId,
+    pub author: PublicId,
+    pub seq: u64,
+    pub timestamp_ms: i64,
+    #[serde(flatten)]
+    pub proposal: Proposal,
+    /// The quorum rule when it was made.
+    pub rule: QuorumRule,
+    /// The members whose approvals count (those of the roster it was made against;
+    /// the organisation a removal names is not one).
+    pub electorate: Vec<PublicId>,
+    pub needed: usize,
+    pub approvals: Vec<PublicId>,
+    pub objections: Vec<PublicId>,
+    /// When it lapses unless passed.
+    pub lapses_ms: i64,
+    /// Under lazy consensus: when it passes unless a member objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passes_unopposed_ms: Option<i64>,
+    #[serde(flatten)]
+    pub status: ProposalStatus,
+}
+
+/// Why a new governance entry (publish, submit) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GovernanceError {
+    #[error("no proposal {0} is in the roster")]
+    UnknownProposal(EntryId),
+    #[error("proposal {id} is closed ({status}): {detail}")]
+    Closed {
+        id: EntryId,
+        status: &'static str,
+        detail: String,
+    },
+    #[error("proposal {id} lapsed at {lapsed_ms} (14 days after it was made); propose it again")]
+    Lapsed { id: EntryId, lapsed_ms: i64 },
+    #[error("only a member organisation may approve or object; {who} is {what}")]
+    NotAVoter { who: PublicId, what: String },
+    #[error("{who} was not a member of the roster proposal {id} was made against")]
+    NotInElectorate { who: PublicId, id: EntryId },
+    #[error("{who} has already {how} proposal {id}")]
+    AlreadyVoted {
+        who: PublicId,
+        how: &'static str,
+        id: EntryId,
+    },
+    #[error("only a member or secretary may propose; {who} is {what}")]
+    NotAProposer { who: PublicId, what: String },
+    #[error("the change is refused: {0}")]
+    Refused(String),
+    #[error("the proposal is void: {0}")]
+    Void(String),
+    #[error("{who} cannot leave: {reason}")]
+    CannotLeave { who: PublicId, reason: String },
+}
+
+/// Every key the charter names or a proposal would admit, with every role it could
+/// hold: grows only as entries arrive (see the module documentation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    roles: BTreeMap<PublicId, RoleSet>,
+}
+
+impl Known {
+    pub fn from_charter(charter: &Charter) -> Self {
+        let mut roles = BTreeMap::new();
+        for m in charter.members() {
+            roles.insert(m.key, RoleSet::of(Role::Member));
+        }
+        for s in charter.secretaries() {
+            roles.insert(s.key, RoleSet::of(Role::Secretary));
+        }
+        Self { roles }
+    }
+
+    pub fn roles(&self, key: &PublicId) -> Option<RoleSet> {
+        self.roles.get(key).copied()
+    }
+
+    /// Adds what a proposal by `author` would make known. Returns the keys that
+    /// changed. A proposal by an unknown author makes nothing known.
+    pub fn learn(&mut self, author: &PublicId, proposal: &Proposal) -> Option<PublicId> {
+        if !self.roles.contains_key(author) {
+            return None;
+        }
+        let (key, role) = match &proposal.change {
+            Change::Admit { key, role, .. } => (*key, *role),
+            Change::SetRole { organisation, role } => (*organisation, *role),
+            _ => return None,
+        };
+        let set = self.roles.entry(key).or_default();
+        set.insert(role).then_some(key)
+    }
+}
+
+/// A deadline in the fold: when, what kind (lapse or lazy pass), which proposal.
+type Deadline = (i64, u8, EntryId);
+const LAZY: u8 = 0;
+const LAPSE: u8 = 1;
+
+/// The roster as the fold leaves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Roster {
+    /// Changes applied since the charter (0: the charter's roster).
+    pub version: u64,
+    pub quorum: QuorumRule,
+    /// Whether the charter named its quorum rule (else a majority of members).
+    #[serde(skip)]
+    charter_rule: bool,
+    organisations: BTreeMap<PublicId, Organisation>,
+    proposals: BTreeMap<EntryId, ProposalView>,
+    /// The subjects each version changed, by version.
+    #[serde(skip)]
+    history: Vec<(u64, Vec<Subject>, EntryId)>,
+    #[serde(skip)]
+    deadlines: BTreeSet<Deadline>,
+    /// Departures refused by the fold (they would leave no secretary or fewer than
+    /// two members): (author, seq, why).
+    refused_departures: Vec<(PublicId, u64, String)>,
+}
+
+impl Roster {
+    pub fn from_charter(charter: &Charter) -> Self {
+        let mut organisations = BTreeMap::new();
+        let mut add = |name: &str, key: PublicId, ec_id: Option<String>, role: Role| {
+            organisations.insert(
+                key,
+                Organisation {
+                    name: name.to_owned(),
+                    key,
+                    ec_id,
+                    role,
+                    roles_held: RoleSet::of(role),
+                    status: OrgStatus::Active,
+                    admitted_at: 0,
+                    retired_keys: Vec::new(),
+                },
+            );
+        };
+        for m in charter.members() {
+            add(&m.name, m.key, m.ec_id.clone(), Role::Member);
+        }
+        for s in charter.secretaries() {
+            add(&s.name, s.key, None, Role::Secretary);
+        }
+        Self {
+            version: 0,
+            quorum: charter.rules().quorum.unwrap_or(QuorumRule::Majority),
+            charter_rule: charter.rules().quorum.is_some(),
+            organisations,
+            proposals: BTreeMap::new(),
+            history: Vec::new(),
+            deadlines: BTreeSet::new(),
+            refused_departures: Vec::new(),
+        }
+    }
+
+    /// The roster of the charter and `entries`, which must come in the fold order
+    /// (timestamp, author, seq); deadlines count as reached when `witness_ms` (the
+    /// latest timestamp of any entry held) is past them.
+    pub fn fold<'a>(
+        charter: &Charter,
+        entries: impl IntoIterator<Item = &'a GovEntry>,
+        witness_ms: i64,
+    ) -> Self {
+        let mut roster = Self::from_charter(charter);
+        for entry in entries {
+            roster.run_deadlines(entry.timestamp_ms);
+            roster.step(entry);
+        }
+        roster.run_deadlines(witness_ms);
+        roster
+    }
+
+    /// The earliest deadline not yet reached: once an entry is stamped after it,
+    /// the roster must be folded again.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.deadlines.first().map(|d| d.0)
+    }
+
+    pub fn organisations(&self) -> impl Iterator<Item = &Organisation> {
+        self.organisations.values()
+    }
+
+    pub fn organisation(&self, key: &PublicId) -> Option<&Organisation> {
+        self.organisations.get(key)
+    }
+
+    /// The current role of an active organisation.
+    pub fn role(&self, key: &PublicId) -> Option<Role> {
+        self.organisations
+            .get(key)
+            .filter(|o| o.is_active())
+            .map(|o| o.role)
+    }
+
+    pub fn name_of(&self, key: &PublicId) -> Option<&str> {
+        self.organisations.get(key).map(|o| o.name.as_str())
+    }
+
+    /// An organisation by name (case-insensitive; active ones first) or key in hex.
+    pub fn find(&self, name_or_key: &str) -> Option<PublicId> {
+        if let Ok(key) = name_or_key.trim().parse::<PublicId>() {
+            return self.organisations.contains_key(&key).then_some(key);
+        }
+        let wanted = name_or_key.trim().to_lowercase();
+        let mut matching: Vec<&Organisation> = self
+            .organisations
+            .values()
+            .filter(|o| o.name.to_lowercase() == wanted)
+            .collect();
+        matching.sort_by_key(|o| !o.is_active());
+        matching.first().map(|o| o.key)
+    }
+
+    pub fn proposals(&self) -> impl Iterator<Item = &ProposalView> {
+        self.proposals.values()
+    }
+
+    pub fn proposal(&self, id: &EntryId) -> Option<&ProposalView> {
+        self.proposals.get(id)
+    }
+
+    /// Whether any governance entry has been folded (else this is the charter's
+    /// roster, and the derived state leaves it out of its digest).
+    pub fn is_charter_only(&self) -> bool {
+        self.proposals.is_empty() && self.history.is_empty() && self.refused_departures.is_empty()
+    }
+
+    /// Whether an entry counts in the views: its author is an organisation of the
+    /// roster (whatever its status), the entry is within the part of its log that
+    /// counts, and some role the organisation has held allows the entry's kind.
+    pub fn counts(&self, author: &PublicId, seq: u64, kind: i32) -> bool {
+        let Some(org) = self.organisations.get(author) else {
+            return false;
+        };
+        if org.cut().is_some_and(|cut| seq > cut) {
+            return false;
+        }
+        kind_allowed(kind, org.roles_held)
+    }
+
+    /// What the views' counting depends on, per organisation: when it changes for
+    /// an author whose entries were applied, the views must be rebuilt.
+    pub fn counting(&self) -> BTreeMap<PublicId, (RoleSet, Option<u64>)> {
+        self.organisations
+            .iter()
+            .map(|(k, o)| (*k, (o.roles_held, o.cut())))
+            .collect()
+    }
+
+    fn members(&self) -> impl Iterator<Item = &Organisation> {
+        self.organisations
+            .values()
+            .filter(|o| o.is_active() && o.role == Role::Member)
+    }
+
+    fn secretaries(&self) -> usize {
+        self.organisations
+            .values()
+            .filter(|o| o.is_active() && o.role == Role::Secretary)
+            .count()
+    }
+
+    /// Whether `roster` after a change still has a secretary (if this one had) and
+    /// two members.
+    fn check_left(&self, after: &Roster) -> Result<(), String> {
+        if self.secretaries() > 0 && after.secretaries() == 0 {
+            return Err("it would leave the alliance with no secretary".into());
+        }
+        let (before, now) = (self.members().count(), after.members().count());
+        if now < 2 && now < before {
+            return Err(format!(
+                "it would leave the alliance with fewer than two members ({now})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A copy of the organisations and rule (not the proposals), to try a change on.
+    fn light(&self) -> Roster {
+        Roster {
+            version: self.version,
+            quorum: self.quorum,
+            charter_rule: self.charter_rule,
+            organisations: self.organisations.clone(),
+            proposals: BTreeMap::new(),
+            history: Vec::new(),
+            deadlines: BTreeSet::new(),
+            refused_departures: Vec::new(),
+        }
+    }
+
+    /// Applies `change` to a copy; refuses what the rules forbid.
+    fn changed(&self, change: &Change) -> Result<Roster, String> {
+        let mut after = self.light();
+        let active = |key: &PublicId| -> Result<&Organisation, String> {
+            self.organisations
+                .get(key)
+                .filter(|o| o.is_active())
+                .ok_or_else(|| format!("{key} is not an active organisation of the alliance"))
+        };
+        match change {
+            Change::Admit {
+                name,
+                key,
+                role,
+                ec_id,
+            } => {
+                if let Some(o) = self.organisations.get(key) {
+                    return Err(format!(
+                        "key {key} is already in the roster (as {})",
+                        o.name
+                    ));
+                }
+                let lower = name.trim().to_lowercase();
+                if let Some(o) = self
+                    .organisations
+                    .values()
+                    .find(|o| o.is_active() && o.name.to_lowercase() == lower)
+                {
+                    return Err(format!("the name {:?} is already taken", o.name));
+                }
+                after.organisations.insert(
+                    *key,
+                    Organisation {
+                        name: name.trim().to_owned(),
+                        key: *key,
+                        ec_id: ec_id.clone(),
+                        role: *role,
+                        roles_held: RoleSet::of(*role),
+                        status: OrgStatus::Active,
+                        admitted_at: self.version + 1,
+                        retired_keys: Vec::new(),
+                    },
+                );
+            }
+            Change::Remove { organisation, .. } => {
+                active(organisation)?;
+                let org = after.organisations.get_mut(organisation).expect("active");
+                org.status = OrgStatus::Removed {
+                    up_to_seq: 0,
+                    at_ms: 0,
+                    proposal: EntryId::from_bytes([0; 32]),
+                };
+            }
+            Change::SetRole { organisation, role } => {
+                let org = active(organisation)?;
+                if org.role == *role {
+                    return Err(format!("{} is already a {}", org.name, role.as_str()));
+                }
+                let org = after.organisations.get_mut(organisation).expect("active");
+                org.role = *role;
+                org.roles_held.insert(*role);
+            }
+            Change::Quorum { rule } => {
+                rule.check()?;
+                if let QuorumRule::Count(n) = rule {
+                    let members = self.members().count();
+                    if *n as usize > members {
+                        return Err(format!("a count of {n} is more than the {members} members"));
+                    }
+                }
+                after.quorum = *rule;
+            }
+        }
+        self.check_left(&after)?;
+        Ok(after)
+    }
+
+    /// The active organisation whose entry this is, if the entry counts at this
+    /// point of the fold.
+    fn standing(&self, author: &PublicId, seq: u64) -> Option<&Organisation> {
+        let org = self.organisations.get(author)?;
+        match org.cut() {
+            None => Some(org),
+            Some(cut) if seq <= cut => Some(org),
+            Some(_) => None,
+        }
+    }
+
+    /// The newest change since `base` that touches what `change` touches.
+    fn conflict(&self, base: u64, change: &Change) -> Option<(u64, EntryId)> {
+        let subjects = change.subjects();
+        self.history
+            .iter()
+            .rev()
+            .take_while(|(v, _, _)| *v > base)
+            .find(|(_, s, _)| s.iter().any(|x| subjects.contains(x)))
+            .map(|(v, _, by)| (*v, *by))
+    }
+
+    fn void_reason(base: u64, version: u64, by: &EntryId) -> String {
+        format!(
+            "the roster changed what it changes (by {} at roster version {version}) since \
+             version {base}, which it was made against; propose it again",
+            short(by)
+        )
+    }
+
+    fn run_deadlines(&mut self, before_ms: i64) {
+        while let Some(&deadline) = self.deadlines.first() {
+            if deadline.0 >= before_ms {
+                break;
+            }
+            self.deadlines.remove(&deadline);
+            let (at_ms, kind, id) = deadline;
+            let Some(p) = self.proposals.get(&id) else {
+                continue;
+            };
+            if p.status != ProposalStatus::Open {
+                continue;
+            }
+            if kind == LAPSE {
+                self.proposals.get_mut(&id).expect("present").status =
+                    ProposalStatus::Lapsed { at_ms };
+            } else if p.objections.is_empty() {
+                self.enact(id, at_ms);
+            }
+        }
+    }
+
+    fn step(&mut self, entry: &GovEntry) {
+        let Some(org) = self.standing(&entry.author, entry.seq) else {
+            return;
+        };
+        let role = org.role;
+        let active = org.is_active();
+        match &entry.action {
+            Action::Propose(proposal) => {
+                if !active || !matches!(role, Role::Member | Role::Secretary) {
+                    return;
+                }
+                self.propose(entry, proposal);
+            }
+            Action::Approve(id) | Action::Object(id) => {
+                if !active || role != Role::Member {
+                    return;
+                }
+                let Some(p) = self.proposals.get_mut(id) else {
+                    return;
+                };
+                if p.status != ProposalStatus::Open
+                    || !p.electorate.contains(&entry.author)
+                    || p.approvals.contains(&entry.author)
+                    || p.objections.contains(&entry.author)
+                {
+                    return;
+                }
+                if matches!(entry.action, Action::Approve(_)) {
+                    p.approvals.push(entry.author);
+                    p.approvals.sort();
+                    if p.approvals.len() >= p.needed {
+                        self.enact(*id, entry.timestamp_ms);
+                    }
+                } else {
+                    p.objections.push(entry.author);
+                    p.objections.sort();
+                }
+            }
+            Action::Leave => {
+                if !active {
+                    return;
+                }
+                let mut after = self.light();
+                after
+                    .organisations
+                    .get_mut(&entry.author)
+                    .expect("active")
+                    .status = OrgStatus::Left {
+                    up_to_seq: entry.seq,
+                    at_ms: entry.timestamp_ms,
+                };
+                if let Err(why) = self.check_left(&after) {
+                    self.refused_departures.push((entry.author, entry.seq, why));
+                    return;
+                }
+                self.organisations = after.organisations;
+                self.record(vec![Subject::Key(entry.author)], entry.id);
+            }
+        }
+    }
+
+    fn propose(&mut self, entry: &GovEntry, proposal: &Proposal) {
+        let rule = self.quorum;
+        let excluded = match &proposal.change {
+            Change::Remove { organisation, .. } => Some(*organisation),
+            _ => None,
+        };
+        let electorate: Vec<PublicId> = self
+            .members()
+            .map(|o| o.key)
+            .filter(|k| Some(*k) != excluded)
+            .collect();
+        let needed = rule.needed(electorate.len());
+        let status =
+            if let Some((version, by)) = self.conflict(proposal.roster_version, &proposal.change) {
+                ProposalStatus::Void {
+                    reason: Self::void_reason(proposal.roster_version, version, &by),
+                }
+            } else if let Err(reason) = self.changed(&proposal.change) {
+                ProposalStatus::Refused { reason }
+            } else {
+                ProposalStatus::Open
+            };
+        let lapses_ms = entry.timestamp_ms.saturating_add(LAPSE_MS);
+        let passes_unopposed_ms = match rule {
+            QuorumRule::Lazy(days) => {
+                Some(entry.timestamp_ms.saturating_add(i64::from(days) * DAY_MS))
+            }
+            _ => None,
+        };
+        let approvals = if electorate.contains(&entry.author) {
+            vec![entry.author]
+        } else {
+            Vec::new()
+        };
+        let open = status == ProposalStatus::Open;
+        self.proposals.insert(
+            entry.id,
+            ProposalView {
+                id: entry.id,
+                author: entry.author,
+                seq: entry.seq,
+                timestamp_ms: entry.timestamp_ms,
+                proposal: proposal.clone(),
+                rule,
+                electorate,
+                needed,
+                approvals,
+                objections: Vec::new(),
+                lapses_ms,
+                passes_unopposed_ms,
+                status,
+            },
+        );
+        if open {
+            self.deadlines.insert((lapses_ms, LAPSE, entry.id));
+            if let Some(at) = passes_unopposed_ms {
+                self.deadlines.insert((at, LAZY, entry.id));
+            }
+            let p = &self.proposals[&entry.id];
+            if p.approvals.len() >= p.needed {
+                self.enact(entry.id, entry.timestamp_ms);
+            }
+        }
+    }
+
+    /// A proposal reached its quorum (or its lazy deadline) at `at_ms`.
+    fn enact(&mut self, id: EntryId, at_ms: i64) {
+        let change = self.proposals[&id].proposal.change.clone();
+        let status = match self.changed(&change) {
+            Err(reason) => ProposalStatus::Refused { reason },
+            Ok(mut after) => {
+                if let Change::Remove {
+                    organisation,
+                    up_to_seq,
+                } = &change
+                {
+                    after
+                        .organisations
+                        .get_mut(organisation)
+                        .expect("removed")
+                        .status = OrgStatus::Removed {
+                        up_to_seq: *up_to_seq,
+                        at_ms,
+                        proposal: id,
+                    };
+                }
+                self.organisations = after.organisations;
+                self.quorum = after.quorum;
+                self.record(change.subjects(), id);
+                ProposalStatus::Passed {
+                    version: self.version,
+                    at_ms,
+                }
+            }
+        };
+        self.proposals.get_mut(&id).expect("present").status = status;
+    }
+
+    /// Records a change: the version moves on, and every open proposal touching the
+    /// same subjects is void.
+    fn record(&mut self, subjects: Vec<Subject>, by: EntryId) {
+        self.version += 1;
+        let version = self.version;
+        for p in self.proposals.values_mut() {
+            if p.status == ProposalStatus::Open
+                && p.proposal
+                    .change
+                    .subjects()
+                    .iter()
+                    .any(|s| subjects.contains(s))
+            {
+                p.status = ProposalStatus::Void {
+                    reason: Self::void_reason(p.proposal.roster_version, version, &by),
+                };
+            }
+        }
+        self.history.push((version, subjects, by));
+    }
+
+    /// The rules a new governance entry by `author`, stamped `timestamp_ms`, must
+    /// meet against this roster (publish and submit; entries relayed from peers are
+    /// judged by the fold instead).
+    pub fn check_new(
+        &self,
+        author: &PublicId,
+        timestamp_ms: i64,
+        action: &Action,
+    ) -> Result<(), GovernanceError> {
+        let what = |key: &PublicId| match self.organisations.get(key) {
+            None => "not in the roster".to_owned(),
+            Some(o) if !o.is_active() => format!("{} and no longer active", o.name),
+            Some(o) => format!("{} ({})", o.name, o.role.as_str()),
+        };
+        match action {
+            Action::Propose(p) => {
+                if !matches!(self.role(author), Some(Role::Member | Role::Secretary)) {
+                    return Err(GovernanceError::NotAProposer {
+                        who: *author,
+                        what: what(author),
+                    });
+                }
+                if let Some((version, by)) = self.conflict(p.roster_version, &p.change) {
+                    return Err(GovernanceError::Void(Self::void_reason(
+                        p.roster_version,
+                        version,
+                        &by,
+                    )));
+                }
+                self.changed(&p.change)
+                    .map(drop)
+                    .map_err(GovernanceError::Refused)
+            }
+            Action::Approve(id) | Action::Object(id) => {
+                let p = self
+                    .proposals
+                    .get(id)
+                    .ok_or(GovernanceError::UnknownProposal(*id))?;
+                if self.role(author) != Some(Role::Member) {
+                    return Err(GovernanceError::NotAVoter {
+                        who: *author,
+                        what: what(author),
+                    });
+                }
+                match &p.status {
+                    ProposalStatus::Open => {}
+                    ProposalStatus::Lapsed { at_ms } => {
+                        return Err(GovernanceError::Lapsed {
+                            id: *id,
+                            lapsed_ms: *at_ms,
+                        });
+                    }
+                    other => {
+                        let detail = match other {
+                            ProposalStatus::Void { reason }
+                            | ProposalStatus::Refused { reason } => reason.clone(),
+                            ProposalStatus::Passed { version, .. } => {
+                                format!("it took effect at roster version {version}")
+                            }
+                            _ => String::new(),
+                        };
+                        return Err(GovernanceError::Closed {
+                            id: *id,
+                            status: other.as_str(),
+                            detail,
+                        });
+                    }
+                }
+                if timestamp_ms > p.lapses_ms {
+                    return Err(GovernanceError::Lapsed {
+                        id: *id,
+                        lapsed_ms: p.lapses_ms,
+                    });
+                }
+                if !p.electorate.contains(author) {
+                    return Err(GovernanceError::NotInElectorate {
+                        who: *author,
+                        id: *id,
+                    });
+                }
+                let how = if p.approvals.contains(author) {
+                    Some("approved")
+                } else if p.objections.contains(author) {
+                    Some("objected to")
+                } else {
+                    None
+                };
+                match how {
+                    Some(how) => Err(GovernanceError::AlreadyVoted {
+                        who: *author,
+                        how,
+                        id: *id,
+                    }),
+                    None => Ok(()),
+                }
+            }
+            Action::Leave => {
+                if self.role(author).is_none() {
+                    return Err(GovernanceError::CannotLeave {
+                        who: *author,
+                        reason: format!("it is {}", what(author)),
+                    });
+                }
+                let mut after = self.light();
+                after.organisations.get_mut(author).expect("active").status = OrgStatus::Left {
+                    up_to_seq: 0,
+                    at_ms: 0,
+                };
+                self.check_left(&after)
+                    .map_err(|reason| GovernanceError::CannotLeave {
+                        who: *author,
+                        reason,
+                    })
+            }
+        }
+    }
+}
+
+/// Whether an organisation that has held `roles` may author an entry of `kind`:
+/// intentions need a member, resolutions a secretary, proposals a member or
+/// secretary, approvals and objections a member; anything else any role.
+pub fn kind_allowed(kind: i32, roles: RoleSet) -> bool {
+    use crate::pb::EntryKind as K;
+    match K::try_from(kind) {
+        Ok(K::Intention) => roles.contains(Role::Member),
+        Ok(K::Resolution) => roles.contains(Role::Secretary),
+        Ok(K::Proposal) => roles.contains(Role::Member) || roles.contains(Role::Secretary),
+        Ok(K::Approval | K::Objection) => roles.contains(Role::Member),
+        _ => true,
+    }
+}
+
+fn short(id: &EntryId) -> String {
+    id.to_string().chars().take(12).collect()
+}
