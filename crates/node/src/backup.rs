@@ -376,7 +376,7 @@ impl Verified {
     pub fn digest_matches(&self) -> Option<bool> {
         (self.manifest.rules_version == accord_core::state::RULES_VERSION
             && !self.state.views_stale())
-            .then(|| hex::encode(self.state.digest()) == self.manifest.digest)
+        .then(|| hex::encode(self.state.digest()) == self.manifest.digest)
     }
 }
 
