@@ -150,11 +150,7 @@ fn not_pinned(presented: Fingerprint, by_server: bool) -> rustls::Error {
 pub fn not_pinned_in(error: &(dyn std::error::Error + 'static)) -> Option<NotPinned> {
     let mut next = Some(error);
     while let Some(e) = next {
-        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
+        let rustls_error = rustls_error_of(e);
         if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
             rustls_error
             && let Some(found) = other.0.downcast_ref::<NotPinned>()
@@ -166,16 +162,21 @@ pub fn not_pinned_in(error: &(dyn std::error::Error + 'static)) -> Option<NotPin
     None
 }
 
+/// `e` as a rustls error, directly or inside an I/O error.
+fn rustls_error_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    e.downcast_ref::<rustls::Error>().or_else(|| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    })
+}
+
 /// Whether `error` says the other side refused this side's certificate (a fatal
 /// `certificate_unknown` or `bad_certificate` alert): the peer does not pin this node.
 pub fn refused_by_peer(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
-        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
+        let rustls_error = rustls_error_of(e);
         if let Some(rustls::Error::AlertReceived(
             rustls::AlertDescription::BadCertificate | rustls::AlertDescription::CertificateUnknown,
         )) = rustls_error
