@@ -19,7 +19,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::commands::setup;
-use crate::demo::{Demo, ORGS};
+use crate::demo::{Demo, ORGS, toml_string};
 use crate::files;
 
 /// The user and group the image runs as (deploy/Dockerfile).
@@ -73,7 +73,7 @@ pub fn write(demo: &Demo, listen: Option<SocketAddr>) -> Result<()> {
              cert_sha256 = \"{}\"\n\
              token_file = \"token\"\n\
              as = {}\n",
-            SocketAddr::new(dial_host(host), ports[i]),
+            crate::client::reachable(SocketAddr::new(host, ports[i])),
             hex::encode(node.fingerprint),
             toml_string(node.org.name),
         );
@@ -141,15 +141,6 @@ fn host_ports(host: IpAddr, first: u16) -> Result<Vec<u16>> {
     held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
-/// The address to dial for a port published on `host`.
-fn dial_host(host: IpAddr) -> IpAddr {
-    if host.is_unspecified() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host
-    }
-}
-
 /// Makes every organisation's folder under `out` the image user's, when this
 /// process may (as root): whether it did.
 fn give_to_image_user(out: &Path) -> Result<bool> {
@@ -174,10 +165,6 @@ fn give_to_image_user(out: &Path) -> Result<bool> {
         }
     }
     Ok(true)
-}
-
-fn toml_string(text: &str) -> String {
-    serde_json::to_string(text).expect("strings serialise")
 }
 
 fn print_summary(demo: &Demo, out: &Path, ports: &[u16], owned: bool) {

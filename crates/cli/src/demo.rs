@@ -655,15 +655,11 @@ async fn bind_all(addresses: &[SocketAddr]) -> Result<Vec<TcpListener>> {
 /// The address clients and peers dial: loopback when the node listens on every
 /// interface.
 fn dial(address: SocketAddr) -> String {
-    let ip = match address.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("https://{}", SocketAddr::new(ip, address.port()))
+    format!("https://{}", crate::client::reachable(address))
 }
 
-fn toml_string(text: &str) -> String {
+/// `text` as a TOML basic string (JSON's escapes are TOML's).
+pub(crate) fn toml_string(text: &str) -> String {
     serde_json::to_string(text).expect("strings serialise")
 }
 

@@ -1,7 +1,7 @@
 //! `accord healthcheck`: asks a node on this machine whether it serves, through the
 //! standard gRPC health service, for container HEALTHCHECKs and monitoring scripts.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ const LIMIT: Duration = Duration::from_secs(5);
 /// that says which.
 pub async fn check(config_path: &Path, address: Option<SocketAddr>) -> Result<()> {
     let config = NodeConfig::load(config_path)?;
-    let address = address.unwrap_or_else(|| local_address(config.listen));
+    let address = address.unwrap_or_else(|| crate::client::reachable(config.listen));
     let channel = match &config.tls {
         Some(tls) => {
             let client = accord_node::tls::client_config(tls.fingerprint(), None)?;
@@ -49,15 +49,4 @@ pub async fn check(config_path: &Path, address: Option<SocketAddr>) -> Result<()
         ),
         Err(_) => bail!("the node at {address} gave an unknown health status"),
     }
-}
-
-/// Where to reach a node listening on `listen` from the same machine: its own
-/// address, or loopback when it listens on every address.
-fn local_address(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listen.port())
 }
