@@ -1296,4 +1296,29 @@ fn governance_commands_admit_an_organisation_to_the_demo() {
     let table = ok(&["proposals", "--config", members[0]]);
     assert!(table.contains("passed"), "{table}");
     converged(&configs, Duration::from_secs(30));
+
+    // Status names it with its role in the roster, and the calendar knows it at
+    // once (no restart): its page of the feed is there, an unknown name is not.
+    let status = json_at(members[0], &["status"]);
+    let fifth = status["organisations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "Fifth Party")
+        .cloned()
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(fifth["role"], "member", "{fifth}");
+    let secretary_row = status["organisations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["role"] == "secretary")
+        .count();
+    assert_eq!(secretary_row, 1, "{status}");
+    let feed = manifest["nodes"][0]["calendar"]["feed"].as_str().unwrap();
+    let (code, body) = http_get(&format!("{feed}?org=fifth-party")).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("BEGIN:VCALENDAR"), "{body}");
+    let (code, _) = http_get(&format!("{feed}?org=sixth-party")).unwrap();
+    assert_eq!(code, 404);
 }

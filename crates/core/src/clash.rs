@@ -9,7 +9,7 @@ use crate::ballot::BallotId;
 use crate::body::{IntentionStatus, Resolution};
 use crate::deadline;
 use crate::id::{EntryId, PublicId};
-use crate::state::{EventView, State};
+use crate::state::{EventView, Record, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -76,14 +76,7 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
             .or_default()
             .push((*organisation, last));
     }
-    let mut in_force: BTreeMap<&BallotId, (i64, EntryId, &Resolution)> = BTreeMap::new();
-    for (id, (_, record)) in &state.resolutions {
-        let candidate = (record.timestamp_ms, *id, &record.value);
-        let slot = in_force.entry(&record.value.ballot).or_insert(candidate);
-        if (candidate.0, candidate.1) > (slot.0, slot.1) {
-            *slot = candidate;
-        }
-    }
+    let in_force = resolutions_in_force(state);
     let mut ballots: Vec<&BallotId> = positions.keys().chain(in_force.keys()).copied().collect();
     ballots.sort();
     ballots.dedup();
@@ -102,7 +95,7 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
                 .count();
             let resolution = in_force.get(ballot);
             let clash_state = match resolution {
-                Some((timestamp_ms, _, r)) => match resolution_state(state, r, *timestamp_ms) {
+                Some(record) => match resolution_state(state, record) {
                     ClashState::Resolved if standing >= 2 => ClashState::Open,
                     other => other,
                 },
@@ -123,7 +116,8 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
                     )
                 })
                 .collect();
-            if let Some((_, _, r)) = resolution {
+            if let Some(record) = resolution {
+                let r = &record.value;
                 for key in r.stands.iter().chain(&r.stand_aside) {
                     parties.entry(*key).or_insert(ClashParty {
                         organisation: *key,
@@ -150,7 +144,7 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
                 nominations_close,
                 deadline_rule,
                 nation,
-                resolution: resolution.map(|(_, id, _)| *id),
+                resolution: resolution.map(|record| record.entry),
             })
         })
         .collect();
@@ -167,23 +161,60 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
     clashes
 }
 
+/// The resolution in force on each ballot: one that no other resolution of the
+/// ballot came after in causal order ([`Record::is_after`]: a later entry of the
+/// same secretary's log, or one whose signer had seen it); of several such (made
+/// without seeing each other), the latest by (timestamp, id).
+fn resolutions_in_force(state: &State) -> BTreeMap<&BallotId, &Record<Resolution>> {
+    let mut by_ballot: BTreeMap<&BallotId, Vec<&Record<Resolution>>> = BTreeMap::new();
+    for (_, record) in state.resolutions.values() {
+        by_ballot
+            .entry(&record.value.ballot)
+            .or_default()
+            .push(record);
+    }
+    by_ballot
+        .into_iter()
+        .filter_map(|(ballot, records)| {
+            let superseded = |r: &Record<Resolution>| {
+                records.iter().any(|other| {
+                    other.entry != r.entry && other.is_after(&r.author, r.seq, r.timestamp_ms)
+                })
+            };
+            let latest = records
+                .iter()
+                .copied()
+                .filter(|r| !superseded(r))
+                .max_by_key(|r| (r.timestamp_ms, r.entry))
+                // Only if every resolution came after another (a cycle no honest
+                // signer can make): the latest of them all.
+                .or_else(|| {
+                    records
+                        .iter()
+                        .copied()
+                        .max_by_key(|r| (r.timestamp_ms, r.entry))
+                })?;
+            Some((ballot, latest))
+        })
+        .collect()
+}
+
 /// Whether a resolution is honoured: resolved once everyone it names to stand aside
 /// has withdrawn or stood aside (or never declared); breached if one of them
-/// declares intends or confirmed in an entry later than the resolution.
-pub(crate) fn resolution_state(
-    state: &State,
-    resolution: &Resolution,
-    resolved_at_ms: i64,
-) -> ClashState {
+/// declares intends or confirmed in an entry made after the resolution in causal
+/// order (its signer had seen the resolution), whatever the entry's clock says.
+pub(crate) fn resolution_state(state: &State, resolution: &Record<Resolution>) -> ClashState {
+    let r = &resolution.value;
     let mut all_out = true;
-    for organisation in &resolution.stand_aside {
-        let current = state
-            .intentions
-            .get(&(resolution.ballot.clone(), *organisation));
+    for organisation in &r.stand_aside {
+        let current = state.intentions.get(&(r.ballot.clone(), *organisation));
         match current {
             None => {}
-            Some(r) if r.value.status.is_out() => {}
-            Some(r) if r.value.status.is_standing() && r.timestamp_ms > resolved_at_ms => {
+            Some(i) if i.value.status.is_out() => {}
+            Some(i)
+                if i.value.status.is_standing()
+                    && i.is_after(&resolution.author, resolution.seq, resolution.timestamp_ms) =>
+            {
                 return ClashState::Breached;
             }
             Some(_) => all_out = false,

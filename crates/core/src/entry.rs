@@ -129,6 +129,11 @@ pub struct DecodedEntry {
     kind: i32,
     body: Vec<u8>,
     signature: Signature,
+    /// The causal reference as this release reads it (see [`DecodedEntry::seen`]).
+    seen: Option<Vec<(PublicId, u64)>>,
+    /// Why the causal reference is malformed, if it is (a new entry is refused for
+    /// it; an entry from elsewhere is read without the malformed heads).
+    seen_problem: Option<String>,
 }
 
 /// An entry that passed every envelope rule. Only [`DecodedEntry::accept`] and
@@ -186,7 +191,10 @@ pub fn decode(signed: pb::SignedEntry, max_bytes: usize) -> Result<DecodedEntry,
         )
     })?;
     let id = EntryId::from_bytes(tagged_hash(ENTRY_ID_TAG, &signed.entry));
+    let (seen, seen_problem) = read_seen(&author, entry.seen.as_ref());
     Ok(DecodedEntry {
+        seen,
+        seen_problem,
         id,
         alliance,
         author,
@@ -198,6 +206,36 @@ pub fn decode(signed: pb::SignedEntry, max_bytes: usize) -> Result<DecodedEntry,
         signature: Signature::from_bytes(&signature),
         signed,
     })
+}
+
+/// The causal reference of an entry by `author`: the heads it names, without any
+/// whose key is not 32 bytes or is the author's own (and why, if there were such).
+/// Not an envelope rule: releases before the field existed store and relay such
+/// entries, so this one must too; it only reads what it can.
+fn read_seen(
+    author: &PublicId,
+    seen: Option<&pb::Causal>,
+) -> (Option<Vec<(PublicId, u64)>>, Option<String>) {
+    let Some(seen) = seen else {
+        return (None, None);
+    };
+    let mut problem = None;
+    let heads = seen
+        .heads
+        .iter()
+        .filter_map(|h| match PublicId::from_slice(&h.author) {
+            Ok(key) if key == *author => {
+                problem = Some("names the entry's own author".to_owned());
+                None
+            }
+            Ok(key) => Some((key, h.seq)),
+            Err(e) => {
+                problem = Some(format!("names a key that is not one: {e}"));
+                None
+            }
+        })
+        .collect();
+    (Some(heads), problem)
 }
 
 impl DecodedEntry {
@@ -219,6 +257,13 @@ impl DecodedEntry {
 
     pub fn alliance(&self) -> AllianceId {
         self.alliance
+    }
+
+    /// The other authors' log heads the author's node named as seen since its
+    /// previous entry (`Entry.seen`); None for an entry signed before the field
+    /// existed.
+    pub fn seen(&self) -> Option<&[(PublicId, u64)]> {
+        self.seen.as_deref()
     }
 
     /// The encoded `SignedEntry`: the exact entry bytes and the signature.
@@ -305,6 +350,23 @@ impl DecodedEntry {
     /// formed, the keys it names are organisations of the roster, and a governance
     /// entry fits the roster (see [`Roster::check_new`]).
     pub fn check_new_rules(&self, roster: &Roster) -> Result<Body, EntryError> {
+        match (&self.seen, &self.seen_problem) {
+            (None, _) => {
+                return Err(EntryError::BadField {
+                    field: "seen",
+                    reason: "missing: a new entry must carry its causal reference, the \
+                             other authors' log heads its signer held (may be empty)"
+                        .into(),
+                });
+            }
+            (Some(_), Some(problem)) => {
+                return Err(EntryError::BadField {
+                    field: "seen",
+                    reason: problem.clone(),
+                });
+            }
+            (Some(_), None) => {}
+        }
         let body = Body::decode(self.kind, &self.body)?;
         crate::body::check_new(&body)?;
         check_parties(|k| roster.role(k).map(RoleSet::of), &body)?;
@@ -562,7 +624,31 @@ pub fn sign(
     kind: i32,
     body: Vec<u8>,
 ) -> pb::SignedEntry {
+    sign_seeing(identity, alliance, head, now_ms, kind, body, &[])
+}
+
+/// Signs like [`sign`], with the causal reference `seen`: the other authors' log
+/// heads the signer holds beyond what its previous entries named
+/// ([`crate::State::seen_since`]).
+pub fn sign_seeing(
+    identity: &Identity,
+    alliance: AllianceId,
+    head: Option<&LogHead>,
+    now_ms: i64,
+    kind: i32,
+    body: Vec<u8>,
+    seen: &[(PublicId, u64)],
+) -> pb::SignedEntry {
     let entry = pb::Entry {
+        seen: Some(pb::Causal {
+            heads: seen
+                .iter()
+                .map(|(author, seq)| pb::SeenHead {
+                    author: author.to_vec(),
+                    seq: *seq,
+                })
+                .collect(),
+        }),
         alliance: alliance.to_vec(),
         author: identity.public_id().to_vec(),
         seq: head.map_or(1, |h| h.seq + 1),
@@ -571,6 +657,13 @@ pub fn sign(
         kind,
         body,
     };
+    sign_entry(identity, &entry)
+}
+
+/// Encodes `entry` and signs its bytes as `identity`, whatever the entry says (for
+/// tools and tests that build entries field by field; [`sign_seeing`] builds a
+/// well-formed one).
+pub fn sign_entry(identity: &Identity, entry: &pb::Entry) -> pb::SignedEntry {
     let bytes = entry.encode_to_vec();
     let signature = identity.sign(&[SIGNATURE_TAG, &bytes].concat());
     pb::SignedEntry {
@@ -579,18 +672,12 @@ pub fn sign(
     }
 }
 
-/// Signs a new entry like [`sign`] and decodes it. The signature needs no check:
-/// it was made here, with the author's own key.
+/// Decodes an entry this node has just signed ([`sign_seeing`]). The signature needs
+/// no check: it was made here, with the author's own key.
 pub fn sign_decoded(
-    identity: &Identity,
-    alliance: AllianceId,
-    head: Option<&LogHead>,
-    now_ms: i64,
-    kind: i32,
-    body: Vec<u8>,
+    signed: pb::SignedEntry,
     max_bytes: usize,
 ) -> Result<(DecodedEntry, SignatureChecked), EntryError> {
-    let signed = sign(identity, alliance, head, now_ms, kind, body);
     Ok((decode(signed, max_bytes)?, SignatureChecked(())))
 }
 
@@ -638,6 +725,11 @@ impl VerifiedEntry {
 
     pub fn kind(&self) -> i32 {
         self.decoded.kind
+    }
+
+    /// See [`DecodedEntry::seen`].
+    pub fn seen(&self) -> Option<&[(PublicId, u64)]> {
+        self.decoded.seen()
     }
 
     /// The body as this release reads it, or why this release does not accept it

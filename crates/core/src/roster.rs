@@ -245,6 +245,9 @@ pub struct GovEntry {
     pub seq: u64,
     pub timestamp_ms: i64,
     pub action: Action,
+    /// What the entry had seen (its causal reference, [`crate::state::Seen`]);
+    /// None for an entry of a log that never carried one.
+    pub seen: Option<crate::state::Seen>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,6 +441,97 @@ impl Known {
     }
 }
 
+/// The governance entries in the fold's order: every entry after the entries it
+/// came after (earlier entries of its own log, the proposal an approval or
+/// objection names, and every entry its causal reference says its signer had seen),
+/// and otherwise by (timestamp, author, seq). Clocks only break ties between entries
+/// made without seeing each other, so a backdated entry cannot move before what its
+/// signer had already seen. A cycle (which only a signer claiming to have seen
+/// entries not yet made can cause) is broken by the same order.
+pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<&GovEntry> {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashMap};
+
+    /// The tie-break between entries made without seeing each other.
+    type Tie = (i64, PublicId, u64);
+    let key = |e: &GovEntry| -> Tie { (e.timestamp_ms, e.author, e.seq) };
+    // Each author's governance entries by seq: (seq, index).
+    let mut logs: BTreeMap<PublicId, Vec<(u64, usize)>> = BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        logs.entry(e.author).or_default().push((e.seq, i));
+    }
+    for log in logs.values_mut() {
+        log.sort_unstable();
+        log.dedup_by_key(|(seq, _)| *seq);
+    }
+    let by_id: HashMap<EntryId, usize> =
+        entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+    // The latest entry of `author` at or before `seq`.
+    let at_or_before = |author: &PublicId, seq: u64| {
+        let log = logs.get(author)?;
+        let n = log.partition_point(|(s, _)| *s <= seq);
+        n.checked_sub(1).map(|k| log[k].1)
+    };
+    let mut waits_for = vec![0usize; entries.len()];
+    let mut then: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
+    for (i, e) in entries.iter().enumerate() {
+        let mut before: Vec<usize> = Vec::new();
+        if let Some(j) = e
+            .seq
+            .checked_sub(1)
+            .and_then(|s| at_or_before(&e.author, s))
+        {
+            before.push(j);
+        }
+        if let Action::Approve(p) | Action::Object(p) = &e.action
+            && let Some(&j) = by_id.get(p)
+        {
+            before.push(j);
+        }
+        for (author, seq) in e.seen.iter().flatten() {
+            if *author != e.author
+                && let Some(j) = at_or_before(author, *seq)
+            {
+                before.push(j);
+            }
+        }
+        before.sort_unstable();
+        before.dedup();
+        for j in before.into_iter().filter(|j| *j != i) {
+            waits_for[i] += 1;
+            then[j].push(i);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<(Tie, usize)>> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| waits_for[*i] == 0)
+        .map(|(i, e)| Reverse((key(e), i)))
+        .collect();
+    let mut done = vec![false; entries.len()];
+    let mut order = Vec::with_capacity(entries.len());
+    while order.len() < entries.len() {
+        let next = match ready.pop() {
+            Some(Reverse((_, i))) if done[i] => continue,
+            Some(Reverse((_, i))) => i,
+            // A cycle: take the first of what is left.
+            None => (0..entries.len())
+                .filter(|i| !done[*i])
+                .min_by_key(|i| key(entries[*i]))
+                .expect("entries are left"),
+        };
+        done[next] = true;
+        order.push(entries[next]);
+        for &k in &then[next] {
+            waits_for[k] = waits_for[k].saturating_sub(1);
+            if waits_for[k] == 0 && !done[k] {
+                ready.push(Reverse((key(entries[k]), k)));
+            }
+        }
+    }
+    order
+}
+
 /// A deadline in the fold: when, what kind (lapse or lazy pass), which proposal.
 type Deadline = (i64, u8, EntryId);
 const LAZY: u8 = 0;
@@ -500,16 +594,16 @@ impl Roster {
         }
     }
 
-    /// The roster of the charter and `entries`, which must come in the fold order
-    /// (timestamp, author, seq); deadlines count as reached when `witness_ms` (the
-    /// latest timestamp of any entry held) is past them.
+    /// The roster of the charter and `entries`, given in any order: they are folded
+    /// in causal order ([`causal_order`]); deadlines count as reached when
+    /// `witness_ms` (the latest timestamp of any entry held) is past them.
     pub fn fold<'a>(
         charter: &Charter,
         entries: impl IntoIterator<Item = &'a GovEntry>,
         witness_ms: i64,
     ) -> Self {
         let mut roster = Self::from_charter(charter);
-        for entry in entries {
+        for entry in causal_order(entries.into_iter().collect()) {
             roster.run_deadlines(entry.timestamp_ms);
             roster.step(entry);
         }

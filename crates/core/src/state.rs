@@ -200,7 +200,31 @@ struct AuthorLog {
 pub(crate) struct Record<T> {
     pub(crate) value: T,
     pub(crate) entry: EntryId,
+    pub(crate) author: PublicId,
+    pub(crate) seq: u64,
     pub(crate) timestamp_ms: i64,
+    /// What the entry had seen ([`State::seen_by`]).
+    pub(crate) seen: Option<Seen>,
+}
+
+/// What an entry had seen: the highest seq of each other author's log that it or an
+/// earlier entry of its log named in its causal reference (`Entry.seen`).
+pub type Seen = OrdMap<PublicId, u64>;
+
+impl<T> Record<T> {
+    /// Whether this entry came after entry `seq` of `author` in causal order: it is
+    /// later in the same log, or it (or an earlier entry of its log) named that
+    /// entry as seen. An entry of a log that never carried a causal reference
+    /// (signed before the field existed) is compared by the clocks instead.
+    pub(crate) fn is_after(&self, author: &PublicId, seq: u64, timestamp_ms: i64) -> bool {
+        if self.author == *author {
+            return self.seq > seq;
+        }
+        match &self.seen {
+            Some(seen) => seen.get(author).is_some_and(|s| *s >= seq),
+            None => self.timestamp_ms > timestamp_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -213,11 +237,14 @@ pub(crate) struct EventHistory {
 }
 
 impl<T> Record<T> {
-    fn of(entry: &VerifiedEntry, value: T) -> Self {
+    fn of(entry: &VerifiedEntry, seen: &Option<Seen>, value: T) -> Self {
         Self {
             value,
             entry: entry.id(),
+            author: entry.author(),
+            seq: entry.seq(),
             timestamp_ms: entry.timestamp_ms(),
+            seen: seen.clone(),
         }
     }
 }
@@ -228,8 +255,10 @@ impl<T> Record<T> {
 /// always shown with the rules it was computed under. Version 1 was every release
 /// before the label existed; 2 takes a local ballot's nation from its council and
 /// counts intentions on election ids nowhere; 3 stores entries whose bodies it does
-/// not accept and lists them as set aside.
-pub const RULES_VERSION: &str = "accord-rules/3";
+/// not accept and lists them as set aside; 4 orders entries of different authors by
+/// their causal references, not their clocks (resolutions in force and breaches,
+/// the governance fold).
+pub const RULES_VERSION: &str = "accord-rules/4";
 
 /// The derived state of one alliance.
 #[derive(Debug, Clone)]
@@ -276,6 +305,9 @@ pub struct State {
     /// Keys named by entries set aside because the roster did not know them: if one
     /// joins the roster, the views must be rebuilt.
     party_waits: OrdSet<PublicId>,
+    /// What each author's head entry had seen (None: its log never carried a
+    /// causal reference).
+    seen: OrdMap<PublicId, Seen>,
 }
 
 /// Where an event sits in [`State::events`]: start, uid, author.
@@ -291,6 +323,7 @@ impl State {
             pinned: None,
             stale: false,
             party_waits: OrdSet::new(),
+            seen: OrdMap::new(),
             charter: Arc::new(charter),
             logs: OrdMap::new(),
             forks: OrdMap::new(),
@@ -525,6 +558,7 @@ impl State {
         log.ids.push_back(entry.id());
         log.head_timestamp_ms = entry.timestamp_ms();
         self.entries += 1;
+        let seen = self.see(entry);
         let mut refold = false;
         if entry.timestamp_ms() > self.witness_ms {
             self.witness_ms = entry.timestamp_ms();
@@ -545,6 +579,7 @@ impl State {
                     seq: entry.seq(),
                     timestamp_ms: entry.timestamp_ms(),
                     action,
+                    seen: seen.clone(),
                 },
             );
             if propose {
@@ -584,7 +619,7 @@ impl State {
         match body {
             Body::Statement(s) => {
                 self.statements
-                    .insert(entry.id(), (author, Record::of(entry, s.clone())));
+                    .insert(entry.id(), (author, Record::of(entry, &seen, s.clone())));
                 self.statement_order
                     .insert((entry.timestamp_ms(), entry.id()));
             }
@@ -604,11 +639,13 @@ impl State {
             // since, but an older release may have signed it) counts nowhere.
             Body::Intention(i) if !i.ballot.is_ballot() => {}
             Body::Intention(i) => {
-                self.intentions
-                    .insert((i.ballot.clone(), author), Record::of(entry, i.clone()));
+                self.intentions.insert(
+                    (i.ballot.clone(), author),
+                    Record::of(entry, &seen, i.clone()),
+                );
             }
             Body::Event(e) => {
-                let record = Record::of(entry, e.clone());
+                let record = Record::of(entry, &seen, e.clone());
                 let public = e.visibility == crate::body::Visibility::Public;
                 self.event_order
                     .insert((e.start_utc, e.uid.clone(), author));
@@ -642,7 +679,7 @@ impl State {
             }
             Body::Resolution(r) => {
                 self.resolutions
-                    .insert(entry.id(), (author, Record::of(entry, r.clone())));
+                    .insert(entry.id(), (author, Record::of(entry, &seen, r.clone())));
                 self.resolution_order
                     .insert((entry.timestamp_ms(), entry.id()));
             }
@@ -652,6 +689,41 @@ impl State {
             | Body::Leave { .. }
             | Body::Unknown { .. } => {}
         }
+    }
+
+    /// Adds what `entry` (the new head of its log) names as seen to what its log
+    /// had seen, and returns what the entry had seen.
+    fn see(&mut self, entry: &VerifiedEntry) -> Option<Seen> {
+        let author = entry.author();
+        let Some(delta) = entry.seen() else {
+            return self.seen.get(&author).cloned();
+        };
+        let mut seen = self.seen.get(&author).cloned().unwrap_or_default();
+        for (key, seq) in delta {
+            if seen.get(key).is_none_or(|s| s < seq) {
+                seen.insert(*key, *seq);
+            }
+        }
+        self.seen.insert(author, seen.clone());
+        Some(seen)
+    }
+
+    /// What the head entry of `author`'s log had seen (None: no entry of the log
+    /// carried a causal reference).
+    pub fn seen_by(&self, author: &PublicId) -> Option<&Seen> {
+        self.seen.get(author)
+    }
+
+    /// The causal reference for `author`'s next entry: the head of every other log
+    /// held here that is further on than what `author`'s log has named as seen.
+    pub fn seen_since(&self, author: &PublicId) -> Vec<(PublicId, u64)> {
+        let seen = self.seen.get(author);
+        self.logs
+            .iter()
+            .filter(|(key, _)| *key != author)
+            .map(|(key, log)| (*key, log.ids.len() as u64))
+            .filter(|(key, seq)| seen.and_then(|s| s.get(key)).is_none_or(|s| s < seq))
+            .collect()
     }
 
     fn set_aside(&mut self, entry: &VerifiedEntry, reason: String) {
@@ -810,7 +882,7 @@ impl State {
                     author: *author,
                     resolution: record.value.clone(),
                     timestamp_ms: record.timestamp_ms,
-                    state: clash::resolution_state(self, &record.value, record.timestamp_ms),
+                    state: clash::resolution_state(self, record),
                 })
             })
     }

@@ -56,7 +56,8 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:;
 pub struct Calendar {
     ledger: Ledger,
     links: FeedLinks,
-    directory: Directory,
+    /// The organisations by name, and the roster version they were read at.
+    directory: Mutex<(u64, Arc<Directory>)>,
     alliance_name: String,
     base: String,
     refresh: Duration,
@@ -146,8 +147,10 @@ impl Calendar {
         let (directory, alliance_name) = {
             let state = ledger.state();
             (
-                // Organisations admitted later are named from the next start.
-                Directory::from_roster(state.charter(), state.roster()),
+                Mutex::new((
+                    state.roster().version,
+                    Arc::new(Directory::from_roster(state.charter(), state.roster())),
+                )),
                 state.charter().name().to_owned(),
             )
         };
@@ -270,11 +273,12 @@ impl Calendar {
             .as_ref()
             .is_none_or(|area| events.iter().any(|e| e.event.area.as_ref() == Some(area)));
         let paths = self.paths(token);
+        let directory = self.directory();
         let feed = ics::render(
             &events,
             &FeedOptions {
                 alliance_name: &self.alliance_name,
-                directory: &self.directory,
+                directory: &directory,
                 paths: &paths,
                 selection: &key.1,
                 refresh: self.refresh,
@@ -650,7 +654,7 @@ impl Calendar {
         let organisation = match org.map(str::trim).filter(|s| !s.is_empty()) {
             None => None,
             Some(slug) => Some(
-                self.directory
+                self.directory()
                     .by_slug(slug)
                     .ok_or_else(|| {
                         Refusal::not_found(format!(
@@ -684,10 +688,25 @@ impl Calendar {
         })
     }
 
-    fn context<'a>(&'a self, paths: &'a Paths) -> PageContext<'a> {
+    /// The organisations as the current roster names them (read again whenever the
+    /// roster has changed, so an organisation admitted later is named at once).
+    fn directory(&self) -> Arc<Directory> {
+        let state = self.ledger.state();
+        let version = state.roster().version;
+        let mut slot = self.directory.lock().expect("directory lock");
+        if slot.0 != version {
+            *slot = (
+                version,
+                Arc::new(Directory::from_roster(state.charter(), state.roster())),
+            );
+        }
+        slot.1.clone()
+    }
+
+    fn context<'a>(&'a self, paths: &'a Paths, directory: &'a Directory) -> PageContext<'a> {
         PageContext {
             alliance_name: &self.alliance_name,
-            directory: &self.directory,
+            directory,
             paths,
             now: Utc::now(),
         }
@@ -726,7 +745,12 @@ fn html(status: StatusCode, body: String, member: bool) -> Response {
 
 fn refused(calendar: &Calendar, token: Option<&str>, refusal: Refusal) -> Response {
     let paths = calendar.paths(token);
-    let body = page::message(&calendar.context(&paths), refusal.title, &refusal.text);
+    let directory = calendar.directory();
+    let body = page::message(
+        &calendar.context(&paths, &directory),
+        refusal.title,
+        &refusal.text,
+    );
     html(refusal.status, body, token.is_some())
 }
 
@@ -839,7 +863,8 @@ async fn page_handler(
     // Every event is read and the page rendered: on the blocking pool.
     blocking(move || {
         let paths = calendar.paths(token.as_deref());
-        let ctx = calendar.context(&paths);
+        let directory = calendar.directory();
+        let ctx = calendar.context(&paths, &directory);
         let events = calendar.ledger.state().events();
         let audience = Selection {
             audience: selection.audience,
@@ -873,7 +898,8 @@ async fn event_handler(
         return refused(&calendar, token.as_deref(), missing());
     };
     let paths = calendar.paths(token.as_deref());
-    let ctx = calendar.context(&paths);
+    let directory = calendar.directory();
+    let ctx = calendar.context(&paths, &directory);
     let member = token.is_some();
     // Past and cancelled events are shown too: their address may be bookmarked. One
     // lookup in the events index.
@@ -899,7 +925,8 @@ async fn clashes_handler(
     // Clashes are derived from every position: on the blocking pool.
     blocking(move || {
         let paths = calendar.paths(Some(&token));
-        let ctx = calendar.context(&paths);
+        let directory = calendar.directory();
+        let ctx = calendar.context(&paths, &directory);
         let clashes: Vec<_> = calendar
             .ledger
             .state()

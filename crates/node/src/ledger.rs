@@ -1084,18 +1084,21 @@ impl Writer {
                     } => {
                         let identity = &self.identities[identity];
                         let head = overlay.head(&identity.public_id());
-                        let result = entry::sign_decoded(
+                        // What this node holds is what the author has seen.
+                        let seen = state.seen_since(&identity.public_id());
+                        let signed = entry::sign_seeing(
                             identity,
                             charter.id(),
                             head.as_ref(),
                             now,
                             kind,
                             body,
-                            max,
-                        )
-                        .and_then(|(decoded, checked)| {
-                            decoded.accept_new(charter, &overlay, now, checked)
-                        });
+                            &seen,
+                        );
+                        let result =
+                            entry::sign_decoded(signed, max).and_then(|(decoded, checked)| {
+                                decoded.accept_new(charter, &overlay, now, checked)
+                            });
                         let taken = self.take(result, &mut overlay, &mut accepted);
                         first_here.resize(accepted.len(), true);
                         Outcome::One(taken)

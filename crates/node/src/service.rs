@@ -544,37 +544,34 @@ impl LedgerApi for LedgerService {
             .iter()
             .map(|i| i.public_id())
             .collect();
+        // The charter's organisations in its order, then those the roster admitted
+        // since, each with its standing in the current roster.
+        let roster = state.roster();
         let organisations = charter
             .members()
             .iter()
-            .map(|m| pb::Organisation {
-                key: m.key.to_vec(),
-                name: m.name.clone(),
-                ec_id: m.ec_id.clone().unwrap_or_default(),
-                secretary: false,
-                home: home.contains(&m.key),
-            })
-            .chain(charter.secretaries().iter().map(|s| pb::Organisation {
-                key: s.key.to_vec(),
-                name: s.name.clone(),
-                ec_id: String::new(),
-                secretary: true,
-                home: home.contains(&s.key),
-            }))
-            // Then the organisations the roster admitted since the charter.
+            .map(|m| m.key)
+            .chain(charter.secretaries().iter().map(|s| s.key))
             .chain(
-                state
-                    .roster()
+                roster
                     .organisations()
                     .filter(|o| o.admitted_at > 0)
-                    .map(|o| pb::Organisation {
-                        key: o.key.to_vec(),
-                        name: o.name.clone(),
-                        ec_id: o.ec_id.clone().unwrap_or_default(),
-                        secretary: o.role == accord_core::Role::Secretary,
-                        home: home.contains(&o.key),
-                    }),
+                    .map(|o| o.key),
             )
+            .filter_map(|key| roster.organisation(&key))
+            .map(|o| pb::Organisation {
+                key: o.key.to_vec(),
+                name: o.name.clone(),
+                ec_id: o.ec_id.clone().unwrap_or_default(),
+                secretary: o.is_active() && o.role == accord_core::Role::Secretary,
+                home: home.contains(&o.key),
+                role: match o.status {
+                    accord_core::roster::OrgStatus::Active => o.role.as_str(),
+                    accord_core::roster::OrgStatus::Left { .. } => "left",
+                    accord_core::roster::OrgStatus::Removed { .. } => "removed",
+                }
+                .to_owned(),
+            })
             .collect();
         Ok(Response::new(pb::NodeStatus {
             alliance: charter.id().to_vec(),

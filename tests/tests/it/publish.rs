@@ -278,7 +278,6 @@ async fn resolution_goes_pending_then_resolved_then_breached() {
     assert_eq!(resolutions[0].id, res.id);
     assert_eq!(resolutions[0].author, a.secretary_key(0));
     assert_eq!(resolutions[0].state, CS::Pending as i32);
-    let resolved_at = resolutions[0].timestamp_ms;
 
     publish(&mut c, a.member(1), intention(LEEDS_HHP, S::StoodAside, ""))
         .await
@@ -288,13 +287,7 @@ async fn resolution_goes_pending_then_resolved_then_breached() {
         [(LEEDS_HHP, CS::Resolved)]
     );
 
-    // "Later than the resolution" is by timestamp: make sure the clock has moved on
-    // (bounded: a few milliseconds at most).
-    poll(100, Duration::from_millis(5), || async {
-        Ok((now_ms() > resolved_at).then_some(()))
-    })
-    .await
-    .unwrap();
+    // After the resolution because the node had it when it signed (causal order).
     publish(&mut c, a.member(1), intention(LEEDS_HHP, S::Intends, ""))
         .await
         .unwrap();
@@ -309,6 +302,46 @@ async fn resolution_goes_pending_then_resolved_then_breached() {
         .into_inner()
         .resolutions;
     assert_eq!(resolutions[0].state, CS::Breached as i32);
+}
+
+/// "After the resolution" is what the signing node had seen, not the clocks: a
+/// resolution stamped two minutes ahead (within the allowed skew) is still breached
+/// by an intention the node signs at once, stamped before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_is_breached_by_what_the_signer_had_seen_not_by_clocks() {
+    let (a, _node, mut c) = home_to_all(2, 1).await;
+    for i in 0..2 {
+        publish(&mut c, a.member(i), intention(LEEDS_HHP, S::Intends, ""))
+            .await
+            .unwrap();
+    }
+    let ahead = now_ms() + 120_000;
+    let (kind, body) =
+        accord_core::body::encode(&resolution(LEEDS_HHP, vec![a.key(0)], vec![a.key(1)]));
+    let res = a.signer(a.secretary(0)).peek_raw(ahead, kind as i32, body);
+    submit(&mut c, res).await.unwrap();
+    assert_eq!(
+        ballots(&all_clashes(&mut c).await),
+        [(LEEDS_HHP, CS::Pending)]
+    );
+    let again = publish(&mut c, a.member(1), intention(LEEDS_HHP, S::Intends, ""))
+        .await
+        .unwrap();
+    let log = full_log(&mut c, &a.key(1)).await.unwrap();
+    let signed = log.iter().find(|e| entry_id(e) == again.id).unwrap();
+    let entry = <pb::Entry as prost::Message>::decode(signed.entry.as_slice()).unwrap();
+    assert!(entry.timestamp_ms < ahead, "stamped before the resolution");
+    let seen = entry.seen.expect("the node signs a causal reference");
+    assert!(
+        seen.heads
+            .iter()
+            .any(|h| h.author == a.secretary_key(0) && h.seq == 1),
+        "it names the resolution as seen: {seen:?}"
+    );
+    assert_eq!(
+        ballots(&all_clashes(&mut c).await),
+        [(LEEDS_HHP, CS::Breached)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,6 +104,14 @@ async fn submitted_entries_breaking_a_rule_are_refused_and_nothing_is_stored() {
         let (kind, bytes) = accord_core::body::encode(&valid);
         s1.peek_raw(now_ms() + 600_000, kind as i32, bytes)
     };
+    // Signed as by a release before causal references: no `seen`.
+    let no_causal_reference = {
+        use prost::Message;
+        let signed = s1.peek(&valid);
+        let mut entry = pb::Entry::decode(signed.entry.as_slice()).unwrap();
+        entry.seen = None;
+        accord_core::entry::sign_entry(a.member(1), &entry)
+    };
     let cases: Vec<(&str, pb::SignedEntry, Code, &str)> = vec![
         (
             "garbage bytes",
@@ -131,6 +139,12 @@ async fn submitted_entries_breaking_a_rule_are_refused_and_nothing_is_stored() {
             outsider,
             Code::PermissionDenied,
             "is not a member or secretary of the alliance",
+        ),
+        (
+            "no causal reference",
+            no_causal_reference,
+            Code::InvalidArgument,
+            "entry field seen: missing",
         ),
         (
             "seq gap",

@@ -206,8 +206,31 @@ pub async fn restore(file: &Path, config_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The organisations' names: the charter's, and those admitted since.
+type Names = std::collections::BTreeMap<accord_core::PublicId, String>;
+
+/// The name an admission proposal in the encoded `SignedEntry` `bytes` gives a key.
+fn admitted_name(
+    charter: &accord_core::Charter,
+    bytes: &[u8],
+) -> Option<(accord_core::PublicId, String)> {
+    let max = charter.rules().max_entry_bytes as usize;
+    let decoded = accord_core::entry::decode_bytes(bytes, max).ok()?;
+    match decoded.check_body().ok()?.governance()? {
+        accord_core::roster::Action::Propose(accord_core::roster::Proposal {
+            change: accord_core::roster::Change::Admit { name, key, .. },
+            ..
+        }) => Some((key, name)),
+        _ => None,
+    }
+}
+
 /// One exported line for the encoded `SignedEntry` `bytes`.
-fn export_line(charter: &accord_core::Charter, bytes: &[u8]) -> Result<String, String> {
+fn export_line(
+    charter: &accord_core::Charter,
+    names: &Names,
+    bytes: &[u8],
+) -> Result<String, String> {
     let max = charter.rules().max_entry_bytes as usize;
     let decoded = accord_core::entry::decode_bytes(bytes, max)
         .map_err(|e| format!("an entry does not decode: {e}"))?;
@@ -223,7 +246,10 @@ fn export_line(charter: &accord_core::Charter, bytes: &[u8]) -> Result<String, S
     let author = decoded.author();
     let mut line = serde_json::json!({
         "id": hex::encode(decoded.id().as_bytes()),
-        "author": charter.name_of(&author).unwrap_or(""),
+        "author": charter
+            .name_of(&author)
+            .or_else(|| names.get(&author).map(String::as_str))
+            .unwrap_or(""),
         "key": author.to_string(),
         "seq": decoded.seq(),
         "prev": decoded.prev().map(|p| hex::encode(p.as_bytes())).unwrap_or_default(),
@@ -258,10 +284,38 @@ pub async fn export(
     };
     let mut sink = std::io::BufWriter::new(sink);
     let out_path: Option<PathBuf> = out.map(Path::to_path_buf);
+    // Organisations admitted after the charter are named by the roster (from a
+    // node) or by the admissions in the backup (read once before writing).
+    let mut names = Names::new();
+    match from_backup {
+        Some(file) => {
+            let input = std::fs::File::open(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            backup::read_entries(
+                std::io::BufReader::with_capacity(1 << 20, input),
+                |charter, bytes| {
+                    names.extend(admitted_name(charter, &bytes));
+                    Ok(())
+                },
+            )
+            .with_context(|| format!("{}", file.display()))?;
+        }
+        None => {
+            let roster = Client::connect(&client.config_path()?)
+                .await?
+                .roster()
+                .await?;
+            for o in roster.organisations {
+                if let Ok(key) = accord_core::PublicId::from_slice(&o.key) {
+                    names.insert(key, o.name);
+                }
+            }
+        }
+    }
     let mut write_all = move |input: Box<dyn std::io::Read + Send>| -> Result<u64> {
         let mut count = 0u64;
         backup::read_entries(input, |charter, bytes| {
-            let line = export_line(charter, &bytes)?;
+            let line = export_line(charter, &names, &bytes)?;
             writeln!(sink, "{line}").map_err(|e| e.to_string())?;
             count += 1;
             Ok(())
@@ -308,4 +362,71 @@ pub async fn export(
         eprintln!("exported {count} entries to {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use accord_core::charter::{CharterDoc, CharterMember, CharterSecretary, Rules};
+    use accord_core::{Charter, Identity, pb};
+    use prost::Message;
+
+    use super::*;
+
+    /// An organisation admitted after the charter is named in the export by its
+    /// admission, not left blank.
+    #[test]
+    fn admitted_organisations_are_named_in_the_export() {
+        let ids: Vec<Identity> = (1..=4u8).map(|n| Identity::from_seed([n; 32])).collect();
+        let member = |i: usize, name: &str| CharterMember {
+            name: name.into(),
+            key: ids[i].public_id(),
+            ec_id: None,
+        };
+        let charter = Charter::from_bytes(
+            CharterDoc {
+                accord_charter: 1,
+                name: "Test".into(),
+                members: vec![member(0, "Alpha"), member(1, "Beta")],
+                secretaries: vec![CharterSecretary {
+                    name: "Sec".into(),
+                    key: ids[2].public_id(),
+                }],
+                rules: Rules::default(),
+            }
+            .to_file_bytes(),
+        )
+        .unwrap();
+        let proposal = pb::Proposal {
+            roster_version: 0,
+            change: Some(pb::proposal::Change::Admit(pb::Admit {
+                name: "Delta".into(),
+                key: ids[3].public_id().to_vec(),
+                role: pb::Role::Member as i32,
+                ..Default::default()
+            })),
+            rationale: String::new(),
+        };
+        let sign = |who: usize, kind: pb::EntryKind, body: Vec<u8>| {
+            accord_core::entry::sign(&ids[who], charter.id(), None, 1_000, kind as i32, body)
+                .encode_to_vec()
+        };
+        let admission = sign(0, pb::EntryKind::Proposal, proposal.encode_to_vec());
+        let names: Names = admitted_name(&charter, &admission).into_iter().collect();
+        assert_eq!(
+            names.get(&ids[3].public_id()).map(String::as_str),
+            Some("Delta")
+        );
+        let (kind, body) =
+            accord_core::body::encode(&pb::publish_request::Body::Intention(pb::Intention {
+                ballot: "local.leeds.kirkstall.2027-05-06".into(),
+                status: pb::IntentionStatus::Considering as i32,
+                ..Default::default()
+            }));
+        let by_delta = sign(3, kind, body);
+        let line: serde_json::Value =
+            serde_json::from_str(&export_line(&charter, &names, &by_delta).unwrap()).unwrap();
+        assert_eq!(line["author"], "Delta", "{line}");
+        let by_alpha = export_line(&charter, &Names::new(), &admission).unwrap();
+        assert!(by_alpha.contains("\"author\":\"Alpha\""), "{by_alpha}");
+    }
 }

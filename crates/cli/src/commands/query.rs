@@ -183,7 +183,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "name": o.name,
                 "id": hex::encode(&o.key),
                 "ec_id": non_empty(&o.ec_id),
-                "role": if o.secretary { "secretary" } else { "member" },
+                "role": role_of(o),
                 "home": o.home,
             })).collect::<Vec<_>>(),
         });
@@ -268,7 +268,7 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
         .map(|o| {
             vec![
                 o.name.clone(),
-                if o.secretary { "secretary" } else { "member" }.into(),
+                role_of(o).into(),
                 if o.home { "yes" } else { "" }.into(),
                 heads.get(&o.key).map(u64::to_string).unwrap_or_default(),
                 if s.frozen.contains(&o.key) {
@@ -1149,6 +1149,16 @@ fn summary(names: &Names, body: &Body) -> String {
     }
 }
 
+/// An organisation's standing as the node's roster has it (older nodes: from the
+/// `secretary` flag).
+fn role_of(o: &pb::Organisation) -> &str {
+    match (o.role.as_str(), o.secretary) {
+        ("", true) => "secretary",
+        ("", false) => "member",
+        (role, _) => role,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{contact_age, status_table};
@@ -1163,6 +1173,7 @@ mod tests {
             ec_id: String::new(),
             secretary: false,
             home,
+            role: "member".into(),
         };
         let status = pb::NodeStatus {
             alliance: vec![7; 32],

@@ -304,7 +304,7 @@ fn an_oversized_entry_is_refused() {
                 }),
             )
         },
-        "entry is 70160 bytes, over the limit of 65536",
+        "entry is 70162 bytes, over the limit of 65536",
     );
 }
 

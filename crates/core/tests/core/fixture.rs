@@ -70,16 +70,28 @@ impl Alliance {
 
     /// Signs the next entry of `who` with a raw kind and body, advancing the clock.
     pub fn sign_raw(&mut self, who: usize, kind: i32, body: Vec<u8>) -> pb::SignedEntry {
+        self.sign_seeing(who, kind, body, &[])
+    }
+
+    /// Signs like [`Alliance::sign_raw`], with `seen` as the causal reference.
+    pub fn sign_seeing(
+        &mut self,
+        who: usize,
+        kind: i32,
+        body: Vec<u8>,
+        seen: &[(PublicId, u64)],
+    ) -> pb::SignedEntry {
         self.clock_ms += 1_000;
         let head = self.heads.get(&who).copied();
         self.undo.insert(who, head);
-        let signed = entry::sign(
+        let signed = entry::sign_seeing(
             &self.ids[who],
             self.charter.id(),
             head.as_ref(),
             self.clock_ms,
             kind,
             body,
+            seen,
         );
         let decoded = entry::decode(signed.clone(), 1 << 20).unwrap();
         self.heads.insert(
@@ -110,7 +122,9 @@ impl Alliance {
     /// Signs and verifies the next entry of `who` against a state holding all of
     /// this alliance's earlier entries.
     pub fn verified(&mut self, state: &State, who: usize, body: B) -> VerifiedEntry {
-        let signed = self.sign(who, body);
+        let (kind, bytes) = encode(&body);
+        let seen = state.seen_since(&self.key(who));
+        let signed = self.sign_seeing(who, kind as i32, bytes, &seen);
         accept(&self.charter, state, signed).unwrap()
     }
 }

@@ -2,6 +2,7 @@
 //! order-independence properties.
 
 mod acceptance;
+mod causal;
 mod derived;
 mod fixture;
 mod generated;
