@@ -487,6 +487,11 @@ impl State {
             .collect()
     }
 
+    /// Every key the charter or a proposal held here names, with its possible roles.
+    pub fn known(&self) -> &Known {
+        &self.known
+    }
+
     fn counting_roster(&self) -> &Roster {
         self.pinned.as_deref().unwrap_or(&self.roster)
     }

@@ -966,6 +966,9 @@ struct Overlay<'a> {
     heads: HashMap<PublicId, (LogHead, Vec<EntryId>)>,
     /// Authors frozen by fork proofs found in this batch, with the fork's seq.
     frozen: HashMap<PublicId, u64>,
+    /// The known keys with what proposals earlier in this batch name (None: none
+    /// did), so an entry of an organisation admitted in the same batch is taken.
+    known: Option<accord_core::roster::Known>,
 }
 
 enum Outcome {
@@ -999,15 +1002,17 @@ impl Logs for Overlay<'_> {
         }
     }
 
-    // The roster and the known keys are those of the state before this batch: an
-    // entry that needs a governance entry of the same batch is refused now and
-    // accepted when a peer offers it again.
+    // The roster is the state's before this batch (new entries must fit the roster
+    // as it was); the known keys include what proposals earlier in the batch name.
     fn roster(&self) -> &accord_core::roster::Roster {
         self.state.roster()
     }
 
     fn known_roles(&self, key: &PublicId) -> Option<accord_core::roster::RoleSet> {
-        self.state.known_roles(key)
+        match &self.known {
+            Some(known) => known.roles(key),
+            None => self.state.known_roles(key),
+        }
     }
 }
 
@@ -1036,6 +1041,14 @@ impl Overlay<'_> {
             .or_insert_with(|| (entry.head(), Vec::new()));
         slot.0 = entry.head();
         slot.1.push(entry.id());
+        if let Ok(body) = entry.body()
+            && let Some(accord_core::roster::Action::Propose(proposal)) = body.governance()
+        {
+            let state = self.state;
+            self.known
+                .get_or_insert_with(|| state.known().clone())
+                .learn(&entry.author(), &proposal);
+        }
     }
 }
 
@@ -1073,6 +1086,7 @@ impl Writer {
                 state,
                 heads: HashMap::new(),
                 frozen: HashMap::new(),
+                known: None,
             };
             let now = now_ms();
             for job in jobs {
@@ -1437,5 +1451,51 @@ mod tests {
         assert_eq!(digest, now.digest());
         assert_ne!(digest, held.digest());
         drop(held);
+    }
+
+    /// A peer's batch may hold the proposal that names an organisation and that
+    /// organisation's first entry: both are taken at once (before, the entry was
+    /// refused as by an unknown author until offered again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_entry_of_an_organisation_proposed_in_the_same_batch_is_taken() {
+        use prost::Message;
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let member = Identity::from_seed([7; 32]);
+        let newcomer = Identity::from_seed([8; 32]);
+        let charter = charter(&member);
+        let store = Store::open(dir.path(), charter.id(), 1 << 22).expect("store opens");
+        let signed = SignedRecord::load(dir.path()).expect("no record yet");
+        let (ledger, _writer) = Ledger::start(store, State::new(charter.clone()), vec![], signed);
+        let now = now_ms();
+        let proposal = pb::Proposal {
+            roster_version: 0,
+            change: Some(pb::proposal::Change::Admit(pb::Admit {
+                name: "Beta".into(),
+                key: newcomer.public_id().to_vec(),
+                role: pb::Role::Member as i32,
+                ..Default::default()
+            })),
+            rationale: String::new(),
+        };
+        let (kind, body) = statement("from the newcomer");
+        let batch = [
+            entry::sign(
+                &member,
+                charter.id(),
+                None,
+                now,
+                pb::EntryKind::Proposal as i32,
+                proposal.encode_to_vec(),
+            ),
+            entry::sign(&newcomer, charter.id(), None, now, kind, body),
+        ];
+        let decoded: Vec<DecodedEntry> = batch
+            .into_iter()
+            .map(|s| entry::decode(s, 1 << 16).expect("decodes"))
+            .collect();
+        let checked = entry::verify_batch(&decoded).expect("signatures verify");
+        let report = ledger.ingest(decoded, checked).await.expect("ingested");
+        assert_eq!(report.accepted, 2, "refused: {:?}", report.refused);
+        assert_eq!(ledger.state().entry_count(), 2);
     }
 }
