@@ -640,15 +640,7 @@ pub fn sign_seeing(
     seen: &[(PublicId, u64)],
 ) -> pb::SignedEntry {
     let entry = pb::Entry {
-        seen: Some(pb::Causal {
-            heads: seen
-                .iter()
-                .map(|(author, seq)| pb::SeenHead {
-                    author: author.to_vec(),
-                    seq: *seq,
-                })
-                .collect(),
-        }),
+        seen: Some(causal(seen)),
         alliance: alliance.to_vec(),
         author: identity.public_id().to_vec(),
         seq: head.map_or(1, |h| h.seq + 1),
@@ -658,6 +650,19 @@ pub fn sign_seeing(
         body,
     };
     sign_entry(identity, &entry)
+}
+
+/// The causal reference naming `seen`, (author, seq) heads.
+pub fn causal(seen: &[(PublicId, u64)]) -> pb::Causal {
+    pb::Causal {
+        heads: seen
+            .iter()
+            .map(|(author, seq)| pb::SeenHead {
+                author: author.to_vec(),
+                seq: *seq,
+            })
+            .collect(),
+    }
 }
 
 /// Encodes `entry` and signs its bytes as `identity`, whatever the entry says (for

@@ -53,48 +53,41 @@ fn resolution_state(state: &State) -> &'static str {
     resolutions[0].state.as_str()
 }
 
-/// Beta's next entry: intends, stamped `timestamp_ms`, naming `seen` (None:
-/// no causal reference, as entries signed before it existed).
+/// Beta's next entry declaring `status`, stamped `timestamp_ms`, as its fields (to
+/// change before signing with [`entry::sign_entry`]).
+fn beta_next(alliance: &Alliance, state: &State, status: S, timestamp_ms: i64) -> pb::Entry {
+    let (kind, body) = encode(&intention(LEEDS, status, ""));
+    let head: Option<LogHead> = state
+        .heads()
+        .find(|(k, _)| *k == alliance.key(B_))
+        .map(|h| h.1);
+    let signed = entry::sign(
+        &alliance.ids[B_],
+        alliance.charter.id(),
+        head.as_ref(),
+        timestamp_ms,
+        kind as i32,
+        body,
+    );
+    pb::Entry::decode(signed.entry.as_slice()).unwrap()
+}
+
+/// Beta's next entry: intends, stamped `timestamp_ms`, naming `seen` (None: no
+/// causal reference, as entries signed before it existed).
 fn beta_intends(
     alliance: &Alliance,
     state: &State,
     timestamp_ms: i64,
     seen: Option<&[(PublicId, u64)]>,
 ) -> VerifiedEntry {
-    let (kind, body) = encode(&intention(LEEDS, S::Intends, ""));
-    let head: Option<LogHead> = state
-        .heads()
-        .find(|(k, _)| *k == alliance.key(B_))
-        .map(|h| h.1);
-    let signed = match seen {
-        Some(seen) => entry::sign_seeing(
-            &alliance.ids[B_],
-            alliance.charter.id(),
-            head.as_ref(),
-            timestamp_ms,
-            kind as i32,
-            body,
-            seen,
-        ),
-        None => {
-            let mut e = pb::Entry::decode(
-                entry::sign(
-                    &alliance.ids[B_],
-                    alliance.charter.id(),
-                    head.as_ref(),
-                    timestamp_ms,
-                    kind as i32,
-                    body,
-                )
-                .entry
-                .as_slice(),
-            )
-            .unwrap();
-            e.seen = None;
-            legacy_sign(alliance, B_, e)
-        }
-    };
-    accept(&alliance.charter, state, signed).unwrap()
+    let mut e = beta_next(alliance, state, S::Intends, timestamp_ms);
+    e.seen = seen.map(entry::causal);
+    accept(
+        &alliance.charter,
+        state,
+        entry::sign_entry(&alliance.ids[B_], &e),
+    )
+    .unwrap()
 }
 
 /// Signs an entry as a release before causal references did.
@@ -150,25 +143,7 @@ fn entries_without_a_causal_reference_are_compared_by_their_clocks() {
 #[test]
 fn a_new_entry_must_carry_a_causal_reference() {
     let (alliance, state, _) = resolved();
-    let (kind, body) = encode(&intention(LEEDS, S::Withdrawn, ""));
-    let head: LogHead = state
-        .heads()
-        .find(|(k, _)| *k == alliance.key(B_))
-        .unwrap()
-        .1;
-    let mut e = pb::Entry::decode(
-        entry::sign(
-            &alliance.ids[B_],
-            alliance.charter.id(),
-            Some(&head),
-            NOW_MS - 1000,
-            kind as i32,
-            body,
-        )
-        .entry
-        .as_slice(),
-    )
-    .unwrap();
+    let mut e = beta_next(&alliance, &state, S::Withdrawn, NOW_MS - 1000);
     e.seen = None;
     let legacy = legacy_sign(&alliance, B_, e.clone());
     let err = accept_new(&alliance.charter, &state, legacy.clone()).unwrap_err();
