@@ -2326,6 +2326,7 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
                 key: fifth.public_id().to_vec(),
                 role: pb::Role::Member as i32,
                 ec_id: "PP500".into(),
+                ..Default::default()
             })),
             rationale: "agreed at the assembly".into(),
         })

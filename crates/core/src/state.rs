@@ -650,6 +650,7 @@ impl State {
             | Body::Approval { .. }
             | Body::Objection { .. }
             | Body::Leave { .. }
+            | Body::NodeAnnouncement(_)
             | Body::Unknown { .. } => {}
         }
     }

@@ -41,6 +41,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig {
         data_dir: dir.join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
         charter,
         operators: vec![Operator {
             name: "op".into(),

@@ -216,7 +216,7 @@ pub async fn proposals(list: &ListArgs, open_only: bool) -> Result<()> {
 
 /// Connects, and names the author by the roster: `--as` or the config's `as`, else
 /// the token's only identity (an empty author).
-async fn connect(args: &PublishArgs) -> Result<(Client, Vec<u8>)> {
+pub(crate) async fn connect(args: &PublishArgs) -> Result<(Client, Vec<u8>)> {
     let mut client = Client::connect(&args.client.config_path()?).await?;
     let wanted = args.as_.clone().or_else(|| client.default_as.clone());
     let author = match wanted.as_deref() {
@@ -229,7 +229,7 @@ async fn connect(args: &PublishArgs) -> Result<(Client, Vec<u8>)> {
     Ok((client, author))
 }
 
-fn report(args: &PublishArgs, what: &str, r: &pb::PublishResponse) {
+pub(crate) fn report(args: &PublishArgs, what: &str, r: &pb::PublishResponse) {
     if args.json {
         print_json(&json!({
             "id": hex::encode(&r.id),
@@ -263,6 +263,8 @@ pub async fn propose(command: ProposeCommand) -> Result<()> {
             key,
             role,
             ec_id,
+            node_address,
+            node_cert_sha256,
             rationale,
             ..
         } => {
@@ -271,11 +273,24 @@ pub async fn propose(command: ProposeCommand) -> Result<()> {
                 .parse()
                 .map_err(|e| anyhow!("--key {key:?}: {e}"))?;
             let role: Role = role.parse().map_err(|e: String| anyhow!(e))?;
+            let (node_address, node_cert_sha256) = match (node_address, node_cert_sha256) {
+                (Some(address), Some(cert)) => {
+                    let cert = accord_node::tls::parse_fingerprint(cert).ok_or_else(|| {
+                        anyhow!("--node-cert-sha256 {cert:?}: 64 hex digits (`accord tls show`)")
+                    })?;
+                    accord_core::roster::check_node_address(address)
+                        .map_err(|e| anyhow!("--node-address: {e}"))?;
+                    (address.clone(), cert.to_vec())
+                }
+                _ => (String::new(), Vec::new()),
+            };
             let change = C::Admit(pb::Admit {
                 name: name.clone(),
                 key: key.to_vec(),
                 role: accord_core::body::role_to_pb(role) as i32,
                 ec_id: ec_id.clone().unwrap_or_default(),
+                node_address,
+                node_cert_sha256,
             });
             (change, rationale.clone())
         }
