@@ -2484,3 +2484,6 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
     eprintln!("governance federation test took {:?}", started.elapsed());
     drop(fed);
 }
+
+#[path = "federation/roster_nodes.rs"]
+mod roster_nodes;

@@ -93,6 +93,10 @@ pub async fn roster(list: &ListArgs) -> Result<()> {
                     "up_to_seq": (o.status != "active").then_some(o.up_to_seq),
                     "admitted_at": o.admitted_at,
                     "home": o.home,
+                    "node": (!o.node_address.is_empty()).then(|| json!({
+                        "address": o.node_address,
+                        "cert_sha256": hex::encode(&o.node_cert_sha256),
+                    })),
                 })
             })
             .collect();
@@ -126,10 +130,22 @@ pub async fn roster(list: &ListArgs) -> Result<()> {
                 o.ec_id.clone(),
                 PublicId::from_slice(&o.key)
                     .map_or_else(|_| hex::encode(&o.key), |k| k.to_string()),
+                if o.node_address.is_empty() {
+                    "-".into()
+                } else {
+                    format!(
+                        "{} ({}…)",
+                        o.node_address,
+                        &hex::encode(&o.node_cert_sha256)[..12]
+                    )
+                },
             ]
         })
         .collect();
-    crate::render::print(&table(&["NAME", "ROLE", "STATUS", "EC ID", "KEY"], &rows));
+    crate::render::print(&table(
+        &["NAME", "ROLE", "STATUS", "EC ID", "KEY", "NODE"],
+        &rows,
+    ));
     Ok(())
 }
 

@@ -1,0 +1,239 @@
+//! Nodes in the roster (issue 11, items 6 and 7), on real processes over TLS: a
+//! certificate rotated by one signed announcement, and an organisation that joins
+//! from an invitation and is dialled by every node once admitted.
+
+use std::ffi::OsStr;
+
+use accord_node::tls::TlsIdentity;
+
+use super::*;
+
+/// Writes a client config for node `i` (its admin token) and returns its path.
+fn client_toml(fed: &ProcFederation, i: usize) -> PathBuf {
+    let node = &fed.nodes[i];
+    std::fs::write(node.folder.join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+    let path = node.folder.join("client.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "node = \"https://{}\"\ncert_sha256 = \"{}\"\ntoken_file = \"admin-token\"\n",
+            node.addr,
+            hex::encode(node.pin)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `accord args…`, expecting success; returns stdout.
+fn accord_ok(args: &[&OsStr]) -> String {
+    let out = accord_run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Node `i`'s view of organisation `name`'s node, as `accord roster --json` shows it.
+async fn roster_node(fed: &ProcFederation, i: usize, key: &[u8]) -> Option<(String, Vec<u8>)> {
+    let roster = fed.nodes[i]
+        .client()
+        .get_roster(pb::GetRosterRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    let org = roster.organisations.into_iter().find(|o| o.key == key)?;
+    (!org.node_address.is_empty()).then_some((org.node_address, org.node_cert_sha256))
+}
+
+fn hangup(node: &ProcNode) {
+    let pid = node.process.as_ref().unwrap().child.id().to_string();
+    Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+}
+
+/// Rewrites node `i`'s config with only `peers` in `[[peers]]`.
+fn rewrite_peers(fed: &ProcFederation, i: usize, peers: &[usize]) {
+    let node = &fed.nodes[i];
+    let peers: Vec<(String, SocketAddr, Fingerprint)> = peers
+        .iter()
+        .map(|&j| {
+            (
+                fed.nodes[j].name.clone(),
+                fed.nodes[j].addr,
+                fed.nodes[j].pin,
+            )
+        })
+        .collect();
+    std::fs::write(
+        &node.config,
+        config_toml(&fed.alliance, &node.home, node.addr, &peers, 1),
+    )
+    .unwrap();
+}
+
+/// A certificate rotation is one signed announcement: every node announces its node
+/// (`accord announce`), nodes 0 and 1 then drop node 2 from their `[[peers]]` and
+/// keep replicating with it through the roster alone. Node 2 makes a new certificate
+/// (`accord tls new`), announces its fingerprint and restarts with it: nodes 0 and 1,
+/// which never had it in their config, pin it, replicate with node 2 in both
+/// directions, and refuse the old certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_rotated_by_announcement_is_pinned_everywhere_and_the_old_one_refused() {
+    let mut fed = ProcFederation::start(false).await.unwrap();
+    let clients: Vec<PathBuf> = (0..NODES).map(|i| client_toml(&fed, i)).collect();
+    for (i, client) in clients.iter().enumerate() {
+        let address = fed.nodes[i].addr.to_string();
+        let out = accord_ok(&[
+            OsStr::new("announce"),
+            OsStr::new("--config"),
+            client.as_os_str(),
+            OsStr::new("--address"),
+            OsStr::new(&address),
+            OsStr::new("--json"),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["seq"], 1, "{out}");
+    }
+    let key2 = fed.nodes[2].home.public_id().to_vec();
+    let old_pin = fed.nodes[2].pin;
+    for i in 0..NODES {
+        let deadline = Instant::now() + CONVERGE;
+        while roster_node(&fed, i, &key2).await
+            != Some((fed.nodes[2].addr.to_string(), old_pin.to_vec()))
+        {
+            assert!(Instant::now() < deadline, "{}", fed.logs());
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    // `accord roster` shows the node.
+    let roster = accord_ok(&[
+        OsStr::new("roster"),
+        OsStr::new("--config"),
+        clients[0].as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    assert!(roster.contains(&hex::encode(old_pin)), "{roster}");
+
+    // Nodes 0 and 1 forget node 2 in their config: the roster keeps it pinned and
+    // dialled, under its organisation's name.
+    let name2 = member_name(2);
+    rewrite_peers(&fed, 0, &[1]);
+    rewrite_peers(&fed, 1, &[0]);
+    hangup(&fed.nodes[0]);
+    hangup(&fed.nodes[1]);
+    for i in 0..2 {
+        let status = fed
+            .wait_status(i, CONVERGE, |s| {
+                s.peers.iter().all(|p| p.name != "node-2")
+                    && s.peers.iter().any(|p| p.name == name2 && p.connected)
+            })
+            .await
+            .unwrap();
+        assert_eq!(status.peers.len(), 2, "{}", status_summary(&status));
+    }
+    let home2 = fed.nodes[2].home.clone();
+    publish(
+        &mut fed.nodes[2].client(),
+        &home2,
+        intention(&ballot(0), S::Considering, ""),
+    )
+    .await
+    .unwrap();
+    fed.converge_when(CONVERGE, |s| s.entries == 4)
+        .await
+        .unwrap();
+
+    // The rotation: a new certificate, announced before the switch.
+    let folder = fed.nodes[2].folder.clone();
+    let (new_cert, new_key) = (folder.join("new.crt"), folder.join("new.key"));
+    let printed = accord_ok(&[
+        OsStr::new("tls"),
+        OsStr::new("new"),
+        OsStr::new("--cert"),
+        new_cert.as_os_str(),
+        OsStr::new("--key"),
+        new_key.as_os_str(),
+        OsStr::new("--name"),
+        OsStr::new("127.0.0.1"),
+    ]);
+    let new_hex = printed.trim().lines().last().unwrap().to_owned();
+    let new_pin = accord_node::tls::parse_fingerprint(&new_hex).unwrap();
+    assert_ne!(new_pin, old_pin);
+    let address = fed.nodes[2].addr.to_string();
+    accord_ok(&[
+        OsStr::new("announce"),
+        OsStr::new("--config"),
+        clients[2].as_os_str(),
+        OsStr::new("--address"),
+        OsStr::new(&address),
+        OsStr::new("--cert-sha256"),
+        OsStr::new(&new_hex),
+    ]);
+    for i in 0..2 {
+        let deadline = Instant::now() + CONVERGE;
+        while roster_node(&fed, i, &key2).await != Some((address.clone(), new_pin.to_vec())) {
+            assert!(Instant::now() < deadline, "{}", fed.logs());
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    // Node 2 restarts with the new certificate, the old one kept aside.
+    fed.nodes[2].terminate().await;
+    let old_identity =
+        TlsIdentity::load(&folder.join("tls/node.crt"), &folder.join("tls/node.key")).unwrap();
+    std::fs::rename(&new_cert, folder.join("tls/node.crt")).unwrap();
+    std::fs::rename(&new_key, folder.join("tls/node.key")).unwrap();
+    fed.nodes[2].pin = new_pin;
+    fed.nodes[2].start().await.unwrap();
+    let home0 = fed.nodes[0].home.clone();
+    publish(
+        &mut fed.nodes[0].client(),
+        &home0,
+        intention(&ballot(1), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    publish(
+        &mut fed.nodes[2].client(),
+        &home2,
+        intention(&ballot(2), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    fed.converge_when(CONVERGE, |s| s.entries == 7)
+        .await
+        .unwrap();
+    for i in 0..2 {
+        fed.wait_status(i, CONVERGE, |s| {
+            s.peers.iter().any(|p| p.name == name2 && p.connected)
+        })
+        .await
+        .unwrap();
+    }
+    // The old certificate is no longer a pinned peer anywhere; the new one is.
+    let new_identity =
+        TlsIdentity::load(&folder.join("tls/node.crt"), &folder.join("tls/node.key")).unwrap();
+    for i in 0..2 {
+        let mut new =
+            federation_client(fed.nodes[i].addr, fed.nodes[i].pin, Some(&new_identity)).unwrap();
+        new.get_heads(pb::GetHeadsRequest::default()).await.unwrap();
+        let mut old =
+            federation_client(fed.nodes[i].addr, fed.nodes[i].pin, Some(&old_identity)).unwrap();
+        let refused = old
+            .get_heads(pb::GetHeadsRequest::default())
+            .await
+            .unwrap_err();
+        // The handshake fails: the server refuses the certificate and closes.
+        assert!(
+            matches!(
+                refused.code(),
+                tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::PermissionDenied
+            ),
+            "{refused:?}"
+        );
+    }
+}
