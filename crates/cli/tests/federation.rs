@@ -539,6 +539,7 @@ fn config_toml(
     let mut toml = format!(
         "data_dir = \"data\"\n\
          listen = \"{listen}\"\n\
+         advertise = \"{listen}\"\n\
          charter = {:?}\n\
          identities = [\"keys/home.pem\"]\n\
          cache_capacity_mb = 16\n\
