@@ -249,11 +249,12 @@ fn free_port() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organisation_joins_from_an_invitation_and_every_node_dials_it_once_admitted() {
     let fed = ProcFederation::start(false).await.unwrap();
+    let mut ran = Ran::default();
     let clients: Vec<PathBuf> = (0..NODES).map(|i| client_toml(&fed, i)).collect();
     // Each node announces itself (its `advertise` and certificate), once: a newcomer
     // pins only what its invitation and the roster name.
     for client in &clients {
-        accord_ok(&[
+        ran.ok(&[
             OsStr::new("announce"),
             OsStr::new("--config"),
             client.as_os_str(),
@@ -269,7 +270,7 @@ async fn an_organisation_joins_from_an_invitation_and_every_node_dials_it_once_a
     .unwrap();
     let dir = fed.alliance.dir.path().to_owned();
     let invitation = dir.join("invitation.json");
-    let out = accord_ok(&[
+    let out = ran.ok(&[
         OsStr::new("invite"),
         OsStr::new("--config"),
         clients[0].as_os_str(),
@@ -301,7 +302,7 @@ async fn an_organisation_joins_from_an_invitation_and_every_node_dials_it_once_a
 
     let folder = dir.join("fourth");
     let listen = free_port();
-    let out = accord_ok(&[
+    let out = ran.ok(&[
         OsStr::new("join"),
         OsStr::new("--invitation"),
         invitation.as_os_str(),
@@ -310,6 +311,8 @@ async fn an_organisation_joins_from_an_invitation_and_every_node_dials_it_once_a
         OsStr::new("--name"),
         OsStr::new("Fourth Party"),
         OsStr::new("--listen"),
+        OsStr::new(&listen.to_string()),
+        OsStr::new("--advertise"),
         OsStr::new(&listen.to_string()),
         OsStr::new("--json"),
     ]);
@@ -325,7 +328,7 @@ async fn an_organisation_joins_from_an_invitation_and_every_node_dials_it_once_a
         )
     );
     // The command it printed, run by a member of the alliance; another approves.
-    let out = accord_ok(&[
+    let out = ran.ok(&[
         OsStr::new("propose"),
         OsStr::new("admit"),
         OsStr::new("--config"),
@@ -345,7 +348,7 @@ async fn an_organisation_joins_from_an_invitation_and_every_node_dials_it_once_a
     fed.wait_status(1, CONVERGE, |s| s.open_proposals == 1)
         .await
         .unwrap();
-    accord_ok(&[
+    ran.ok(&[
         OsStr::new("approve"),
         OsStr::new("--config"),
         clients[1].as_os_str(),
@@ -374,10 +377,25 @@ async fn an_organisation_joins_from_an_invitation_and_every_node_dials_it_once_a
     let token = std::fs::read_to_string(folder.join("token")).unwrap();
     let token = token.trim().to_owned();
     start_joined(&mut fourth, &token).await;
+    ran.0
+        .push(vec!["node".into(), "--config".into(), "node.toml".into()]);
     let mut client = tls_client(listen, pin, Some(&token)).unwrap();
-    // It announces itself (its `advertise` and certificate, by default).
+    // Once it holds its admission, it announces itself (its `advertise` and certificate, by default).
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let status = client
+            .get_status(pb::GetStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if status.roster_version == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", fourth.log_tail(20));
+        tokio::time::sleep(POLL).await;
+    }
     let client_toml = folder.join("client.toml");
-    accord_ok(&[
+    ran.ok(&[
         OsStr::new("announce"),
         OsStr::new("--config"),
         client_toml.as_os_str(),
@@ -420,6 +438,127 @@ async fn an_organisation_joins_from_an_invitation_and_every_node_dials_it_once_a
         );
         tokio::time::sleep(POLL).await;
     }
+    let out = ran.ok(&[
+        OsStr::new("status"),
+        OsStr::new("--config"),
+        client_toml.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["entries"], 7, "{out}");
+    // Every `accord` command of README's "Joining an alliance" and of deploy/README's
+    // walkthrough is one this test ran, with the same options.
+    ran.covers("README.md", "## Joining an alliance");
+    ran.covers(
+        "deploy/README.md",
+        "## From a fresh server to a node in the alliance",
+    );
+}
+
+/// The `accord` commands a test ran, to check documentation against.
+#[derive(Default)]
+struct Ran(Vec<Vec<String>>);
+
+impl Ran {
+    fn ok(&mut self, args: &[&OsStr]) -> String {
+        self.0.push(
+            args.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+        );
+        accord_ok(args)
+    }
+
+    /// Fails unless every line of section `heading` of `file` that starts with
+    /// `accord ` (continuation lines joined) has the same subcommand and the same
+    /// set of options as a command run.
+    fn covers(&self, file: &str, heading: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text
+            .find(&format!("{heading}\n"))
+            .unwrap_or_else(|| panic!("{file} has no {heading:?}"));
+        let section = &text[start + heading.len()..];
+        let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        let mut lines: Vec<String> = Vec::new();
+        let mut joined = String::new();
+        for line in section.lines() {
+            let line = line.trim();
+            if !joined.is_empty() {
+                joined.push(' ');
+                joined.push_str(line.trim_end_matches('\\'));
+                if !line.ends_with('\\') {
+                    lines.push(std::mem::take(&mut joined));
+                }
+            } else if line.starts_with("accord ") {
+                if line.ends_with('\\') {
+                    joined = line.trim_end_matches('\\').to_owned();
+                } else {
+                    lines.push(line.to_owned());
+                }
+            }
+        }
+        assert!(lines.len() >= 5, "{file} {heading}: {lines:?}");
+        let shape = |words: &[String]| {
+            let command: Vec<String> = words
+                .iter()
+                .take_while(|w| !w.starts_with("--"))
+                .cloned()
+                .collect();
+            let options: BTreeSet<String> = words
+                .iter()
+                .filter(|w| w.starts_with("--"))
+                .cloned()
+                .collect();
+            (command, options)
+        };
+        let ran: Vec<_> = self.0.iter().map(|r| shape(r)).collect();
+        for line in lines {
+            let words = shell_words(&line);
+            assert_eq!(words[0], "accord", "{line}");
+            let documented = shape(&words[1..]);
+            assert!(
+                ran.contains(&documented),
+                "{file}: `{line}` is not a command the test ran: {ran:?}"
+            );
+        }
+    }
+}
+
+/// Splits a shell line into words: double and single quotes group, `#` after a
+/// space starts a comment.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    let mut in_word = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '#') if !in_word => break,
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
 }
 
 /// Starts a node process for a folder `accord join` made and waits until it answers
