@@ -81,7 +81,9 @@ fn rewrite_peers(fed: &ProcFederation, i: usize, peers: &[usize]) {
 /// keep replicating with it through the roster alone. Node 2 makes a new certificate
 /// (`accord tls new`), announces its fingerprint and restarts with it: nodes 0 and 1,
 /// which never had it in their config, pin it, replicate with node 2 in both
-/// directions, and refuse the old certificate.
+/// directions, and refuse the old certificate. A bad announcement is refused with
+/// INVALID_ARGUMENT and stores nothing; when node 2's organisation leaves, its node
+/// is unpinned and dropped everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_rotated_by_announcement_is_pinned_everywhere_and_the_old_one_refused() {
     let mut fed = ProcFederation::start(false).await.unwrap();
@@ -99,6 +101,25 @@ async fn a_certificate_rotated_by_announcement_is_pinned_everywhere_and_the_old_
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["seq"], 1, "{out}");
     }
+    // Bad input: INVALID_ARGUMENT, and nothing stored.
+    let before = fed.status(0).await.unwrap().entries;
+    for (address, cert) in [
+        ("no-port.example.org", vec![1; 32]),
+        ("https://n.example.org:7400", vec![1; 32]),
+        ("n.example.org:7400", vec![1; 31]),
+    ] {
+        let refused = fed.nodes[0]
+            .client()
+            .announce(pb::AnnounceRequest {
+                author: Vec::new(),
+                address: address.into(),
+                cert_sha256: cert,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    }
+    assert_eq!(fed.status(0).await.unwrap().entries, before);
     let key2 = fed.nodes[2].home.public_id().to_vec();
     let old_pin = fed.nodes[2].pin;
     for i in 0..NODES {
@@ -230,6 +251,26 @@ async fn a_certificate_rotated_by_announcement_is_pinned_everywhere_and_the_old_
         // The handshake fails: the server refuses the certificate and closes the
         // connection (the code the client sees depends on when it notices).
         assert_ne!(refused.code(), tonic::Code::Ok, "{refused:?}");
+    }
+
+    // Node 2's organisation leaves: its node is unpinned and dropped everywhere.
+    let client2 = client_toml(&fed, 2);
+    accord_ok(&[
+        OsStr::new("leave"),
+        OsStr::new("--config"),
+        client2.as_os_str(),
+    ]);
+    for i in 0..2 {
+        fed.wait_status(i, CONVERGE, |s| s.peers.iter().all(|p| p.name != name2))
+            .await
+            .unwrap();
+        let mut gone =
+            federation_client(fed.nodes[i].addr, fed.nodes[i].pin, Some(&new_identity)).unwrap();
+        assert!(
+            gone.get_heads(pb::GetHeadsRequest::default())
+                .await
+                .is_err()
+        );
     }
 }
 
