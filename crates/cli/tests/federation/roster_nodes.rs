@@ -88,20 +88,7 @@ fn rewrite_peers(fed: &ProcFederation, i: usize, peers: &[usize]) {
 async fn a_certificate_rotated_by_announcement_is_pinned_everywhere_and_the_old_one_refused() {
     let mut fed = ProcFederation::start(false).await.unwrap();
     let clients: Vec<PathBuf> = (0..NODES).map(|i| client_toml(&fed, i)).collect();
-    for (i, client) in clients.iter().enumerate() {
-        let address = fed.nodes[i].addr.to_string();
-        let out = accord_ok(&[
-            OsStr::new("announce"),
-            OsStr::new("--config"),
-            client.as_os_str(),
-            OsStr::new("--address"),
-            OsStr::new(&address),
-            OsStr::new("--json"),
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["seq"], 1, "{out}");
-    }
-    // Bad input: INVALID_ARGUMENT, and nothing stored.
+    // Bad input (before any other entry exists): INVALID_ARGUMENT, nothing stored.
     let before = fed.status(0).await.unwrap().entries;
     for (address, cert) in [
         ("no-port.example.org", vec![1; 32]),
@@ -120,6 +107,19 @@ async fn a_certificate_rotated_by_announcement_is_pinned_everywhere_and_the_old_
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     }
     assert_eq!(fed.status(0).await.unwrap().entries, before);
+    for (i, client) in clients.iter().enumerate() {
+        let address = fed.nodes[i].addr.to_string();
+        let out = accord_ok(&[
+            OsStr::new("announce"),
+            OsStr::new("--config"),
+            client.as_os_str(),
+            OsStr::new("--address"),
+            OsStr::new(&address),
+            OsStr::new("--json"),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["seq"], 1, "{out}");
+    }
     let key2 = fed.nodes[2].home.public_id().to_vec();
     let old_pin = fed.nodes[2].pin;
     for i in 0..NODES {
