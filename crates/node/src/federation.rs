@@ -233,8 +233,9 @@ impl Federation for FederationService {
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         self.check_peer(&request)?;
-        let presented = peer_fingerprint(&request);
-        let fingerprint = presented.map(hex::encode).unwrap_or_default();
+        let fingerprint = peer_fingerprint(&request)
+            .map(hex::encode)
+            .unwrap_or_default();
         let peer = format!(
             "{} (certificate {})",
             request
@@ -282,7 +283,6 @@ impl Federation for FederationService {
         };
         let ledger = self.ledger.clone();
         let mut stopping = self.stopping.clone();
-        let pins = self.pins.clone();
         let follow = request.follow;
         let lazy = request.lazy;
         let (tx, rx) = mpsc::channel::<Result<pb::SyncBatch, Status>>(4);
@@ -328,25 +328,9 @@ impl Federation for FederationService {
             let mut notes: BTreeMap<PublicId, u64> = BTreeMap::new();
             let note_timer = tokio::time::sleep(NOTE_EVERY);
             tokio::pin!(note_timer);
-            // A peer unpinned meanwhile (a reload, or the roster: a new certificate
-            // announced, its organisation removed or gone) loses its live stream.
-            let mut pin_check = tokio::time::interval(PIN_CHECK_EVERY);
             loop {
                 let appended = tokio::select! {
                     appended = live.recv() => appended,
-                    _ = pin_check.tick() => {
-                        if presented.is_some_and(|f| !pins.load().contains(&f)) {
-                            tracing::info!(peer = %out.peer, "ending a pull: the peer is no longer pinned");
-                            let _ = out
-                                .tx
-                                .send(Err(Status::permission_denied(
-                                    "this certificate is no longer a pinned peer",
-                                )))
-                                .await;
-                            return;
-                        }
-                        continue;
-                    }
                     () = &mut note_timer, if !notes.is_empty() => {
                         let batch = pb::SyncBatch {
                             notes: std::mem::take(&mut notes)
@@ -427,9 +411,6 @@ impl Federation for FederationService {
 /// here within this interval travel in one message, so a busy mesh costs each link
 /// a few small messages a second rather than one per entry.
 pub const NOTE_EVERY: Duration = Duration::from_millis(250);
-
-/// How often a live stream checks that its peer is still pinned.
-const PIN_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Parses a list of authors from the wire; a malformed key is an error.
 fn authors_from_pb(field: &str, authors: &[Vec<u8>]) -> Result<BTreeSet<PublicId>, Status> {
