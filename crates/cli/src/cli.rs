@@ -95,6 +95,13 @@ pub enum ProposeCommand {
         /// Electoral Commission register id, e.g. PP53
         #[arg(long, value_name = "ID")]
         ec_id: Option<String>,
+        /// Its node's address, host:port (with --node-cert-sha256): once it is
+        /// admitted every node pins and dials it
+        #[arg(long, value_name = "HOST:PORT", requires = "node_cert_sha256")]
+        node_address: Option<String>,
+        /// SHA-256 of its node's TLS certificate, 64 hex digits (`accord tls show`)
+        #[arg(long, value_name = "HEX", requires = "node_address")]
+        node_cert_sha256: Option<String>,
         #[arg(long, default_value = "")]
         rationale: String,
     },
@@ -426,6 +433,62 @@ pub enum Command {
         publish: PublishArgs,
         #[arg(long, default_value = "")]
         reason: String,
+    },
+    /// Announce your organisation's node in the roster (no quorum needed): its address
+    /// and TLS certificate fingerprint, which every node then pins and dials. By
+    /// default the node's `advertise` address and the certificate it runs with; to
+    /// rotate the certificate, announce the new one's fingerprint, then restart the
+    /// node with it
+    Announce {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// host:port where peers reach the node (default: its `advertise`)
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        /// SHA-256 of the certificate, 64 hex digits (`accord tls show NEW.crt`);
+        /// default: the certificate the node runs with
+        #[arg(long, value_name = "HEX")]
+        cert_sha256: Option<String>,
+    },
+    /// Write an invitation file for a new organisation (as a member or secretary): the
+    /// charter, the roster's version and this node's address and certificate
+    Invite {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The invitation file to write (JSON)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
+        /// Print what was written as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join an alliance from an invitation: makes DIR with a new signing key, TLS
+    /// certificate, operator token, the charter, node.toml (the inviting node as its
+    /// peer) and client.toml, and prints the key to be admitted and the exact
+    /// `accord propose admit` command for the alliance
+    Join {
+        /// The invitation file (`accord invite`)
+        #[arg(long, value_name = "FILE")]
+        invitation: PathBuf,
+        /// The new node's folder (must not hold a node.toml)
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The organisation's name (default: DIR's name)
+        #[arg(long)]
+        name: Option<String>,
+        /// Address the node listens on
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7400")]
+        listen: std::net::SocketAddr,
+        /// host:port where peers reach the node (default: --listen, unless it is
+        /// 0.0.0.0 or [::])
+        #[arg(long, value_name = "HOST:PORT")]
+        advertise: Option<String>,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Run a demo alliance in DIR until interrupted: four nodes, one per organisation,
     /// federated over TLS in this process (created on first use, then reused)

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod feed;
 pub mod governance;
 mod health;
+pub mod join;
 pub mod node;
 pub mod publish;
 mod query;
@@ -159,5 +160,31 @@ pub async fn run(cli: Cli) -> Result<()> {
             reason,
         } => governance::vote(&publish, &id, Some(reason)).await,
         Command::Leave { publish, reason } => governance::leave(&publish, reason).await,
+        Command::Announce {
+            publish,
+            address,
+            cert_sha256,
+        } => join::announce(&publish, address, cert_sha256).await,
+        Command::Invite {
+            client,
+            out,
+            force,
+            json,
+        } => join::invite(&client, &out, force, json).await,
+        Command::Join {
+            invitation,
+            dir,
+            name,
+            listen,
+            advertise,
+            json,
+        } => join::join(join::JoinArgs {
+            invitation,
+            dir,
+            name,
+            listen,
+            advertise,
+            json,
+        }),
     }
 }

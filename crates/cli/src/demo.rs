@@ -675,6 +675,7 @@ fn node_toml(demo: &Demo, i: usize, addresses: &Addresses) -> String {
         "# Written by `accord demo`; rewritten on every start.\n\
          data_dir = \"data\"\n\
          listen = \"{}\"\n\
+         advertise = \"{}\"\n\
          charter = \"../../charter.json\"\n\
          identities = [{}]\n\
          cache_capacity_mb = 16\n\
@@ -691,6 +692,7 @@ fn node_toml(demo: &Demo, i: usize, addresses: &Addresses) -> String {
          public_url = \"{}\"\n\
          refresh_minutes = 15\n",
         addresses[i],
+        crate::client::reachable(addresses[i]),
         toml_string(&key.to_string_lossy()),
         toml_string(&format!("{}-operator", org.slug)),
         setup::token_sha256(&node.token),

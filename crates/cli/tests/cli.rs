@@ -28,6 +28,9 @@ mod schedule;
 #[path = "cli/upgrade.rs"]
 mod upgrade;
 
+#[path = "cli/join.rs"]
+mod join;
+
 /// Paged lists and tokens never sent in clear.
 #[path = "cli/api.rs"]
 mod api;

@@ -539,6 +539,7 @@ fn config_toml(
     let mut toml = format!(
         "data_dir = \"data\"\n\
          listen = \"{listen}\"\n\
+         advertise = \"{listen}\"\n\
          charter = {:?}\n\
          identities = [\"keys/home.pem\"]\n\
          cache_capacity_mb = 16\n\
@@ -2326,6 +2327,7 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
                 key: fifth.public_id().to_vec(),
                 role: pb::Role::Member as i32,
                 ec_id: "PP500".into(),
+                ..Default::default()
             })),
             rationale: "agreed at the assembly".into(),
         })
@@ -2483,3 +2485,6 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
     eprintln!("governance federation test took {:?}", started.elapsed());
     drop(fed);
 }
+
+#[path = "federation/roster_nodes.rs"]
+mod roster_nodes;

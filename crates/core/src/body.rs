@@ -30,6 +30,8 @@ pub enum BodyError {
     ElectionNotBallot { id: String, form: String },
     #[error("intention has no status")]
     NoStatus,
+    #[error("{}", bounded(.0))]
+    BadNode(String),
     #[error("intention status {0} is not known")]
     UnknownStatus(i32),
     #[error("a confirmed intention needs a candidate name")]
@@ -250,6 +252,7 @@ pub enum Body {
     Leave {
         reason: String,
     },
+    NodeAnnouncement(crate::roster::Node),
     /// A kind this version does not know: stored and relayed, not interpreted.
     Unknown {
         kind: i32,
@@ -299,6 +302,12 @@ impl Body {
                 check_len("reason", &l.reason, 10 * MAX_SHORT_TEXT)?;
                 Ok(Self::Leave { reason: l.reason })
             }
+            Ok(K::NodeAnnouncement) => {
+                let n: pb::NodeAnnouncement = decode_pb(bytes, "node announcement")?;
+                crate::roster::Node::new(&n.address, &n.cert_sha256)
+                    .map(Self::NodeAnnouncement)
+                    .map_err(BodyError::BadNode)
+            }
             Ok(K::Unspecified) | Err(_) => Ok(Self::Unknown { kind }),
         }
     }
@@ -315,6 +324,7 @@ impl Body {
             Self::Approval { .. } => "approval",
             Self::Objection { .. } => "objection",
             Self::Leave { .. } => "leave",
+            Self::NodeAnnouncement(_) => "node-announcement",
             Self::Unknown { .. } => "unknown",
         }
     }
@@ -330,6 +340,7 @@ impl Body {
             Self::Approval { proposal } => Action::Approve(*proposal),
             Self::Objection { proposal, .. } => Action::Object(*proposal),
             Self::Leave { .. } => Action::Leave,
+            Self::NodeAnnouncement(node) => Action::Announce(node.clone()),
             _ => return None,
         })
     }
@@ -413,6 +424,12 @@ fn proposal(p: pb::Proposal) -> Result<Body, BodyError> {
                 key: key("key", &a.key)?,
                 role: role("role", a.role, Some(crate::charter::Role::Member))?,
                 ec_id: optional(a.ec_id.trim().to_owned()),
+                node: match (a.node_address.as_str(), a.node_cert_sha256.as_slice()) {
+                    ("", []) => None,
+                    (address, cert) => {
+                        Some(crate::roster::Node::new(address, cert).map_err(BodyError::BadNode)?)
+                    }
+                },
             }
         }
         Some(C::Remove(r)) => Change::Remove {

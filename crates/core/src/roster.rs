@@ -165,6 +165,9 @@ pub enum Change {
         role: Role,
         #[serde(skip_serializing_if = "Option::is_none")]
         ec_id: Option<String>,
+        /// Its node, if the admission names one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        node: Option<Node>,
     },
     /// The organisation's log counts up to and including `up_to_seq`.
     Remove {
@@ -256,6 +259,79 @@ pub enum Action {
     Approve(EntryId),
     Object(EntryId),
     Leave,
+    /// The author's organisation announces its node (no quorum: the latest
+    /// announcement of an active organisation counts).
+    Announce(Node),
+}
+
+/// An organisation's node: where peers dial it and the SHA-256 of the TLS
+/// certificate it presents.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Node {
+    /// `host:port`.
+    pub address: String,
+    #[serde(serialize_with = "hex_32")]
+    pub cert_sha256: [u8; 32],
+}
+
+fn hex_32<S: serde::Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
+}
+
+/// Longest node address, in bytes (a DNS name of 253 and a port).
+pub const MAX_NODE_ADDRESS: usize = 260;
+
+impl Node {
+    /// Checks `address` (`host:port`: a DNS name, an IPv4 address or a bracketed
+    /// IPv6 address, and a port 1 to 65535) and the fingerprint's length.
+    pub fn new(address: &str, cert_sha256: &[u8]) -> Result<Self, String> {
+        let cert_sha256: [u8; 32] = cert_sha256.try_into().map_err(|_| {
+            format!(
+                "a certificate fingerprint is 32 bytes (SHA-256), not {}",
+                cert_sha256.len()
+            )
+        })?;
+        check_node_address(address)?;
+        Ok(Self {
+            address: address.to_owned(),
+            cert_sha256,
+        })
+    }
+}
+
+/// `host:port`, as [`Node::new`] takes it.
+pub fn check_node_address(address: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("node address {address:?} {why}"));
+    if address.is_empty() {
+        return bad("is empty");
+    }
+    if address.len() > MAX_NODE_ADDRESS {
+        return bad("is too long");
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return bad("must look like host:port");
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && !port.starts_with('0') => {}
+        _ => return bad("has no port 1 to 65535 after its last ':'"),
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match v6.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => bad("has a bracketed host that is not an IPv6 address"),
+        };
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if host.is_empty() || !host.split('.').all(label_ok) {
+        return bad("must be host:port with a DNS name, an IPv4 address or [IPv6]");
+    }
+    Ok(())
 }
 
 /// Where an organisation stands.
@@ -291,6 +367,9 @@ pub struct Organisation {
     pub admitted_at: u64,
     /// Keys it signed with before (key rotation is still to come: always empty).
     pub retired_keys: Vec<PublicId>,
+    /// Its node, as its admission named it or its latest announcement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Node>,
 }
 
 impl Organisation {
@@ -400,6 +479,8 @@ pub enum GovernanceError {
     Void(String),
     #[error("{who} cannot leave: {reason}")]
     CannotLeave { who: PublicId, reason: String },
+    #[error("only an active organisation may announce its node; {who} is {what}")]
+    NotAnnouncer { who: PublicId, what: String },
 }
 
 /// Every key the charter names or a proposal would admit, with every role it could
@@ -573,6 +654,7 @@ impl Roster {
                     status: OrgStatus::Active,
                     admitted_at: 0,
                     retired_keys: Vec::new(),
+                    node: None,
                 },
             );
         };
@@ -663,7 +745,19 @@ impl Roster {
     /// Whether any governance entry has been folded (else this is the charter's
     /// roster, and the derived state leaves it out of its digest).
     pub fn is_charter_only(&self) -> bool {
-        self.proposals.is_empty() && self.history.is_empty() && self.refused_departures.is_empty()
+        self.proposals.is_empty()
+            && self.history.is_empty()
+            && self.refused_departures.is_empty()
+            && self.organisations.values().all(|o| o.node.is_none())
+    }
+
+    /// The nodes of the active organisations that have one, by organisation key:
+    /// what every node pins and dials besides its config's `[[peers]]`.
+    pub fn nodes(&self) -> impl Iterator<Item = (&Organisation, &Node)> {
+        self.organisations
+            .values()
+            .filter(|o| o.is_active())
+            .filter_map(|o| o.node.as_ref().map(|n| (o, n)))
     }
 
     /// Whether an entry counts in the views: its author is an organisation of the
@@ -745,6 +839,7 @@ impl Roster {
                 key,
                 role,
                 ec_id,
+                node,
             } => {
                 if let Some(o) = self.organisations.get(key) {
                     return Err(format!(
@@ -771,6 +866,7 @@ impl Roster {
                         status: OrgStatus::Active,
                         admitted_at: self.version + 1,
                         retired_keys: Vec::new(),
+                        node: node.clone(),
                     },
                 );
             }
@@ -916,6 +1012,14 @@ impl Roster {
                 }
                 self.organisations = after.organisations;
                 self.record(vec![Subject::Key(entry.author)], entry.id);
+            }
+            Action::Announce(node) => {
+                if active {
+                    self.organisations
+                        .get_mut(&entry.author)
+                        .expect("active")
+                        .node = Some(node.clone());
+                }
             }
         }
     }
@@ -1135,6 +1239,13 @@ impl Roster {
                     None => Ok(()),
                 }
             }
+            Action::Announce(_) => match self.role(author) {
+                Some(_) => Ok(()),
+                None => Err(GovernanceError::NotAnnouncer {
+                    who: *author,
+                    what: what(author),
+                }),
+            },
             Action::Leave => {
                 if self.role(author).is_none() {
                     return Err(GovernanceError::CannotLeave {

@@ -692,6 +692,7 @@ impl State {
             | Body::Approval { .. }
             | Body::Objection { .. }
             | Body::Leave { .. }
+            | Body::NodeAnnouncement(_)
             | Body::Unknown { .. } => {}
         }
     }

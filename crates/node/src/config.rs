@@ -92,6 +92,10 @@ pub enum ConfigError {
 pub struct RawNodeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// `host:port` where peers reach this node (what `accord announce` and
+    /// `accord invite` name by default).
+    #[serde(default)]
+    pub advertise: Option<String>,
     pub charter: PathBuf,
     #[serde(default)]
     pub identities: Vec<PathBuf>,
@@ -325,6 +329,8 @@ pub struct Operator {
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// `host:port` where peers reach this node, if the config names it.
+    pub advertise: Option<String>,
     pub charter: Charter,
     pub identities: Vec<Identity>,
     pub cache_capacity_bytes: u64,
@@ -481,6 +487,9 @@ impl NodeConfig {
                 fingerprint,
             });
         }
+        if let Some(a) = &raw.advertise {
+            accord_core::roster::check_node_address(a).map_err(|e| format!("advertise: {e}"))?;
+        }
         if raw.anti_entropy_secs == 0 {
             return Err("anti_entropy_secs must be at least 1".into());
         }
@@ -494,6 +503,7 @@ impl NodeConfig {
             anti_entropy: Duration::from_secs(raw.anti_entropy_secs),
             data_dir: resolve(&raw.data_dir),
             listen: raw.listen,
+            advertise: raw.advertise,
             charter,
             identities,
             cache_capacity_bytes: raw.cache_capacity_mb.saturating_mul(1 << 20),

@@ -294,7 +294,9 @@ pub async fn serve(
         anti_entropy: config.anti_entropy,
         ..Default::default()
     };
-    if !config.peers.is_empty() {
+    let mut roster_nodes = reload::roster_nodes(&config, ledger.state().roster());
+    let first_peers = reload::effective(&config, &roster_nodes);
+    if !first_peers.is_empty() {
         ledger.expect_peers(FIRST_PEER_CONTACT);
     }
     if config.tls.is_none() && !config.peers.is_empty() {
@@ -309,31 +311,45 @@ pub async fn serve(
         stopping_rx.clone(),
         pins.clone(),
     );
-    peer_set.set(&config.peers);
+    peer_set.set(&first_peers);
     let operators: auth::Operators =
         std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config.operators.clone()));
-    // Reloads apply until the node stops; then the peer tasks are awaited.
+    // Reloads, and changes of the roster's nodes, apply until the node stops; then
+    // the peer tasks are awaited.
     let peers_done = tokio::spawn({
         let mut stopping = stopping_rx.clone();
         let operators = operators.clone();
         let mut running = config.clone();
+        let mut changes = ledger.changes();
+        let snapshots = ledger.snapshots();
         async move {
-            let Some(mut reloads) = reloads else {
-                let _ = stopping.wait_for(|s| *s).await;
-                return peer_set;
-            };
+            let mut reloads = reloads;
             loop {
+                let reload = async {
+                    match reloads.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
-                    new = reloads.recv() => match new {
+                    new = reload => match new {
                         Some(new) => {
-                            reload::apply(&running, &new, &mut peer_set, &operators);
+                            reload::apply(&running, &new, &roster_nodes, &mut peer_set, &operators);
                             running = new;
                         }
-                        None => {
+                        None => reloads = None,
+                    },
+                    changed = changes.changed() => {
+                        if changed.is_err() {
                             let _ = stopping.wait_for(|s| *s).await;
                             return peer_set;
                         }
-                    },
+                        let nodes = reload::roster_nodes(&running, snapshots.load().roster());
+                        if nodes != roster_nodes {
+                            roster_nodes = nodes;
+                            reload::apply_roster(&running, &roster_nodes, &mut peer_set);
+                        }
+                    }
                     () = async { let _ = stopping.wait_for(|s| *s).await; } => return peer_set,
                 }
             }
@@ -348,7 +364,11 @@ pub async fn serve(
     .max_encoding_message_size(federation::PEER_MAX_MESSAGE);
     let mut ledger_api =
         service::LedgerService::new(ledger.clone(), peer_states, stopping_rx.clone())
-            .with_stream_limits(stream_limits);
+            .with_stream_limits(stream_limits)
+            .with_this_node(service::ThisNode {
+                advertise: config.advertise.clone(),
+                cert_sha256: config.tls.as_ref().map(tls::TlsIdentity::fingerprint),
+            });
     let mut http_task = None;
     let mut http_addr = None;
     if let Some(http_config) = &config.http {

@@ -6,6 +6,10 @@
 //! Everything else in the file (addresses, data, charter, keys, TLS identity,
 //! calendar, limits) needs a restart: a reload that changes any of it applies the
 //! peers and operators and logs which other settings wait for a restart.
+//!
+//! The peers pulled from and pinned are the config's `[[peers]]` and the nodes of
+//! the roster's active organisations ([`effective`]): when a new state changes the
+//! roster's nodes, the same [`PeerSet::set`] applies them, without a restart.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +19,8 @@ use tokio::task::JoinHandle;
 use crate::auth::Operators;
 use crate::config::NodeConfig;
 use crate::ledger::Ledger;
+use accord_core::roster::{Node, Roster};
+
 use crate::replication::{self, Peer, PeerStates, PeerStatus, Pulls, Tuning};
 use crate::tls::{Pins, TlsIdentity};
 
@@ -121,15 +127,66 @@ impl PeerSet {
     }
 }
 
+/// The nodes of the roster's active organisations other than this node's home
+/// identities: what [`effective`] adds to the config's peers. Compared between
+/// states, to apply only a change.
+pub(crate) fn roster_nodes(config: &NodeConfig, roster: &Roster) -> Vec<(String, Node)> {
+    let home: Vec<_> = config.identities.iter().map(|i| i.public_id()).collect();
+    roster
+        .nodes()
+        .filter(|(o, _)| !home.contains(&o.key))
+        .map(|(o, n)| (o.name.clone(), n.clone()))
+        .collect()
+}
+
+/// The peers a node pulls from and pins: the config's `[[peers]]`, then each node of
+/// `roster_nodes` that no config peer already names, by the organisation's name
+/// (case-insensitive) or by address. So a config entry wins over the roster for the
+/// same organisation or address: an operator can override what the roster says.
+pub(crate) fn effective(config: &NodeConfig, roster_nodes: &[(String, Node)]) -> Vec<Peer> {
+    let mut peers = config.peers.clone();
+    for (name, node) in roster_nodes {
+        let address = format!("https://{}", node.address);
+        let named = peers.iter().any(|p| {
+            p.name.eq_ignore_ascii_case(name) || p.address.trim_end_matches('/') == address
+        });
+        if !named {
+            peers.push(Peer {
+                name: name.clone(),
+                address,
+                fingerprint: node.cert_sha256,
+            });
+        }
+    }
+    peers
+}
+
+/// Applies the roster's nodes after a change of state: pins and pulls from newly
+/// announced or admitted nodes, unpins the nodes of organisations removed or gone
+/// and the certificates replaced.
+pub(crate) fn apply_roster(config: &NodeConfig, nodes: &[(String, Node)], peers: &mut PeerSet) {
+    let (added, removed, changed) = peers.set(&effective(config, nodes));
+    if !(added.is_empty() && removed.is_empty() && changed.is_empty()) {
+        tracing::info!(
+            roster_nodes = nodes.len(),
+            added = %added.join(","),
+            removed = %removed.join(","),
+            changed = %changed.join(","),
+            "the roster's nodes changed: peers applied"
+        );
+    }
+}
+
 /// Applies a reloaded config's peers and operators; logs what changed and which
 /// other settings differ from the running ones (they wait for a restart).
 pub(crate) fn apply(
     running: &NodeConfig,
     new: &NodeConfig,
+    roster_nodes: &[(String, Node)],
     peers: &mut PeerSet,
     operators: &Operators,
 ) {
-    let (added, removed, changed) = peers.set(&new.peers);
+    let (added, removed, changed) = peers.set(&effective(new, roster_nodes));
     operators.store(std::sync::Arc::new(new.operators.clone()));
     let restart = needs_restart(running, new);
     tracing::info!(
@@ -154,6 +211,9 @@ fn needs_restart(running: &NodeConfig, new: &NodeConfig) -> Vec<&'static str> {
     let mut differ = Vec::new();
     if running.listen != new.listen {
         differ.push("listen");
+    }
+    if running.advertise != new.advertise {
+        differ.push("advertise");
     }
     if running.data_dir != new.data_dir {
         differ.push("data_dir");

@@ -25,6 +25,9 @@ use crate::replication::PeerStates;
 use crate::status::{append_status, entry_status};
 use crate::to_proto;
 
+mod joining;
+pub use joining::ThisNode;
+
 /// Set-aside entries listed in a status answer (all are counted).
 const SET_ASIDE_SHOWN: usize = 100;
 
@@ -46,6 +49,8 @@ pub struct LedgerService {
     /// Bounds on open WatchClashes streams per connection and per token.
     streams: StreamLimits,
     derived: DerivedCache,
+    /// This node's address and certificate, for `Announce` and `GetInvitation`.
+    this_node: ThisNode,
 }
 
 impl LedgerService {
@@ -65,7 +70,14 @@ impl LedgerService {
             stopping,
             streams: StreamLimits::new(Limits::default()),
             derived: DerivedCache::default(),
+            this_node: ThisNode::default(),
         }
+    }
+
+    /// Where peers reach this node and its certificate (`Announce`, `GetInvitation`).
+    pub fn with_this_node(mut self, this_node: ThisNode) -> Self {
+        self.this_node = this_node;
+        self
     }
 
     /// Bounds open streams by `streams` (shared with the federation service).
@@ -824,6 +836,20 @@ impl LedgerApi for LedgerService {
             prost::Message::encode_to_vec(&body),
         )
         .await
+    }
+
+    async fn announce(
+        &self,
+        request: Request<pb::AnnounceRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        joining::announce(self, request).await
+    }
+
+    async fn get_invitation(
+        &self,
+        request: Request<pb::GetInvitationRequest>,
+    ) -> Result<Response<pb::Invitation>, Status> {
+        joining::invitation(self, request).await
     }
 
     async fn list_intentions(

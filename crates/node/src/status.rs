@@ -59,9 +59,10 @@ pub fn entry_status(error: &EntryError) -> Status {
 fn governance_status(error: &accord_core::roster::GovernanceError, message: String) -> Status {
     use accord_core::roster::GovernanceError as G;
     match error {
-        G::NotAVoter { .. } | G::NotInElectorate { .. } | G::NotAProposer { .. } => {
-            Status::permission_denied(message)
-        }
+        G::NotAVoter { .. }
+        | G::NotInElectorate { .. }
+        | G::NotAProposer { .. }
+        | G::NotAnnouncer { .. } => Status::permission_denied(message),
         G::AlreadyVoted { .. } => Status::already_exists(message),
         G::UnknownProposal(_) => Status::not_found(message),
         G::Closed { .. }

@@ -127,7 +127,7 @@ impl std::fmt::Display for NotPinned {
         } else {
             write!(
                 f,
-                "the peer presented TLS certificate {}, which is not pinned in [[peers]] of this node's config",
+                "the peer presented TLS certificate {}, which is not pinned in [[peers]] of this node's config nor announced in the roster",
                 hex::encode(self.presented)
             )
         }

@@ -181,6 +181,16 @@ pub fn roster(r: &accord_core::roster::Roster, home: &[PublicId]) -> pb::RosterV
                     up_to_seq,
                     admitted_at: o.admitted_at,
                     home: home.contains(&o.key),
+                    node_address: o
+                        .node
+                        .as_ref()
+                        .map(|n| n.address.clone())
+                        .unwrap_or_default(),
+                    node_cert_sha256: o
+                        .node
+                        .as_ref()
+                        .map(|n| n.cert_sha256.to_vec())
+                        .unwrap_or_default(),
                 }
             })
             .collect(),
@@ -200,11 +210,17 @@ pub fn change(c: &accord_core::roster::Change) -> pb::proposal::Change {
             key,
             role,
             ec_id,
+            node,
         } => P::Admit(pb::Admit {
             name: name.clone(),
             key: key.to_vec(),
             role: body::role_to_pb(*role) as i32,
             ec_id: ec_id.clone().unwrap_or_default(),
+            node_address: node.as_ref().map(|n| n.address.clone()).unwrap_or_default(),
+            node_cert_sha256: node
+                .as_ref()
+                .map(|n| n.cert_sha256.to_vec())
+                .unwrap_or_default(),
         }),
         C::Remove {
             organisation,

@@ -41,6 +41,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig {
         data_dir: dir.join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
         charter,
         operators: vec![Operator {
             name: "op".into(),
@@ -503,4 +504,107 @@ async fn an_unknown_kind_replicates_untouched() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// Nodes in the roster through the API: `Announce` and `GetInvitation` refuse with
+/// precise codes what they cannot do (a node without `advertise` or TLS, a token
+/// that speaks for no member, a bad address) and store nothing; a good announcement
+/// puts the node in the roster.
+#[tokio::test]
+async fn announce_and_invitation_refuse_precisely() {
+    const OTHER: &str = "a-token-for-nobody";
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(accord_node::token_sha256(OTHER), &mut hash).unwrap();
+    cfg.operators.push(Operator {
+        name: "nobody".into(),
+        token_sha256: hash,
+        identities: vec![],
+    });
+    let alpha = cfg.identities[0].public_id().to_vec();
+    let mut node = start(cfg).await;
+    let announce = |address: &str, cert: Vec<u8>| pb::AnnounceRequest {
+        author: alpha.clone(),
+        address: address.into(),
+        cert_sha256: cert,
+    };
+    let code = |r: Result<tonic::Response<pb::PublishResponse>, tonic::Status>| {
+        r.map(|_| ()).unwrap_err().code()
+    };
+    // No `advertise`, no TLS: the defaults are missing.
+    let r = node
+        .client
+        .announce(authed(announce("", vec![7; 32])))
+        .await;
+    assert_eq!(code(r), tonic::Code::FailedPrecondition);
+    let r = node
+        .client
+        .announce(authed(announce("a.example.org:7400", vec![])))
+        .await;
+    assert_eq!(code(r), tonic::Code::FailedPrecondition);
+    // A bad address or fingerprint.
+    let r = node
+        .client
+        .announce(authed(announce("a.example.org", vec![7; 32])))
+        .await;
+    assert_eq!(code(r), tonic::Code::InvalidArgument);
+    let r = node
+        .client
+        .announce(authed(announce("a.example.org:7400", vec![7; 33])))
+        .await;
+    assert_eq!(code(r), tonic::Code::InvalidArgument);
+    // A token that does not cover the identity.
+    let mut other = tonic::Request::new(announce("a.example.org:7400", vec![7; 32]));
+    other
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {OTHER}").parse().unwrap());
+    let r = node.client.announce(other).await;
+    assert_eq!(code(r), tonic::Code::PermissionDenied);
+    let status = node
+        .client
+        .get_status(authed(pb::GetStatusRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.entries, 0);
+
+    // Invitations: only for a member's or secretary's operator, from a node that
+    // advertises an address and runs TLS.
+    let mut other = tonic::Request::new(pb::GetInvitationRequest {});
+    other
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {OTHER}").parse().unwrap());
+    let refused = node.client.get_invitation(other).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let refused = node
+        .client
+        .get_invitation(authed(pb::GetInvitationRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+
+    // A good announcement: the roster shows the node.
+    node.client
+        .announce(authed(announce("a.example.org:7400", vec![7; 32])))
+        .await
+        .unwrap();
+    let roster = node
+        .client
+        .get_roster(authed(pb::GetRosterRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let org = roster
+        .organisations
+        .iter()
+        .find(|o| o.key == alpha)
+        .unwrap();
+    assert_eq!(org.node_address, "a.example.org:7400");
+    assert_eq!(org.node_cert_sha256, vec![7; 32]);
+    node.stop().await;
 }

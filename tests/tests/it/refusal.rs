@@ -568,6 +568,7 @@ async fn governance_refusals_have_their_codes_and_store_nothing() {
             key: who.public_id().to_vec(),
             role: pb::Role::Member as i32,
             ec_id: String::new(),
+            ..Default::default()
         })
     };
     let propose = |author: Vec<u8>, change: Change| pb::ProposeRequest {

@@ -93,6 +93,10 @@ pub async fn roster(list: &ListArgs) -> Result<()> {
                     "up_to_seq": (o.status != "active").then_some(o.up_to_seq),
                     "admitted_at": o.admitted_at,
                     "home": o.home,
+                    "node": (!o.node_address.is_empty()).then(|| json!({
+                        "address": o.node_address,
+                        "cert_sha256": hex::encode(&o.node_cert_sha256),
+                    })),
                 })
             })
             .collect();
@@ -126,10 +130,22 @@ pub async fn roster(list: &ListArgs) -> Result<()> {
                 o.ec_id.clone(),
                 PublicId::from_slice(&o.key)
                     .map_or_else(|_| hex::encode(&o.key), |k| k.to_string()),
+                if o.node_address.is_empty() {
+                    "-".into()
+                } else {
+                    format!(
+                        "{} ({}…)",
+                        o.node_address,
+                        &hex::encode(&o.node_cert_sha256)[..12]
+                    )
+                },
             ]
         })
         .collect();
-    crate::render::print(&table(&["NAME", "ROLE", "STATUS", "EC ID", "KEY"], &rows));
+    crate::render::print(&table(
+        &["NAME", "ROLE", "STATUS", "EC ID", "KEY", "NODE"],
+        &rows,
+    ));
     Ok(())
 }
 
@@ -216,7 +232,7 @@ pub async fn proposals(list: &ListArgs, open_only: bool) -> Result<()> {
 
 /// Connects, and names the author by the roster: `--as` or the config's `as`, else
 /// the token's only identity (an empty author).
-async fn connect(args: &PublishArgs) -> Result<(Client, Vec<u8>)> {
+pub(crate) async fn connect(args: &PublishArgs) -> Result<(Client, Vec<u8>)> {
     let mut client = Client::connect(&args.client.config_path()?).await?;
     let wanted = args.as_.clone().or_else(|| client.default_as.clone());
     let author = match wanted.as_deref() {
@@ -229,7 +245,7 @@ async fn connect(args: &PublishArgs) -> Result<(Client, Vec<u8>)> {
     Ok((client, author))
 }
 
-fn report(args: &PublishArgs, what: &str, r: &pb::PublishResponse) {
+pub(crate) fn report(args: &PublishArgs, what: &str, r: &pb::PublishResponse) {
     if args.json {
         print_json(&json!({
             "id": hex::encode(&r.id),
@@ -263,6 +279,8 @@ pub async fn propose(command: ProposeCommand) -> Result<()> {
             key,
             role,
             ec_id,
+            node_address,
+            node_cert_sha256,
             rationale,
             ..
         } => {
@@ -271,11 +289,24 @@ pub async fn propose(command: ProposeCommand) -> Result<()> {
                 .parse()
                 .map_err(|e| anyhow!("--key {key:?}: {e}"))?;
             let role: Role = role.parse().map_err(|e: String| anyhow!(e))?;
+            let (node_address, node_cert_sha256) = match (node_address, node_cert_sha256) {
+                (Some(address), Some(cert)) => {
+                    let cert = accord_node::tls::parse_fingerprint(cert).ok_or_else(|| {
+                        anyhow!("--node-cert-sha256 {cert:?}: 64 hex digits (`accord tls show`)")
+                    })?;
+                    accord_core::roster::check_node_address(address)
+                        .map_err(|e| anyhow!("--node-address: {e}"))?;
+                    (address.clone(), cert.to_vec())
+                }
+                _ => (String::new(), Vec::new()),
+            };
             let change = C::Admit(pb::Admit {
                 name: name.clone(),
                 key: key.to_vec(),
                 role: accord_core::body::role_to_pb(role) as i32,
                 ec_id: ec_id.clone().unwrap_or_default(),
+                node_address,
+                node_cert_sha256,
             });
             (change, rationale.clone())
         }

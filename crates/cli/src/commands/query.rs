@@ -1145,6 +1145,11 @@ fn summary(names: &Names, body: &Body) -> String {
         Body::Approval { proposal } => format!("of proposal {}", proposal.short()),
         Body::Objection { proposal, .. } => format!("to proposal {}", proposal.short()),
         Body::Leave { .. } => "leaves the alliance".into(),
+        Body::NodeAnnouncement(n) => format!(
+            "node at {} (certificate {})",
+            n.address,
+            &hex::encode(n.cert_sha256)[..16]
+        ),
         Body::Unknown { kind } => format!("kind {kind}"),
     }
 }

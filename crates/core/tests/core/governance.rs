@@ -155,7 +155,102 @@ fn admit(name: &str, key: PublicId, role: pb::Role) -> pb::proposal::Change {
         key: key.to_vec(),
         role: role as i32,
         ec_id: String::new(),
+        node_address: String::new(),
+        node_cert_sha256: Vec::new(),
     })
+}
+
+fn admit_with_node(name: &str, key: PublicId, address: &str, cert: u8) -> pb::proposal::Change {
+    pb::proposal::Change::Admit(pb::Admit {
+        name: name.into(),
+        key: key.to_vec(),
+        role: pb::Role::Member as i32,
+        ec_id: String::new(),
+        node_address: address.into(),
+        node_cert_sha256: vec![cert; 32],
+    })
+}
+
+fn announcement(address: &str, cert: u8) -> Vec<u8> {
+    pb::NodeAnnouncement {
+        address: address.into(),
+        cert_sha256: vec![cert; 32],
+    }
+    .encode_to_vec()
+}
+
+fn node_of(g: &Gov, who: usize) -> Option<(String, u8)> {
+    let key = g.key(who);
+    let org = g.state.roster().organisation(&key)?;
+    org.node
+        .as_ref()
+        .map(|n| (n.address.clone(), n.cert_sha256[0]))
+}
+
+#[test]
+fn nodes_come_from_the_admission_and_the_latest_announcement_of_an_active_organisation() {
+    let mut g = Gov::new();
+    assert!(g.state.roster().nodes().next().is_none());
+    g.publish(
+        A,
+        K::NodeAnnouncement,
+        announcement("a.example.org:7400", 1),
+    )
+    .unwrap();
+    assert_eq!(node_of(&g, A), Some(("a.example.org:7400".into(), 1)));
+    // The latest announcement in the log wins (a certificate rotation).
+    g.publish(
+        A,
+        K::NodeAnnouncement,
+        announcement("a.example.org:7400", 2),
+    )
+    .unwrap();
+    assert_eq!(node_of(&g, A), Some(("a.example.org:7400".into(), 2)));
+    // An admission may name the node; the newcomer's own announcement replaces it.
+    let delta = g.key(NEW);
+    let p = g
+        .propose(A, admit_with_node("Delta Party", delta, "[::1]:7403", 3))
+        .unwrap();
+    assert_eq!(node_of(&g, NEW), None);
+    g.approve(B_, p).unwrap();
+    assert_eq!(node_of(&g, NEW), Some(("[::1]:7403".into(), 3)));
+    g.publish(NEW, K::NodeAnnouncement, announcement("10.0.0.4:7400", 4))
+        .unwrap();
+    assert_eq!(node_of(&g, NEW), Some(("10.0.0.4:7400".into(), 4)));
+    let nodes: Vec<u8> = g
+        .state
+        .roster()
+        .nodes()
+        .map(|(_, n)| n.cert_sha256[0])
+        .collect();
+    assert_eq!(nodes.len(), 2);
+    assert!(nodes.contains(&2) && nodes.contains(&4));
+    // A departed organisation's node is no longer among the nodes to pin.
+    g.publish(A, K::Leave, Vec::new()).unwrap();
+    assert!(g.state.roster().nodes().all(|(o, _)| o.key != g.key(A)));
+    // Bad bodies are refused with their reason and change nothing.
+    let before = g.state.digest();
+    for (address, len, want) in [
+        ("b.example.org", 32, "must look like host:port"),
+        ("b.example.org:0", 32, "no port 1 to 65535"),
+        ("https://b.example.org:7400", 32, "DNS name"),
+        ("b_x.example.org:7400", 32, "DNS name"),
+        ("[nope]:7400", 32, "not an IPv6 address"),
+        ("b.example.org:7400", 31, "32 bytes (SHA-256), not 31"),
+    ] {
+        let body = pb::NodeAnnouncement {
+            address: address.into(),
+            cert_sha256: vec![9; len],
+        };
+        let err = g
+            .publish(B_, K::NodeAnnouncement, body.encode_to_vec())
+            .unwrap_err();
+        assert!(err.contains(want), "{address}: {err}");
+    }
+    assert_eq!(g.state.digest(), before);
+    // The same entries in one set give the same roster.
+    let again = State::from_entries(g.alliance.charter.clone(), g.entries.iter().rev());
+    assert_eq!(again.roster(), g.state.roster());
 }
 
 fn remove(key: PublicId, up_to_seq: u64) -> pb::proposal::Change {
@@ -551,6 +646,10 @@ enum Step {
     Leave {
         by: usize,
     },
+    Announce {
+        by: usize,
+        cert: u8,
+    },
     Intend {
         by: usize,
     },
@@ -571,6 +670,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (who.clone(), 0..8usize).prop_map(|(by, proposal)| Step::Approve { by, proposal }),
         1 => (who.clone(), 0..8usize).prop_map(|(by, proposal)| Step::Object { by, proposal }),
         1 => (0..6usize).prop_map(|by| Step::Leave { by }),
+        2 => (0..6usize, 0..3u8).prop_map(|(by, cert)| Step::Announce { by, cert }),
         2 => (0..6usize).prop_map(|by| Step::Intend { by }),
         1 => (1..5u32).prop_map(Step::Days),
     ]
@@ -596,10 +696,12 @@ fn build(script: &[Step]) -> Gov {
                 stale,
             } => {
                 let key = g.key(newcomers[*who]);
-                let body = proposal(
-                    version(&g, *stale),
-                    admit(names[*name], key, pb::Role::Member),
-                );
+                let change = if *name == 0 {
+                    admit(names[*name], key, pb::Role::Member)
+                } else {
+                    admit_with_node(names[*name], key, "new.example.org:7400", 9)
+                };
+                let body = proposal(version(&g, *stale), change);
                 g.relay(party(*by), K::Proposal, body)
             }
             Step::Remove { by, target, stale } => {
@@ -644,6 +746,11 @@ fn build(script: &[Step]) -> Gov {
                 }
             }
             Step::Leave { by } => g.relay(party(*by), K::Leave, Vec::new()),
+            Step::Announce { by, cert } => g.relay(
+                party(*by),
+                K::NodeAnnouncement,
+                announcement("node.example.org:7400", *cert),
+            ),
             Step::Intend { by } => {
                 let (kind, body) = accord_core::body::encode(&intention(BALLOT, S::Intends, ""));
                 g.relay(party(*by), K::try_from(kind as i32).unwrap(), body)
