@@ -13,14 +13,14 @@
 
 use std::collections::BTreeMap;
 
+use accord_core::roster::{Node, Roster};
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::Operators;
 use crate::config::NodeConfig;
 use crate::ledger::Ledger;
-use accord_core::roster::{Node, Roster};
-
 use crate::replication::{self, Peer, PeerStates, PeerStatus, Pulls, Tuning};
 use crate::tls::{Pins, TlsIdentity};
 
@@ -129,8 +129,11 @@ impl PeerSet {
 
 /// The nodes of the roster's active organisations other than this node's home
 /// identities: what [`effective`] adds to the config's peers. Compared between
-/// states, to apply only a change.
+/// states, to apply only a change. None for a node without TLS: it cannot federate.
 pub(crate) fn roster_nodes(config: &NodeConfig, roster: &Roster) -> Vec<(String, Node)> {
+    if config.tls.is_none() {
+        return Vec::new();
+    }
     let home: Vec<_> = config.identities.iter().map(|i| i.public_id()).collect();
     roster
         .nodes()

@@ -289,13 +289,13 @@ pub fn join(args: JoinArgs) -> Result<()> {
             dir.display()
         ));
         println(&format!(
-            "alliance:          {} ({})",
+            "alliance:           {} ({})",
             invitation.alliance_name, invitation.alliance
         ));
-        println(&format!("organisation:      {name}"));
+        println(&format!("organisation:       {name}"));
         println(&format!("key to be admitted: {key}"));
-        println(&format!("node address:      {advertise}"));
-        println(&format!("node certificate:  {cert}"));
+        println(&format!("node address:       {advertise}"));
+        println(&format!("node certificate:   {cert}"));
         println("ask a member or secretary of the alliance to propose the admission:");
         println(&format!("  {propose}"));
         println("and its members to approve it; then start the node:");
