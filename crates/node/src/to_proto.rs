@@ -181,6 +181,15 @@ pub fn roster(r: &accord_core::roster::Roster, home: &[PublicId]) -> pb::RosterV
                     up_to_seq,
                     admitted_at: o.admitted_at,
                     home: home.contains(&o.key),
+                    current_key: o.signing_key().to_vec(),
+                    retired_keys: o
+                        .retired_keys
+                        .iter()
+                        .map(|r| pb::RetiredKey {
+                            key: r.key.to_vec(),
+                            last_seq: r.last_seq,
+                        })
+                        .collect(),
                 }
             })
             .collect(),

@@ -1145,6 +1145,7 @@ fn summary(names: &Names, body: &Body) -> String {
         Body::Approval { proposal } => format!("of proposal {}", proposal.short()),
         Body::Objection { proposal, .. } => format!("to proposal {}", proposal.short()),
         Body::Leave { .. } => "leaves the alliance".into(),
+        Body::KeyRotation { key } => format!("signs with key {} from the next entry", key.short()),
         Body::Unknown { kind } => format!("kind {kind}"),
     }
 }
