@@ -497,11 +497,13 @@ impl DecodedEntry {
         // key is refused whatever the arrival order.
         if self.seq <= head_seq + 1 {
             self.check_signer(logs)?;
+            // (Keys that signed the log up to this seq: a replay of this very
+            // rotation is a duplicate, not a reuse of the key it names.)
             if let Some(key) = self.rotates_to
                 && logs
                     .key_history(&self.author)
                     .iter()
-                    .any(|(_, k)| *k == key)
+                    .any(|(from, k)| *k == key && *from <= self.seq)
             {
                 return Err(EntryError::BadField {
                     field: "body",

@@ -7,3 +7,4 @@ mod fixture;
 mod generated;
 mod governance;
 mod order;
+mod rotation;
