@@ -169,3 +169,83 @@ pub fn settle(
         identity.key_id()
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use accord_core::charter::{CharterDoc, CharterMember, Rules};
+    use accord_core::entry::{self, SignatureChecked};
+    use accord_core::{Charter, State, pb};
+
+    use super::*;
+
+    fn charter(member: &Identity) -> Charter {
+        let doc = CharterDoc {
+            accord_charter: 1,
+            name: "Key Alliance".into(),
+            members: vec![CharterMember {
+                name: "Alpha".into(),
+                key: member.public_id(),
+                ec_id: None,
+            }],
+            secretaries: vec![],
+            rules: Rules::default(),
+        };
+        Charter::from_bytes(doc.to_file_bytes()).expect("a valid charter")
+    }
+
+    /// The node stopped after the rotation entry was durable (step 2) and before
+    /// the key files moved (step 3): at start the log names the key in `.next`, and
+    /// `settle` finishes the move, so the node signs as the new key.
+    #[test]
+    fn a_rotation_cut_short_after_its_entry_is_finished_at_start() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join("org.pem");
+        let old = Identity::from_seed([1; 32]);
+        let org = old.public_id();
+        let new = Identity::from_seed([2; 32]).signing_for(org);
+        std::fs::write(&path, old.to_pem()).expect("key written");
+        let charter = charter(&old);
+        let mut state = State::new(charter.clone());
+        let body = prost::Message::encode_to_vec(&pb::KeyRotation {
+            key: new.key_id().to_vec(),
+        });
+        let kind = pb::EntryKind::KeyRotation as i32;
+        let signed = entry::sign(&old, charter.id(), None, 1_000, kind, body);
+        let decoded = entry::decode(signed, 1 << 16).expect("decodes");
+        let checked = SignatureChecked::single(&decoded).expect("signed");
+        let rotation = decoded
+            .accept(&charter, &state, 1_000, checked)
+            .expect("accepted");
+        state.apply(&rotation);
+
+        write_next(&path, &new).expect("step 1");
+        let mut identity = load(&path).expect("loads");
+        assert_eq!(identity.key_id(), org, "step 3 not done: the old key");
+        let note = settle(&path, &mut identity, &state).expect("settles");
+        assert!(note.is_some_and(|n| n.contains("finished")));
+        assert_eq!(
+            (identity.public_id(), identity.key_id()),
+            (org, new.key_id())
+        );
+        let reloaded = load(&path).expect("loads");
+        assert_eq!(
+            (reloaded.public_id(), reloaded.key_id()),
+            (org, new.key_id())
+        );
+        assert!(!next_path(&path).exists());
+        let kept = read_key(&retired_path(&path, 1)).expect("old key kept");
+        assert_eq!(kept.key_id(), org);
+        assert_eq!(settle(&path, &mut identity, &state).expect("settled"), None);
+
+        // A `.next` that no entry names is moved aside by the next rotation, never
+        // overwritten.
+        write_next(&path, &Identity::from_seed([3; 32])).expect("written");
+        write_next(&path, &Identity::from_seed([4; 32])).expect("written");
+        let unused = std::fs::read_dir(dir.path())
+            .expect("lists")
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().contains(".unused-"))
+            .count();
+        assert_eq!(unused, 1);
+    }
+}
