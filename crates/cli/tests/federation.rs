@@ -2627,4 +2627,30 @@ async fn a_key_rotation_continues_the_log_and_the_old_key_signs_nothing_more() {
         fed.alliance.digest_of(&entries).unwrap().to_vec(),
         snap.digest
     );
+
+    // A backup of the rotated log verifies offline (each signature against its
+    // signer, each seq against the log's keys).
+    let file = folder.join("rotated.backup");
+    let out = accord_run(&[
+        OsStr::new("backup"),
+        OsStr::new("--config"),
+        client.as_os_str(),
+        OsStr::new("--out"),
+        file.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = accord_run(&[OsStr::new("backup"), OsStr::new("verify"), file.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        accord_node::backup::verify(&file).unwrap().manifest.entries,
+        5
+    );
 }
