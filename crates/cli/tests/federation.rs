@@ -2653,4 +2653,17 @@ async fn a_key_rotation_continues_the_log_and_the_old_key_signs_nothing_more() {
         accord_node::backup::verify(&file).unwrap().manifest.entries,
         5
     );
+
+    // Stopped, its store checks clean offline too.
+    fed.nodes[0].terminate().await;
+    let check = accord_run(&[
+        OsStr::new("store"),
+        OsStr::new("check"),
+        OsStr::new("--config"),
+        fed.nodes[0].config.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert!(check.status.success(), "{report}");
+    assert_eq!(report["entries"], 5, "{report}");
 }
