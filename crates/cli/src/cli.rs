@@ -162,7 +162,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Inspect key files
+    /// Inspect key files, or rotate a node's home identity key
     #[command(subcommand)]
     Key(KeyCommand),
     /// Write a charter file (prints the alliance id), or show one
@@ -551,6 +551,24 @@ pub enum KeyCommand {
     Show {
         /// PKCS#8 PEM key file
         file: PathBuf,
+    },
+    /// Rotate a home identity's key on its node: the node makes a new key, keeps it
+    /// beside the key file, signs the rotation with the old key and signs as the new
+    /// key from then on (same organisation, same log). --json prints the rotation's
+    /// `id`, `seq`, the new `key` and the `retired_key`
+    #[command(
+        long_about = "Rotate a home identity's key on its node (the RotateKey call).\n\n\
+            The node makes a new key and writes it to KEYFILE.next (synced) before anything \
+            names it, signs a key-rotation entry with the current key, and once that is \
+            durable keeps the old key as KEYFILE.retired-SEQ and moves the new key into \
+            KEYFILE, which its config already names. The organisation keeps its identity \
+            (its first key) and its log: the next entry is SEQ+1, signed by the new key, \
+            and every node refuses anything the old key signs after SEQ. See deploy/README.md, \
+            \"Key rotation\"."
+    )]
+    Rotate {
+        #[command(flatten)]
+        publish: PublishArgs,
     },
 }
 

@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { out, force } => setup::keygen(&out, force),
         Command::Key(KeyCommand::Show { file }) => setup::key_show(&file),
+        Command::Key(KeyCommand::Rotate { publish }) => governance::rotate_key(&publish).await,
         Command::Charter {
             show: Some(CharterCommand::Show { file, json }),
             ..

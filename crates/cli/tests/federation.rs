@@ -2488,3 +2488,187 @@ async fn a_fifth_organisation_is_admitted_and_a_member_removed_across_a_partitio
 
 #[path = "federation/roster_nodes.rs"]
 mod roster_nodes;
+
+/// Issue 11 (key rotation), on real processes over TLS: `accord key rotate` on
+/// node 0 keeps the new key beside the key file and the old one as
+/// `home.pem.retired-SEQ`; the organisation publishes on in the same log with the
+/// new key; every node shows the same roster (current and retired key) and
+/// entries; an entry the old key signs afterwards is refused with nothing stored;
+/// and the rotated node, restarted, goes on publishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_continues_the_log_and_the_old_key_signs_nothing_more() {
+    use std::ffi::OsStr;
+    let mut fed = ProcFederation::start(false).await.unwrap();
+    let home = fed.nodes[0].home.clone();
+    let org = home.public_id();
+    for i in 0..2 {
+        publish(
+            &mut fed.nodes[0].client(),
+            &home,
+            intention(&ballot(i), S::Considering, ""),
+        )
+        .await
+        .unwrap();
+    }
+    fed.converge_when(CONVERGE, |s| s.entries == 2)
+        .await
+        .unwrap();
+
+    let folder = fed.nodes[0].folder.clone();
+    std::fs::write(folder.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let client = folder.join("client.toml");
+    std::fs::write(
+        &client,
+        format!(
+            "node = \"https://{}\"\ntoken_file = \"admin.token\"\ncert_sha256 = \"{}\"\n",
+            fed.nodes[0].addr,
+            hex::encode(fed.nodes[0].pin)
+        ),
+    )
+    .unwrap();
+    let out = accord_run(&[
+        OsStr::new("key"),
+        OsStr::new("rotate"),
+        OsStr::new("--config"),
+        client.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rotated["seq"], 3, "{rotated}");
+    assert_eq!(rotated["author_id"], org.to_string(), "{rotated}");
+    assert_eq!(rotated["retired_key"], org.to_string(), "{rotated}");
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    // The key file holds the new key; the old one is kept beside it.
+    let pem = |name: &str| {
+        let text = std::fs::read_to_string(folder.join("keys").join(name)).unwrap();
+        Identity::from_pem(&text).unwrap()
+    };
+    assert_eq!(pem("home.pem").public_id().to_string(), new_key);
+    assert_eq!(pem("home.pem.retired-3").public_id(), org);
+    assert!(!folder.join("keys/home.pem.next").exists());
+
+    // The same organisation, the same log: seq 4, signed by the new key.
+    let ack = publish(
+        &mut fed.nodes[0].client(),
+        &home,
+        intention(&ballot(2), S::Intends, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!((ack.seq, ack.author.clone()), (4, org.to_vec()));
+    fed.converge_when(CONVERGE, |s| s.entries == 4)
+        .await
+        .unwrap();
+    for i in 0..NODES {
+        let roster = roster_of(&fed, i).await;
+        let o = roster
+            .organisations
+            .iter()
+            .find(|o| o.key == org.to_vec())
+            .unwrap();
+        assert_eq!(hex::encode(&o.current_key), new_key, "node {i}");
+        assert_eq!(o.retired_keys.len(), 1, "node {i}");
+        assert_eq!(
+            (o.retired_keys[0].key.clone(), o.retired_keys[0].last_seq),
+            (org.to_vec(), 3),
+            "node {i}"
+        );
+    }
+    let logs = fed.logs_of(1).await.unwrap();
+    let last = logs[&org.to_vec()].last().unwrap().1.clone();
+    let log = full_log(&mut fed.nodes[1].client(), &org.to_vec())
+        .await
+        .unwrap();
+    let signer_of = |signed: &pb::SignedEntry| {
+        accord_core::entry::decode(signed.clone(), usize::MAX)
+            .unwrap()
+            .signer()
+            .to_string()
+    };
+    assert_eq!(signer_of(&log[3]), new_key);
+    assert_eq!(signer_of(&log[2]), org.to_string());
+    assert_eq!(
+        accord_core::entry::decode(log[3].clone(), usize::MAX)
+            .unwrap()
+            .id()
+            .to_vec(),
+        last
+    );
+
+    // The old key signs nothing more: entry 5 signed by it is refused everywhere.
+    let mut old = fed.alliance.signer(&home);
+    old.advance(&log[3]);
+    let forged = old.peek(&intention(&ballot(3), S::Intends, ""));
+    for i in 0..NODES {
+        let refused = submit_to(&fed, i, forged.clone()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        assert!(refused.message().contains("retired"), "{refused:?}");
+        assert_eq!(fed.status(i).await.unwrap().entries, 4, "nothing stored");
+    }
+
+    // Restarted on the same config (which names keys/home.pem), it signs as the
+    // new key for the same organisation.
+    fed.nodes[0].terminate().await;
+    fed.nodes[0].start().await.unwrap();
+    let ack = until_accepted("publish after restart", || {
+        let mut client = fed.nodes[0].client();
+        let home = home.clone();
+        async move { publish(&mut client, &home, intention(&ballot(4), S::Intends, "")).await }
+    })
+    .await;
+    assert_eq!(ack.seq, 5);
+    let snap = fed
+        .converge_when(CONVERGE, |s| s.entries == 5)
+        .await
+        .unwrap();
+    assert!(frozen_on(&fed, 1).await.is_empty());
+    let entries = fed.entries_of(2).await.unwrap();
+    assert_eq!(
+        fed.alliance.digest_of(&entries).unwrap().to_vec(),
+        snap.digest
+    );
+
+    // A backup of the rotated log verifies offline (each signature against its
+    // signer, each seq against the log's keys).
+    let file = folder.join("rotated.backup");
+    let out = accord_run(&[
+        OsStr::new("backup"),
+        OsStr::new("--config"),
+        client.as_os_str(),
+        OsStr::new("--out"),
+        file.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = accord_run(&[OsStr::new("backup"), OsStr::new("verify"), file.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        accord_node::backup::verify(&file).unwrap().manifest.entries,
+        5
+    );
+
+    // Stopped, its store checks clean offline too.
+    fed.nodes[0].terminate().await;
+    let check = accord_run(&[
+        OsStr::new("store"),
+        OsStr::new("check"),
+        OsStr::new("--config"),
+        fed.nodes[0].config.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert!(check.status.success(), "{report}");
+    assert_eq!(report["entries"], 5, "{report}");
+}

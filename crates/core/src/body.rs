@@ -66,6 +66,8 @@ pub enum BodyError {
     EndBeforeStart { start: String, end: String },
     #[error("{field} holds {len} bytes where a 32-byte key was expected")]
     BadKey { field: &'static str, len: usize },
+    #[error("{field} {key} is not an Ed25519 public key that can verify signatures")]
+    WeakKey { field: &'static str, key: PublicId },
     #[error("{field} names {key} more than once")]
     DuplicateKey { field: &'static str, key: PublicId },
     #[error("resolution names {0} both to stand and to stand aside")]
@@ -253,6 +255,10 @@ pub enum Body {
         reason: String,
     },
     NodeAnnouncement(crate::roster::Node),
+    /// The author's log goes on signed by `key` (see [`crate::entry`]).
+    KeyRotation {
+        key: PublicId,
+    },
     /// A kind this version does not know: stored and relayed, not interpreted.
     Unknown {
         kind: i32,
@@ -308,6 +314,9 @@ impl Body {
                     .map(Self::NodeAnnouncement)
                     .map_err(BodyError::BadNode)
             }
+            Ok(K::KeyRotation) => Ok(Self::KeyRotation {
+                key: rotation_key(bytes)?,
+            }),
             Ok(K::Unspecified) | Err(_) => Ok(Self::Unknown { kind }),
         }
     }
@@ -325,6 +334,7 @@ impl Body {
             Self::Objection { .. } => "objection",
             Self::Leave { .. } => "leave",
             Self::NodeAnnouncement(_) => "node-announcement",
+            Self::KeyRotation { .. } => "key-rotation",
             Self::Unknown { .. } => "unknown",
         }
     }
@@ -490,6 +500,21 @@ fn keys(field: &'static str, list: &[Vec<u8>]) -> Result<Vec<PublicId>, BodyErro
         out.push(key);
     }
     Ok(out)
+}
+
+/// The new key a `KeyRotation` body names: 32 bytes that are an Ed25519 public key
+/// able to verify (not a small-order point). An envelope rule: every release that
+/// knows rotations reads it the same way (see [`crate::entry::decode`]).
+pub fn rotation_key(bytes: &[u8]) -> Result<PublicId, BodyError> {
+    let r: pb::KeyRotation = decode_pb(bytes, "key rotation")?;
+    let key = PublicId::from_slice(&r.key).map_err(|_| BodyError::BadKey {
+        field: "key",
+        len: r.key.len(),
+    })?;
+    match ed25519_dalek::VerifyingKey::from_bytes(key.as_bytes()) {
+        Ok(k) if !k.is_weak() => Ok(key),
+        _ => Err(BodyError::WeakKey { field: "key", key }),
+    }
 }
 
 fn check_len(field: &'static str, text: &str, max: usize) -> Result<(), BodyError> {

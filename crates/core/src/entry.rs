@@ -69,6 +69,27 @@ pub enum EntryError {
     Governance(#[from] GovernanceError),
     #[error("signature does not verify")]
     BadSignature,
+    #[error(
+        "entry {seq} of {author} is signed by {signer}, a key it retired: that key signed \
+         its log up to seq {last_seq}, and {expected} signs it at seq {seq}"
+    )]
+    RetiredKey {
+        author: PublicId,
+        seq: u64,
+        signer: PublicId,
+        last_seq: u64,
+        expected: PublicId,
+    },
+    #[error(
+        "entry {seq} of {author} is signed by {signer}, which is not its key: {expected} \
+         signs its log at seq {seq}"
+    )]
+    WrongSigner {
+        author: PublicId,
+        seq: u64,
+        signer: PublicId,
+        expected: PublicId,
+    },
     #[error("entry body is invalid: {0}")]
     Body(#[from] BodyError),
     #[error("entry seq {found} does not follow the author's head {head} (expected {expected})")]
@@ -114,6 +135,22 @@ pub trait Logs {
     /// The roles `key` could hold by the entries held ([`crate::roster::Known`]);
     /// None for a key no entry or charter names.
     fn known_roles(&self, key: &PublicId) -> Option<RoleSet>;
+    /// The key that signs `author`'s entry `seq`, by the key rotations among its
+    /// entries held before `seq`: the author key itself until its first rotation.
+    fn signing_key(&self, author: &PublicId, seq: u64) -> PublicId;
+    /// Every key of `author`'s log by the entries held, oldest first, each with the
+    /// first seq it signs: `(1, author)`, then one per rotation.
+    fn key_history(&self, author: &PublicId) -> Vec<(u64, PublicId)>;
+}
+
+/// The key that signs entry `seq` of a log whose keys are `history` (as
+/// [`Logs::key_history`] gives it).
+pub fn key_at(history: &[(u64, PublicId)], seq: u64) -> Option<PublicId> {
+    history
+        .iter()
+        .rev()
+        .find(|(from, _)| *from <= seq)
+        .map(|(_, key)| *key)
 }
 
 /// An entry that decoded into well-formed fields; its signature is not yet checked.
@@ -123,6 +160,10 @@ pub struct DecodedEntry {
     id: EntryId,
     alliance: AllianceId,
     author: PublicId,
+    /// The key that signed it: the author's own, or the key a rotation named.
+    signer: PublicId,
+    /// For a key rotation: the key that signs the author's next entries.
+    rotates_to: Option<PublicId>,
     seq: u64,
     prev: Option<EntryId>,
     timestamp_ms: i64,
@@ -190,6 +231,33 @@ pub fn decode(signed: pb::SignedEntry, max_bytes: usize) -> Result<DecodedEntry,
             format!("must be 64 bytes, got {}", signed.signature.len()),
         )
     })?;
+    // The signer: empty for the author's own key, so an entry has one encoding.
+    let signer = if entry.signer.is_empty() {
+        author
+    } else {
+        let signer =
+            PublicId::from_slice(&entry.signer).map_err(|e| bad("signer", e.to_string()))?;
+        if signer == author {
+            return Err(bad(
+                "signer",
+                "must be empty when the author's own key signs".into(),
+            ));
+        }
+        signer
+    };
+    // A rotation's new key is an envelope matter: it decides who signs what follows.
+    let rotates_to = if entry.kind == pb::EntryKind::KeyRotation as i32 {
+        let key = crate::body::rotation_key(&entry.body).map_err(|e| bad("body", e.to_string()))?;
+        if key == signer || key == author {
+            return Err(bad(
+                "body",
+                "a key rotation must name a new key, not the one signing it or the author's".into(),
+            ));
+        }
+        Some(key)
+    } else {
+        None
+    };
     let id = EntryId::from_bytes(tagged_hash(ENTRY_ID_TAG, &signed.entry));
     let (seen, seen_problem) = read_seen(&author, entry.seen.as_ref());
     Ok(DecodedEntry {
@@ -198,6 +266,8 @@ pub fn decode(signed: pb::SignedEntry, max_bytes: usize) -> Result<DecodedEntry,
         id,
         alliance,
         author,
+        signer,
+        rotates_to,
         seq: entry.seq,
         prev,
         timestamp_ms: entry.timestamp_ms,
@@ -247,12 +317,37 @@ impl DecodedEntry {
         self.author
     }
 
+    /// The key that signed it (the author's own unless the log rotated its key).
+    pub fn signer(&self) -> PublicId {
+        self.signer
+    }
+
+    /// For a key rotation: the key that signs the author's entries after it.
+    pub fn rotates_to(&self) -> Option<PublicId> {
+        self.rotates_to
+    }
+
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
     pub fn prev(&self) -> Option<EntryId> {
         self.prev
+    }
+
+    /// Checks that the signer is the key that signs the author's log at this seq,
+    /// given the key rotations earlier in the log ([`Logs::signing_key`]).
+    pub fn check_signer(&self, logs: &impl Logs) -> Result<(), EntryError> {
+        let expected = logs.signing_key(&self.author, self.seq);
+        if self.signer == expected {
+            return Ok(());
+        }
+        Err(signer_error(
+            self.author,
+            self.seq,
+            self.signer,
+            &logs.key_history(&self.author),
+        ))
     }
 
     pub fn alliance(&self) -> AllianceId {
@@ -279,7 +374,7 @@ impl DecodedEntry {
     /// Checks the signature alone (strict verification: no small-order keys, no
     /// malleable signatures).
     pub fn verify_signature(&self) -> Result<(), EntryError> {
-        let key = VerifyingKey::from_bytes(self.author.as_bytes())
+        let key = VerifyingKey::from_bytes(self.signer.as_bytes())
             .map_err(|_| EntryError::BadSignature)?;
         key.verify_strict(&self.signed_message(), &self.signature)
             .map_err(|_| EntryError::BadSignature)
@@ -370,6 +465,15 @@ impl DecodedEntry {
         let body = Body::decode(self.kind, &self.body)?;
         crate::body::check_new(&body)?;
         check_parties(|k| roster.role(k).map(RoleSet::of), &body)?;
+        if let Body::KeyRotation { key } = &body
+            && let Some(o) = roster.key_holder(key)
+        {
+            return Err(GovernanceError::Refused(format!(
+                "key {key} is already in the roster (a key of {})",
+                o.name
+            ))
+            .into());
+        }
         if let Some(action) = body.governance() {
             roster.check_new(&self.author, self.timestamp_ms, &action)?;
         }
@@ -450,6 +554,25 @@ impl DecodedEntry {
         }
         let head = logs.head(&self.author);
         let head_seq = head.map_or(0, |h| h.seq);
+        // Who may sign this seq is known from the log up to it (a rotation precedes
+        // what it governs), so an entry, or one side of a fork, signed by any other
+        // key is refused whatever the arrival order.
+        if self.seq <= head_seq + 1 {
+            self.check_signer(logs)?;
+            // (Keys that signed the log up to this seq: a replay of this very
+            // rotation is a duplicate, not a reuse of the key it names.)
+            if let Some(key) = self.rotates_to
+                && logs
+                    .key_history(&self.author)
+                    .iter()
+                    .any(|(from, k)| *k == key && *from <= self.seq)
+            {
+                return Err(EntryError::BadField {
+                    field: "body",
+                    reason: format!("the key rotation names {key}, which this log used before"),
+                });
+            }
+        }
         if self.seq <= head_seq {
             let stored = logs
                 .id_at(&self.author, self.seq)
@@ -485,6 +608,36 @@ impl DecodedEntry {
             }
         }
         Ok(())
+    }
+}
+
+/// Why `signer` may not sign `author`'s entry `seq`, given the log's keys.
+pub fn signer_error(
+    author: PublicId,
+    seq: u64,
+    signer: PublicId,
+    history: &[(u64, PublicId)],
+) -> EntryError {
+    let expected = key_at(history, seq).unwrap_or(author);
+    let retired = history
+        .iter()
+        .zip(history.iter().skip(1))
+        .find(|((_, key), _)| *key == signer)
+        .map(|(_, (next_from, _))| next_from - 1);
+    match retired {
+        Some(last_seq) if last_seq < seq => EntryError::RetiredKey {
+            author,
+            seq,
+            signer,
+            last_seq,
+            expected,
+        },
+        _ => EntryError::WrongSigner {
+            author,
+            seq,
+            signer,
+            expected,
+        },
     }
 }
 
@@ -590,7 +743,7 @@ pub fn verify_batch(entries: &[DecodedEntry]) -> Result<SignatureChecked, Vec<us
     let signatures: Vec<Signature> = entries.iter().map(|e| e.signature).collect();
     let keys: Result<Vec<VerifyingKey>, _> = entries
         .iter()
-        .map(|e| VerifyingKey::from_bytes(e.author.as_bytes()))
+        .map(|e| VerifyingKey::from_bytes(e.signer.as_bytes()))
         .collect();
     if let Ok(keys) = keys {
         // Batch verification is not strict about small-order points, so weak keys are
@@ -615,7 +768,9 @@ pub fn verify_batch(entries: &[DecodedEntry]) -> Result<SignatureChecked, Vec<us
 }
 
 /// Signs a new entry for `identity`, extending `head`. The timestamp never goes back
-/// behind the head's, so a node whose clock stepped back can still publish.
+/// behind the head's, so a node whose clock stepped back can still publish. The
+/// author is the organisation the identity signs for, and `signer` is set when that
+/// is not the key itself (after a rotation).
 pub fn sign(
     identity: &Identity,
     alliance: AllianceId,
@@ -639,10 +794,17 @@ pub fn sign_seeing(
     body: Vec<u8>,
     seen: &[(PublicId, u64)],
 ) -> pb::SignedEntry {
+    let author = identity.public_id();
+    let key = identity.key_id();
     let entry = pb::Entry {
+        signer: if key == author {
+            Vec::new()
+        } else {
+            key.to_vec()
+        },
         seen: Some(causal(seen)),
         alliance: alliance.to_vec(),
-        author: identity.public_id().to_vec(),
+        author: author.to_vec(),
         seq: head.map_or(1, |h| h.seq + 1),
         prev: head.map(|h| h.id.to_vec()).unwrap_or_default(),
         timestamp_ms: head.map_or(now_ms, |h| now_ms.max(h.timestamp_ms)),
@@ -714,6 +876,22 @@ impl VerifiedEntry {
 
     pub fn author(&self) -> PublicId {
         self.decoded.author
+    }
+
+    /// The key that signed it.
+    pub fn signer(&self) -> PublicId {
+        self.decoded.signer
+    }
+
+    /// For a key rotation: the key that signs the author's entries after it.
+    pub fn rotates_to(&self) -> Option<PublicId> {
+        self.decoded.rotates_to
+    }
+
+    /// As [`DecodedEntry::check_signer`], for an entry read back from a store or a
+    /// backup (whose log rules are checked by the reader).
+    pub fn check_signer(&self, logs: &impl Logs) -> Result<(), EntryError> {
+        self.decoded.check_signer(logs)
     }
 
     pub fn seq(&self) -> u64 {

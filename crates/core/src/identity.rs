@@ -15,15 +15,30 @@ pub enum IdentityError {
     Pem(String),
 }
 
-/// An Ed25519 signing key with its public id.
+/// An Ed25519 signing key with its public id, and the organisation it signs for.
+///
+/// An organisation is identified by its first key for good. After a key rotation
+/// its node signs with a new key *for* that identity: [`Identity::public_id`] is
+/// then the organisation's (the entries' `author`), [`Identity::key_id`] the key's
+/// own (the entries' `signer`).
 #[derive(Clone)]
 pub struct Identity {
     key: SigningKey,
+    /// The organisation this key signs for, when it is not the key itself.
+    author: Option<PublicId>,
 }
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Identity({})", self.public_id().short())
+        match self.author {
+            Some(author) => write!(
+                f,
+                "Identity({} signing for {})",
+                self.key_id().short(),
+                author.short()
+            ),
+            None => write!(f, "Identity({})", self.key_id().short()),
+        }
     }
 }
 
@@ -32,12 +47,13 @@ impl Identity {
     pub fn from_seed(seed: [u8; 32]) -> Self {
         Self {
             key: SigningKey::from_bytes(&seed),
+            author: None,
         }
     }
 
     pub fn from_pem(pem: &str) -> Result<Self, IdentityError> {
         let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| IdentityError::Pem(e.to_string()))?;
-        Ok(Self { key })
+        Ok(Self { key, author: None })
     }
 
     /// The key as PKCS#8 PEM text (secret: write it with mode 0600). This is the v1
@@ -54,8 +70,27 @@ impl Identity {
         .to_string()
     }
 
+    /// The organisation this identity publishes as: the key's own public id, or
+    /// the organisation it signs for after a rotation ([`Identity::signing_for`]).
     pub fn public_id(&self) -> PublicId {
+        self.author.unwrap_or_else(|| self.key_id())
+    }
+
+    /// The public id of the key itself (what verifies its signatures).
+    pub fn key_id(&self) -> PublicId {
         PublicId::from_bytes(self.key.verifying_key().to_bytes())
+    }
+
+    /// This key, signing for organisation `author` (whose log it continues after a
+    /// rotation). `author` equal to the key's own id is the plain key.
+    pub fn signing_for(self, author: PublicId) -> Self {
+        let author = (author != self.key_id()).then_some(author);
+        Self { author, ..self }
+    }
+
+    /// Whether it signs for an organisation other than its own key.
+    pub fn is_rotated(&self) -> bool {
+        self.author.is_some()
     }
 
     pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {

@@ -365,14 +365,36 @@ pub struct Organisation {
     pub status: OrgStatus,
     /// The roster version that admitted it (0: the charter).
     pub admitted_at: u64,
-    /// Keys it signed with before (key rotation is still to come: always empty).
-    pub retired_keys: Vec<PublicId>,
+    /// The key that signs its log now, once it rotated its key (else `key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_key: Option<PublicId>,
+    /// Keys that signed its log before, oldest first (see [`Roster::set_keys`]).
+    pub retired_keys: Vec<RetiredKey>,
     /// Its node, as its admission named it or its latest announcement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<Node>,
 }
 
+/// A key an organisation signed with before a rotation, and the last seq it signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetiredKey {
+    pub key: PublicId,
+    pub last_seq: u64,
+}
+
 impl Organisation {
+    /// The key that signs its entries now.
+    pub fn signing_key(&self) -> PublicId {
+        self.current_key.unwrap_or(self.key)
+    }
+
+    /// Whether `key` is its identity, its current key or one it retired.
+    pub fn holds_key(&self, key: &PublicId) -> bool {
+        self.key == *key
+            || self.current_key.as_ref() == Some(key)
+            || self.retired_keys.iter().any(|r| r.key == *key)
+    }
+
     pub fn is_active(&self) -> bool {
         self.status == OrgStatus::Active
     }
@@ -653,6 +675,7 @@ impl Roster {
                     roles_held: RoleSet::of(role),
                     status: OrgStatus::Active,
                     admitted_at: 0,
+                    current_key: None,
                     retired_keys: Vec::new(),
                     node: None,
                 },
@@ -701,6 +724,30 @@ impl Roster {
 
     pub fn organisations(&self) -> impl Iterator<Item = &Organisation> {
         self.organisations.values()
+    }
+
+    /// Records the keys of `author`'s log ([`crate::entry::Logs::key_history`]):
+    /// they come from the log itself (each rotation is an entry of it), not from the
+    /// fold, so the state sets them after every fold. Nothing for a key that is not
+    /// an organisation of the roster.
+    pub fn set_keys(&mut self, author: &PublicId, history: &[(u64, PublicId)]) {
+        let Some(org) = self.organisations.get_mut(author) else {
+            return;
+        };
+        org.retired_keys = history
+            .iter()
+            .zip(history.iter().skip(1))
+            .map(|((_, key), (next, _))| RetiredKey {
+                key: *key,
+                last_seq: next - 1,
+            })
+            .collect();
+        org.current_key = history.last().map(|(_, k)| *k).filter(|k| k != author);
+    }
+
+    /// The organisation whose identity, current key or retired key is `key`.
+    pub fn key_holder(&self, key: &PublicId) -> Option<&Organisation> {
+        self.organisations.values().find(|o| o.holds_key(key))
     }
 
     pub fn organisation(&self, key: &PublicId) -> Option<&Organisation> {
@@ -865,6 +912,7 @@ impl Roster {
                         roles_held: RoleSet::of(*role),
                         status: OrgStatus::Active,
                         admitted_at: self.version + 1,
+                        current_key: None,
                         retired_keys: Vec::new(),
                         node: node.clone(),
                     },
@@ -1164,6 +1212,15 @@ impl Roster {
                         who: *author,
                         what: what(author),
                     });
+                }
+                if let Change::Admit { key, .. } = &p.change
+                    && let Some(o) = self.key_holder(key)
+                    && o.key != *key
+                {
+                    return Err(GovernanceError::Refused(format!(
+                        "key {key} is already in the roster (a key of {})",
+                        o.name
+                    )));
                 }
                 if let Some((version, by)) = self.conflict(p.roster_version, &p.change) {
                     return Err(GovernanceError::Void(Self::void_reason(

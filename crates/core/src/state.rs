@@ -66,6 +66,15 @@ pub enum ForkProofError {
     Unrelated,
     #[error("fork proof holds the same entry twice")]
     SameEntry,
+    #[error(
+        "fork proof of {author} at seq {seq} cannot be checked yet: this node holds its log \
+         only up to seq {held}, and who signs seq {seq} depends on the entries before it"
+    )]
+    LogNotHeld {
+        author: PublicId,
+        seq: u64,
+        held: u64,
+    },
 }
 
 impl ForkProof {
@@ -98,6 +107,27 @@ impl ForkProof {
             first,
             second,
         })
+    }
+}
+
+impl ForkProof {
+    /// Checks that both entries are signed by the key that signs the author's log at
+    /// the fork's seq ([`Logs::signing_key`]), which only the log before it tells:
+    /// a key the author retired, or any other key, cannot freeze the log.
+    /// [`ForkProof::verify`] checks each signature against its entry's signer.
+    pub fn check_signers(&self, logs: &impl Logs, max_bytes: usize) -> Result<(), ForkProofError> {
+        let held = logs.head(&self.author).map_or(0, |h| h.seq);
+        if held + 1 < self.seq {
+            return Err(ForkProofError::LogNotHeld {
+                author: self.author,
+                seq: self.seq,
+                held,
+            });
+        }
+        for bytes in [&self.first, &self.second] {
+            entry::decode_bytes(bytes, max_bytes)?.check_signer(logs)?;
+        }
+        Ok(())
     }
 }
 
@@ -194,6 +224,8 @@ pub struct SetAside {
 struct AuthorLog {
     ids: Vector<EntryId>,
     head_timestamp_ms: i64,
+    /// The log's key rotations: (first seq the new key signs, the key).
+    keys: Vector<(u64, PublicId)>,
 }
 
 #[derive(Debug, Clone)]
@@ -477,6 +509,16 @@ impl State {
         self.roster.clone()
     }
 
+    /// The first fork proof held whose entries are not signed by the key of the
+    /// author's log at its seq (see [`ForkProof::check_signers`]): for a store or
+    /// backup, whose proofs are read before the entries that tell who signs.
+    pub fn misfiled_fork(&self) -> Option<(PublicId, ForkProofError)> {
+        let max = self.charter.rules().max_entry_bytes as usize;
+        self.forks
+            .values()
+            .find_map(|p| p.check_signers(self, max).err().map(|e| (p.author, e)))
+    }
+
     /// Authors of applied entries that neither the charter nor any proposal names
     /// (a store holding one was tampered with).
     pub fn unknown_authors(&self) -> Vec<PublicId> {
@@ -501,7 +543,10 @@ impl State {
     /// whose entries were applied.
     fn refold(&mut self) {
         let before = self.roster.counting();
-        let roster = Roster::fold(&self.charter, self.governance.values(), self.witness_ms);
+        let mut roster = Roster::fold(&self.charter, self.governance.values(), self.witness_ms);
+        for (author, log) in self.logs.iter().filter(|(_, l)| !l.keys.is_empty()) {
+            roster.set_keys(author, &key_history(author, log));
+        }
         if self.pinned.is_none() && !self.stale {
             let after = roster.counting();
             if before != after {
@@ -554,6 +599,7 @@ impl State {
         let log = self.logs.entry(author).or_insert(AuthorLog {
             ids: Vector::new(),
             head_timestamp_ms: i64::MIN,
+            keys: Vector::new(),
         });
         assert_eq!(
             entry.seq(),
@@ -562,6 +608,9 @@ impl State {
         );
         log.ids.push_back(entry.id());
         log.head_timestamp_ms = entry.timestamp_ms();
+        if let Some(key) = entry.rotates_to() {
+            log.keys.push_back((entry.seq() + 1, key));
+        }
         self.entries += 1;
         let seen = self.see(entry);
         let mut refold = false;
@@ -594,6 +643,10 @@ impl State {
         }
         if refold {
             self.refold();
+        }
+        if entry.rotates_to().is_some() {
+            let history = self.key_history(&author);
+            Arc::make_mut(&mut self.roster).set_keys(&author, &history);
         }
         let counting = self.counting_roster();
         if !counting.counts(&author, entry.seq(), entry.kind()) {
@@ -693,6 +746,7 @@ impl State {
             | Body::Objection { .. }
             | Body::Leave { .. }
             | Body::NodeAnnouncement(_)
+            | Body::KeyRotation { .. }
             | Body::Unknown { .. } => {}
         }
     }
@@ -1011,4 +1065,31 @@ impl Logs for State {
     fn known_roles(&self, key: &PublicId) -> Option<RoleSet> {
         self.known.roles(key)
     }
+
+    fn signing_key(&self, author: &PublicId, seq: u64) -> PublicId {
+        self.logs
+            .get(author)
+            .and_then(|log| {
+                log.keys
+                    .iter()
+                    .rev()
+                    .find(|(from, _)| *from <= seq)
+                    .map(|(_, key)| *key)
+            })
+            .unwrap_or(*author)
+    }
+
+    fn key_history(&self, author: &PublicId) -> Vec<(u64, PublicId)> {
+        match self.logs.get(author) {
+            Some(log) => key_history(author, log),
+            None => vec![(1, *author)],
+        }
+    }
+}
+
+/// Every key of a log, oldest first, with the first seq each signs.
+fn key_history(author: &PublicId, log: &AuthorLog) -> Vec<(u64, PublicId)> {
+    let mut keys = vec![(1, *author)];
+    keys.extend(log.keys.iter().copied());
+    keys
 }

@@ -414,6 +414,11 @@ pub fn verify_from(input: impl Read) -> Result<Verified, BackupError> {
         StoreError::Corrupt(what) => damaged(what),
         other => damaged(other.to_string()),
     })?;
+    if let Some((author, e)) = state.misfiled_fork() {
+        return Err(damaged(format!(
+            "the fork proof of {author} does not verify: {e}"
+        )));
+    }
     let checksum = reader
         .checksum()
         .ok_or_else(|| damaged("the file ends before its checksum"))?;

@@ -126,6 +126,8 @@ fn scan(store: &Store, charter: &Charter, report: &mut StoreReport) {
     }
     // The previous entry of the log being read: (author, seq, id, whole so far).
     let mut previous: Option<(PublicId, u64, EntryId, bool)> = None;
+    // The keys of the log being read, oldest first, with the first seq each signs.
+    let mut keys: Vec<(u64, PublicId)> = Vec::new();
     let mut chunk: Vec<DecodedEntry> = Vec::with_capacity(CHUNK);
     let mut entries = store.entries();
     loop {
@@ -180,6 +182,18 @@ fn scan(store: &Store, charter: &Charter, report: &mut StoreReport) {
                 sound = false;
             }
             let same = previous.filter(|(a, _, _, _)| *a == author);
+            if same.is_none() {
+                keys = vec![(1, author)];
+            }
+            let expected_key = entry::key_at(&keys, seq).unwrap_or(author);
+            if sound && e.signer() != expected_key {
+                let why = entry::signer_error(author, seq, e.signer(), &keys);
+                report.damage.push(format!("entry {author}/{seq}: {why}"));
+                sound = false;
+            }
+            if let Some(key) = e.rotates_to() {
+                keys.push((seq + 1, key));
+            }
             let expected_seq = same.map_or(1, |(_, s, _, _)| s + 1);
             let expected_prev = same.map(|(_, _, id, _)| id);
             if seq != expected_seq {

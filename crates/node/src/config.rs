@@ -333,6 +333,9 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     pub charter: Charter,
     pub identities: Vec<Identity>,
+    /// The key file of each identity, in the same order (empty for identities not
+    /// read from files): a key rotation writes beside it (`crate::keyfile`).
+    pub key_files: Vec<PathBuf>,
     pub cache_capacity_bytes: u64,
     /// The node refuses to start with less free space on the data directory's
     /// filesystem.
@@ -384,12 +387,12 @@ impl NodeConfig {
         let charter = Charter::from_bytes(charter_bytes)
             .map_err(|e| format!("charter {}: {e}", charter_path.display()))?;
         let mut identities: Vec<Identity> = Vec::new();
+        let mut key_files = Vec::new();
         for key_path in &raw.identities {
             let key_path = resolve(key_path);
-            let pem = std::fs::read_to_string(&key_path)
-                .map_err(|e| format!("cannot read key {}: {e}", key_path.display()))?;
-            let identity =
-                Identity::from_pem(&pem).map_err(|e| format!("key {}: {e}", key_path.display()))?;
+            // After a key rotation the file holds the new key, signing for the
+            // organisation's first key (kept beside it as the oldest retired key).
+            let identity = crate::keyfile::load(&key_path)?;
             let id = identity.public_id();
             // A key the charter does not name may be admitted later by the alliance's
             // governance entries: the node starts, replicates, and publishes as it
@@ -405,6 +408,7 @@ impl NodeConfig {
                 return Err(format!("key {} is listed twice", key_path.display()));
             }
             identities.push(identity);
+            key_files.push(key_path);
         }
         let mut operators = Vec::new();
         for op in raw.operators {
@@ -506,6 +510,7 @@ impl NodeConfig {
             advertise: raw.advertise,
             charter,
             identities,
+            key_files,
             cache_capacity_bytes: raw.cache_capacity_mb.saturating_mul(1 << 20),
             min_free_disk_bytes: raw.min_free_disk_mb.saturating_mul(1 << 20),
             operators,

@@ -82,6 +82,9 @@ enum Request {
     },
     /// Record fork proofs (already verified).
     Forks(Vec<ForkProof>),
+    /// Sign a key rotation as a home identity (by index) with its current key, and
+    /// sign as `key` from then on. The caller has made `key` durable.
+    Rotate { identity: usize, key: Box<Identity> },
 }
 
 enum Reply {
@@ -163,6 +166,14 @@ impl Logs for Snapshot {
 
     fn known_roles(&self, key: &PublicId) -> Option<accord_core::roster::RoleSet> {
         self.state.known_roles(key)
+    }
+
+    fn signing_key(&self, author: &PublicId, seq: u64) -> PublicId {
+        self.state.signing_key(author, seq)
+    }
+
+    fn key_history(&self, author: &PublicId) -> Vec<(u64, PublicId)> {
+        self.state.key_history(author)
     }
 }
 
@@ -382,6 +393,9 @@ fn load_pass(
         state.record_fork(proof.into_proof(*author)?);
     }
     apply_stored(&mut state, store.entries(), charter, signatures)?;
+    if let Some((author, e)) = state.misfiled_fork() {
+        return Err(StoreError::Corrupt(format!("fork proof of {author}: {e}")));
+    }
     Ok((state, forks.len()))
 }
 
@@ -435,6 +449,10 @@ pub fn apply_stored(
                     entry.seq()
                 )));
             }
+            // The key that signs each seq: known from the log before it, all applied.
+            entry.check_signer(&*state).map_err(|e| {
+                StoreError::Corrupt(format!("entry {}/{}: {e}", entry.author(), entry.seq()))
+            })?;
             state.apply(&entry);
             previous = Some((entry.author(), entry.seq(), entry.id()));
         }
@@ -582,7 +600,7 @@ impl Ledger {
             published: state.clone(),
             current,
             store: store.clone(),
-            identities: identities.clone(),
+            identities: identities.to_vec(),
             changes: changes_tx,
             appended: appended.clone(),
             failed: storage_tx,
@@ -910,6 +928,21 @@ impl Ledger {
         self.many(Request::Ingest { entries, checked }).await
     }
 
+    /// Rotates home identity `identity`'s key to `key` (which must already be on
+    /// disk): signs a key rotation with the current key and appends it; from then
+    /// on the writer signs as `key`. Answers once the rotation is durable.
+    pub async fn rotate_key(&self, identity: usize, key: Identity) -> Result<Ack, AppendError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .one(Request::Rotate {
+                identity,
+                key: Box::new(key),
+            })
+            .await;
+        self.count("rotate_key", &result, started);
+        result
+    }
+
     /// Records verified fork proofs; answers once durable.
     pub async fn record_forks(&self, forks: Vec<ForkProof>) -> Result<IngestReport, AppendError> {
         self.many(Request::Forks(forks)).await
@@ -949,7 +982,8 @@ struct Writer {
     /// The snapshot last published: only the writer publishes.
     current: Arc<Snapshot>,
     store: Store,
-    identities: Arc<Vec<Identity>>,
+    /// The key each home identity signs with now (a rotation replaces one).
+    identities: Vec<Identity>,
     changes: watch::Sender<u64>,
     appended: broadcast::Sender<Arc<Appended>>,
     /// Set when the store failed: from then on every append is refused.
@@ -964,6 +998,8 @@ struct Writer {
 struct Overlay<'a> {
     state: &'a State,
     heads: HashMap<PublicId, (LogHead, Vec<EntryId>)>,
+    /// Key rotations accepted in this batch: (first seq the key signs, key).
+    keys: HashMap<PublicId, Vec<(u64, PublicId)>>,
     /// Authors frozen by fork proofs found in this batch, with the fork's seq.
     frozen: HashMap<PublicId, u64>,
     /// The known keys with what proposals earlier in this batch name (None: none
@@ -1014,6 +1050,19 @@ impl Logs for Overlay<'_> {
             None => self.state.known_roles(key),
         }
     }
+
+    fn signing_key(&self, author: &PublicId, seq: u64) -> PublicId {
+        self.keys
+            .get(author)
+            .and_then(|keys| entry::key_at(keys, seq))
+            .unwrap_or_else(|| self.state.signing_key(author, seq))
+    }
+
+    fn key_history(&self, author: &PublicId) -> Vec<(u64, PublicId)> {
+        let mut keys = self.state.key_history(author);
+        keys.extend(self.keys.get(author).into_iter().flatten().copied());
+        keys
+    }
 }
 
 impl Overlay<'_> {
@@ -1048,6 +1097,12 @@ impl Overlay<'_> {
             self.known
                 .get_or_insert_with(|| state.known().clone())
                 .learn(&entry.author(), &proposal);
+        }
+        if let Some(key) = entry.rotates_to() {
+            self.keys
+                .entry(entry.author())
+                .or_default()
+                .push((entry.seq() + 1, key));
         }
     }
 }
@@ -1085,6 +1140,7 @@ impl Writer {
             let mut overlay = Overlay {
                 state,
                 heads: HashMap::new(),
+                keys: HashMap::new(),
                 frozen: HashMap::new(),
                 known: None,
             };
@@ -1144,6 +1200,33 @@ impl Writer {
                         first_here.resize(accepted.len(), false);
                         Outcome::Many(report)
                     }
+                    Request::Rotate { identity, key } => {
+                        let signing = &self.identities[identity];
+                        let head = overlay.head(&signing.public_id());
+                        let body = accord_core::pb::KeyRotation {
+                            key: key.key_id().to_vec(),
+                        };
+                        let signed = entry::sign_seeing(
+                            signing,
+                            charter.id(),
+                            head.as_ref(),
+                            now,
+                            accord_core::pb::EntryKind::KeyRotation as i32,
+                            prost::Message::encode_to_vec(&body),
+                            &state.seen_since(&signing.public_id()),
+                        );
+                        let result =
+                            entry::sign_decoded(signed, max).and_then(|(decoded, checked)| {
+                                decoded.accept_new(charter, &overlay, now, checked)
+                            });
+                        let taken = self.take(result, &mut overlay, &mut accepted);
+                        first_here.resize(accepted.len(), true);
+                        if taken.is_ok() {
+                            // Later entries of this batch already sign with it.
+                            self.identities[identity] = *key;
+                        }
+                        Outcome::One(taken)
+                    }
                     Request::Forks(proofs) => {
                         let mut report = IngestReport::default();
                         for proof in proofs {
@@ -1152,6 +1235,11 @@ impl Writer {
                             // peers offer proofs in every Sync, so it is taken once
                             // the proposal naming its author has arrived.
                             if overlay.known_roles(&proof.author).is_none() {
+                                continue;
+                            }
+                            // Only the key of the log at the fork's seq can fork it.
+                            if let Err(e) = proof.check_signers(&overlay, max) {
+                                tracing::warn!("refused a fork proof: {e}");
                                 continue;
                             }
                             if overlay.add_fork(&mut forks, proof) {

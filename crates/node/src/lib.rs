@@ -13,6 +13,7 @@ pub mod config;
 pub mod federation;
 pub mod feed_links;
 pub mod http;
+pub mod keyfile;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
@@ -162,7 +163,17 @@ pub async fn serve(
     let signed = signed::SignedRecord::load(&config.data_dir).map_err(NodeError::Store)?;
     let manifest = signed::load_manifest(&config.data_dir).map_err(NodeError::Store)?;
     let manifest_floor = manifest.clone();
-    let (ledger, writer) = Ledger::start(store, state, config.identities.clone(), signed);
+    // A key file may hold a key the log has since rotated away from, or a rotation
+    // may have been cut short after its entry was durable: settle each first.
+    let mut identities = config.identities.clone();
+    for (identity, path) in identities.iter_mut().zip(&config.key_files) {
+        match keyfile::settle(path, identity, &state) {
+            Ok(None) => {}
+            Ok(Some(note)) => tracing::warn!("{note}"),
+            Err(e) => return Err(NodeError::Store(e)),
+        }
+    }
+    let (ledger, writer) = Ledger::start(store, state, identities, signed);
     ledger
         .metrics()
         .verified(metrics::Source::Store, report.entries);
@@ -368,7 +379,8 @@ pub async fn serve(
             .with_this_node(service::ThisNode {
                 advertise: config.advertise.clone(),
                 cert_sha256: config.tls.as_ref().map(tls::TlsIdentity::fingerprint),
-            });
+            })
+            .with_key_files(config.key_files.clone());
     let mut http_task = None;
     let mut http_addr = None;
     if let Some(http_config) = &config.http {

@@ -51,6 +51,10 @@ pub struct LedgerService {
     derived: DerivedCache,
     /// This node's address and certificate, for `Announce` and `GetInvitation`.
     this_node: ThisNode,
+    /// Each home identity's key file (as [`Ledger::identities`]), for RotateKey.
+    key_files: Arc<Vec<std::path::PathBuf>>,
+    /// One key rotation at a time: each writes `NAME.next` before it signs.
+    rotating: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LedgerService {
@@ -71,12 +75,21 @@ impl LedgerService {
             streams: StreamLimits::new(Limits::default()),
             derived: DerivedCache::default(),
             this_node: ThisNode::default(),
+            key_files: Arc::default(),
+            rotating: Arc::default(),
         }
     }
 
     /// Where peers reach this node and its certificate (`Announce`, `GetInvitation`).
     pub fn with_this_node(mut self, this_node: ThisNode) -> Self {
         self.this_node = this_node;
+        self
+    }
+
+    /// The key file of each home identity, in the order of the node's identities:
+    /// RotateKey writes the new key beside it (`crate::keyfile`).
+    pub fn with_key_files(mut self, files: Vec<std::path::PathBuf>) -> Self {
+        self.key_files = Arc::new(files);
         self
     }
 
@@ -818,6 +831,84 @@ impl LedgerApi for LedgerService {
             prost::Message::encode_to_vec(&body),
         )
         .await
+    }
+
+    async fn rotate_key(
+        &self,
+        request: Request<pb::RotateKeyRequest>,
+    ) -> Result<Response<pb::RotateKeyResponse>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let _one_at_a_time = self.rotating.lock().await;
+        let index = self.home_index(&caller, &request.author).await?;
+        let Some(path) = self.key_files.get(index).cloned() else {
+            return Err(Status::failed_precondition(
+                "this node did not read that identity's key from a file, so it has nowhere \
+                 to keep a new key",
+            ));
+        };
+        let author = self.ledger.identities()[index].public_id();
+        {
+            // The rules a rotation entry must meet, before a key is made for it.
+            let state = self.ledger.state();
+            let org = state.roster().organisation(&author);
+            if !org.is_some_and(|o| o.is_active()) {
+                return Err(Status::permission_denied(format!(
+                    "{author} is not an active organisation of the roster: it may not rotate \
+                     its key"
+                )));
+            }
+        }
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| {
+            tracing::error!("no randomness for a new key: {e}");
+            Status::internal("no randomness available for a new key")
+        })?;
+        let key = accord_core::Identity::from_seed(seed).signing_for(author);
+        let new_key = key.key_id();
+        // The new key is on disk before anything names it.
+        let written = tokio::task::spawn_blocking({
+            let (path, key) = (path.clone(), key.clone());
+            move || crate::keyfile::write_next(&path, &key)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("writing the new key: {e}")))?;
+        if let Err(e) = written {
+            tracing::error!("cannot write the new key beside {}: {e}", path.display());
+            return Err(Status::internal(
+                "cannot write the new key beside the key file (see the node's log)",
+            ));
+        }
+        let retired_key = {
+            let state = self.ledger.state();
+            let next = state.head(&author).map_or(1, |h| h.seq + 1);
+            state.signing_key(&author, next)
+        };
+        let ack = self
+            .ledger
+            .rotate_key(index, key)
+            .await
+            .map_err(|e| append_status(&e))?;
+        let retired = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || crate::keyfile::retire(&path, ack.seq)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("retiring the old key: {e}")))?;
+        if let Err(e) = retired {
+            // The node signs with the new key already; its next start finishes this.
+            tracing::error!(
+                "the key rotation of {author} is durable, but moving the key files failed: {e}"
+            );
+        }
+        tracing::info!(%author, seq = ack.seq, key = %new_key, "rotated the key");
+        Ok(Response::new(pb::RotateKeyResponse {
+            id: ack.id.to_vec(),
+            author: ack.author.to_vec(),
+            seq: ack.seq,
+            key: new_key.to_vec(),
+            retired_key: retired_key.to_vec(),
+        }))
     }
 
     async fn leave(

@@ -41,7 +41,9 @@ pub fn entry_status(error: &EntryError) -> Status {
         | E::NotASecretary(_)
         | E::NotAMemberOrganisation(_)
         | E::NotAllowed { .. }
-        | E::Removed { .. } => Status::permission_denied(message),
+        | E::Removed { .. }
+        | E::RetiredKey { .. }
+        | E::WrongSigner { .. } => Status::permission_denied(message),
         E::Governance(g) => governance_status(g, message),
         E::Duplicate { .. } => Status::already_exists(message),
         E::SeqGap { .. }

@@ -191,6 +191,15 @@ pub fn roster(r: &accord_core::roster::Roster, home: &[PublicId]) -> pb::RosterV
                         .as_ref()
                         .map(|n| n.cert_sha256.to_vec())
                         .unwrap_or_default(),
+                    current_key: o.signing_key().to_vec(),
+                    retired_keys: o
+                        .retired_keys
+                        .iter()
+                        .map(|r| pb::RetiredKey {
+                            key: r.key.to_vec(),
+                            last_seq: r.last_seq,
+                        })
+                        .collect(),
                 }
             })
             .collect(),

@@ -49,6 +49,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
             identities: ids.iter().take(2).map(Identity::public_id).collect(),
         }],
         identities: ids,
+        key_files: Vec::new(),
         cache_capacity_bytes: 1 << 22,
         min_free_disk_bytes: 0,
         peers: vec![],

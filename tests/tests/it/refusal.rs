@@ -710,3 +710,98 @@ async fn governance_refusals_have_their_codes_and_store_nothing() {
     assert_eq!((removed.status.as_str(), removed.up_to_seq), ("removed", 0));
     drop(node);
 }
+
+/// Issue 11 (key rotation) through the real gRPC API: an entry signed by a retired
+/// key, a rotation not signed by the current key, one naming a key already in the
+/// roster, and one naming no key are refused with their codes, nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_refusals_have_their_codes_and_store_nothing() {
+    let mut a = TestAlliance::new(3, 1);
+    let (_node, mut c) = node_home_to_member_0(&mut a, &[]).await;
+    let m1 = a.member(1).clone();
+    let org = m1.public_id();
+    let mut old = a.signer(&m1);
+    submit(&mut c, old.next(&intention(LEEDS_HHP, S::Intends, "")))
+        .await
+        .unwrap();
+    let new = accord_core::Identity::from_seed([42; 32]).signing_for(org);
+    let rotation = |key: Vec<u8>| prost::Message::encode_to_vec(&pb::KeyRotation { key });
+    let kind = pb::EntryKind::KeyRotation as i32;
+    let rotate = old.peek_raw(now_ms(), kind, rotation(new.key_id().to_vec()));
+    let ack = submit(&mut c, rotate.clone()).await.unwrap();
+    assert_eq!(ack.seq, 2);
+    old.advance(&rotate);
+    let mut current = RawSigner {
+        identity: new.clone(),
+        ..old.clone()
+    };
+    submit(
+        &mut c,
+        current.next(&intention(LEEDS_KIRKSTALL, S::Considering, "")),
+    )
+    .await
+    .unwrap();
+    old.head = current.head;
+    let before = snapshot(&mut c).await.unwrap();
+    assert_eq!(before.entries, 3);
+
+    let stranger = RawSigner {
+        identity: accord_core::Identity::from_seed([43; 32]).signing_for(org),
+        ..current.clone()
+    };
+    let cases: Vec<(&str, pb::SignedEntry, Code, &str)> = vec![
+        (
+            "an entry signed by the retired key",
+            old.peek(&intention(HARTLEPOOL_BY, S::Intends, "")),
+            Code::PermissionDenied,
+            "a key it retired",
+        ),
+        (
+            "a rotation signed by the retired key",
+            old.peek_raw(now_ms(), kind, rotation(vec![9; 32])),
+            Code::PermissionDenied,
+            "a key it retired",
+        ),
+        (
+            "a rotation not signed by the current key",
+            stranger.peek_raw(
+                now_ms(),
+                kind,
+                rotation(accord_core::Identity::from_seed([44; 32]).key_id().to_vec()),
+            ),
+            Code::PermissionDenied,
+            "which is not its key",
+        ),
+        (
+            "a rotation to a key already in the roster",
+            current.peek_raw(now_ms(), kind, rotation(a.member(2).public_id().to_vec())),
+            Code::FailedPrecondition,
+            "already in the roster",
+        ),
+        (
+            "a rotation naming no key",
+            current.peek_raw(now_ms(), kind, rotation(vec![1; 5])),
+            Code::InvalidArgument,
+            "key",
+        ),
+    ];
+    for (case, entry, code, needle) in cases {
+        assert_refused(case, submit(&mut c, entry).await, code, needle);
+        let after = snapshot(&mut c).await.unwrap();
+        assert_eq!(after.entries, before.entries, "{case}: nothing stored");
+        assert_eq!(after.digest, before.digest, "{case}");
+    }
+    let roster = c
+        .get_roster(pb::GetRosterRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let o = roster
+        .organisations
+        .iter()
+        .find(|o| o.key == org.to_vec())
+        .unwrap();
+    assert_eq!(o.current_key, new.key_id().to_vec());
+    assert_eq!(o.retired_keys.len(), 1);
+    assert_eq!(o.retired_keys[0].last_seq, 2);
+}

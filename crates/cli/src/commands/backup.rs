@@ -250,7 +250,8 @@ fn export_line(
             .name_of(&author)
             .or_else(|| names.get(&author).map(String::as_str))
             .unwrap_or(""),
-        "key": author.to_string(),
+        // The key that verifies `signature`: the author's own until it rotated.
+        "key": decoded.signer().to_string(),
         "seq": decoded.seq(),
         "prev": decoded.prev().map(|p| hex::encode(p.as_bytes())).unwrap_or_default(),
         "timestamp_ms": entry.timestamp_ms,
@@ -259,6 +260,9 @@ fn export_line(
         "entry": BASE64.encode(decoded.signed_message()),
         "signature": BASE64.encode(&signed.signature),
     });
+    if decoded.signer() != author {
+        line["author_key"] = serde_json::Value::String(author.to_string());
+    }
     match decoded.check_body() {
         Ok(body) => {
             line["body"] = serde_json::to_value(&body).map_err(|e| e.to_string())?;

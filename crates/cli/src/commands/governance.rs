@@ -97,6 +97,11 @@ pub async fn roster(list: &ListArgs) -> Result<()> {
                         "address": o.node_address,
                         "cert_sha256": hex::encode(&o.node_cert_sha256),
                     })),
+                    "current_key": hex::encode(if o.current_key.is_empty() { &o.key } else { &o.current_key }),
+                    "retired_keys": o.retired_keys.iter().map(|r| json!({
+                        "key": hex::encode(&r.key),
+                        "last_seq": r.last_seq,
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -146,6 +151,24 @@ pub async fn roster(list: &ListArgs) -> Result<()> {
         &["NAME", "ROLE", "STATUS", "EC ID", "KEY", "NODE"],
         &rows,
     ));
+    // Organisations that rotated their key: KEY above is their identity for good.
+    for o in roster
+        .organisations
+        .iter()
+        .filter(|o| !o.retired_keys.is_empty())
+    {
+        let retired: Vec<String> = o
+            .retired_keys
+            .iter()
+            .map(|r| format!("{} to seq {}", hex::encode(&r.key), r.last_seq))
+            .collect();
+        println(&format!(
+            "{} signs with key {}; retired: {}",
+            o.name,
+            hex::encode(&o.current_key),
+            retired.join(", ")
+        ));
+    }
     Ok(())
 }
 
@@ -421,6 +444,35 @@ pub async fn vote(args: &PublishArgs, id: &str, objection: Option<String>) -> Re
         if object { "objection" } else { "approval" },
         &response,
     );
+    Ok(())
+}
+
+pub async fn rotate_key(args: &PublishArgs) -> Result<()> {
+    let (mut client, author) = connect(args).await?;
+    let r = client
+        .ledger
+        .rotate_key(pb::RotateKeyRequest { author })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    if args.json {
+        print_json(&json!({
+            "id": hex::encode(&r.id),
+            "author_id": hex::encode(&r.author),
+            "seq": r.seq,
+            "key": hex::encode(&r.key),
+            "retired_key": hex::encode(&r.retired_key),
+        }));
+    } else {
+        println(&format!(
+            "rotated the key at seq {} (entry {}): {} signs from seq {} on; {} is retired",
+            r.seq,
+            hex::encode(&r.id),
+            hex::encode(&r.key),
+            r.seq + 1,
+            hex::encode(&r.retired_key),
+        ));
+    }
     Ok(())
 }
 

@@ -1150,6 +1150,7 @@ fn summary(names: &Names, body: &Body) -> String {
             n.address,
             &hex::encode(n.cert_sha256)[..16]
         ),
+        Body::KeyRotation { key } => format!("signs with key {} from the next entry", key.short()),
         Body::Unknown { kind } => format!("kind {kind}"),
     }
 }

@@ -653,6 +653,10 @@ enum Step {
     Intend {
         by: usize,
     },
+    /// Party `by` rotates its key (its next entries are signed by a new key).
+    Rotate {
+        by: usize,
+    },
     Days(u32),
 }
 
@@ -672,6 +676,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..6usize).prop_map(|by| Step::Leave { by }),
         2 => (0..6usize, 0..3u8).prop_map(|(by, cert)| Step::Announce { by, cert }),
         2 => (0..6usize).prop_map(|by| Step::Intend { by }),
+        1 => (0..6usize).prop_map(|by| Step::Rotate { by }),
         1 => (1..5u32).prop_map(Step::Days),
     ]
 }
@@ -685,6 +690,7 @@ fn build(script: &[Step]) -> Gov {
     let newcomers = [NEW, NEW2];
     let names = ["Delta Party", "Epsilon Group"];
     let mut proposals: Vec<EntryId> = Vec::new();
+    let mut rotations = 0u8;
     let party = |i: usize| [A, B_, C, SEC, NEW, NEW2][i];
     for s in script {
         let version = |g: &Gov, stale: u64| g.state.roster().version.saturating_sub(stale);
@@ -754,6 +760,19 @@ fn build(script: &[Step]) -> Gov {
             Step::Intend { by } => {
                 let (kind, body) = accord_core::body::encode(&intention(BALLOT, S::Intends, ""));
                 g.relay(party(*by), K::try_from(kind as i32).unwrap(), body)
+            }
+            Step::Rotate { by } => {
+                let who = party(*by);
+                rotations += 1;
+                let key = Identity::from_seed([100 + rotations; 32]).signing_for(g.key(who));
+                let body = pb::KeyRotation {
+                    key: key.key_id().to_vec(),
+                };
+                let made = g.relay(who, K::KeyRotation, body.encode_to_vec());
+                if made.is_ok() {
+                    g.alliance.ids[who] = key;
+                }
+                made
             }
             Step::Days(days) => {
                 let next = g.alliance.clock_ms + i64::from(*days) * DAY_MS;

@@ -8,3 +8,4 @@ mod fixture;
 mod generated;
 mod governance;
 mod order;
+mod rotation;
