@@ -274,22 +274,27 @@ pub async fn run_peer(
             result = session(&peer, &identity, &ledger, &states, tuning, &pulls, stopping.clone()) => result,
             () = stopped(&mut stopping) => return,
         };
+        // Not connected, and why, in one update: a status read in between must not
+        // show a peer down with no reason.
+        let error = result.as_ref().err().map(|e| explain(e, &peer, &identity));
         let mut was_connected = false;
         update(&states, &peer.name, |s| {
             was_connected = s.connected;
             s.connected = false;
+            if let Some(e) = &error {
+                s.last_error = Some(e.clone());
+            }
         });
         if was_connected {
             failures.recovered();
         }
-        match result {
-            Ok(()) => {
+        match error {
+            None => {
                 backoff = Duration::from_millis(100);
                 failures.recovered();
                 tracing::debug!(peer = %peer.name, "sync session ended; pulling again");
             }
-            Err(e) => {
-                let e = explain(&e, &peer, &identity);
+            Some(e) => {
                 match failures.failed(Instant::now()) {
                     Some(0) => tracing::warn!(peer = %peer.name, "replication: {e}"),
                     Some(skipped) => tracing::warn!(
@@ -300,7 +305,6 @@ pub async fn run_peer(
                     ),
                     None => tracing::debug!(peer = %peer.name, "replication: {e}"),
                 }
-                update(&states, &peer.name, |s| s.last_error = Some(e));
                 backoff = (backoff * 2).min(tuning.max_backoff);
             }
         }
