@@ -1978,7 +1978,7 @@ async fn a_hangup_applies_new_peers_and_operators_without_a_restart() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
-    // Node 0 no longer pins node 2, which says so once its session ends.
+    // Node 0 no longer pins node 2 and ends the stream it serves it: node 2 says so.
     fed.wait_status(2, CONVERGE, |s| {
         s.peers.iter().any(|p| {
             p.name == "node-0" && p.last_error.contains("refused this node's TLS certificate")
@@ -1986,6 +1986,14 @@ async fn a_hangup_applies_new_peers_and_operators_without_a_restart() {
     })
     .await
     .unwrap();
+    let deadline = Instant::now() + CONVERGE;
+    while !fed.nodes[0]
+        .log_tail(200)
+        .contains("ending its stream: its certificate is no longer pinned")
+    {
+        assert!(Instant::now() < deadline, "{}", fed.nodes[0].log_tail(30));
+        tokio::time::sleep(POLL).await;
+    }
 
     // A broken file: refused, logged, and the node goes on with what it had.
     std::fs::write(&fed.nodes[0].config, "listen = [broken").unwrap();

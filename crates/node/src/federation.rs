@@ -233,9 +233,8 @@ impl Federation for FederationService {
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         self.check_peer(&request)?;
-        let fingerprint = peer_fingerprint(&request)
-            .map(hex::encode)
-            .unwrap_or_default();
+        let pinned = peer_fingerprint(&request);
+        let fingerprint = pinned.map(hex::encode).unwrap_or_default();
         let peer = format!(
             "{} (certificate {})",
             request
@@ -283,6 +282,11 @@ impl Federation for FederationService {
         };
         let ledger = self.ledger.clone();
         let mut stopping = self.stopping.clone();
+        // A live stream ends once the follower's certificate is no longer pinned
+        // (checked every second): unpinning cuts what is open, not only what comes.
+        let pins = self.pins.clone();
+        let mut pin_check = tokio::time::interval(PIN_CHECK_EVERY);
+        pin_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let follow = request.follow;
         let lazy = request.lazy;
         let (tx, rx) = mpsc::channel::<Result<pb::SyncBatch, Status>>(4);
@@ -352,6 +356,20 @@ impl Federation for FederationService {
                     // notes branch's await would make this task not `Send`.
                     () = async { let _ = stopping.wait_for(|s| *s).await; } => return,
                     () = out.tx.closed() => return,
+                    _ = pin_check.tick() => {
+                        if pinned.is_some_and(|f| !pins.load().contains(&f)) {
+                            tracing::info!(peer = %out.peer, "ending its stream: its certificate is no longer pinned");
+                            let _ = out
+                                .tx
+                                .send(Err(Status::permission_denied(format!(
+                                    "{}: it is not in this node's [[peers]] nor the roster's nodes any more",
+                                    crate::tls::NO_LONGER_PINNED
+                                ))))
+                                .await;
+                            return;
+                        }
+                        continue;
+                    }
                 };
                 let appended = match appended {
                     Ok(appended) => appended,
@@ -406,6 +424,9 @@ impl Federation for FederationService {
         )))
     }
 }
+
+/// How often a live stream checks that its follower's certificate is still pinned.
+const PIN_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How often, at most, a lazy follower gets notes: the notes of every entry relayed
 /// here within this interval travel in one message, so a busy mesh costs each link

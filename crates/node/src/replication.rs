@@ -347,7 +347,7 @@ fn explain(error: &SessionError, peer: &Peer, identity: &TlsIdentity) -> String 
             hex::encode(peer.fingerprint),
         );
     }
-    if tls::refused_by_peer(status) {
+    if tls::refused_by_peer(status) || tls::unpinned_by_peer(status) {
         return format!(
             "the node at {} refused this node's TLS certificate {}: its operator must pin that fingerprint in a [[peers]] entry of its node.toml",
             peer.address,

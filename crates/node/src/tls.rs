@@ -202,6 +202,17 @@ pub fn refused_by_peer(error: &(dyn std::error::Error + 'static)) -> bool {
 /// service and replaced whole when the config is reloaded (SIGHUP).
 pub type Pins = Arc<arc_swap::ArcSwap<Vec<Fingerprint>>>;
 
+/// What a serving node says when it ends a live `Sync` stream because it no longer
+/// pins the follower's certificate (its organisation left or was removed, or its
+/// operator dropped it from `[[peers]]`); the follower reads it as a refusal of
+/// its certificate ([`unpinned_by_peer`]).
+pub const NO_LONGER_PINNED: &str = "this node no longer pins your TLS certificate";
+
+/// Whether `status` is a serving node's [`NO_LONGER_PINNED`].
+pub fn unpinned_by_peer(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::PermissionDenied && status.message().contains(NO_LONGER_PINNED)
+}
+
 /// A [`Pins`] holding `pins`.
 pub fn shared_pins(pins: Vec<Fingerprint>) -> Pins {
     Arc::new(arc_swap::ArcSwap::from_pointee(pins))
