@@ -758,7 +758,16 @@ impl State {
         let Some(delta) = entry.seen() else {
             return self.seen.get(&author).cloned();
         };
-        let mut seen = self.seen.get(&author).cloned().unwrap_or_default();
+        let current = self.seen.get(&author);
+        // Most entries name nothing new (their author's peers were quiet): no write.
+        if let Some(current) = current
+            && delta
+                .iter()
+                .all(|(key, seq)| current.get(key).is_some_and(|s| s >= seq))
+        {
+            return Some(current.clone());
+        }
+        let mut seen = current.cloned().unwrap_or_default();
         for (key, seq) in delta {
             if seen.get(key).is_none_or(|s| s < seq) {
                 seen.insert(*key, *seq);
