@@ -172,25 +172,13 @@ pub fn settle(
 
 #[cfg(test)]
 mod tests {
-    use accord_core::charter::{CharterDoc, CharterMember, Rules};
     use accord_core::entry::{self, SignatureChecked};
     use accord_core::{Charter, State, pb};
 
     use super::*;
 
     fn charter(member: &Identity) -> Charter {
-        let doc = CharterDoc {
-            accord_charter: 1,
-            name: "Key Alliance".into(),
-            members: vec![CharterMember {
-                name: "Alpha".into(),
-                key: member.public_id(),
-                ec_id: None,
-            }],
-            secretaries: vec![],
-            rules: Rules::default(),
-        };
-        Charter::from_bytes(doc.to_file_bytes()).expect("a valid charter")
+        crate::test_support::one_member_charter("Key Alliance", member)
     }
 
     /// The node stopped after the rotation entry was durable (step 2) and before

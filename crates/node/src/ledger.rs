@@ -1479,24 +1479,12 @@ impl Writer {
 mod tests {
     use std::time::Duration;
 
-    use accord_core::charter::{CharterDoc, CharterMember, Rules};
     use accord_core::pb;
 
     use super::*;
 
     fn charter(member: &Identity) -> Charter {
-        let doc = CharterDoc {
-            accord_charter: 1,
-            name: "Snapshot Alliance".into(),
-            members: vec![CharterMember {
-                name: "Alpha".into(),
-                key: member.public_id(),
-                ec_id: None,
-            }],
-            secretaries: vec![],
-            rules: Rules::default(),
-        };
-        Charter::from_bytes(doc.to_file_bytes()).expect("a valid charter")
+        crate::test_support::one_member_charter("Snapshot Alliance", member)
     }
 
     fn statement(title: &str) -> (i32, Vec<u8>) {

@@ -480,3 +480,26 @@ pub async fn serve(
     tracing::info!("stopped");
     served.map_err(|e| NodeError::Transport(e.to_string()))
 }
+
+/// What the crate's unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use accord_core::charter::{CharterDoc, CharterMember, Rules};
+    use accord_core::{Charter, Identity};
+
+    /// A charter with one member, `member`, called Alpha, and no secretary.
+    pub fn one_member_charter(name: &str, member: &Identity) -> Charter {
+        let doc = CharterDoc {
+            accord_charter: 1,
+            name: name.into(),
+            members: vec![CharterMember {
+                name: "Alpha".into(),
+                key: member.public_id(),
+                ec_id: None,
+            }],
+            secretaries: vec![],
+            rules: Rules::default(),
+        };
+        Charter::from_bytes(doc.to_file_bytes()).expect("a valid charter")
+    }
+}
