@@ -906,6 +906,28 @@ fn converged(configs: &[String], timeout: Duration) -> (Value, Value) {
     last
 }
 
+/// Starts `accord demo` on `demo` (ports chosen by the system) and waits until it
+/// says it is ready.
+fn start_demo(demo: &Path, timeout: Duration) -> Running {
+    start(
+        &["demo", "--dir", path(demo), "--listen", "127.0.0.1:0"],
+        "Press Ctrl-C",
+        timeout,
+    )
+    .0
+}
+
+/// The client configs of the demo's organisations whose role is `role` ("member" or
+/// "secretary"), in the manifest's order.
+fn configs_with_role<'a>(manifest: &Value, configs: &'a [String], role: &str) -> Vec<&'a String> {
+    configs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| manifest["organisations"][*i]["role"] == role)
+        .map(|(_, c)| c)
+        .collect()
+}
+
 fn demo_manifest(demo: &Path) -> (Value, Vec<String>) {
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(demo.join("demo.json")).unwrap()).unwrap();
@@ -923,11 +945,7 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("pal");
     let began = Instant::now();
-    let (running, _) = start(
-        &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
-        "Press Ctrl-C",
-        Duration::from_secs(120),
-    );
+    let running = start_demo(&demo, Duration::from_secs(120));
     eprintln!("demo ready in {:?}", began.elapsed());
     // demo.json is written before the summary is printed.
     let (manifest, configs) = demo_manifest(&demo);
@@ -1167,11 +1185,7 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
         .trim_start_matches("https://")
         .to_owned();
     let _holder = std::net::TcpListener::bind(&taken).expect("the old port is free");
-    let (running, _) = start(
-        &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
-        "Press Ctrl-C",
-        Duration::from_secs(60),
-    );
+    let running = start_demo(&demo, Duration::from_secs(60));
     let (third, configs) = demo_manifest(&demo);
     let third_nodes = third["nodes"].as_array().unwrap();
     assert!(
@@ -1208,23 +1222,10 @@ fn demo_runs_a_federation_of_four_nodes_over_tls() {
 fn governance_commands_admit_an_organisation_to_the_demo() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("pal");
-    let (_running, _) = start(
-        &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
-        "Press Ctrl-C",
-        Duration::from_secs(120),
-    );
+    let _running = start_demo(&demo, Duration::from_secs(120));
     let (manifest, configs) = demo_manifest(&demo);
-    let role_of = |i: usize| {
-        manifest["organisations"][i]["role"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let members: Vec<&String> = (0..4)
-        .filter(|i| role_of(*i) == "member")
-        .map(|i| &configs[i])
-        .collect();
-    let secretary = &configs[(0..4).find(|i| role_of(*i) == "secretary").unwrap()];
+    let members = configs_with_role(&manifest, &configs, "member");
+    let secretary = configs_with_role(&manifest, &configs, "secretary")[0];
     let key_file = dir.path().join("fifth.pem");
     let key = ok(&["keygen", "--out", path(&key_file)]).trim().to_owned();
 

@@ -529,6 +529,31 @@ fn home_of(alliance: &TestAlliance, i: usize) -> &Identity {
 /// The TOML config of a node listening on `listen`, home to `home` (the admin token
 /// covers it), pulling from `peers` (name, address, pin), their heads checked every
 /// `anti_entropy_secs`.
+/// Sends SIGHUP to a node process: it reloads its config.
+fn hangup(node: &ProcNode) {
+    let pid = node.process.as_ref().unwrap().child.id().to_string();
+    Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+}
+
+impl ProcFederation {
+    /// The `[[peers]]` entries (name, address, pin) of nodes `peers`.
+    fn peer_entries(&self, peers: &[usize]) -> Vec<(String, SocketAddr, Fingerprint)> {
+        peers
+            .iter()
+            .map(|&j| {
+                (
+                    self.nodes[j].name.clone(),
+                    self.nodes[j].addr,
+                    self.nodes[j].pin,
+                )
+            })
+            .collect()
+    }
+}
+
 fn config_toml(
     alliance: &TestAlliance,
     home: &Identity,
@@ -1897,25 +1922,9 @@ async fn a_hangup_applies_new_peers_and_operators_without_a_restart() {
     .await
     .unwrap();
 
-    let hangup = |node: &ProcNode| {
-        let pid = node.process.as_ref().unwrap().child.id().to_string();
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill -HUP");
-    };
     let rewrite = |fed: &ProcFederation, i: usize, peers: &[usize], admin: bool| {
         let node = &fed.nodes[i];
-        let peers: Vec<(String, SocketAddr, Fingerprint)> = peers
-            .iter()
-            .map(|&j| {
-                (
-                    fed.nodes[j].name.clone(),
-                    fed.nodes[j].addr,
-                    fed.nodes[j].pin,
-                )
-            })
-            .collect();
+        let peers = fed.peer_entries(peers);
         let mut toml = config_toml(&fed.alliance, &node.home, node.addr, &peers, 1);
         if !admin {
             toml = toml.replace(&token_sha256(ADMIN_TOKEN), &token_sha256("no-longer-used"));

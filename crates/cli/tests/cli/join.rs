@@ -12,22 +12,9 @@ use super::*;
 fn the_demo_admits_a_fifth_organisation_that_joins_with_its_node() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("pal");
-    let (_running, _) = start(
-        &["demo", "--dir", path(&demo), "--listen", "127.0.0.1:0"],
-        "Press Ctrl-C",
-        Duration::from_secs(120),
-    );
+    let _running = start_demo(&demo, Duration::from_secs(120));
     let (manifest, configs) = demo_manifest(&demo);
-    let role_of = |i: usize| {
-        manifest["organisations"][i]["role"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let members: Vec<&String> = (0..4)
-        .filter(|i| role_of(*i) == "member")
-        .map(|i| &configs[i])
-        .collect();
+    let members = configs_with_role(&manifest, &configs, "member");
     for config in &configs {
         let announced = json_at(config, &["announce"]);
         assert_eq!(announced["id"].as_str().unwrap().len(), 64, "{announced}");

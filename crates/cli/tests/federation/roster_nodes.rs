@@ -48,27 +48,10 @@ async fn roster_node(fed: &ProcFederation, i: usize, key: &[u8]) -> Option<(Stri
     (!org.node_address.is_empty()).then_some((org.node_address, org.node_cert_sha256))
 }
 
-fn hangup(node: &ProcNode) {
-    let pid = node.process.as_ref().unwrap().child.id().to_string();
-    Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill -HUP");
-}
-
 /// Rewrites node `i`'s config with only `peers` in `[[peers]]`.
 fn rewrite_peers(fed: &ProcFederation, i: usize, peers: &[usize]) {
     let node = &fed.nodes[i];
-    let peers: Vec<(String, SocketAddr, Fingerprint)> = peers
-        .iter()
-        .map(|&j| {
-            (
-                fed.nodes[j].name.clone(),
-                fed.nodes[j].addr,
-                fed.nodes[j].pin,
-            )
-        })
-        .collect();
+    let peers = fed.peer_entries(peers);
     std::fs::write(
         &node.config,
         config_toml(&fed.alliance, &node.home, node.addr, &peers, 1),
