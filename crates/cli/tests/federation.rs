@@ -526,9 +526,23 @@ fn home_of(alliance: &TestAlliance, i: usize) -> &Identity {
     }
 }
 
-/// The TOML config of a node listening on `listen`, home to `home` (the admin token
-/// covers it), pulling from `peers` (name, address, pin), their heads checked every
-/// `anti_entropy_secs`.
+/// Writes a client config for node `i` (its admin token) and returns its path.
+fn client_toml(fed: &ProcFederation, i: usize) -> PathBuf {
+    let node = &fed.nodes[i];
+    std::fs::write(node.folder.join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+    let path = node.folder.join("client.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "node = \"https://{}\"\ncert_sha256 = \"{}\"\ntoken_file = \"admin-token\"\n",
+            node.addr,
+            hex::encode(node.pin)
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// Sends SIGHUP to a node process: it reloads its config.
 fn hangup(node: &ProcNode) {
     let pid = node.process.as_ref().unwrap().child.id().to_string();
@@ -554,6 +568,9 @@ impl ProcFederation {
     }
 }
 
+/// The TOML config of a node listening on `listen`, home to `home` (the admin token
+/// covers it), pulling from `peers` (name, address, pin), their heads checked every
+/// `anti_entropy_secs`.
 fn config_toml(
     alliance: &TestAlliance,
     home: &Identity,
@@ -2078,17 +2095,7 @@ async fn a_node_restored_from_its_backup_refills_what_it_signed_later_and_federa
     let before = fed.status(0).await.unwrap();
 
     let folder = fed.nodes[0].folder.clone();
-    std::fs::write(folder.join("admin.token"), ADMIN_TOKEN).unwrap();
-    let client = folder.join("client.toml");
-    std::fs::write(
-        &client,
-        format!(
-            "node = \"https://{}\"\ntoken_file = \"admin.token\"\ncert_sha256 = \"{}\"\n",
-            fed.nodes[0].addr,
-            hex::encode(fed.nodes[0].pin)
-        ),
-    )
-    .unwrap();
+    let client = client_toml(&fed, 0);
     let file = folder.join("node-0.backup");
     let out = accord_run(&[
         OsStr::new("backup"),
@@ -2532,17 +2539,7 @@ async fn a_key_rotation_continues_the_log_and_the_old_key_signs_nothing_more() {
         .unwrap();
 
     let folder = fed.nodes[0].folder.clone();
-    std::fs::write(folder.join("admin.token"), ADMIN_TOKEN).unwrap();
-    let client = folder.join("client.toml");
-    std::fs::write(
-        &client,
-        format!(
-            "node = \"https://{}\"\ntoken_file = \"admin.token\"\ncert_sha256 = \"{}\"\n",
-            fed.nodes[0].addr,
-            hex::encode(fed.nodes[0].pin)
-        ),
-    )
-    .unwrap();
+    let client = client_toml(&fed, 0);
     let out = accord_run(&[
         OsStr::new("key"),
         OsStr::new("rotate"),

@@ -8,23 +8,6 @@ use accord_node::tls::TlsIdentity;
 
 use super::*;
 
-/// Writes a client config for node `i` (its admin token) and returns its path.
-fn client_toml(fed: &ProcFederation, i: usize) -> PathBuf {
-    let node = &fed.nodes[i];
-    std::fs::write(node.folder.join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
-    let path = node.folder.join("client.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "node = \"https://{}\"\ncert_sha256 = \"{}\"\ntoken_file = \"admin-token\"\n",
-            node.addr,
-            hex::encode(node.pin)
-        ),
-    )
-    .unwrap();
-    path
-}
-
 /// Runs `accord args…`, expecting success; returns stdout.
 fn accord_ok(args: &[&OsStr]) -> String {
     let out = accord_run(args);
