@@ -118,6 +118,24 @@ pub enum ProposeCommand {
         #[arg(long, default_value = "")]
         rationale: String,
     },
+    /// Recover an organisation whose key was lost or leaked, whose log is frozen by
+    /// a fork, or whose node lost its log: its log counts up to --up-to (default:
+    /// the head of its log this node holds, or the seq before a fork of it), and
+    /// it goes on in a new log signed by --key (its new key: `accord keygen`)
+    Recover {
+        #[command(flatten)]
+        publish: PublishArgs,
+        /// The organisation (name or hex key)
+        #[arg(long, value_name = "NAME|HEX")]
+        member: String,
+        /// The organisation's new public key, 64 hex digits
+        #[arg(long, value_name = "HEX")]
+        key: String,
+        #[arg(long, value_name = "SEQ")]
+        up_to: Option<u64>,
+        #[arg(long, default_value = "")]
+        rationale: String,
+    },
     /// Appoint a secretary, or remove one (it becomes --to: observer by default, or
     /// member)
     Secretary {

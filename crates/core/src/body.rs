@@ -453,6 +453,11 @@ fn proposal(p: pb::Proposal) -> Result<Body, BodyError> {
         Some(C::Quorum(q)) => Change::Quorum {
             rule: quorum_from_pb(&q)?,
         },
+        Some(C::Recover(r)) => Change::Recover {
+            organisation: key("organisation", &r.organisation)?,
+            key: key("key", &r.key)?,
+            up_to_seq: r.up_to_seq,
+        },
     };
     Ok(Body::Proposal(Proposal {
         roster_version: p.roster_version,

@@ -65,6 +65,15 @@ pub enum EntryError {
          and nothing later is accepted from it"
     )]
     Removed { author: PublicId, up_to_seq: u64 },
+    #[error(
+        "the log of {author} was replaced by a recovery: it counts up to seq {up_to_seq}, and \
+         its organisation signs in the log of {next} now"
+    )]
+    Superseded {
+        author: PublicId,
+        up_to_seq: u64,
+        next: PublicId,
+    },
     #[error(transparent)]
     Governance(#[from] GovernanceError),
     #[error("signature does not verify")]
@@ -428,10 +437,17 @@ impl DecodedEntry {
     /// organisation whose current role allows the entry's kind. An organisation
     /// that left or was removed may not add past its cut.
     pub fn check_standing(&self, roster: &Roster) -> Result<(), EntryError> {
-        let Some(org) = roster.organisation(&self.author) else {
+        let Some((org, _, cut)) = roster.place(&self.author) else {
             return Err(EntryError::NotAMember(self.author));
         };
-        match org.cut() {
+        if org.log() != self.author {
+            return Err(EntryError::Superseded {
+                author: self.author,
+                up_to_seq: cut.unwrap_or(0),
+                next: org.log(),
+            });
+        }
+        match cut {
             Some(cut) if self.seq > cut => Err(EntryError::Removed {
                 author: self.author,
                 up_to_seq: cut,

@@ -181,6 +181,14 @@ pub enum Change {
     Quorum {
         rule: QuorumRule,
     },
+    /// Recovery by quorum (a lost or leaked key, a frozen log, a log its node
+    /// lost): the organisation's current log counts up to and including
+    /// `up_to_seq`, and it goes on in a new log whose author is `key`.
+    Recover {
+        organisation: PublicId,
+        key: PublicId,
+        up_to_seq: u64,
+    },
 }
 
 /// What a change touches: two changes that touch the same thing conflict.
@@ -204,6 +212,19 @@ impl Change {
                 vec![Subject::Key(*organisation)]
             }
             Self::Quorum { .. } => vec![Subject::Quorum],
+            Self::Recover {
+                organisation, key, ..
+            } => vec![Subject::Key(*organisation), Subject::Key(*key)],
+        }
+    }
+
+    /// The organisation a removal or recovery takes out of the electorate.
+    fn excluded(&self) -> Option<PublicId> {
+        match self {
+            Self::Remove { organisation, .. } | Self::Recover { organisation, .. } => {
+                Some(*organisation)
+            }
+            _ => None,
         }
     }
 
@@ -227,6 +248,15 @@ impl Change {
                 format!("make {} a {}", name(organisation), role.as_str())
             }
             Self::Quorum { rule } => format!("change the quorum rule to {rule}"),
+            Self::Recover {
+                organisation,
+                key,
+                up_to_seq,
+            } => format!(
+                "recover {}: its log counts up to seq {up_to_seq}, and it goes on in a new \
+                 log under key {key}",
+                name(organisation)
+            ),
         }
     }
 }
@@ -373,6 +403,25 @@ pub struct Organisation {
     /// Its node, as its admission named it or its latest announcement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<Node>,
+    /// Recoveries by quorum that took effect, oldest first: its entries are in its
+    /// identity's log, then in each recovery's new log.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recoveries: Vec<Recovery>,
+    /// Each of its logs' keys, oldest first, with the first seq each signs (from
+    /// the logs, see [`Roster::set_keys`]); a log without rotations is absent.
+    #[serde(skip)]
+    histories: BTreeMap<PublicId, Vec<(u64, PublicId)>>,
+}
+
+/// A recovery by quorum that took effect: `log` counts up to `up_to_seq`, and the
+/// organisation goes on in the log whose author is `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Recovery {
+    pub log: PublicId,
+    pub up_to_seq: u64,
+    pub next: PublicId,
+    pub proposal: EntryId,
+    pub at_ms: i64,
 }
 
 /// A key an organisation signed with before a rotation, and the last seq it signed.
@@ -385,14 +434,73 @@ pub struct RetiredKey {
 impl Organisation {
     /// The key that signs its entries now.
     pub fn signing_key(&self) -> PublicId {
-        self.current_key.unwrap_or(self.key)
+        self.current_key.unwrap_or_else(|| self.log())
     }
 
-    /// Whether `key` is its identity, its current key or one it retired.
+    /// The author of the log its new entries go in: its identity, until a
+    /// recovery starts a new log.
+    pub fn log(&self) -> PublicId {
+        self.recoveries.last().map_or(self.key, |r| r.next)
+    }
+
+    /// Its logs, oldest first: its identity's, then each recovery's new log.
+    pub fn logs(&self) -> impl Iterator<Item = PublicId> + '_ {
+        std::iter::once(self.key).chain(self.recoveries.iter().map(|r| r.next))
+    }
+
+    /// Where `log` sits among its logs (0: its identity's), if it is one of them.
+    pub fn log_rank(&self, log: &PublicId) -> Option<usize> {
+        self.logs().position(|l| l == *log)
+    }
+
+    /// The last seq of its log of rank `rank` that counts: the cut of the recovery
+    /// that replaced it, else (its current log) the cut of a departure or removal.
+    pub fn log_cut(&self, rank: usize) -> Option<u64> {
+        match self.recoveries.get(rank) {
+            Some(r) => Some(r.up_to_seq),
+            None => self.cut(),
+        }
+    }
+
+    /// Whether `key` is its identity, its current key, one it retired, or the
+    /// author of a log a recovery started.
     pub fn holds_key(&self, key: &PublicId) -> bool {
         self.key == *key
             || self.current_key.as_ref() == Some(key)
             || self.retired_keys.iter().any(|r| r.key == *key)
+            || self.recoveries.iter().any(|r| r.next == *key)
+    }
+
+    /// Derives `current_key` and `retired_keys` from its logs' key histories:
+    /// every key of a log a recovery replaced is retired (the last one at the
+    /// recovery's cut), and in its current log every key but the last.
+    fn settle_keys(&mut self) {
+        let logs: Vec<PublicId> = self.logs().collect();
+        let mut retired = Vec::new();
+        let mut current = None;
+        for (rank, log) in logs.iter().enumerate() {
+            let history = self
+                .histories
+                .get(log)
+                .cloned()
+                .unwrap_or_else(|| vec![(1, *log)]);
+            retired.extend(history.iter().zip(history.iter().skip(1)).map(
+                |((_, key), (next, _))| RetiredKey {
+                    key: *key,
+                    last_seq: next - 1,
+                },
+            ));
+            let last = history.last().map(|(_, k)| *k);
+            match self.recoveries.get(rank) {
+                Some(r) => retired.extend(last.map(|key| RetiredKey {
+                    key,
+                    last_seq: r.up_to_seq,
+                })),
+                None => current = last.filter(|k| k != log),
+            }
+        }
+        self.retired_keys = retired;
+        self.current_key = current;
     }
 
     pub fn is_active(&self) -> bool {
@@ -510,6 +618,9 @@ pub enum GovernanceError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Known {
     roles: BTreeMap<PublicId, RoleSet>,
+    /// The new logs any recovery proposal would give an organisation: they may
+    /// hold every role the organisation may.
+    successors: BTreeMap<PublicId, BTreeSet<PublicId>>,
 }
 
 impl Known {
@@ -521,7 +632,10 @@ impl Known {
         for s in charter.secretaries() {
             roles.insert(s.key, RoleSet::of(Role::Secretary));
         }
-        Self { roles }
+        Self {
+            roles,
+            successors: BTreeMap::new(),
+        }
     }
 
     pub fn roles(&self, key: &PublicId) -> Option<RoleSet> {
@@ -534,13 +648,32 @@ impl Known {
         if !self.roles.contains_key(author) {
             return None;
         }
-        let (key, role) = match &proposal.change {
-            Change::Admit { key, role, .. } => (*key, *role),
-            Change::SetRole { organisation, role } => (*organisation, *role),
+        let (organisation, roles) = match &proposal.change {
+            Change::Admit { key, role, .. } => (*key, RoleSet::of(*role)),
+            Change::SetRole { organisation, role } => (*organisation, RoleSet::of(*role)),
+            Change::Recover {
+                organisation, key, ..
+            } => {
+                let roles = self.roles.get(organisation).copied()?;
+                self.successors
+                    .entry(*organisation)
+                    .or_default()
+                    .insert(*key);
+                (*organisation, roles)
+            }
             _ => return None,
         };
-        let set = self.roles.entry(key).or_default();
-        set.insert(role).then_some(key)
+        let successors = self.successors.get(&organisation).into_iter().flatten();
+        let mut changed = None;
+        for key in std::iter::once(&organisation).chain(successors) {
+            let set = self.roles.entry(*key).or_default();
+            for role in roles.roles() {
+                if set.insert(role) {
+                    changed.get_or_insert(*key);
+                }
+            }
+        }
+        changed
     }
 }
 
@@ -650,6 +783,9 @@ pub struct Roster {
     #[serde(skip)]
     charter_rule: bool,
     organisations: BTreeMap<PublicId, Organisation>,
+    /// The logs recoveries started: the new log's author → the organisation.
+    #[serde(skip)]
+    logs: BTreeMap<PublicId, PublicId>,
     proposals: BTreeMap<EntryId, ProposalView>,
     /// The subjects each version changed, by version.
     #[serde(skip)]
@@ -678,6 +814,8 @@ impl Roster {
                     current_key: None,
                     retired_keys: Vec::new(),
                     node: None,
+                    recoveries: Vec::new(),
+                    histories: BTreeMap::new(),
                 },
             );
         };
@@ -692,6 +830,7 @@ impl Roster {
             quorum: charter.rules().quorum.unwrap_or(QuorumRule::Majority),
             charter_rule: charter.rules().quorum.is_some(),
             organisations,
+            logs: BTreeMap::new(),
             proposals: BTreeMap::new(),
             history: Vec::new(),
             deadlines: BTreeSet::new(),
@@ -731,30 +870,45 @@ impl Roster {
     /// fold, so the state sets them after every fold. Nothing for a key that is not
     /// an organisation of the roster.
     pub fn set_keys(&mut self, author: &PublicId, history: &[(u64, PublicId)]) {
-        let Some(org) = self.organisations.get_mut(author) else {
+        let Some(key) = self.owner(author).map(|o| o.key) else {
             return;
         };
-        org.retired_keys = history
-            .iter()
-            .zip(history.iter().skip(1))
-            .map(|((_, key), (next, _))| RetiredKey {
-                key: *key,
-                last_seq: next - 1,
-            })
-            .collect();
-        org.current_key = history.last().map(|(_, k)| *k).filter(|k| k != author);
+        let org = self.organisations.get_mut(&key).expect("owner");
+        org.histories.insert(*author, history.to_vec());
+        org.settle_keys();
     }
 
-    /// The organisation whose identity, current key or retired key is `key`.
+    /// The organisation whose identity, current key or retired key is `key`, or
+    /// whose log a recovery started under `key`.
     pub fn key_holder(&self, key: &PublicId) -> Option<&Organisation> {
-        self.organisations.values().find(|o| o.holds_key(key))
+        self.owner(key)
+            .or_else(|| self.organisations.values().find(|o| o.holds_key(key)))
     }
 
+    /// An organisation by its identity.
     pub fn organisation(&self, key: &PublicId) -> Option<&Organisation> {
         self.organisations.get(key)
     }
 
-    /// The current role of an active organisation.
+    /// The organisation whose log `author`'s is: its identity's log, or one a
+    /// recovery started.
+    pub fn owner(&self, author: &PublicId) -> Option<&Organisation> {
+        self.organisations.get(author).or_else(|| {
+            self.logs
+                .get(author)
+                .and_then(|org| self.organisations.get(org))
+        })
+    }
+
+    /// The organisation whose log `author`'s is, the log's rank among its logs (0:
+    /// its identity's) and the last seq of the log that counts.
+    pub fn place(&self, author: &PublicId) -> Option<(&Organisation, usize, Option<u64>)> {
+        let org = self.owner(author)?;
+        let rank = org.log_rank(author)?;
+        Some((org, rank, org.log_cut(rank)))
+    }
+
+    /// The current role of an active organisation, by its identity.
     pub fn role(&self, key: &PublicId) -> Option<Role> {
         self.organisations
             .get(key)
@@ -762,8 +916,18 @@ impl Roster {
             .map(|o| o.role)
     }
 
+    /// The current role of the active organisation whose current log is
+    /// `author`'s: what a new entry by `author` may be. A log a recovery replaced
+    /// signs nothing more.
+    pub fn author_role(&self, author: &PublicId) -> Option<Role> {
+        self.owner(author)
+            .filter(|o| o.is_active() && o.log() == *author)
+            .map(|o| o.role)
+    }
+
+    /// The name of the organisation whose identity or log `key` is.
     pub fn name_of(&self, key: &PublicId) -> Option<&str> {
-        self.organisations.get(key).map(|o| o.name.as_str())
+        self.owner(key).map(|o| o.name.as_str())
     }
 
     /// An organisation by name (case-insensitive; active ones first) or key in hex.
@@ -811,21 +975,26 @@ impl Roster {
     /// roster (whatever its status), the entry is within the part of its log that
     /// counts, and some role the organisation has held allows the entry's kind.
     pub fn counts(&self, author: &PublicId, seq: u64, kind: i32) -> bool {
-        let Some(org) = self.organisations.get(author) else {
+        let Some((org, _, cut)) = self.place(author) else {
             return false;
         };
-        if org.cut().is_some_and(|cut| seq > cut) {
+        if cut.is_some_and(|cut| seq > cut) {
             return false;
         }
         kind_allowed(kind, org.roles_held)
     }
 
-    /// What the views' counting depends on, per organisation: when it changes for
-    /// an author whose entries were applied, the views must be rebuilt.
-    pub fn counting(&self) -> BTreeMap<PublicId, (RoleSet, Option<u64>)> {
+    /// What the views' counting depends on, per log (the organisation, its roles,
+    /// the log's cut): when it changes for an author whose entries were applied,
+    /// the views must be rebuilt.
+    pub fn counting(&self) -> BTreeMap<PublicId, (PublicId, RoleSet, Option<u64>)> {
         self.organisations
-            .iter()
-            .map(|(k, o)| (*k, (o.roles_held, o.cut())))
+            .values()
+            .flat_map(|o| {
+                o.logs()
+                    .enumerate()
+                    .map(move |(rank, log)| (log, (o.key, o.roles_held, o.log_cut(rank))))
+            })
             .collect()
     }
 
@@ -864,6 +1033,7 @@ impl Roster {
             quorum: self.quorum,
             charter_rule: self.charter_rule,
             organisations: self.organisations.clone(),
+            logs: self.logs.clone(),
             proposals: BTreeMap::new(),
             history: Vec::new(),
             deadlines: BTreeSet::new(),
@@ -915,8 +1085,33 @@ impl Roster {
                         current_key: None,
                         retired_keys: Vec::new(),
                         node: node.clone(),
+                        recoveries: Vec::new(),
+                        histories: BTreeMap::new(),
                     },
                 );
+            }
+            Change::Recover {
+                organisation,
+                key,
+                up_to_seq,
+            } => {
+                active(organisation)?;
+                if let Some(o) = self.key_holder(key) {
+                    return Err(format!(
+                        "key {key} is already in the roster (a key of {})",
+                        o.name
+                    ));
+                }
+                let org = after.organisations.get_mut(organisation).expect("active");
+                org.recoveries.push(Recovery {
+                    log: org.log(),
+                    up_to_seq: *up_to_seq,
+                    next: *key,
+                    proposal: EntryId::from_bytes([0; 32]),
+                    at_ms: 0,
+                });
+                org.settle_keys();
+                after.logs.insert(*key, *organisation);
             }
             Change::Remove { organisation, .. } => {
                 active(organisation)?;
@@ -954,8 +1149,8 @@ impl Roster {
     /// The active organisation whose entry this is, if the entry counts at this
     /// point of the fold.
     fn standing(&self, author: &PublicId, seq: u64) -> Option<&Organisation> {
-        let org = self.organisations.get(author)?;
-        match org.cut() {
+        let (org, _, cut) = self.place(author)?;
+        match cut {
             None => Some(org),
             Some(cut) if seq <= cut => Some(org),
             Some(_) => None,
@@ -1007,14 +1202,18 @@ impl Roster {
         let Some(org) = self.standing(&entry.author, entry.seq) else {
             return;
         };
+        // Votes, departures and announcements are the organisation's, whichever of
+        // its logs they are in.
+        let who = org.key;
         let role = org.role;
         let active = org.is_active();
+        let current_log = org.log() == entry.author;
         match &entry.action {
             Action::Propose(proposal) => {
                 if !active || !matches!(role, Role::Member | Role::Secretary) {
                     return;
                 }
-                self.propose(entry, proposal);
+                self.propose(entry, who, proposal);
             }
             Action::Approve(id) | Action::Object(id) => {
                 if !active || role != Role::Member {
@@ -1024,33 +1223,31 @@ impl Roster {
                     return;
                 };
                 if p.status != ProposalStatus::Open
-                    || !p.electorate.contains(&entry.author)
-                    || p.approvals.contains(&entry.author)
-                    || p.objections.contains(&entry.author)
+                    || !p.electorate.contains(&who)
+                    || p.approvals.contains(&who)
+                    || p.objections.contains(&who)
                 {
                     return;
                 }
                 if matches!(entry.action, Action::Approve(_)) {
-                    p.approvals.push(entry.author);
+                    p.approvals.push(who);
                     p.approvals.sort();
                     if p.approvals.len() >= p.needed {
                         self.enact(*id, entry.timestamp_ms);
                     }
                 } else {
-                    p.objections.push(entry.author);
+                    p.objections.push(who);
                     p.objections.sort();
                 }
             }
             Action::Leave => {
-                if !active {
+                // A departure names a seq of the organisation's current log: one in
+                // a log a recovery replaced counts nowhere.
+                if !active || !current_log {
                     return;
                 }
                 let mut after = self.light();
-                after
-                    .organisations
-                    .get_mut(&entry.author)
-                    .expect("active")
-                    .status = OrgStatus::Left {
+                after.organisations.get_mut(&who).expect("active").status = OrgStatus::Left {
                     up_to_seq: entry.seq,
                     at_ms: entry.timestamp_ms,
                 };
@@ -1059,25 +1256,19 @@ impl Roster {
                     return;
                 }
                 self.organisations = after.organisations;
-                self.record(vec![Subject::Key(entry.author)], entry.id);
+                self.record(vec![Subject::Key(who)], entry.id);
             }
             Action::Announce(node) => {
                 if active {
-                    self.organisations
-                        .get_mut(&entry.author)
-                        .expect("active")
-                        .node = Some(node.clone());
+                    self.organisations.get_mut(&who).expect("active").node = Some(node.clone());
                 }
             }
         }
     }
 
-    fn propose(&mut self, entry: &GovEntry, proposal: &Proposal) {
+    fn propose(&mut self, entry: &GovEntry, who: PublicId, proposal: &Proposal) {
         let rule = self.quorum;
-        let excluded = match &proposal.change {
-            Change::Remove { organisation, .. } => Some(*organisation),
-            _ => None,
-        };
+        let excluded = proposal.change.excluded();
         let electorate: Vec<PublicId> = self
             .members()
             .map(|o| o.key)
@@ -1101,8 +1292,8 @@ impl Roster {
             }
             _ => None,
         };
-        let approvals = if electorate.contains(&entry.author) {
-            vec![entry.author]
+        let approvals = if electorate.contains(&who) {
+            vec![who]
         } else {
             Vec::new()
         };
@@ -1158,7 +1349,17 @@ impl Roster {
                         proposal: id,
                     };
                 }
+                if let Change::Recover { organisation, .. } = &change {
+                    let recovery = after
+                        .organisations
+                        .get_mut(organisation)
+                        .and_then(|o| o.recoveries.last_mut())
+                        .expect("recovered");
+                    recovery.proposal = id;
+                    recovery.at_ms = at_ms;
+                }
                 self.organisations = after.organisations;
+                self.logs = after.logs;
                 self.quorum = after.quorum;
                 self.record(change.subjects(), id);
                 ProposalStatus::Passed {
@@ -1200,20 +1401,33 @@ impl Roster {
         timestamp_ms: i64,
         action: &Action,
     ) -> Result<(), GovernanceError> {
-        let what = |key: &PublicId| match self.organisations.get(key) {
+        let what = |key: &PublicId| match self.owner(key) {
             None => "not in the roster".to_owned(),
             Some(o) if !o.is_active() => format!("{} and no longer active", o.name),
+            Some(o) if o.log() != *key => format!(
+                "a log of {} that a recovery replaced (it signs in {}'s log now)",
+                o.name,
+                o.log()
+            ),
             Some(o) => format!("{} ({})", o.name, o.role.as_str()),
         };
+        // The organisation whose current log the author's is.
+        let who = self
+            .owner(author)
+            .filter(|o| o.log() == *author)
+            .map_or(*author, |o| o.key);
         match action {
             Action::Propose(p) => {
-                if !matches!(self.role(author), Some(Role::Member | Role::Secretary)) {
+                if !matches!(
+                    self.author_role(author),
+                    Some(Role::Member | Role::Secretary)
+                ) {
                     return Err(GovernanceError::NotAProposer {
                         who: *author,
                         what: what(author),
                     });
                 }
-                if let Change::Admit { key, .. } = &p.change
+                if let Change::Admit { key, .. } | Change::Recover { key, .. } = &p.change
                     && let Some(o) = self.key_holder(key)
                     && o.key != *key
                 {
@@ -1238,7 +1452,7 @@ impl Roster {
                     .proposals
                     .get(id)
                     .ok_or(GovernanceError::UnknownProposal(*id))?;
-                if self.role(author) != Some(Role::Member) {
+                if self.author_role(author) != Some(Role::Member) {
                     return Err(GovernanceError::NotAVoter {
                         who: *author,
                         what: what(author),
@@ -1274,15 +1488,15 @@ impl Roster {
                         lapsed_ms: p.lapses_ms,
                     });
                 }
-                if !p.electorate.contains(author) {
+                if !p.electorate.contains(&who) {
                     return Err(GovernanceError::NotInElectorate {
                         who: *author,
                         id: *id,
                     });
                 }
-                let how = if p.approvals.contains(author) {
+                let how = if p.approvals.contains(&who) {
                     Some("approved")
-                } else if p.objections.contains(author) {
+                } else if p.objections.contains(&who) {
                     Some("objected to")
                 } else {
                     None
@@ -1296,7 +1510,7 @@ impl Roster {
                     None => Ok(()),
                 }
             }
-            Action::Announce(_) => match self.role(author) {
+            Action::Announce(_) => match self.author_role(author) {
                 Some(_) => Ok(()),
                 None => Err(GovernanceError::NotAnnouncer {
                     who: *author,
@@ -1304,14 +1518,14 @@ impl Roster {
                 }),
             },
             Action::Leave => {
-                if self.role(author).is_none() {
+                if self.author_role(author).is_none() {
                     return Err(GovernanceError::CannotLeave {
                         who: *author,
                         reason: format!("it is {}", what(author)),
                     });
                 }
                 let mut after = self.light();
-                after.organisations.get_mut(author).expect("active").status = OrgStatus::Left {
+                after.organisations.get_mut(&who).expect("active").status = OrgStatus::Left {
                     up_to_seq: 0,
                     at_ms: 0,
                 };

@@ -652,6 +652,14 @@ impl State {
         if !counting.counts(&author, entry.seq(), entry.kind()) {
             return;
         }
+        // The views are the organisation's, whichever of its logs (its identity's,
+        // or one a recovery started) the entry is in; of two entries of different
+        // logs, the one in the later log is the later.
+        let (org, rank) = match counting.place(&author) {
+            Some((org, rank, _)) => (org.key, rank),
+            None => return,
+        };
+        let place = (rank, entry.seq());
         let parties = entry.body().ok().and_then(|body| {
             let roles = |k: &PublicId| counting.organisation(k).map(|o| o.roles_held);
             entry::check_parties(roles, body).err()
@@ -677,37 +685,47 @@ impl State {
         match body {
             Body::Statement(s) => {
                 self.statements
-                    .insert(entry.id(), (author, Record::of(entry, &seen, s.clone())));
+                    .insert(entry.id(), (org, Record::of(entry, &seen, s.clone())));
                 self.statement_order
                     .insert((entry.timestamp_ms(), entry.id()));
             }
             Body::Endorsement { statement } => {
-                self.endorsements
-                    .entry(*statement)
-                    .or_default()
-                    .insert(author);
+                self.endorsements.entry(*statement).or_default().insert(org);
             }
             Body::StatementWithdrawal { statement, .. } => {
-                self.withdrawals
-                    .entry(*statement)
-                    .or_default()
-                    .insert(author);
+                self.withdrawals.entry(*statement).or_default().insert(org);
             }
             // An intention names one ballot; one on an election id (refused at publish
             // since, but an older release may have signed it) counts nowhere.
             Body::Intention(i) if !i.ballot.is_ballot() => {}
             Body::Intention(i) => {
-                self.intentions.insert(
-                    (i.ballot.clone(), author),
-                    Record::of(entry, &seen, i.clone()),
-                );
+                let key = (i.ballot.clone(), org);
+                let later = self
+                    .intentions
+                    .get(&key)
+                    .is_none_or(|old| place > self.place_of(old));
+                if later {
+                    self.intentions
+                        .insert(key, Record::of(entry, &seen, i.clone()));
+                }
             }
             Body::Event(e) => {
                 let record = Record::of(entry, &seen, e.clone());
                 let public = e.visibility == crate::body::Visibility::Public;
-                self.event_order
-                    .insert((e.start_utc, e.uid.clone(), author));
-                match self.events.entry((author, e.uid.clone())) {
+                let key = (org, e.uid.clone());
+                if let Some(history) = self.events.get(&key)
+                    && place < self.place_of(&history.last)
+                {
+                    // An earlier version, from a log a recovery replaced, arriving
+                    // after a version of the organisation's new log.
+                    let history = self.events.get_mut(&key).expect("present");
+                    history.updates = history.updates.saturating_add(1);
+                    history.first_published_ms =
+                        history.first_published_ms.min(entry.timestamp_ms());
+                    return;
+                }
+                self.event_order.insert((e.start_utc, e.uid.clone(), org));
+                match self.events.entry(key) {
                     imbl::ordmap::Entry::Vacant(slot) => {
                         slot.insert(EventHistory {
                             first_published_ms: entry.timestamp_ms(),
@@ -722,7 +740,7 @@ impl State {
                             self.event_order.remove(&(
                                 history.last.value.start_utc,
                                 e.uid.clone(),
-                                author,
+                                org,
                             ));
                         }
                         history.updates = history.updates.saturating_add(1);
@@ -737,7 +755,7 @@ impl State {
             }
             Body::Resolution(r) => {
                 self.resolutions
-                    .insert(entry.id(), (author, Record::of(entry, &seen, r.clone())));
+                    .insert(entry.id(), (org, Record::of(entry, &seen, r.clone())));
                 self.resolution_order
                     .insert((entry.timestamp_ms(), entry.id()));
             }
@@ -749,6 +767,16 @@ impl State {
             | Body::KeyRotation { .. }
             | Body::Unknown { .. } => {}
         }
+    }
+
+    /// Where a record's entry sits among its organisation's entries: the rank of
+    /// its log (0: the identity's; see [`Roster::place`]) and its seq.
+    fn place_of<T>(&self, record: &Record<T>) -> (usize, u64) {
+        let rank = self
+            .counting_roster()
+            .place(&record.author)
+            .map_or(0, |(_, rank, _)| rank);
+        (rank, record.seq)
     }
 
     /// Adds what `entry` (the new head of its log) names as seen to what its log

@@ -431,7 +431,8 @@ impl LedgerService {
                 )
             } else {
                 "no peer has supplied them yet: if none has them, the identity needs recovery \
-                 (deploy/README.md, \"Damaged stores\")"
+                 by the alliance (a new key, then `accord propose recover`; deploy/README.md, \
+                 \"Recovery by the alliance\")"
                     .to_owned()
             };
             return Err(Status::unavailable(format!(
@@ -589,7 +590,7 @@ impl LedgerApi for LedgerService {
                 name: o.name.clone(),
                 ec_id: o.ec_id.clone().unwrap_or_default(),
                 secretary: o.is_active() && o.role == accord_core::Role::Secretary,
-                home: home.contains(&o.key),
+                home: o.logs().any(|log| home.contains(&log)),
                 role: match o.status {
                     accord_core::roster::OrgStatus::Active => o.role.as_str(),
                     accord_core::roster::OrgStatus::Left { .. } => "left",
@@ -778,6 +779,19 @@ impl LedgerApi for LedgerService {
                 };
                 pb::proposal::Change::Remove(pb::Remove {
                     organisation: r.organisation,
+                    up_to_seq,
+                })
+            }
+            C::Recover(r) => {
+                let organisation = PublicId::from_slice(&r.organisation)
+                    .map_err(|e| Status::invalid_argument(format!("organisation: {e}")))?;
+                let up_to_seq = match r.up_to_seq {
+                    0 => recovery_cut(&state, &organisation),
+                    n => n,
+                };
+                pb::proposal::Change::Recover(pb::Recover {
+                    organisation: r.organisation,
+                    key: r.key,
                     up_to_seq,
                 })
             }
@@ -1324,4 +1338,19 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(body(tx));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// Where a recovery of `organisation` cuts its current log by default: the head
+/// this node holds of it, or the seq before a fork of it (the entries both sides
+/// of a fork signed count nowhere).
+fn recovery_cut(state: &accord_core::State, organisation: &PublicId) -> u64 {
+    let log = state
+        .roster()
+        .organisation(organisation)
+        .map_or(*organisation, |o| o.log());
+    let head = state.head(&log).map_or(0, |h| h.seq);
+    match state.forks().find(|f| f.author == log) {
+        Some(fork) => head.min(fork.seq - 1),
+        None => head,
+    }
 }

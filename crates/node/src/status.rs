@@ -42,6 +42,7 @@ pub fn entry_status(error: &EntryError) -> Status {
         | E::NotAMemberOrganisation(_)
         | E::NotAllowed { .. }
         | E::Removed { .. }
+        | E::Superseded { .. }
         | E::RetiredKey { .. }
         | E::WrongSigner { .. } => Status::permission_denied(message),
         E::Governance(g) => governance_status(g, message),

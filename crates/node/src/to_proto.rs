@@ -180,7 +180,18 @@ pub fn roster(r: &accord_core::roster::Roster, home: &[PublicId]) -> pb::RosterV
                     status: status.into(),
                     up_to_seq,
                     admitted_at: o.admitted_at,
-                    home: home.contains(&o.key),
+                    home: o.logs().any(|log| home.contains(&log)),
+                    recoveries: o
+                        .recoveries
+                        .iter()
+                        .map(|r| pb::Recovery {
+                            log: r.log.to_vec(),
+                            up_to_seq: r.up_to_seq,
+                            next: r.next.to_vec(),
+                            proposal: r.proposal.to_vec(),
+                            at_ms: r.at_ms,
+                        })
+                        .collect(),
                     node_address: o
                         .node
                         .as_ref()
@@ -230,6 +241,15 @@ pub fn change(c: &accord_core::roster::Change) -> pb::proposal::Change {
                 .as_ref()
                 .map(|n| n.cert_sha256.to_vec())
                 .unwrap_or_default(),
+        }),
+        C::Recover {
+            organisation,
+            key,
+            up_to_seq,
+        } => P::Recover(pb::Recover {
+            organisation: organisation.to_vec(),
+            key: key.to_vec(),
+            up_to_seq: *up_to_seq,
         }),
         C::Remove {
             organisation,

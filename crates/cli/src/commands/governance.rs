@@ -39,7 +39,12 @@ impl RosterNames {
             roster
                 .organisations
                 .iter()
-                .map(|o| (o.key.clone(), o.name.clone()))
+                .flat_map(|o| {
+                    // Its identity, and the logs recoveries started for it.
+                    std::iter::once(&o.key)
+                        .chain(o.recoveries.iter().map(|r| &r.next))
+                        .map(|k| (k.clone(), o.name.clone()))
+                })
                 .collect(),
         )
     }
@@ -101,6 +106,13 @@ pub async fn roster(list: &ListArgs) -> Result<()> {
                     "retired_keys": o.retired_keys.iter().map(|r| json!({
                         "key": hex::encode(&r.key),
                         "last_seq": r.last_seq,
+                    })).collect::<Vec<_>>(),
+                    "recoveries": o.recoveries.iter().map(|r| json!({
+                        "log": hex::encode(&r.log),
+                        "up_to_seq": r.up_to_seq,
+                        "next": hex::encode(&r.next),
+                        "proposal": hex::encode(&r.proposal),
+                        "at_ms": r.at_ms,
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -168,6 +180,19 @@ pub async fn roster(list: &ListArgs) -> Result<()> {
             hex::encode(&o.current_key),
             retired.join(", ")
         ));
+    }
+    // Organisations recovered by quorum: each recovery's old log counts up to its
+    // cut, and the organisation goes on in the new log.
+    for o in &roster.organisations {
+        for r in &o.recoveries {
+            println(&format!(
+                "{} recovered: log {} counts up to seq {}; it goes on in log {}",
+                o.name,
+                hex::encode(&r.log),
+                r.up_to_seq,
+                hex::encode(&r.next)
+            ));
+        }
     }
     Ok(())
 }
@@ -289,6 +314,7 @@ pub async fn propose(command: ProposeCommand) -> Result<()> {
     let args = match &command {
         ProposeCommand::Admit { publish, .. }
         | ProposeCommand::Remove { publish, .. }
+        | ProposeCommand::Recover { publish, .. }
         | ProposeCommand::Secretary { publish, .. }
         | ProposeCommand::Quorum { publish, .. } => publish,
     };
@@ -342,6 +368,23 @@ pub async fn propose(command: ProposeCommand) -> Result<()> {
             }),
             rationale.clone(),
         ),
+        ProposeCommand::Recover {
+            key,
+            up_to,
+            rationale,
+            ..
+        } => {
+            let key: PublicId = key
+                .trim()
+                .parse()
+                .map_err(|e| anyhow!("--key {key:?}: {e}"))?;
+            let change = C::Recover(pb::ProposeRecover {
+                organisation: Vec::new(),
+                key: key.to_vec(),
+                up_to_seq: up_to.unwrap_or(0),
+            });
+            (change, rationale.clone())
+        }
         ProposeCommand::Secretary {
             action,
             to,
@@ -375,11 +418,15 @@ pub async fn propose(command: ProposeCommand) -> Result<()> {
         }
     };
     let (mut client, author) = connect(args).await?;
-    // Remove and secretary name an organisation of the roster.
+    // Remove, recover and secretary name an organisation of the roster.
     let change = match (change, &command) {
         (C::Remove(mut r), ProposeCommand::Remove { member, .. }) => {
             r.organisation = organisation(&client.roster().await?, member)?;
             C::Remove(r)
+        }
+        (C::Recover(mut r), ProposeCommand::Recover { member, .. }) => {
+            r.organisation = organisation(&client.roster().await?, member)?;
+            C::Recover(r)
         }
         (C::SetRole(mut r), ProposeCommand::Secretary { member, .. }) => {
             r.organisation = organisation(&client.roster().await?, member)?;

@@ -307,7 +307,8 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
         } else if lost.peer_seq > 0 {
             format!("peers hold it up to seq {} so far", lost.peer_seq)
         } else {
-            "no peer has supplied them yet; if none has them, the identity needs recovery"
+            "no peer has supplied them yet; if none has them, the identity needs recovery by \
+             the alliance: a new key, then `accord propose recover`"
                 .to_owned()
         };
         out.push_str(&format!(
@@ -1141,6 +1142,15 @@ fn summary(names: &Names, body: &Body) -> String {
                 role.as_str()
             ),
             accord_core::roster::Change::Quorum { rule } => format!("quorum rule {rule}"),
+            accord_core::roster::Change::Recover {
+                organisation,
+                key,
+                up_to_seq,
+            } => format!(
+                "recover {} (counts to seq {up_to_seq}; new log {})",
+                names.name(organisation.as_bytes()),
+                key
+            ),
         },
         Body::Approval { proposal } => format!("of proposal {}", proposal.short()),
         Body::Objection { proposal, .. } => format!("to proposal {}", proposal.short()),

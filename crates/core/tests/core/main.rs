@@ -8,4 +8,5 @@ mod fixture;
 mod generated;
 mod governance;
 mod order;
+mod recovery;
 mod rotation;
