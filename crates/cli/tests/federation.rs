@@ -2686,3 +2686,6 @@ async fn a_key_rotation_continues_the_log_and_the_old_key_signs_nothing_more() {
     assert!(check.status.success(), "{report}");
     assert_eq!(report["entries"], 5, "{report}");
 }
+
+#[path = "federation/recovery.rs"]
+mod recovery;

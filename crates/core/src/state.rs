@@ -410,6 +410,16 @@ impl State {
         self.forks.values()
     }
 
+    /// The fork proofs of logs still frozen: those of logs a recovery replaced
+    /// are evidence only (their organisation goes on in a new log).
+    pub fn frozen(&self) -> impl Iterator<Item = &ForkProof> {
+        self.forks.values().filter(|f| {
+            self.roster
+                .owner(&f.author)
+                .is_none_or(|o| o.log() == f.author)
+        })
+    }
+
     /// Records a fork proof. The author's log is frozen at the fork: nothing from
     /// the fork's seq on is accepted from them (earlier entries still are), and none of their entries from the fork's seq on counts in
     /// any view (the two sides of the fork are only evidence). Of several proofs

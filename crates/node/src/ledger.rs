@@ -752,7 +752,7 @@ impl Ledger {
 
     /// Each home identity whose log this node's store holds less of than the node
     /// has signed (the store lost entries). Publishing as it would sign a seq
-    /// already used.
+    /// already used. A log a recovery by quorum replaced is not one.
     /// `state` is the caller's snapshot: taking a second read of the state here
     /// while the caller holds one could deadlock behind a waiting writer.
     pub fn lost_own_entries(&self, state: &State) -> Vec<LostEntries> {
@@ -761,10 +761,13 @@ impl Ledger {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        // A log a recovery replaced counts only up to its cut: what it lost is moot.
+        let roster = state.roster();
         let signed = self
             .signed_at_start
             .heads()
             .iter()
+            .filter(|(a, _)| roster.owner(a).is_none_or(|o| o.log() == **a))
             .map(|(a, (seq, _))| (a, *seq));
         shortfall(state, signed, |author| {
             elsewhere.get(author).map_or(0, |(s, _)| *s)

@@ -216,7 +216,7 @@ impl Metrics {
         let frozen = Gauge::default();
         registry.register(
             "frozen_logs",
-            "Authors whose log is frozen by a fork proof",
+            "Authors whose log is frozen by a fork proof and not recovered",
             frozen.clone(),
         );
         let set_aside = Gauge::default();
@@ -413,7 +413,7 @@ impl Metrics {
                 .get_or_create(&vec![("author", author.to_string()), ("name", name)])
                 .set(gauge_value(head.seq));
         }
-        self.frozen.set(gauge_value(state.forks().count() as u64));
+        self.frozen.set(gauge_value(state.frozen().count() as u64));
         self.set_aside.set(gauge_value(state.set_aside_count()));
         self.clashes.clear();
         for s in [

@@ -691,7 +691,7 @@ impl LedgerApi for LedgerService {
                         .collect(),
                 })
                 .collect(),
-            frozen: state.forks().map(|f| f.author.to_vec()).collect(),
+            frozen: state.frozen().map(|f| f.author.to_vec()).collect(),
             calendar_url: self
                 .calendar
                 .as_ref()

@@ -304,7 +304,7 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
     for lost in &s.lost_own_entries {
         let peers = if lost.peer_seq >= lost.signed_seq {
             "a peer has them; they are on their way".to_owned()
-        } else if lost.peer_seq > 0 {
+        } else if lost.peer_seq > lost.stored_seq {
             format!("peers hold it up to seq {} so far", lost.peer_seq)
         } else {
             "no peer has supplied them yet; if none has them, the identity needs recovery by \

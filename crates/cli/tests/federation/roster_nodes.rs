@@ -9,7 +9,7 @@ use accord_node::tls::TlsIdentity;
 use super::*;
 
 /// Runs `accord args…`, expecting success; returns stdout.
-fn accord_ok(args: &[&OsStr]) -> String {
+pub(super) fn accord_ok(args: &[&OsStr]) -> String {
     let out = accord_run(args);
     assert!(
         out.status.success(),

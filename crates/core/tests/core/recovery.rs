@@ -246,6 +246,7 @@ fn a_frozen_log_is_recovered_from_the_seq_before_the_fork() {
     // Nothing of seq 2 was applied: nothing to rebuild.
     assert!(!n.state.record_fork(proof));
     assert_eq!(n.state.frozen_from(&gamma), Some(2));
+    assert_eq!(n.state.frozen().count(), 1);
     // Frozen, Gamma cannot publish; its seq 1 still counts.
     assert!(n.intend(C, S::Withdrawn).is_err());
     assert_eq!(n.gamma_position(), Some(Status::Intends));
@@ -257,6 +258,7 @@ fn a_frozen_log_is_recovered_from_the_seq_before_the_fork() {
     assert_eq!(n.gamma_position(), Some(Status::StoodAside));
     assert_eq!(n.state.frozen_from(&new_key), None);
     assert_eq!(n.state.forks().count(), 1);
+    assert_eq!(n.state.frozen().count(), 0, "the freeze is lifted");
     let again = n.again();
     assert_eq!(again.roster(), n.state.roster());
     assert_eq!(again.digest(), n.state.digest());
