@@ -289,8 +289,9 @@ impl<T> Record<T> {
 /// counts intentions on election ids nowhere; 3 stores entries whose bodies it does
 /// not accept and lists them as set aside; 4 orders entries of different authors by
 /// their causal references, not their clocks (resolutions in force and breaches,
-/// the governance fold).
-pub const RULES_VERSION: &str = "accord-rules/4";
+/// the governance fold); 5 counts a log a recovery by quorum started as its
+/// organisation's.
+pub const RULES_VERSION: &str = "accord-rules/5";
 
 /// The derived state of one alliance.
 #[derive(Debug, Clone)]

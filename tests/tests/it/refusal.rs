@@ -652,6 +652,51 @@ async fn governance_refusals_have_their_codes_and_store_nothing() {
         Code::FailedPrecondition,
         "no secretary",
     );
+    // Recovery by quorum: a new key already in the roster, a key that is not 32
+    // bytes, an organisation not in the roster, and no organisation at all.
+    let recover = |organisation: Vec<u8>, new: Vec<u8>| {
+        Change::Recover(pb::ProposeRecover {
+            organisation,
+            key: new,
+            up_to_seq: 0,
+        })
+    };
+    let r = c
+        .propose(propose(key(&m0), recover(key(&m2), key(&m1))))
+        .await;
+    assert_refused(
+        "a recovery to a key already in the roster",
+        r,
+        Code::FailedPrecondition,
+        "already in the roster",
+    );
+    let r = c
+        .propose(propose(key(&m0), recover(key(&m2), vec![9; 31])))
+        .await;
+    assert_refused(
+        "a recovery to a malformed key",
+        r,
+        Code::InvalidArgument,
+        "key",
+    );
+    let r = c
+        .propose(propose(key(&m0), recover(vec![9; 32], vec![8; 32])))
+        .await;
+    assert_refused(
+        "a recovery of an organisation not in the roster",
+        r,
+        Code::FailedPrecondition,
+        "not an active organisation",
+    );
+    let r = c
+        .propose(propose(key(&m0), recover(Vec::new(), vec![8; 32])))
+        .await;
+    assert_refused(
+        "a recovery naming no organisation",
+        r,
+        Code::InvalidArgument,
+        "organisation",
+    );
     let after = entries(
         c.get_status(pb::GetStatusRequest::default())
             .await

@@ -57,9 +57,10 @@ fn a_data_directory_of_release_0_1_0_opens_and_a_newer_format_is_refused() {
         assert_eq!(status[field], expected[field], "{field}");
     }
     // The rules moved on since 0.1.0 (accord-rules/4 orders authors by causal
-    // references), but entries without one read as before: the same state digest.
+    // references, 5 counts recovered logs), but entries without causal references
+    // or recoveries read as before: the same state digest.
     assert_eq!(expected["rules_version"], "accord-rules/3");
-    assert_eq!(status["rules_version"], "accord-rules/4");
+    assert_eq!(status["rules_version"], "accord-rules/5");
     assert_eq!(status["entries"], 5);
     assert_eq!(std::fs::read_to_string(&format_file).unwrap(), "1\n");
     // It goes on from where 0.1.0 left off.
