@@ -1092,6 +1092,21 @@ async fn submit_to(
     submit(&mut fed.nodes[i].client(), entry).await.map(drop)
 }
 
+/// Node `i`'s home organisation publishes that it is considering standing in each
+/// of `ballots` (one acknowledged entry each).
+async fn consider(fed: &ProcFederation, i: usize, ballots: std::ops::Range<usize>) {
+    let home = fed.nodes[i].home.clone();
+    for b in ballots {
+        publish(
+            &mut fed.nodes[i].client(),
+            &home,
+            intention(&ballot(b), S::Considering, ""),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 /// The authors node `i` reports frozen by a fork proof.
 async fn frozen_on(fed: &ProcFederation, i: usize) -> Vec<accord_core::PublicId> {
     frozen(&fed.status(i).await.expect("status"))
@@ -1480,15 +1495,7 @@ async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
     let mut fed = ProcFederation::start(false).await.unwrap();
     let home = fed.nodes[0].home.clone();
     let key = key_of(&home);
-    for i in 0..3 {
-        publish(
-            &mut fed.nodes[0].client(),
-            &home,
-            intention(&ballot(i), S::Considering, ""),
-        )
-        .await
-        .unwrap();
-    }
+    consider(&fed, 0, 0..3).await;
     fed.converge_when(CONVERGE, |s| s.entries == 3)
         .await
         .unwrap();
@@ -1497,25 +1504,9 @@ async fn a_node_whose_store_lost_its_own_entries_never_signs_a_used_seq() {
     let old = fed.nodes[0].folder.join("data.old");
     copy_dir(&data, &old);
     fed.nodes[0].start().await.unwrap();
-    for i in 3..6 {
-        publish(
-            &mut fed.nodes[0].client(),
-            &home,
-            intention(&ballot(i), S::Considering, ""),
-        )
-        .await
-        .unwrap();
-    }
+    consider(&fed, 0, 3..6).await;
     let other = fed.nodes[1].home.clone();
-    for i in 0..2 {
-        publish(
-            &mut fed.nodes[1].client(),
-            &other,
-            intention(&ballot(20 + i), S::Considering, ""),
-        )
-        .await
-        .unwrap();
-    }
+    consider(&fed, 1, 20..22).await;
     fed.converge_when(CONVERGE, |s| s.entries == 8)
         .await
         .unwrap();
@@ -1748,15 +1739,7 @@ async fn a_full_mesh_receives_each_entry_about_once() {
 async fn a_store_rebuilt_from_peers_publishes_only_once_refilled() {
     let mut fed = ProcFederation::start(false).await.unwrap();
     let home = fed.nodes[0].home.clone();
-    for i in 0..4 {
-        publish(
-            &mut fed.nodes[0].client(),
-            &home,
-            intention(&ballot(i), S::Considering, ""),
-        )
-        .await
-        .unwrap();
-    }
+    consider(&fed, 0, 0..4).await;
     fed.converge_when(CONVERGE, |s| s.entries == 4)
         .await
         .unwrap();
@@ -2525,15 +2508,7 @@ async fn a_key_rotation_continues_the_log_and_the_old_key_signs_nothing_more() {
     let mut fed = ProcFederation::start(false).await.unwrap();
     let home = fed.nodes[0].home.clone();
     let org = home.public_id();
-    for i in 0..2 {
-        publish(
-            &mut fed.nodes[0].client(),
-            &home,
-            intention(&ballot(i), S::Considering, ""),
-        )
-        .await
-        .unwrap();
-    }
+    consider(&fed, 0, 0..2).await;
     fed.converge_when(CONVERGE, |s| s.entries == 2)
         .await
         .unwrap();

@@ -13,15 +13,7 @@ async fn a_forked_organisation_is_recovered_by_quorum_and_publishes_again_at_onc
     let mut fed = ProcFederation::start(false).await.unwrap();
     let home = fed.nodes[2].home.clone();
     let org = home.public_id();
-    for i in 0..2 {
-        publish(
-            &mut fed.nodes[2].client(),
-            &home,
-            intention(&ballot(i), S::Considering, ""),
-        )
-        .await
-        .unwrap();
-    }
+    consider(&fed, 2, 0..2).await;
     fed.converge_when(CONVERGE, |s| s.entries == 2)
         .await
         .unwrap();
@@ -123,15 +115,7 @@ async fn a_node_that_lost_entries_no_peer_holds_is_recovered_into_a_new_log() {
     let mut fed = ProcFederation::start(false).await.unwrap();
     let home = fed.nodes[2].home.clone();
     let org = home.public_id();
-    for i in 0..2 {
-        publish(
-            &mut fed.nodes[2].client(),
-            &home,
-            intention(&ballot(i), S::Considering, ""),
-        )
-        .await
-        .unwrap();
-    }
+    consider(&fed, 2, 0..2).await;
     fed.converge_when(CONVERGE, |s| s.entries == 2)
         .await
         .unwrap();
@@ -143,15 +127,7 @@ async fn a_node_that_lost_entries_no_peer_holds_is_recovered_into_a_new_log() {
     fed.nodes[0].kill9();
     fed.nodes[1].kill9();
     fed.nodes[2].start().await.unwrap();
-    for i in 2..4 {
-        publish(
-            &mut fed.nodes[2].client(),
-            &home,
-            intention(&ballot(i), S::Considering, ""),
-        )
-        .await
-        .unwrap();
-    }
+    consider(&fed, 2, 2..4).await;
     fed.nodes[2].terminate().await;
     // Its store goes back to seq 2; the record of what it signed stays.
     let kept: Vec<(&str, Vec<u8>)> = ["signed-heads.a", "signed-heads.b", "heads-manifest.json"]

@@ -186,3 +186,100 @@ pub fn resolution(ballot: &str, stands: Vec<Vec<u8>>, stand_aside: Vec<Vec<u8>>)
         rationale: "agreed at PAL".into(),
     })
 }
+
+/// An alliance, the entries a node accepted so far, and its state of them: rebuilt
+/// from every entry and fork proof whenever the roster changes what counts, as a
+/// node's writer does.
+pub struct Ledger {
+    pub alliance: Alliance,
+    pub state: State,
+    pub entries: Vec<VerifiedEntry>,
+}
+
+impl Ledger {
+    pub fn new() -> Self {
+        let alliance = Alliance::new();
+        let state = State::new(alliance.charter.clone());
+        Self {
+            alliance,
+            state,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn key(&self, who: usize) -> PublicId {
+        self.alliance.key(who)
+    }
+
+    pub fn apply(&mut self, entry: VerifiedEntry) -> accord_core::EntryId {
+        let id = entry.id();
+        self.state.apply(&entry);
+        self.entries.push(entry);
+        if self.state.views_stale() {
+            self.rebuild();
+        }
+        id
+    }
+
+    /// The state of every entry and fork proof held, as from a node's store.
+    pub fn rebuild(&mut self) {
+        self.state = self.from_scratch(false);
+    }
+
+    /// The same entries and fork proofs in one set, in their order or reversed.
+    pub fn from_scratch(&self, reversed: bool) -> State {
+        let forks: Vec<_> = self.state.forks().cloned().collect();
+        let charter = self.alliance.charter.clone();
+        if reversed {
+            State::from_entries_and_forks(charter, forks, self.entries.iter().rev())
+        } else {
+            State::from_entries_and_forks(charter, forks, self.entries.iter())
+        }
+    }
+
+    /// Offers `signed` (the last entry signed for `who`) as a new entry, with every
+    /// rule a node applies to one: applied, or refused (and `who`'s log unsigned).
+    pub fn offer_new(
+        &mut self,
+        who: usize,
+        signed: pb::SignedEntry,
+    ) -> Result<accord_core::EntryId, entry::EntryError> {
+        match accept_new(&self.alliance.charter, &self.state, signed) {
+            Ok(entry) => Ok(self.apply(entry)),
+            Err(e) => {
+                self.alliance.unsign(who);
+                Err(e)
+            }
+        }
+    }
+
+    /// Publishes as a node would: the causal reference of what the state holds,
+    /// every rule for a new entry.
+    pub fn publish(
+        &mut self,
+        who: usize,
+        kind: pb::EntryKind,
+        body: Vec<u8>,
+    ) -> Result<accord_core::EntryId, entry::EntryError> {
+        let seen = self.state.seen_since(&self.key(who));
+        let signed = self.alliance.sign_seeing(who, kind as i32, body, &seen);
+        self.offer_new(who, signed)
+    }
+
+    /// Relays an entry signed elsewhere: the envelope rules only.
+    pub fn relay(
+        &mut self,
+        who: usize,
+        kind: pb::EntryKind,
+        body: Vec<u8>,
+    ) -> Result<accord_core::EntryId, entry::EntryError> {
+        let signed = self.alliance.sign_raw(who, kind as i32, body);
+        match accept(&self.alliance.charter, &self.state, signed) {
+            Ok(entry) => Ok(self.apply(entry)),
+            Err(e) => {
+                self.alliance.unsign(who);
+                Err(e)
+            }
+        }
+    }
+}

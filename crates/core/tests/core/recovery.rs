@@ -9,7 +9,7 @@ use accord_core::pb::EntryKind as K;
 use accord_core::pb::IntentionStatus as S;
 use accord_core::roster::{ProposalStatus, RetiredKey};
 use accord_core::state::ForkProof;
-use accord_core::{EntryId, PublicId, State, VerifiedEntry};
+use accord_core::{EntryId, PublicId, State};
 use prost::Message;
 
 use crate::fixture::*;
@@ -18,71 +18,33 @@ const BALLOT: &str = "local.leeds.headingley-hyde-park.2027-05-06";
 /// The key Gamma's new log is signed with.
 const NEW_KEY: usize = OUT;
 
-/// An alliance, every entry published, and a node's state of it.
-struct Net {
-    alliance: Alliance,
-    state: State,
-    entries: Vec<VerifiedEntry>,
+/// A ledger, with recovery's moves; refusals as their text.
+struct Net(Ledger);
+
+impl std::ops::Deref for Net {
+    type Target = Ledger;
+    fn deref(&self) -> &Ledger {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut Ledger {
+        &mut self.0
+    }
 }
 
 impl Net {
     fn new() -> Self {
-        let alliance = Alliance::new();
-        let state = State::new(alliance.charter.clone());
-        Self {
-            alliance,
-            state,
-            entries: Vec::new(),
-        }
+        Self(Ledger::new())
     }
 
-    fn key(&self, who: usize) -> PublicId {
-        self.alliance.key(who)
-    }
-
-    fn apply(&mut self, entry: VerifiedEntry) -> EntryId {
-        let id = entry.id();
-        self.state.apply(&entry);
-        self.entries.push(entry);
-        if self.state.views_stale() {
-            self.rebuild();
-        }
-        id
-    }
-
-    fn rebuild(&mut self) {
-        let forks: Vec<ForkProof> = self.state.forks().cloned().collect();
-        self.state = State::from_entries_and_forks(
-            self.alliance.charter.clone(),
-            forks,
-            self.entries.iter(),
-        );
-    }
-
-    /// Publishes as a node would (every rule for a new entry): refused with the
-    /// error text, or applied.
     fn publish(&mut self, who: usize, kind: K, body: Vec<u8>) -> Result<EntryId, String> {
-        let seen = self.state.seen_since(&self.key(who));
-        let signed = self.alliance.sign_seeing(who, kind as i32, body, &seen);
-        match accept_new(&self.alliance.charter, &self.state, signed) {
-            Ok(entry) => Ok(self.apply(entry)),
-            Err(e) => {
-                self.alliance.unsign(who);
-                Err(e.to_string())
-            }
-        }
+        self.0.publish(who, kind, body).map_err(|e| e.to_string())
     }
 
-    /// Relays an entry signed elsewhere: the envelope rules only.
     fn relay(&mut self, who: usize, kind: K, body: Vec<u8>) -> Result<EntryId, String> {
-        let signed = self.alliance.sign_raw(who, kind as i32, body);
-        match accept(&self.alliance.charter, &self.state, signed) {
-            Ok(entry) => Ok(self.apply(entry)),
-            Err(e) => {
-                self.alliance.unsign(who);
-                Err(e.to_string())
-            }
-        }
+        self.0.relay(who, kind, body).map_err(|e| e.to_string())
     }
 
     fn intend(&mut self, who: usize, status: S) -> Result<EntryId, String> {
@@ -122,12 +84,7 @@ impl Net {
 
     /// The same entries (and fork proofs) in one set, in reverse order.
     fn again(&self) -> State {
-        let forks: Vec<ForkProof> = self.state.forks().cloned().collect();
-        State::from_entries_and_forks(
-            self.alliance.charter.clone(),
-            forks,
-            self.entries.iter().rev(),
-        )
+        self.from_scratch(true)
     }
 }
 

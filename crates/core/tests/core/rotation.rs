@@ -6,28 +6,32 @@ use accord_core::pb;
 use accord_core::pb::EntryKind as K;
 use accord_core::pb::IntentionStatus as S;
 use accord_core::roster::RetiredKey;
-use accord_core::{Identity, State, VerifiedEntry};
+use accord_core::{Identity, State};
 use prost::Message;
 
 use crate::fixture::*;
 
 const BALLOT: &str = "local.leeds.headingley-hyde-park.2027-05-06";
 
-struct Log {
-    alliance: Alliance,
-    state: State,
-    entries: Vec<VerifiedEntry>,
+/// A ledger, with key rotation's moves.
+struct Log(Ledger);
+
+impl std::ops::Deref for Log {
+    type Target = Ledger;
+    fn deref(&self) -> &Ledger {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Log {
+    fn deref_mut(&mut self) -> &mut Ledger {
+        &mut self.0
+    }
 }
 
 impl Log {
     fn new() -> Self {
-        let alliance = Alliance::new();
-        let state = State::new(alliance.charter.clone());
-        Self {
-            alliance,
-            state,
-            entries: Vec::new(),
-        }
+        Self(Ledger::new())
     }
 
     /// Signs the next entry of `who` with its current key and offers it as a new
@@ -38,17 +42,7 @@ impl Log {
     }
 
     fn offer(&mut self, who: usize, signed: pb::SignedEntry) -> Result<(), EntryError> {
-        match accept_new(&self.alliance.charter, &self.state, signed) {
-            Ok(e) => {
-                self.state.apply(&e);
-                self.entries.push(e);
-                Ok(())
-            }
-            Err(e) => {
-                self.alliance.unsign(who);
-                Err(e)
-            }
-        }
+        self.0.offer_new(who, signed).map(drop)
     }
 
     fn intend(&mut self, who: usize) -> Result<(), EntryError> {
