@@ -1110,14 +1110,46 @@ impl Overlay<'_> {
     }
 }
 
+/// Whether `batch` holds only entries from peers, fewer than
+/// [`INGEST_LINGER_BELOW`]: the writer may wait a moment for more.
+fn only_a_few_from_peers(batch: &[Job]) -> bool {
+    let mut entries = 0;
+    for job in batch {
+        match &job.request {
+            Request::Ingest { entries: e, .. } => entries += e.len(),
+            _ => return false,
+        }
+    }
+    entries < INGEST_LINGER_BELOW
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// How long the writer waits for more entries from peers before committing a small
+/// batch that holds nothing else. In a big alliance a node's peers each relay the
+/// entries they were first to hold, one or two at a time: one store write, flush and
+/// state update for several of them costs much less than one each. Nobody waits on
+/// these entries, and a client's request ends the wait at once.
+const INGEST_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// A batch holding at least this many entries from peers (a catch-up) is committed
+/// without waiting for more.
+const INGEST_LINGER_BELOW: usize = 64;
 
 impl Writer {
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let until = tokio::time::Instant::now() + INGEST_LINGER;
+            while batch.len() < MAX_BATCH && only_a_few_from_peers(&batch) {
+                let room = MAX_BATCH - batch.len();
+                match tokio::time::timeout_at(until, jobs.recv_many(&mut batch, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
             self.commit(std::mem::take(&mut batch)).await;
         }
     }
