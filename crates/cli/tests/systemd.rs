@@ -2,13 +2,15 @@
 //! systemd as PID 1 (the test machines have none of their own), the lines of its
 //! "systemd" section are run one by one as the README gives them (installing this
 //! build's `accord` and deploy/accord-node.service, the `accord` user, the folders,
-//! `systemctl enable --now`, `journalctl`), then `systemctl reload`, `status` and
-//! `stop`, and the container is rebooted. Runs when a Docker daemon answers, and says
+//! `systemctl enable --now`, `journalctl`), then `systemctl reload`, `status`,
+//! `stop` and `start`, the backup timer's lines of "Backups", and the container is
+//! rebooted. Runs when a Docker daemon answers, and says
 //! plainly that it was skipped otherwise. The base image is Debian with systemd,
 //! built once by deploy/systemd-image.sh (debootstrap, no registry) and kept.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const ACCORD: &str = env!("CARGO_BIN_EXE_accord");
@@ -53,9 +55,30 @@ fn readme_block(heading: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every systemd command deploy/README.md gives for the node (code spans and code
-/// lines that start with `systemctl` or `journalctl` and name `accord-node`), and the
-/// walkthrough's `useradd`, `install` and `chown` lines, each as one line.
+/// The lines of the code block of section `heading` that holds `marker`.
+fn readme_block_with(heading: &str, marker: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("deploy/README.md")).unwrap();
+    let section = readme_section(&readme, heading);
+    let lines: Vec<&str> = section.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("    ") && l.contains(marker))
+        .unwrap_or_else(|| panic!("deploy/README.md {heading}: no code line with {marker:?}"));
+    let start = lines[..at]
+        .iter()
+        .rposition(|l| !l.starts_with("    "))
+        .map_or(0, |i| i + 1);
+    lines[start..]
+        .iter()
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+/// Every systemd command deploy/README.md gives for the node and its backups (code
+/// spans and code lines that start with `systemctl` or `journalctl` and name
+/// `accord-node` or `accord-backup`), and the walkthrough's `useradd`, `install` and
+/// `chown` lines, each as one line.
 fn readme_systemd_commands() -> Vec<String> {
     let readme = std::fs::read_to_string(repo_root().join("deploy/README.md")).unwrap();
     let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -72,7 +95,7 @@ fn readme_systemd_commands() -> Vec<String> {
         )
         .filter(|c| {
             (c.starts_with("systemctl ") || c.starts_with("journalctl "))
-                && c.contains("accord-node")
+                && (c.contains("accord-node") || c.contains("accord-backup"))
         })
         .collect();
     let walkthrough = readme_section(&readme, "## From a fresh server to a node in the alliance");
@@ -188,6 +211,22 @@ impl Server {
         text(&out)
     }
 
+    /// Appends `text` to the file at `path` in the container (made if missing).
+    fn append(&self, path: &str, text: &str) {
+        let mut child = Command::new("docker")
+            .args(["exec", "-i", &self.name, "sh", "-c", "cat >> \"$0\"", path])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("docker exec runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "appending to {path}");
+    }
+
     fn copy_in(&self, from: &Path, to: &str) {
         run(Command::new("docker")
             .arg("cp")
@@ -301,6 +340,12 @@ fn the_readme_systemd_commands_run_a_node_under_systemd_as_pid_1() {
         &repo_root().join("deploy/accord-node.service"),
         &format!("{RELEASE}/accord-node.service"),
     );
+    for unit in ["accord-backup.service", "accord-backup.timer"] {
+        server.copy_in(
+            &repo_root().join("deploy").join(unit),
+            &format!("{RELEASE}/{unit}"),
+        );
+    }
     server.copy_in(&folder, "/etc/accord");
     server.ok("chown -R root:root /etc/accord");
     // systemd's own debug messages show what the node told it (READY=1, STOPPING=1).
@@ -395,10 +440,61 @@ fn the_readme_systemd_commands_run_a_node_under_systemd_as_pid_1() {
     let published = server.status();
     assert_eq!(published["entries"], 1, "{published}");
 
-    // A reboot of the server: the enabled unit starts with it, on the same store.
+    // Backups on a schedule ("Backups"): what the service's comments say to set up
+    // (a client config with an operator token of its own, applied by a reload),
+    // then the README's lines; one run of the service writes a backup that verifies.
+    let token_sha256 = server.ok("accord token new --out /etc/accord/backup.token");
+    let cert_sha256 = server.ok("accord tls show /etc/accord/tls/node.crt");
+    server.append(
+        "/etc/accord/backup-client.toml",
+        &format!(
+            "node = \"https://127.0.0.1:7400\"\ncert_sha256 = \"{cert_sha256}\"\n\
+             token_file = \"backup.token\"\n"
+        ),
+    );
+    server.append(
+        "/etc/accord/node.toml",
+        &format!(
+            "\n[[operators]]\nname = \"backup\"\ntoken_sha256 = \"{token_sha256}\"\n\
+             identities = [\"Breakthrough Party\"]\n"
+        ),
+    );
+    server.ok("chown -R accord:accord /etc/accord && systemctl reload accord-node");
+    server.journal_says("operators=2");
+    let lines = readme_block_with("## Backups", "accord-backup.timer");
+    assert!(lines.len() >= 3, "{lines:?}");
+    for line in &lines {
+        server.ok(line);
+        ran.push(line.clone());
+    }
+    assert_eq!(
+        server.ok("systemctl is-active accord-backup.timer"),
+        "active"
+    );
+    server.ok("systemctl start accord-backup.service");
+    let backups = server.ok("ls /var/backups/accord");
+    let backup = backups
+        .lines()
+        .find(|f| f.starts_with("node-") && f.ends_with("Z.backup"))
+        .unwrap_or_else(|| panic!("no backup in /var/backups/accord: {backups}"));
+    let verified = server.ok(&format!(
+        "stat -c %U /var/backups/accord/{backup} && accord backup verify --json /var/backups/accord/{backup}"
+    ));
+    assert!(verified.starts_with("accord\n"), "{verified}");
+    assert!(
+        verified.contains(published["entries_digest"].as_str().unwrap()),
+        "{verified}"
+    );
+
+    // A reboot of the server: the enabled units start with it, the node on the same
+    // store.
     run(Command::new("docker").args(["restart", "-t", "30", &server.name]));
     server.booted();
     assert_eq!(server.ok("systemctl is-active accord-node"), "active");
+    assert_eq!(
+        server.ok("systemctl is-active accord-backup.timer"),
+        "active"
+    );
     let rebooted = server.status();
     assert_eq!(rebooted["entries"], 1, "{rebooted}");
     assert_eq!(rebooted["entries_digest"], published["entries_digest"]);
