@@ -262,7 +262,7 @@ impl fmt::Display for RpcError {
             return write!(
                 f,
                 "{what} ({name}): the node presented TLS certificate {}, which is not \
-                 cert_sha256 in the client config; `accord tls show --cert CERT` on the \
+                 cert_sha256 in the client config; `accord tls show CERT` on the \
                  node's certificate prints the fingerprint to put there",
                 hex::encode(not_pinned.presented)
             );
