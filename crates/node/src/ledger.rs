@@ -1,7 +1,8 @@
 //! The ledger: the node's one writer, its store and its derived state.
 //!
 //! Every append goes through a single task (the writer) that owns the order of the
-//! logs. It takes whatever requests are waiting (up to [`MAX_BATCH`]), checks each
+//! logs. It takes whatever requests are waiting (up to [`MAX_BATCH`]; a small batch of
+//! entries from peers only waits [`INGEST_LINGER`] for more), checks each
 //! against the state plus the entries accepted earlier in the same batch, writes the
 //! accepted ones in one atomic batch, waits for one flush, and only then applies them
 //! to the in-memory state and answers. So concurrent publishes share a group commit,
