@@ -2,7 +2,7 @@
 //!
 //! Every append goes through a single task (the writer) that owns the order of the
 //! logs. It takes whatever requests are waiting (up to [`MAX_BATCH`]; a small batch of
-//! entries from peers only waits [`INGEST_LINGER`] for more), checks each
+//! entries from peers only waits `INGEST_LINGER` for more), checks each
 //! against the state plus the entries accepted earlier in the same batch, writes the
 //! accepted ones in one atomic batch, waits for one flush, and only then applies them
 //! to the in-memory state and answers. So concurrent publishes share a group commit,
