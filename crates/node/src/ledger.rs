@@ -314,11 +314,19 @@ struct DigestCache {
     /// replaced since (up to a second copy of the state). Once it is gone, so are
     /// the callers that could still want it.
     last: Option<(std::sync::Weak<Snapshot>, [u8; 32])>,
-    /// A computation waits at least as long as the previous one took, so digests
-    /// take at most half of one core however many callers ask under a stream of
-    /// changes (the rest is left to publishing).
+    /// A computation waits [`DIGEST_SPACING`] times as long as the previous one
+    /// took, so digests take at most a quarter of one core however many callers ask
+    /// under a stream of changes (the rest is left to publishing).
     next_at: Option<tokio::time::Instant>,
 }
+
+/// How many times its own duration a digest computation waits after the previous
+/// one. At 1 (half of one core), 50 pollers on a 100,000-entry state kept the
+/// publish p99 at 1.5 to 3 times its value without them on two cores. Since the
+/// digest is streamed and ids are written without allocating, one costs about half
+/// as much, so at 3 a poller waits about as long as it did at 1 before, for half the
+/// CPU (BENCHMARKS.md).
+const DIGEST_SPACING: u32 = 3;
 
 /// Counts of what a reload did, for the log line and the benchmark.
 #[derive(Debug, Clone, Copy)]
@@ -763,7 +771,7 @@ impl Ledger {
         })
         .await?;
         let now = tokio::time::Instant::now();
-        cache.next_at = Some(now + (now - started));
+        cache.next_at = Some(now + (now - started) * DIGEST_SPACING);
         cache.last = Some((Arc::downgrade(&snapshot), digest));
         Ok((snapshot, digest))
     }
