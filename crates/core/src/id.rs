@@ -51,7 +51,7 @@ macro_rules! id32 {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&hex::encode(self.0))
+                f.write_str(hex_digits(&self.0).as_str())
             }
         }
 
@@ -74,7 +74,7 @@ macro_rules! id32 {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
+                serializer.serialize_str(hex_digits(&self.0).as_str())
             }
         }
 
@@ -103,6 +103,28 @@ id32!(
     "alliance id"
 );
 
+/// The 64 lowercase hex digits of a 32-byte id, on the stack: ids are written by
+/// the million into the state digest's JSON and every listing, and an allocated
+/// `String` per id (with serde's `collect_str` going through `Display`) made them
+/// the largest part of the digest's cost.
+struct HexDigits([u8; 64]);
+
+impl HexDigits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+fn hex_digits(bytes: &[u8; 32]) -> HexDigits {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    HexDigits(out)
+}
+
 /// SHA-256 of `tag` followed by `bytes`. Tags end in a NUL byte so that no tag is a
 /// prefix of another's input.
 pub(crate) fn tagged_hash(tag: &[u8], bytes: &[u8]) -> [u8; 32] {
@@ -123,6 +145,13 @@ mod tests {
         assert_eq!(text.len(), 64);
         assert_eq!(text.parse::<PublicId>().unwrap(), id);
         assert_eq!(id.short(), "abababab");
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37 + 5) as u8);
+        let id = EntryId::from_bytes(bytes);
+        assert_eq!(id.to_string(), hex::encode(bytes));
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            format!("\"{}\"", hex::encode(bytes))
+        );
     }
 
     #[test]

@@ -315,11 +315,19 @@ struct DigestCache {
     /// replaced since (up to a second copy of the state). Once it is gone, so are
     /// the callers that could still want it.
     last: Option<(std::sync::Weak<Snapshot>, [u8; 32])>,
-    /// A computation waits at least as long as the previous one took, so digests
-    /// take at most half of one core however many callers ask under a stream of
-    /// changes (the rest is left to publishing).
+    /// A computation waits [`DIGEST_SPACING`] times as long as the previous one
+    /// took, so digests take at most a quarter of one core however many callers ask
+    /// under a stream of changes (the rest is left to publishing).
     next_at: Option<tokio::time::Instant>,
 }
+
+/// How many times its own duration a digest computation waits after the previous
+/// one. At 1 (half of one core), 50 pollers on a 100,000-entry state kept the
+/// publish p99 at 1.5 to 3 times its value without them on two cores. Since the
+/// digest is streamed and ids are written without allocating, one costs about half
+/// as much, so at 3 a poller waits about as long as it did at 1 before, for half the
+/// CPU (BENCHMARKS.md).
+const DIGEST_SPACING: u32 = 3;
 
 /// Counts of what a reload did, for the log line and the benchmark.
 #[derive(Debug, Clone, Copy)]
@@ -403,125 +411,216 @@ fn load_pass(
 /// Decodes, verifies and applies `entries` (in (author, seq) order, each log whole
 /// from seq 1) to `state`: the same checks as a node's start-up, for a store or a
 /// backup file. The first problem is an error.
+///
+/// The work is pipelined a window at a time: while worker threads verify window k,
+/// this thread applies window k-1 (which only this thread can do: it owns `state`)
+/// and reads window k+1, then helps verify what is left of window k. Applying and
+/// reading in turn with verifying left a core idle for a third of the load once
+/// entries carried causal references (BENCHMARKS.md). Problems are still reported in
+/// store order: those of applying window k-1, then reading window k, then verifying
+/// it.
 pub fn apply_stored(
     state: &mut State,
-    entries: impl Iterator<Item = Result<StoredEntry, StoreError>>,
+    mut entries: impl Iterator<Item = Result<StoredEntry, StoreError>>,
     charter: &Charter,
     signatures: Signatures,
 ) -> Result<(), StoreError> {
-    /// Entries decoded and verified at a time: memory stays bounded however large
-    /// the store. 4,096 rather than 16,384 took a million-entry node's start-up peak
-    /// from about 270 MB to about 200 MB, for a load about 10% slower (BENCHMARKS.md).
-    const WINDOW: usize = 4 * 1024;
     let max = charter.rules().max_entry_bytes as usize;
     // The last entry applied: (author, seq, id), to check the links across windows.
     let mut previous: Option<(PublicId, u64, EntryId)> = None;
+    let mut reading = read_window(&mut entries, max);
+    let mut to_apply: Vec<VerifiedEntry> = Vec::new();
+    std::thread::scope(|scope| {
+        loop {
+            let window = match reading {
+                Ok(window) if !window.is_empty() => window,
+                Ok(_) => return apply_window(state, to_apply, &mut previous),
+                Err(e) => {
+                    apply_window(state, to_apply, &mut previous)?;
+                    return Err(e);
+                }
+            };
+            let verifying = Verifying::start(scope, window, charter, signatures);
+            let applied = apply_window(state, std::mem::take(&mut to_apply), &mut previous);
+            reading = match applied {
+                Ok(()) => read_window(&mut entries, max),
+                Err(_) => Ok(Vec::new()),
+            };
+            let verified = verifying.finish();
+            applied?;
+            to_apply = verified?;
+        }
+    })
+}
+
+/// Entries decoded and verified at a time: memory stays bounded however large the
+/// store (two windows are held while one is applied and the next verified). 4,096
+/// rather than 16,384 took a million-entry node's start-up peak from about 270 MB to
+/// about 200 MB (BENCHMARKS.md).
+const WINDOW: usize = 4 * 1024;
+
+/// Reads and decodes the next [`WINDOW`] entries (none at the end).
+fn read_window(
+    entries: &mut impl Iterator<Item = Result<StoredEntry, StoreError>>,
+    max: usize,
+) -> Result<Vec<DecodedEntry>, StoreError> {
     let mut window = Vec::with_capacity(WINDOW);
-    let mut stored_entries = entries;
-    loop {
-        window.clear();
-        for stored in stored_entries.by_ref().take(WINDOW) {
-            let stored = stored?;
-            let entry = entry::decode_bytes(&stored.bytes, max).map_err(|e| {
-                StoreError::Corrupt(format!("entry {}/{}: {e}", stored.author, stored.seq))
-            })?;
-            if entry.author() != stored.author || entry.seq() != stored.seq {
-                return Err(StoreError::Corrupt(format!(
-                    "entry stored as {}/{} is {}/{}",
-                    stored.author,
-                    stored.seq,
-                    entry.author(),
-                    entry.seq()
-                )));
-            }
-            window.push(entry);
+    for stored in entries.take(WINDOW) {
+        let stored = stored?;
+        let entry = entry::decode_bytes(&stored.bytes, max).map_err(|e| {
+            StoreError::Corrupt(format!("entry {}/{}: {e}", stored.author, stored.seq))
+        })?;
+        if entry.author() != stored.author || entry.seq() != stored.seq {
+            return Err(StoreError::Corrupt(format!(
+                "entry stored as {}/{} is {}/{}",
+                stored.author,
+                stored.seq,
+                entry.author(),
+                entry.seq()
+            )));
         }
-        if window.is_empty() {
-            break;
+        window.push(entry);
+    }
+    Ok(window)
+}
+
+/// Checks the links and signers of a verified window and applies it, in order.
+fn apply_window(
+    state: &mut State,
+    window: Vec<VerifiedEntry>,
+    previous: &mut Option<(PublicId, u64, EntryId)>,
+) -> Result<(), StoreError> {
+    for entry in window {
+        let same_author = previous.filter(|(author, _, _)| *author == entry.author());
+        let expected_seq = same_author.map_or(1, |(_, seq, _)| seq + 1);
+        let expected_prev = same_author.map(|(_, _, id)| id);
+        if entry.seq() != expected_seq || entry.prev() != expected_prev {
+            return Err(StoreError::Corrupt(format!(
+                "log of {} is broken at seq {}",
+                entry.author(),
+                entry.seq()
+            )));
         }
-        for entry in verify_all(std::mem::take(&mut window), charter, signatures)? {
-            let same_author = previous.filter(|(author, _, _)| *author == entry.author());
-            let expected_seq = same_author.map_or(1, |(_, seq, _)| seq + 1);
-            let expected_prev = same_author.map(|(_, _, id)| id);
-            if entry.seq() != expected_seq || entry.prev() != expected_prev {
-                return Err(StoreError::Corrupt(format!(
-                    "log of {} is broken at seq {}",
-                    entry.author(),
-                    entry.seq()
-                )));
-            }
-            // The key that signs each seq: known from the log before it, all applied.
-            entry.check_signer(&*state).map_err(|e| {
-                StoreError::Corrupt(format!("entry {}/{}: {e}", entry.author(), entry.seq()))
-            })?;
-            state.apply(&entry);
-            previous = Some((entry.author(), entry.seq(), entry.id()));
-        }
+        // The key that signs each seq: known from the log before it, all applied.
+        entry.check_signer(&*state).map_err(|e| {
+            StoreError::Corrupt(format!("entry {}/{}: {e}", entry.author(), entry.seq()))
+        })?;
+        state.apply(&entry);
+        *previous = Some((entry.author(), entry.seq(), entry.id()));
     }
     Ok(())
 }
 
-/// Batch-verifies signatures on all cores, then rechecks each body against the
-/// charter. Keeps the store's (author, seq) order.
-fn verify_all(
-    decoded: Vec<DecodedEntry>,
+/// Entries batch-verified together.
+const CHUNK: usize = 256;
+
+/// One window's signatures being batch-verified (and bodies read) on worker threads,
+/// chunk by chunk, in whatever order the threads take the chunks.
+struct Verifying<'scope, 'env> {
+    work: Arc<VerifyWork<'env>>,
+    workers: Vec<std::thread::ScopedJoinHandle<'scope, ()>>,
+}
+
+/// What became of one chunk: its entries verified, or the first problem in it.
+type Checked = Result<Vec<VerifiedEntry>, StoreError>;
+
+/// The chunks of a window not yet taken, and the result of each chunk by its index.
+struct VerifyWork<'env> {
+    chunks: Mutex<std::iter::Enumerate<std::vec::IntoIter<Vec<DecodedEntry>>>>,
+    results: Mutex<Vec<Option<Checked>>>,
+    charter: &'env Charter,
+    signatures: Signatures,
+}
+
+impl VerifyWork<'_> {
+    /// Verifies chunks until none is left.
+    fn run(&self) {
+        loop {
+            let next = self.chunks.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let Some((index, chunk)) = next else { return };
+            let result = verify_chunk(chunk, self.charter, self.signatures);
+            self.results.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(result);
+        }
+    }
+}
+
+impl<'scope, 'env> Verifying<'scope, 'env> {
+    /// Starts one worker per core but one: the calling thread is the last worker
+    /// once it has done its own part of the pipeline ([`Verifying::finish`]).
+    fn start(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        window: Vec<DecodedEntry>,
+        charter: &'env Charter,
+        signatures: Signatures,
+    ) -> Self {
+        let mut chunks = Vec::with_capacity(window.len().div_ceil(CHUNK));
+        let mut rest = window.into_iter().peekable();
+        while rest.peek().is_some() {
+            chunks.push(rest.by_ref().take(CHUNK).collect::<Vec<_>>());
+        }
+        let count = chunks.len();
+        let work = Arc::new(VerifyWork {
+            chunks: Mutex::new(chunks.into_iter().enumerate()),
+            results: Mutex::new((0..count).map(|_| None).collect()),
+            charter,
+            signatures,
+        });
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let workers = (1..threads.min(count))
+            .map(|_| {
+                let work = work.clone();
+                scope.spawn(move || work.run())
+            })
+            .collect();
+        Self { work, workers }
+    }
+
+    /// Verifies what is left on this thread too, waits for the workers, and returns
+    /// the window's entries in order, or the first problem in that order.
+    fn finish(self) -> Result<Vec<VerifiedEntry>, StoreError> {
+        self.work.run();
+        for worker in self.workers {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        let results =
+            std::mem::take(&mut *self.work.results.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut all = Vec::with_capacity(results.len() * CHUNK);
+        for result in results {
+            all.extend(result.expect("every chunk is verified before the workers end")?);
+        }
+        Ok(all)
+    }
+}
+
+/// Batch-verifies a chunk's signatures, then rechecks each body against the charter.
+fn verify_chunk(
+    chunk: Vec<DecodedEntry>,
     charter: &Charter,
     signatures: Signatures,
 ) -> Result<Vec<VerifiedEntry>, StoreError> {
-    const CHUNK: usize = 256;
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let per_thread = decoded.len().div_ceil(threads).max(CHUNK);
-    let mut parts: Vec<Vec<DecodedEntry>> = Vec::new();
-    let mut rest = decoded;
-    while rest.len() > per_thread {
-        let tail = rest.split_off(per_thread);
-        parts.push(rest);
-        rest = tail;
-    }
-    parts.push(rest);
-    let results: Vec<Result<Vec<VerifiedEntry>, StoreError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut out = Vec::with_capacity(part.len());
-                    let mut part = part.into_iter().peekable();
-                    while part.peek().is_some() {
-                        let chunk: Vec<DecodedEntry> = part.by_ref().take(CHUNK).collect();
-                        let checked = if signatures == Signatures::VerifiedEarlier {
-                            Ok(SignatureChecked::verified_earlier_in_this_store())
-                        } else {
-                            entry::verify_batch(&chunk)
-                        };
-                        let checked = checked.map_err(|bad| {
-                            let e = &chunk[bad[0]];
-                            StoreError::Corrupt(format!(
-                                "signature of stored entry {}/{} does not verify",
-                                e.author(),
-                                e.seq()
-                            ))
-                        })?;
-                        for e in chunk {
-                            let (author, seq) = (e.author(), e.seq());
-                            out.push(VerifiedEntry::reload(e, charter, checked).map_err(
-                                |err| StoreError::Corrupt(format!("entry {author}/{seq}: {err}")),
-                            )?);
-                        }
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("verification thread panicked"))
-            .collect()
-    });
-    let mut all = Vec::new();
-    for part in results {
-        all.extend(part?);
-    }
-    Ok(all)
+    let checked = if signatures == Signatures::VerifiedEarlier {
+        Ok(SignatureChecked::verified_earlier_in_this_store())
+    } else {
+        entry::verify_batch(&chunk)
+    };
+    let checked = checked.map_err(|bad| {
+        let e = &chunk[bad[0]];
+        StoreError::Corrupt(format!(
+            "signature of stored entry {}/{} does not verify",
+            e.author(),
+            e.seq()
+        ))
+    })?;
+    chunk
+        .into_iter()
+        .map(|e| {
+            let (author, seq) = (e.author(), e.seq());
+            VerifiedEntry::reload(e, charter, checked)
+                .map_err(|err| StoreError::Corrupt(format!("entry {author}/{seq}: {err}")))
+        })
+        .collect()
 }
 
 /// A fork proof as stored: the two signed entries in hex.
@@ -673,7 +772,7 @@ impl Ledger {
         })
         .await?;
         let now = tokio::time::Instant::now();
-        cache.next_at = Some(now + (now - started));
+        cache.next_at = Some(now + (now - started) * DIGEST_SPACING);
         cache.last = Some((Arc::downgrade(&snapshot), digest));
         Ok((snapshot, digest))
     }
