@@ -196,6 +196,7 @@ fn a_compose_alliance_survives_a_killed_and_a_cut_off_container_and_keeps_its_da
     run(Command::new(ACCORD)
         .args(["demo", "--compose", "--dir"])
         .arg(alliance.dir.path()));
+    walkthrough_docker_run(&alliance, id);
     run(&mut alliance.compose(&["up", "-d"]));
     alliance.converged(0, Duration::from_secs(60));
     // Docker's own HEALTHCHECK (`accord healthcheck` inside the container) passes.
@@ -253,4 +254,90 @@ fn a_compose_alliance_survives_a_killed_and_a_cut_off_container_and_keeps_its_da
     run(&mut alliance.compose(&["up", "-d"]));
     let again = alliance.converged(acked.len() as u64, Duration::from_secs(60));
     assert_eq!(again, digest);
+}
+
+/// Removes a container and its volume on drop.
+struct Single {
+    name: String,
+    volume: String,
+}
+
+impl Drop for Single {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.volume])
+            .output();
+    }
+}
+
+/// Runs deploy/README.md's walkthrough line `docker run -d --name accord …` as
+/// written, but for the names this test owns (container, volume, image, the host
+/// port and the organisation's folder): one organisation's node alone, reached by
+/// its `client.toml` on the host, then removed.
+fn walkthrough_docker_run(alliance: &Alliance, id: u32) {
+    let readme = std::fs::read_to_string(repo_root().join("deploy/README.md")).unwrap();
+    let line = readme
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("docker run -d --name accord "))
+        .expect("deploy/README.md's walkthrough has its `docker run` line");
+    let slug = SLUGS[0];
+    let env = std::fs::read_to_string(alliance.dir.path().join("compose/.env")).unwrap();
+    let port = env
+        .lines()
+        .find_map(|l| l.strip_prefix("ACCORD_PORT_1="))
+        .expect("ACCORD_PORT_1 in .env")
+        .trim()
+        .to_owned();
+    let single = Single {
+        name: format!("accord-walkthrough-{id}"),
+        volume: format!("accord-walkthrough-data-{id}"),
+    };
+    let folder = alliance.dir.path().join("compose").join(slug);
+    let mut args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    for (from, to) in [
+        ("accord".to_owned(), single.name.clone()),
+        ("7400:7400".to_owned(), format!("127.0.0.1:{port}:7400")),
+        (
+            "accord-data:/var/lib/accord".to_owned(),
+            format!("{}:/var/lib/accord", single.volume),
+        ),
+        (
+            "/etc/accord/delta:/etc/accord:ro".to_owned(),
+            format!("{}:/etc/accord:ro", folder.display()),
+        ),
+        ("accord:0.1.0".to_owned(), alliance.image.clone()),
+    ] {
+        let at = args
+            .iter()
+            .position(|a| *a == from)
+            .unwrap_or_else(|| panic!("{from:?} is not in the walkthrough's line: {line}"));
+        args[at] = to;
+    }
+    assert_eq!(&args[..2], ["docker", "run"]);
+    run(Command::new("docker").args(&args[1..]));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = alliance.status(slug) {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the walkthrough's container never answered: {}",
+            text(&run(Command::new("docker").args(["logs", &single.name])))
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(status["entries"], 0, "{status}");
+    let user = text(&run(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}",
+        &single.name,
+    ])));
+    assert_eq!(user, "10001:10001 true");
+    drop(single);
 }

@@ -223,11 +223,11 @@ impl Ledger {
 
     /// The state of every entry and fork proof held, as from a node's store.
     pub fn rebuild(&mut self) {
-        self.state = self.from_scratch(false);
+        self.state = self.rebuilt(false);
     }
 
     /// The same entries and fork proofs in one set, in their order or reversed.
-    pub fn from_scratch(&self, reversed: bool) -> State {
+    pub fn rebuilt(&self, reversed: bool) -> State {
         let forks: Vec<_> = self.state.forks().cloned().collect();
         let charter = self.alliance.charter.clone();
         if reversed {

@@ -84,7 +84,7 @@ impl Net {
 
     /// The same entries (and fork proofs) in one set, in reverse order.
     fn again(&self) -> State {
-        self.from_scratch(true)
+        self.rebuilt(true)
     }
 }
 
