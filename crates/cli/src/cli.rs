@@ -113,6 +113,7 @@ pub enum ProposeCommand {
         /// The organisation (name or hex key)
         #[arg(long, value_name = "NAME|HEX")]
         member: String,
+        /// The last seq of its log that counts (default: the head this node holds)
         #[arg(long, value_name = "SEQ")]
         up_to: Option<u64>,
         #[arg(long, default_value = "")]
@@ -131,6 +132,8 @@ pub enum ProposeCommand {
         /// The organisation's new public key, 64 hex digits
         #[arg(long, value_name = "HEX")]
         key: String,
+        /// The last seq of its current log that counts (default: the head this node
+        /// holds, or the seq before a fork)
         #[arg(long, value_name = "SEQ")]
         up_to: Option<u64>,
         #[arg(long, default_value = "")]
