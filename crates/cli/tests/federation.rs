@@ -281,17 +281,18 @@ impl ProcFederation {
         env: impl Fn(usize) -> Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
         let count = net.nodes;
-        // Ports from the OS, released for the nodes to bind (fixed in the configs, so
-        // that a node restarts on the same address its peers know).
-        let addrs: Vec<SocketAddr> = {
-            let listeners = (0..count)
-                .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-                .collect::<Result<Vec<_>, _>>()?;
-            listeners
-                .iter()
-                .map(std::net::TcpListener::local_addr)
-                .collect::<Result<_, _>>()?
-        };
+        // Ports from the OS, fixed in the configs (so that a node restarts on the
+        // same address its peers know). Each is held until its node starts: released
+        // early, the proxies' own listeners and the first nodes' outbound connections
+        // could be given it by the kernel, and the node would find it in use.
+        let mut placeholders: Vec<Option<std::net::TcpListener>> = (0..count)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").map(Some))
+            .collect::<Result<_, _>>()?;
+        let addrs: Vec<SocketAddr> = placeholders
+            .iter()
+            .flatten()
+            .map(std::net::TcpListener::local_addr)
+            .collect::<Result<_, _>>()?;
         let mut pins = Vec::new();
         let mut folders = Vec::new();
         for i in 0..count {
@@ -344,7 +345,8 @@ impl ProcFederation {
             nodes,
             proxies,
         };
-        for node in &mut federation.nodes {
+        for (node, placeholder) in federation.nodes.iter_mut().zip(&mut placeholders) {
+            drop(placeholder.take());
             node.start().await?;
         }
         Ok(federation)
