@@ -6,9 +6,13 @@
 //! network and reconnects it, and checks that every node then holds every
 //! acknowledged entry under one digest; `down` and `up` again keep the data.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+#[path = "support/docker.rs"]
+mod docker;
+use docker::{daemon_answers, repo_root, run, text};
 
 const ACCORD: &str = env!("CARGO_BIN_EXE_accord");
 const SLUGS: [&str; 4] = [
@@ -17,26 +21,6 @@ const SLUGS: [&str; 4] = [
     "radical-socialist-alliance",
     "pal-secretariat",
 ];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
-    assert!(
-        out.status.success(),
-        "{shown} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// The compose command this machine has: the plugin or the standalone tool.
 fn compose_command() -> Option<Vec<&'static str>> {
@@ -153,11 +137,7 @@ impl Drop for Alliance {
 
 #[test]
 fn a_compose_alliance_survives_a_killed_and_a_cut_off_container_and_keeps_its_data() {
-    let daemon = Command::new("docker").arg("info").output();
-    if !daemon.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "SKIPPED: no Docker daemon answers `docker info`; the compose alliance was not tested"
-        );
+    if !daemon_answers("the compose alliance was not tested") {
         return;
     }
     let Some(compose) = compose_command() else {

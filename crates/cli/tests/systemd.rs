@@ -9,9 +9,13 @@
 //! built once by deploy/systemd-image.sh (debootstrap, no registry) and kept.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "support/docker.rs"]
+mod docker;
+use docker::{daemon_answers, repo_root, run, text};
 
 const ACCORD: &str = env!("CARGO_BIN_EXE_accord");
 const BASE_IMAGE: &str = "accord-systemd-base:bookworm";
@@ -22,26 +26,6 @@ const RELEASE: &str = "/root/release";
 const ORG: &str = "breakthrough-party";
 /// Bounds every wait on the container: a boot, a start, a reload, a stop.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
-    assert!(
-        out.status.success(),
-        "{shown} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// The lines of the first code block (indented) in section `heading` of
 /// deploy/README.md, in order.
@@ -276,11 +260,7 @@ impl Drop for Server {
 
 #[test]
 fn the_readme_systemd_commands_run_a_node_under_systemd_as_pid_1() {
-    let daemon = Command::new("docker").arg("info").output();
-    if !daemon.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "SKIPPED: no Docker daemon answers `docker info`; deploy/README.md's systemd commands were not run"
-        );
+    if !daemon_answers("deploy/README.md's systemd commands were not run") {
         return;
     }
     let lines = readme_block("## systemd");

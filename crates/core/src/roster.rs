@@ -642,8 +642,9 @@ impl Known {
         self.roles.get(key).copied()
     }
 
-    /// Adds what a proposal by `author` would make known. Returns the keys that
-    /// changed. A proposal by an unknown author makes nothing known.
+    /// Adds what a proposal by `author` would make known. Returns a key whose roles
+    /// changed (the first, when a role reaches an organisation and the logs a
+    /// recovery names). A proposal by an unknown author makes nothing known.
     pub fn learn(&mut self, author: &PublicId, proposal: &Proposal) -> Option<PublicId> {
         if !self.roles.contains_key(author) {
             return None;
@@ -881,8 +882,7 @@ impl Roster {
     /// The organisation whose identity, current key or retired key is `key`, or
     /// whose log a recovery started under `key`.
     pub fn key_holder(&self, key: &PublicId) -> Option<&Organisation> {
-        self.owner(key)
-            .or_else(|| self.organisations.values().find(|o| o.holds_key(key)))
+        self.organisations.values().find(|o| o.holds_key(key))
     }
 
     /// An organisation by its identity.

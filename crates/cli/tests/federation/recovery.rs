@@ -114,7 +114,6 @@ async fn a_forked_organisation_is_recovered_by_quorum_and_publishes_again_at_onc
 async fn a_node_that_lost_entries_no_peer_holds_is_recovered_into_a_new_log() {
     let mut fed = ProcFederation::start(false).await.unwrap();
     let home = fed.nodes[2].home.clone();
-    let org = home.public_id();
     consider(&fed, 2, 0..2).await;
     fed.converge_when(CONVERGE, |s| s.entries == 2)
         .await
@@ -194,7 +193,6 @@ async fn a_node_that_lost_entries_no_peer_holds_is_recovered_into_a_new_log() {
             "node {i}"
         );
     }
-    let _ = org;
 }
 
 /// Recovers node 2's organisation as its operators would: a new key by `accord
