@@ -608,7 +608,11 @@ impl TestFederation {
             let folder = config_path.parent().expect("node folder").to_path_buf();
             let config = NodeConfig::load(&config_path)?;
             tls_ids.push(tls_identity(&folder.join("tls"))?);
-            listeners.push(TcpListener::bind("127.0.0.1:0").await?);
+            listeners.push(TcpListener::from_std({
+                let listener = crate::node_listener()?;
+                listener.set_nonblocking(true)?;
+                listener
+            })?);
             homes.push((home, name));
             folders.push(folder);
             configs.push(config);

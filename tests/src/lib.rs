@@ -93,6 +93,30 @@ pub async fn connect(addr: SocketAddr, token: Option<&str>) -> anyhow::Result<Cl
 }
 
 /// Lowercase hex SHA-256 of a token's UTF-8 bytes, as node configs hold it.
+/// A loopback address for one node of a test: a random one in 127.0.0.0/8, never
+/// 127.0.0.1. Connections to any loopback address leave from 127.0.0.1, so an
+/// outbound connection (this test's or another process's) can never be given a
+/// port on it: a node that stops and starts again on its address finds the port
+/// free, where on 127.0.0.1 the kernel may have lent it to a client meanwhile.
+pub fn node_ip() -> std::net::IpAddr {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let [a, b, c, ..] = hasher.finish().to_le_bytes();
+    // 127.1.0.0 to 127.254.255.254: neither 127.0.0.x nor a broadcast-like .255.
+    std::net::Ipv4Addr::new(127, a % 254 + 1, b, c % 254 + 1).into()
+}
+
+/// A listener on a port from the OS on a fresh [`node_ip`], to hold the address
+/// until the node takes it.
+pub fn node_listener() -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind((node_ip(), 0))
+}
+
 pub fn token_sha256(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -230,6 +230,12 @@ async fn run(dir: &Path, n: usize, publishes: usize) -> Run {
     mesh.wait_connected().await;
     // Let the start-up catch-ups and first heads checks settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // What the idle mesh spends (keepalives, anti-entropy rounds), to tell apart
+    // from the cost of the entries.
+    let idle_for = Duration::from_secs(3);
+    let idle_before = mesh.cpu_seconds();
+    tokio::time::sleep(idle_for).await;
+    let idle_rate = (mesh.cpu_seconds() - idle_before) / idle_for.as_secs_f64();
     let cpu_before = mesh.cpu_seconds();
     let started = Instant::now();
     let publishing = (0..n).map(|i| {
@@ -267,6 +273,7 @@ async fn run(dir: &Path, n: usize, publishes: usize) -> Run {
     }
     let convergence = published.elapsed().as_secs_f64();
     let cpu = mesh.cpu_seconds() - cpu_before;
+    let busy = started.elapsed();
     let digests = mesh.entries_digests().await;
     assert!(
         digests.iter().all(|d| *d == digests[0]),
@@ -275,6 +282,13 @@ async fn run(dir: &Path, n: usize, publishes: usize) -> Run {
     let (received, notes, pulls) = mesh.received().await;
     let received = received as f64;
     let cpu_ms_per_entry = cpu * 1000.0 / publishes as f64;
+    println!(
+        "{n:>3} nodes idle: {:.1} ms of node CPU a second (summed); over the {:.2}s of \
+         publishing and convergence that is {:.2} ms per new entry",
+        idle_rate * 1000.0,
+        busy.as_secs_f64(),
+        idle_rate * busy.as_secs_f64() * 1000.0 / publishes as f64,
+    );
     println!(
         "{n:>3} nodes: {publishes} publishes in {:.2}s; converged {:.0} ms after the last; \
          node CPU {cpu:.2}s = {cpu_ms_per_entry:.2} ms per new entry ({:.3} ms per node); \

@@ -281,12 +281,13 @@ impl ProcFederation {
         env: impl Fn(usize) -> Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
         let count = net.nodes;
-        // Ports from the OS, fixed in the configs (so that a node restarts on the
-        // same address its peers know). Each is held until its node starts: released
+        // Ports from the OS, each on a loopback address of its own
+        // (`accord_tests::node_ip`), fixed in the configs (so that a node restarts on
+        // the same address its peers know). Each is held until its node starts: released
         // early, the proxies' own listeners and the first nodes' outbound connections
         // could be given it by the kernel, and the node would find it in use.
         let mut placeholders: Vec<Option<std::net::TcpListener>> = (0..count)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").map(Some))
+            .map(|_| accord_tests::node_listener().map(Some))
             .collect::<Result<_, _>>()?;
         let addrs: Vec<SocketAddr> = placeholders
             .iter()

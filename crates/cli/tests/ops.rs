@@ -128,7 +128,7 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitSt
 
 /// A free loopback address (bound by the OS, then released for a node to bind).
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
+    accord_tests::node_listener()
         .and_then(|l| l.local_addr())
         .expect("a free port")
 }

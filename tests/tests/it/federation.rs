@@ -1076,7 +1076,7 @@ async fn peer_status_shows_connected_and_not_behind_after_convergence() {
             .collect();
         assert_eq!(names, expected);
         for peer in &status.peers {
-            assert!(peer.address.starts_with("https://127.0.0.1:"), "{peer:?}");
+            assert!(peer.address.starts_with("https://127."), "{peer:?}");
             assert_eq!(peer.refused, 0, "{peer:?}");
         }
         // Six entries were authored elsewhere, and came from the peers.

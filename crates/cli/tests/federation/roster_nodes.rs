@@ -243,7 +243,7 @@ async fn a_certificate_rotated_by_announcement_is_pinned_everywhere_and_the_old_
 /// A port from the OS, released for a node to bind (its address is written into its
 /// config, and announced, before it starts).
 fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = accord_tests::node_listener().unwrap();
     listener.local_addr().unwrap()
 }
 
