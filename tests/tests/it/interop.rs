@@ -26,7 +26,9 @@ async fn grpcio_connects_over_tls_with_the_node_certificate() {
     let node = federation.node(0);
     let cert = node.folder.join("tls/node.crt");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/grpcio_client.py");
-    let target = format!("localhost:{}", node.addr.port());
+    // The node listens on a loopback address of its own; its certificate names
+    // "localhost", which grpcio checks (the name given as the fourth argument).
+    let target = node.addr.to_string();
     let output = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(&python)
@@ -34,6 +36,7 @@ async fn grpcio_connects_over_tls_with_the_node_certificate() {
             .arg(&target)
             .arg(&cert)
             .arg(ADMIN_TOKEN)
+            .arg("localhost")
             .kill_on_drop(true)
             .output(),
     )
