@@ -9,7 +9,8 @@
 //!
 //! The live part of the stream is lazy (`federation.rs`): the peer sends in full only
 //! what it was first to hold, and notes of the heads it relays. A noted author this
-//! node still lacks after [`Tuning::pull_grace`] is pulled from that peer by heads
+//! node still lacks after the pull grace ([`Tuning::pull_grace`], longer while
+//! pushes arrive late: [`Pulls::grace`]) is pulled from that peer by heads
 //! (a `Sync` without `follow`, restricted to those authors); one session of the
 //! node pulls a given author at a time ([`Pulls`]).
 //!
@@ -112,7 +113,8 @@ pub struct Tuning {
     /// another peer before this node pulls it from the one that noted it. In a
     /// full mesh the entry's first holder pushes it to everyone at once, so it is
     /// almost always there first; the grace keeps the pull for when it is not (a
-    /// node not connected to the author's home, a link down).
+    /// node not connected to the author's home, a link down). The least grace:
+    /// while pushes arrive late, the node waits longer ([`Pulls::grace`]).
     pub pull_grace: Duration,
 }
 
@@ -150,15 +152,46 @@ fn update(states: &PeerStates, name: &str, f: impl FnOnce(&mut PeerStatus)) {
 }
 
 /// Noted authors being pulled, shared by every peer session of a node: when every
-/// peer notes the same entry, one session pulls it and the others wait for it.
+/// peer notes the same entry, one session pulls it and the others wait for it. It
+/// also keeps the node's pull grace ([`Pulls::grace`]), which follows how late the
+/// first holders' pushes arrive.
 #[derive(Clone, Default)]
-pub struct Pulls(Arc<Mutex<HashMap<PublicId, Instant>>>);
+pub struct Pulls {
+    claims: Arc<Mutex<HashMap<PublicId, Instant>>>,
+    lateness: Arc<Mutex<Lateness>>,
+}
+
+/// How late entries pushed by their first holders arrive after a peer noted them.
+///
+/// A note that reaches this node before the entry's push means the push is late: a
+/// peer received the entry, noted it (within its note interval) and the note came
+/// first. When the push then arrives on a live stream, the time since the first
+/// note is a sample. The grace must outlast such delays, or the node pulls what is
+/// already on its way (on a saturated machine, 50 nodes on two cores, pushes queued
+/// for seconds and each node received every entry three times). Arrivals by a pull
+/// give no sample (they come after the grace by construction, and would only raise
+/// it further); they close the note.
+#[derive(Default)]
+struct Lateness {
+    /// Per author: the seq first noted beyond this node's head, and when.
+    noted: HashMap<PublicId, (u64, Instant)>,
+    /// Recent samples: when taken, and the delay.
+    samples: std::collections::VecDeque<(Instant, Duration)>,
+}
+
+/// How long a sample of lateness counts.
+const LATENESS_WINDOW: Duration = Duration::from_secs(30);
+/// Most samples kept.
+const LATENESS_SAMPLES: usize = 256;
+/// The longest pull grace, whatever the samples: an entry that no push brings is
+/// still pulled within this (and anti-entropy finds it in any case).
+pub const MAX_PULL_GRACE: Duration = Duration::from_secs(5);
 
 impl Pulls {
     /// Claims the pull of `author` until `until`, unless another session holds an
     /// unexpired claim.
     fn claim(&self, author: &PublicId, now: Instant, until: Instant) -> bool {
-        let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
         match claims.get(author) {
             Some(held) if *held > now => false,
             _ => {
@@ -169,10 +202,58 @@ impl Pulls {
     }
 
     fn release(&self, authors: &[PublicId]) {
-        let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
         for author in authors {
             claims.remove(author);
         }
+    }
+
+    /// A peer noted `author` at `seq`, beyond this node's head, at `now`.
+    fn noted(&self, author: PublicId, seq: u64, now: Instant) {
+        let mut lateness = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
+        lateness.noted.entry(author).or_insert((seq, now));
+    }
+
+    /// Entries of `author` up to `seq` arrived at `now`, on a live stream (`live`)
+    /// or by a pull.
+    fn arrived(&self, author: &PublicId, seq: u64, live: bool, now: Instant) {
+        let mut lateness = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((noted_seq, at)) = lateness.noted.get(author).copied() else {
+            return;
+        };
+        if seq < noted_seq {
+            return;
+        }
+        lateness.noted.remove(author);
+        let late = now.saturating_duration_since(at);
+        if live && late < LATENESS_WINDOW {
+            if lateness.samples.len() == LATENESS_SAMPLES {
+                lateness.samples.pop_front();
+            }
+            lateness.samples.push_back((now, late));
+        }
+    }
+
+    /// The pull grace at `now`: one and a half times the 90th percentile of the
+    /// lateness samples of the last [`LATENESS_WINDOW`], at least `floor` (the
+    /// configured grace) and at most [`MAX_PULL_GRACE`]. With no recent sample
+    /// (pushes arrive before notes, as in a healthy mesh), `floor`.
+    pub fn grace(&self, floor: Duration, now: Instant) -> Duration {
+        let mut lateness = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
+        while lateness
+            .samples
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > LATENESS_WINDOW)
+        {
+            lateness.samples.pop_front();
+        }
+        let mut recent: Vec<Duration> = lateness.samples.iter().map(|(_, d)| *d).collect();
+        if recent.is_empty() {
+            return floor;
+        }
+        recent.sort_unstable();
+        let p90 = recent[(recent.len() * 9).div_ceil(10) - 1];
+        (p90 * 3 / 2).clamp(floor, MAX_PULL_GRACE.max(floor))
     }
 }
 
@@ -481,12 +562,12 @@ async fn read_loop(
                 update(states, &peer.name, |s| s.last_contact_ms = Some(now_ms()));
                 if !batch.notes.is_empty() {
                     let notes = std::mem::take(&mut batch.notes);
-                    take_notes(peer, ledger, states, tuning, &notes, &mut noted)?;
+                    take_notes(peer, ledger, states, tuning, pulls, &notes, &mut noted)?;
                 }
                 if batch.entries.is_empty() && batch.forks.is_empty() {
                     continue;
                 }
-                if !send_to_verify(ledger, &tx, batch).await {
+                if !send_to_verify(ledger, &tx, batch, Arrival { pulls, live: true }).await {
                     return Ok(());
                 }
             }
@@ -560,12 +641,26 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
+/// How a batch came: on the live stream or by a pull (for [`Pulls::arrived`]).
+#[derive(Clone, Copy)]
+struct Arrival<'a> {
+    pulls: &'a Pulls,
+    live: bool,
+}
+
 /// Starts verifying a batch off the async threads and queues it for the writer, in
 /// order. False when the ingester is gone.
-async fn send_to_verify(ledger: &Ledger, tx: &mpsc::Sender<Pending>, batch: pb::SyncBatch) -> bool {
+async fn send_to_verify(
+    ledger: &Ledger,
+    tx: &mpsc::Sender<Pending>,
+    batch: pb::SyncBatch,
+    arrival: Arrival<'_>,
+) -> bool {
     let charter = charter(ledger);
     let held = ledger.clone();
-    let pending = tokio::task::spawn_blocking(move || verify(&charter, &held, batch));
+    let pulls = arrival.pulls.clone();
+    let live = arrival.live;
+    let pending = tokio::task::spawn_blocking(move || verify(&charter, &held, batch, &pulls, live));
     tx.send(pending).await.is_ok()
 }
 
@@ -577,12 +672,14 @@ fn take_notes(
     ledger: &Ledger,
     states: &PeerStates,
     tuning: Tuning,
+    pulls: &Pulls,
     notes: &[pb::AuthorHead],
     noted: &mut BTreeMap<PublicId, Noted>,
 ) -> Result<(), SessionError> {
     let heads = heads_from_pb(notes)?;
     ledger.note_peer_heads(&peer.name, heads.iter().map(|(a, h)| (a, h.0)));
-    let due = Instant::now() + tuning.pull_grace;
+    let now = Instant::now();
+    let due = now + pulls.grace(tuning.pull_grace, now);
     // The state before the peers' lock, the order GetStatus takes them in.
     let state = ledger.state();
     update(states, &peer.name, |s| {
@@ -595,6 +692,7 @@ fn take_notes(
             if *seq <= have || frozen || s.blocked.contains_key(author) {
                 continue;
             }
+            pulls.noted(*author, *seq, now);
             noted
                 .entry(*author)
                 .and_modify(|n| n.seq = n.seq.max(*seq))
@@ -625,6 +723,7 @@ async fn pull_noted(
     noted: &mut BTreeMap<PublicId, Noted>,
 ) -> Result<bool, SessionError> {
     let now = Instant::now();
+    let grace = pulls.grace(tuning.pull_grace, now);
     let mut authors = Vec::new();
     let request = {
         let state = ledger.state();
@@ -637,7 +736,7 @@ async fn pull_noted(
                 authors.push(*author);
                 n.tries += 1;
             }
-            n.due = now + tuning.pull_grace;
+            n.due = now + grace;
         }
         if authors.is_empty() {
             return Ok(true);
@@ -662,7 +761,7 @@ async fn pull_noted(
     tracing::debug!(peer = %peer.name, authors = authors.len(), "pulling noted entries");
     let _claimed = Claimed { pulls, authors };
     update(states, &peer.name, |s| s.pulls += 1);
-    pull(peer, ledger, tuning, client, tx, request).await
+    pull(peer, ledger, tuning, pulls, client, tx, request).await
 }
 
 /// One `Sync` without `follow`, its batches queued for verification; bounded by
@@ -671,6 +770,7 @@ async fn pull(
     peer: &Peer,
     ledger: &Ledger,
     tuning: Tuning,
+    pulls: &Pulls,
     client: &mut FederationClient<Channel>,
     tx: &mpsc::Sender<Pending>,
     request: pb::SyncRequest,
@@ -681,7 +781,7 @@ async fn pull(
             ledger
                 .metrics()
                 .peer_bytes(&peer.name, batch.encoded_len() as u64);
-            if !send_to_verify(ledger, tx, batch).await {
+            if !send_to_verify(ledger, tx, batch, Arrival { pulls, live: false }).await {
                 return Ok(false);
             }
         }
@@ -724,7 +824,13 @@ struct Verified {
 /// Decodes a batch, drops the entries this node already holds (same author, seq
 /// and id: copies relayed by several peers) before any signature is checked, and
 /// checks the rest's signatures (batched). CPU only.
-fn verify(charter: &accord_core::Charter, ledger: &Ledger, batch: pb::SyncBatch) -> Verified {
+fn verify(
+    charter: &accord_core::Charter,
+    ledger: &Ledger,
+    batch: pb::SyncBatch,
+    pulls: &Pulls,
+    live: bool,
+) -> Verified {
     let max = charter.rules().max_entry_bytes as usize;
     let mut refused = 0u64;
     let mut proofs = Vec::new();
@@ -752,6 +858,10 @@ fn verify(charter: &accord_core::Charter, ledger: &Ledger, batch: pb::SyncBatch)
                 tracing::warn!("refused an entry: {e}");
             }
         }
+    }
+    let now = Instant::now();
+    for e in &decoded {
+        pulls.arrived(&e.author(), e.seq(), live, now);
     }
     {
         let state = ledger.state();
@@ -921,7 +1031,52 @@ fn verified(
 
 #[cfg(test)]
 mod tests {
-    use super::FailureLog;
+    use std::time::{Duration, Instant};
+
+    use super::{FailureLog, LATENESS_WINDOW, MAX_PULL_GRACE, Pulls};
+
+    /// The pull grace follows how late pushes arrive after a note: it stays at the
+    /// configured floor while pushes come first, grows when they come late, is
+    /// capped, ignores arrivals by pull, and falls back once the late samples age.
+    #[test]
+    fn the_pull_grace_follows_late_pushes_and_comes_back() {
+        let floor = Duration::from_millis(500);
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let author = |i: u8| accord_core::PublicId::from_slice(&[i; 32]).unwrap();
+        let pulls = Pulls::default();
+        assert_eq!(pulls.grace(floor, start), floor);
+
+        // Pulled arrivals close their notes without a sample, however late.
+        pulls.noted(author(1), 5, ms(0));
+        pulls.arrived(&author(1), 5, false, ms(4_000));
+        assert_eq!(pulls.grace(floor, ms(4_000)), floor);
+
+        // An arrival before the noted seq leaves the note open.
+        pulls.noted(author(2), 7, ms(0));
+        pulls.arrived(&author(2), 6, true, ms(100));
+        // Pushes arriving 2 s after their notes: the grace becomes 3 s.
+        pulls.arrived(&author(2), 7, true, ms(2_000));
+        for i in 3..12 {
+            pulls.noted(author(i), 1, ms(1_000));
+            pulls.arrived(&author(i), 1, true, ms(3_000));
+        }
+        assert_eq!(pulls.grace(floor, ms(3_000)), Duration::from_millis(3_000));
+        // A push 10 s late: the grace is capped.
+        for i in 12..40 {
+            pulls.noted(author(i), 1, ms(3_000));
+            pulls.arrived(&author(i), 1, true, ms(13_000));
+        }
+        assert_eq!(pulls.grace(floor, ms(13_000)), MAX_PULL_GRACE);
+        // Once the samples are older than the window, the floor again.
+        let later = ms(13_000) + LATENESS_WINDOW + Duration::from_millis(1);
+        assert_eq!(pulls.grace(floor, later), floor);
+        // A bigger configured grace is kept even above the cap.
+        assert_eq!(
+            pulls.grace(Duration::from_secs(8), later),
+            Duration::from_secs(8)
+        );
+    }
 
     /// A peer that stays down is logged at its first failure, then once per period
     /// with the count of attempts not logged; a session that gets through starts
