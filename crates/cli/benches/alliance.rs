@@ -322,7 +322,11 @@ impl NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_accord"))
             .args(["node", "--config"])
             .arg(config)
-            .env("RUST_LOG", "warn")
+            // `ACCORD_BENCH_LOG` (default "warn"): the nodes' log filter.
+            .env(
+                "RUST_LOG",
+                std::env::var("ACCORD_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

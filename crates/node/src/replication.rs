@@ -15,8 +15,9 @@
 //! node pulls a given author at a time ([`Pulls`]).
 //!
 //! Every `anti_entropy` interval the session also asks the peer for its heads (a
-//! few bytes per author). If the peer holds entries this node lacks at two checks
-//! in a row, the live stream has missed something, and the session starts over.
+//! few bytes per author). If this node still lacks entries the peer already held at
+//! the previous check, the live stream has missed something, and the session
+//! starts over; entries the peer received since are on their way.
 //! Sessions that fail are retried with exponential backoff and jitter.
 
 use std::collections::{BTreeMap, HashMap};
@@ -550,7 +551,9 @@ async fn read_loop(
 ) -> Result<(), SessionError> {
     let mut ticker = tokio::time::interval(tuning.anti_entropy);
     ticker.tick().await;
-    let mut behind_checks = 0;
+    // The peer's heads at the last check (as counted): what it held then and this
+    // node still lacks a whole interval later was missed by the live stream.
+    let mut previous: Option<BTreeMap<PublicId, crate::federation::PeerHead>> = None;
     // Authors the peer noted beyond this node's heads, until they arrive.
     let mut noted: BTreeMap<PublicId, Noted> = BTreeMap::new();
     loop {
@@ -586,7 +589,7 @@ async fn read_loop(
                 ledger.note_peer_heads(&peer.name, theirs.iter().map(|(a, h)| (a, h.0)));
                 let now = now_ms();
                 let mut due = false;
-                let mut lacking = 0;
+                let mut missed = 0;
                 // The state before the peers' lock, in the order GetStatus takes
                 // them: the other order could deadlock behind a waiting writer.
                 let state = ledger.state();
@@ -612,18 +615,22 @@ async fn read_loop(
                             None => (*author, *head),
                         })
                         .collect();
-                    lacking = behind(&*state, &counted);
-                    s.behind = lacking;
+                    s.behind = behind(&*state, &counted);
                     s.last_contact_ms = Some(now);
+                    if let Some(before) = &previous {
+                        missed = behind(&*state, &held_since(before, &counted));
+                    }
+                    previous = Some(counted);
                 });
                 drop(state);
                 if due {
                     tracing::info!(peer = %peer.name, "an entry held for its time is due; pulling again");
                     return Ok(());
                 }
-                behind_checks = if lacking > 0 { behind_checks + 1 } else { 0 };
-                if behind_checks >= 2 {
-                    tracing::info!(peer = %peer.name, lacking, "live stream missed entries; pulling again");
+                // Entries still on their way (a busy alliance always has some) are
+                // not missed; entries the peer already held at the last check are.
+                if missed > 0 {
+                    tracing::info!(peer = %peer.name, missed, "live stream missed entries; pulling again");
                     return Ok(());
                 }
             }
@@ -631,6 +638,21 @@ async fn read_loop(
             () = tx.closed() => return Ok(()),
         }
     }
+}
+
+/// Of the peer's heads `now`, the part it already held at the last check
+/// (`before`): each author's head capped at its head then. Authors new since are
+/// left out.
+fn held_since(
+    before: &BTreeMap<PublicId, crate::federation::PeerHead>,
+    now: &BTreeMap<PublicId, crate::federation::PeerHead>,
+) -> BTreeMap<PublicId, crate::federation::PeerHead> {
+    now.iter()
+        .filter_map(|(author, head)| {
+            let then = before.get(author)?;
+            Some((*author, if head.0 <= then.0 { *head } else { *then }))
+        })
+        .collect()
 }
 
 /// Completes at `due`, or never without one.
@@ -1075,6 +1097,26 @@ mod tests {
         assert_eq!(
             pulls.grace(Duration::from_secs(8), later),
             Duration::from_secs(8)
+        );
+    }
+
+    /// What a peer held at the last heads check and still held now: each author's
+    /// head capped at its head then, and no author that is new since. Entries a
+    /// busy peer received since the last check are on their way, not missed.
+    #[test]
+    fn only_what_the_peer_held_at_the_last_check_counts_as_missed() {
+        use std::collections::BTreeMap;
+        let author = |i: u8| accord_core::PublicId::from_slice(&[i; 32]).unwrap();
+        let id = |i: u8| Some(accord_core::EntryId::from_slice(&[i; 32]).unwrap());
+        let before = BTreeMap::from([(author(1), (5, id(15))), (author(2), (3, id(23)))]);
+        let now = BTreeMap::from([
+            (author(1), (9, id(19))),
+            (author(2), (3, id(23))),
+            (author(3), (4, id(34))),
+        ]);
+        assert_eq!(
+            super::held_since(&before, &now),
+            BTreeMap::from([(author(1), (5, id(15))), (author(2), (3, id(23)))])
         );
     }
 
