@@ -554,6 +554,9 @@ async fn read_loop(
     // The peer's heads at the last check (as counted): what it held then and this
     // node still lacks a whole interval later was missed by the live stream.
     let mut previous: Option<BTreeMap<PublicId, crate::federation::PeerHead>> = None;
+    // Past the catch-up: the first note marks the live part (the catch-up carries
+    // none). Entries before it came late by design, so they give no lateness sample.
+    let mut live = false;
     // Authors the peer noted beyond this node's heads, until they arrive.
     let mut noted: BTreeMap<PublicId, Noted> = BTreeMap::new();
     loop {
@@ -564,13 +567,14 @@ async fn read_loop(
                 ledger.metrics().peer_bytes(&peer.name, batch.encoded_len() as u64);
                 update(states, &peer.name, |s| s.last_contact_ms = Some(now_ms()));
                 if !batch.notes.is_empty() {
+                    live = true;
                     let notes = std::mem::take(&mut batch.notes);
                     take_notes(peer, ledger, states, tuning, pulls, &notes, &mut noted)?;
                 }
                 if batch.entries.is_empty() && batch.forks.is_empty() {
                     continue;
                 }
-                if !send_to_verify(ledger, &tx, batch, Arrival { pulls, live: true }).await {
+                if !send_to_verify(ledger, &tx, batch, Arrival { pulls, live }).await {
                     return Ok(());
                 }
             }
