@@ -92,7 +92,6 @@ pub async fn connect(addr: SocketAddr, token: Option<&str>) -> anyhow::Result<Cl
         .max_decoding_message_size(64 << 20))
 }
 
-/// Lowercase hex SHA-256 of a token's UTF-8 bytes, as node configs hold it.
 /// A loopback address for one node of a test: a random one in 127.0.0.0/8, never
 /// 127.0.0.1. Connections to any loopback address leave from 127.0.0.1, so an
 /// outbound connection (this test's or another process's) can never be given a
@@ -117,6 +116,7 @@ pub fn node_listener() -> std::io::Result<std::net::TcpListener> {
     std::net::TcpListener::bind((node_ip(), 0))
 }
 
+/// Lowercase hex SHA-256 of a token's UTF-8 bytes, as node configs hold it.
 pub fn token_sha256(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

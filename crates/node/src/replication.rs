@@ -215,29 +215,40 @@ impl Pulls {
         lateness.noted.entry(author).or_insert((seq, now));
     }
 
-    /// Entries of `author` up to `seq` arrived at `now`, on a live stream (`live`)
-    /// or by a pull.
-    fn arrived(&self, author: &PublicId, seq: u64, live: bool, now: Instant) {
+    /// Entries (author, seq) arrived at `now`, on a live stream (`live`) or by a
+    /// pull. One lock per batch; nothing to do while no note is open.
+    fn arrived(
+        &self,
+        entries: impl IntoIterator<Item = (PublicId, u64)>,
+        live: bool,
+        now: Instant,
+    ) {
         let mut lateness = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((noted_seq, at)) = lateness.noted.get(author).copied() else {
-            return;
-        };
-        if seq < noted_seq {
+        if lateness.noted.is_empty() {
             return;
         }
-        lateness.noted.remove(author);
-        let late = now.saturating_duration_since(at);
-        if live && late < LATENESS_WINDOW {
-            if lateness.samples.len() == LATENESS_SAMPLES {
-                lateness.samples.pop_front();
+        for (author, seq) in entries {
+            let Some((noted_seq, at)) = lateness.noted.get(&author).copied() else {
+                continue;
+            };
+            if seq < noted_seq {
+                continue;
             }
-            lateness.samples.push_back((now, late));
+            lateness.noted.remove(&author);
+            let late = now.saturating_duration_since(at);
+            if live && late < LATENESS_WINDOW {
+                if lateness.samples.len() == LATENESS_SAMPLES {
+                    lateness.samples.pop_front();
+                }
+                lateness.samples.push_back((now, late));
+            }
         }
     }
 
     /// The pull grace at `now`: one and a half times the 90th percentile of the
     /// lateness samples of the last [`LATENESS_WINDOW`], at least `floor` (the
-    /// configured grace) and at most [`MAX_PULL_GRACE`]. With no recent sample
+    /// configured grace) and at most [`MAX_PULL_GRACE`] (or `floor`, if that is
+    /// larger). With no recent sample
     /// (pushes arrive before notes, as in a healthy mesh), `floor`.
     pub fn grace(&self, floor: Duration, now: Instant) -> Duration {
         let mut lateness = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
@@ -574,7 +585,7 @@ async fn read_loop(
                 if batch.entries.is_empty() && batch.forks.is_empty() {
                     continue;
                 }
-                if !send_to_verify(ledger, &tx, batch, Arrival { pulls, live }).await {
+                if !send_to_verify(ledger, &tx, batch, pulls, live).await {
                     return Ok(());
                 }
             }
@@ -667,25 +678,18 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-/// How a batch came: on the live stream or by a pull (for [`Pulls::arrived`]).
-#[derive(Clone, Copy)]
-struct Arrival<'a> {
-    pulls: &'a Pulls,
-    live: bool,
-}
-
 /// Starts verifying a batch off the async threads and queues it for the writer, in
 /// order. False when the ingester is gone.
 async fn send_to_verify(
     ledger: &Ledger,
     tx: &mpsc::Sender<Pending>,
     batch: pb::SyncBatch,
-    arrival: Arrival<'_>,
+    pulls: &Pulls,
+    live: bool,
 ) -> bool {
     let charter = charter(ledger);
     let held = ledger.clone();
-    let pulls = arrival.pulls.clone();
-    let live = arrival.live;
+    let pulls = pulls.clone();
     let pending = tokio::task::spawn_blocking(move || verify(&charter, &held, batch, &pulls, live));
     tx.send(pending).await.is_ok()
 }
@@ -807,7 +811,7 @@ async fn pull(
             ledger
                 .metrics()
                 .peer_bytes(&peer.name, batch.encoded_len() as u64);
-            if !send_to_verify(ledger, tx, batch, Arrival { pulls, live: false }).await {
+            if !send_to_verify(ledger, tx, batch, pulls, false).await {
                 return Ok(false);
             }
         }
@@ -885,10 +889,11 @@ fn verify(
             }
         }
     }
-    let now = Instant::now();
-    for e in &decoded {
-        pulls.arrived(&e.author(), e.seq(), live, now);
-    }
+    pulls.arrived(
+        decoded.iter().map(|e| (e.author(), e.seq())),
+        live,
+        Instant::now(),
+    );
     {
         let state = ledger.state();
         decoded.retain(|e| state.id_at(&e.author(), e.seq()) != Some(e.id()));
@@ -1075,23 +1080,23 @@ mod tests {
 
         // Pulled arrivals close their notes without a sample, however late.
         pulls.noted(author(1), 5, ms(0));
-        pulls.arrived(&author(1), 5, false, ms(4_000));
+        pulls.arrived([(author(1), 5)], false, ms(4_000));
         assert_eq!(pulls.grace(floor, ms(4_000)), floor);
 
         // An arrival before the noted seq leaves the note open.
         pulls.noted(author(2), 7, ms(0));
-        pulls.arrived(&author(2), 6, true, ms(100));
+        pulls.arrived([(author(2), 6)], true, ms(100));
         // Pushes arriving 2 s after their notes: the grace becomes 3 s.
-        pulls.arrived(&author(2), 7, true, ms(2_000));
+        pulls.arrived([(author(2), 7)], true, ms(2_000));
         for i in 3..12 {
             pulls.noted(author(i), 1, ms(1_000));
-            pulls.arrived(&author(i), 1, true, ms(3_000));
+            pulls.arrived([(author(i), 1)], true, ms(3_000));
         }
         assert_eq!(pulls.grace(floor, ms(3_000)), Duration::from_millis(3_000));
         // A push 10 s late: the grace is capped.
         for i in 12..40 {
             pulls.noted(author(i), 1, ms(3_000));
-            pulls.arrived(&author(i), 1, true, ms(13_000));
+            pulls.arrived([(author(i), 1)], true, ms(13_000));
         }
         assert_eq!(pulls.grace(floor, ms(13_000)), MAX_PULL_GRACE);
         // Once the samples are older than the window, the floor again.
