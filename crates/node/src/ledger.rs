@@ -836,7 +836,13 @@ impl Ledger {
             .unwrap_or_else(|p| p.into_inner())
             .get(author)
             .cloned()?;
-        let ours = self.state().head(author).map_or(0, |h| h.seq);
+        let state = self.state();
+        let ours = state.head(author).map_or(0, |h| h.seq);
+        // Nothing from a fork's seq on is accepted: a peer's entries there never
+        // arrive, so they do not count as what this node lacks.
+        let theirs = state
+            .frozen_from(author)
+            .map_or(theirs, |seq| theirs.min(seq - 1));
         (theirs > ours).then_some((theirs, peer, ours))
     }
 

@@ -419,6 +419,14 @@ impl LedgerService {
         }
         let lost = {
             let state = self.ledger.state();
+            // A frozen log is the first thing to say: whatever the store lacks of it
+            // from the fork on will never arrive.
+            if let Some(fork) = state.frozen().find(|f| f.author == author) {
+                return Err(entry_status(&EntryError::Frozen {
+                    author,
+                    seq: fork.seq,
+                }));
+            }
             self.ledger.lost_own_entries(&state)
         };
         if let Some(lost) = lost.into_iter().find(|l| l.author == author) {
