@@ -1670,6 +1670,60 @@ mod tests {
         drop(held);
     }
 
+    /// A peer holding more of a home identity's log makes publishing wait (this
+    /// node was restored from a backup), but not past a fork: nothing from the
+    /// fork's seq on is ever accepted, so what the peer holds there is not "behind".
+    /// (CI saw a frozen organisation's publish answered "behind its own log" when
+    /// the proof arrived before the fork's first side.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forked_home_log_is_not_behind_a_peer_past_the_fork() {
+        use prost::Message;
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let member = Identity::from_seed([7; 32]);
+        let key = member.public_id();
+        let charter = charter(&member);
+        let store = Store::open(dir.path(), charter.id(), 1 << 22).expect("store opens");
+        let signed = SignedRecord::load(dir.path()).expect("no record yet");
+        let (ledger, _writer) = Ledger::start(
+            store,
+            State::new(charter.clone()),
+            vec![Identity::from_seed([7; 32])],
+            signed,
+        );
+        for n in 0..2 {
+            let (kind, body) = statement(&format!("statement {n}"));
+            ledger.publish(0, kind, body).await.expect("published");
+        }
+        ledger.note_peer_heads("peer", [(&key, 3)]);
+        let behind = ledger
+            .behind_own_log(&key)
+            .map(|(theirs, _, ours)| (theirs, ours));
+        assert_eq!(behind, Some((3, 2)));
+        // The key leaked: two entries at seq 3, neither held here.
+        let head = ledger.state().head(&key);
+        let mut sides: Vec<(EntryId, Vec<u8>)> = ["one", "two"]
+            .map(|title| {
+                let (kind, body) = statement(title);
+                let signed =
+                    entry::sign(&member, charter.id(), head.as_ref(), now_ms(), kind, body);
+                let bytes = signed.encode_to_vec();
+                let id = entry::decode(signed, 1 << 16).expect("decodes").id();
+                (id, bytes)
+            })
+            .into();
+        sides.sort();
+        let proof = ForkProof {
+            author: key,
+            seq: 3,
+            first: sides[0].1.clone(),
+            second: sides[1].1.clone(),
+        };
+        let report = ledger.record_forks(vec![proof]).await.expect("recorded");
+        assert_eq!(report.forks, 1);
+        assert!(ledger.state().frozen().any(|f| f.author == key));
+        assert_eq!(ledger.behind_own_log(&key), None);
+    }
+
     /// A peer's batch may hold the proposal that names an organisation and that
     /// organisation's first entry: both are taken at once (before, the entry was
     /// refused as by an unknown author until offered again).
