@@ -304,15 +304,15 @@ pub struct State {
     /// ones are in the log; no view needs them, so memory stays one record per
     /// (ballot, organisation) however often positions change.
     pub(crate) intentions: OrdMap<(BallotId, PublicId), Record<Intention>>,
-    statements: OrdMap<EntryId, (PublicId, Record<Statement>)>,
+    /// Statements by (timestamp, id), the order of their view: read in order
+    /// without a lookup per statement.
+    statements: OrdMap<(i64, EntryId), (PublicId, Record<Statement>)>,
     endorsements: OrdMap<EntryId, OrdSet<PublicId>>,
     withdrawals: OrdMap<EntryId, OrdSet<PublicId>>,
     /// Each author's events by uid: the latest version, with what the views need of
     /// the earlier ones.
     pub(crate) events: OrdMap<(PublicId, String), EventHistory>,
     pub(crate) resolutions: OrdMap<EntryId, (PublicId, Record<Resolution>)>,
-    /// Statements in the order of their view: (timestamp, id).
-    statement_order: OrdSet<(i64, EntryId)>,
     /// Resolutions in the order of their view: (timestamp, id).
     resolution_order: OrdSet<(i64, EntryId)>,
     /// Events in the order of their view: the current version's start, uid, author.
@@ -367,7 +367,6 @@ impl State {
             withdrawals: OrdMap::new(),
             events: OrdMap::new(),
             resolutions: OrdMap::new(),
-            statement_order: OrdSet::new(),
             resolution_order: OrdSet::new(),
             event_order: OrdSet::new(),
             set_aside: OrdMap::new(),
@@ -695,10 +694,10 @@ impl State {
         };
         match body {
             Body::Statement(s) => {
-                self.statements
-                    .insert(entry.id(), (org, Record::of(entry, &seen, s.clone())));
-                self.statement_order
-                    .insert((entry.timestamp_ms(), entry.id()));
+                self.statements.insert(
+                    (entry.timestamp_ms(), entry.id()),
+                    (org, Record::of(entry, &seen, s.clone())),
+                );
             }
             Body::Endorsement { statement } => {
                 self.endorsements.entry(*statement).or_default().insert(org);
@@ -896,13 +895,17 @@ impl State {
     ) -> impl Iterator<Item = StatementView> + '_ {
         use std::ops::Bound;
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        self.statement_order
+        self.statements
             .range((from, Bound::Unbounded))
-            .filter_map(|(_, id)| self.statement_view(id))
+            .map(|((_, id), (author, record))| self.statement_view(id, author, record))
     }
 
-    fn statement_view(&self, id: &EntryId) -> Option<StatementView> {
-        let (author, record) = self.statements.get(id)?;
+    fn statement_view(
+        &self,
+        id: &EntryId,
+        author: &PublicId,
+        record: &Record<Statement>,
+    ) -> StatementView {
         let endorsers = self.endorsements.get(id);
         let endorsed = |key: &PublicId| endorsers.is_some_and(|set| set.contains(key));
         let mut endorsed_by: Vec<PublicId> = record
@@ -923,7 +926,7 @@ impl State {
             .withdrawals
             .get(id)
             .is_some_and(|set| set.contains(author));
-        Some(StatementView {
+        StatementView {
             id: *id,
             author: *author,
             joint: !record.value.cosigners.is_empty()
@@ -933,7 +936,7 @@ impl State {
             endorsed_by,
             supporters,
             withdrawn,
-        })
+        }
     }
 
     /// The current version of every event (cancelled ones included), by start time.

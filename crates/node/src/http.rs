@@ -520,6 +520,8 @@ pub async fn serve(
             },
         };
         while connections.try_join_next().is_some() {}
+        // Responses go out as written, not held for the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(service.clone());
         let mut closing = closing_rx.clone();
         connections.spawn(async move {
