@@ -17,6 +17,7 @@ pub mod id;
 pub mod identity;
 pub mod quote;
 pub mod roster;
+pub mod sethash;
 pub mod state;
 
 pub use accord_proto::v1 as pb;

@@ -31,6 +31,7 @@ use crate::entry::{
 };
 use crate::id::{EntryId, PublicId};
 use crate::roster::{Action, GovEntry, Known, RoleSet, Roster};
+use crate::sethash::SetHash;
 
 /// Evidence that an author signed two different entries with the same seq.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -290,8 +291,9 @@ impl<T> Record<T> {
 /// not accept and lists them as set aside; 4 orders entries of different authors by
 /// their causal references, not their clocks (resolutions in force and breaches,
 /// the governance fold); 5 counts a log a recovery by quorum started as its
-/// organisation's.
-pub const RULES_VERSION: &str = "accord-rules/5";
+/// organisation's; 6 defines the state digest over set hashes of the views' items
+/// ([`digest_of`]) rather than over their JSON whole.
+pub const RULES_VERSION: &str = "accord-rules/6";
 
 /// The derived state of one alliance.
 #[derive(Debug, Clone)]
@@ -304,9 +306,17 @@ pub struct State {
     /// ones are in the log; no view needs them, so memory stays one record per
     /// (ballot, organisation) however often positions change.
     pub(crate) intentions: OrdMap<(BallotId, PublicId), Record<Intention>>,
+    /// The hash of each position's view ([`State::digest`]), in the same order.
+    intention_hashes: OrdMap<(BallotId, PublicId), [u8; 32]>,
     /// Statements by (timestamp, id), the order of their view: read in order
     /// without a lookup per statement.
     statements: OrdMap<(i64, EntryId), (PublicId, Record<Statement>)>,
+    /// The hash of each statement's view ([`State::digest`]), in the same order:
+    /// kept apart so the digest walks 32 bytes per statement, not the statements.
+    statement_hashes: OrdMap<(i64, EntryId), [u8; 32]>,
+    /// Each statement's timestamp, to find its place when an endorsement or a
+    /// withdrawal changes its view.
+    statement_at: OrdMap<EntryId, i64>,
     endorsements: OrdMap<EntryId, OrdSet<PublicId>>,
     withdrawals: OrdMap<EntryId, OrdSet<PublicId>>,
     /// Each author's events by uid: the latest version, with what the views need of
@@ -315,11 +325,12 @@ pub struct State {
     pub(crate) resolutions: OrdMap<EntryId, (PublicId, Record<Resolution>)>,
     /// Resolutions in the order of their view: (timestamp, id).
     resolution_order: OrdSet<(i64, EntryId)>,
-    /// Events in the order of their view: the current version's start, uid, author.
-    event_order: OrdSet<EventKey>,
+    /// Events in the order of their view (the current version's start, uid,
+    /// author), with the hash of each event's view ([`State::digest`]).
+    event_order: OrdMap<EventKey, [u8; 32]>,
     /// Entries in no view (unknown kind, or a body this release does not accept),
-    /// by (author, seq).
-    set_aside: OrdMap<(PublicId, u64), SetAside>,
+    /// by (author, seq), with the hash of each ([`State::digest`]).
+    set_aside: OrdMap<(PublicId, u64), (SetAside, [u8; 32])>,
     /// Governance entries in the fold's order (timestamp, author, seq).
     governance: OrdMap<(i64, PublicId, u64), GovEntry>,
     /// The latest timestamp of any entry applied: deadlines before it are reached.
@@ -341,6 +352,18 @@ pub struct State {
     /// What each author's head entry had seen (None: its log never carried a
     /// causal reference).
     seen: OrdMap<PublicId, Seen>,
+    /// The set hashes of the large views' item hashes ([`State::digest`]).
+    sets: Arc<ViewSets>,
+}
+
+/// The set hash ([`SetHash`]) of each large view's item hashes, kept by
+/// [`State::apply`] as items come, change and go.
+#[derive(Debug, Clone, Default)]
+struct ViewSets {
+    intentions: SetHash,
+    statements: SetHash,
+    events: SetHash,
+    set_aside: SetHash,
 }
 
 /// Where an event sits in [`State::events`]: start, uid, author.
@@ -357,18 +380,22 @@ impl State {
             stale: false,
             party_waits: OrdSet::new(),
             seen: OrdMap::new(),
+            sets: Arc::new(ViewSets::default()),
             charter: Arc::new(charter),
             logs: OrdMap::new(),
             forks: OrdMap::new(),
             entries: 0,
             intentions: OrdMap::new(),
+            intention_hashes: OrdMap::new(),
             statements: OrdMap::new(),
+            statement_hashes: OrdMap::new(),
+            statement_at: OrdMap::new(),
             endorsements: OrdMap::new(),
             withdrawals: OrdMap::new(),
             events: OrdMap::new(),
             resolutions: OrdMap::new(),
             resolution_order: OrdSet::new(),
-            event_order: OrdSet::new(),
+            event_order: OrdMap::new(),
             set_aside: OrdMap::new(),
         }
     }
@@ -698,12 +725,16 @@ impl State {
                     (entry.timestamp_ms(), entry.id()),
                     (org, Record::of(entry, &seen, s.clone())),
                 );
+                self.statement_at.insert(entry.id(), entry.timestamp_ms());
+                self.rehash_statement(&entry.id());
             }
             Body::Endorsement { statement } => {
                 self.endorsements.entry(*statement).or_default().insert(org);
+                self.rehash_statement(statement);
             }
             Body::StatementWithdrawal { statement, .. } => {
                 self.withdrawals.entry(*statement).or_default().insert(org);
+                self.rehash_statement(statement);
             }
             // An intention names one ballot; one on an election id (refused at publish
             // since, but an older release may have signed it) counts nowhere.
@@ -715,8 +746,18 @@ impl State {
                     .get(&key)
                     .is_none_or(|old| place > self.place_of(old));
                 if later {
-                    self.intentions
-                        .insert(key, Record::of(entry, &seen, i.clone()));
+                    let record = Record::of(entry, &seen, i.clone());
+                    let hash = item_hash(&IntentionView {
+                        organisation: org,
+                        intention: record.value.clone(),
+                        entry: record.entry,
+                        timestamp_ms: record.timestamp_ms,
+                    });
+                    self.intentions.insert(key.clone(), record);
+                    let old = self.intention_hashes.insert(key, hash);
+                    Arc::make_mut(&mut self.sets)
+                        .intentions
+                        .replace(old.as_ref(), &hash);
                 }
             }
             Body::Event(e) => {
@@ -732,9 +773,9 @@ impl State {
                     history.updates = history.updates.saturating_add(1);
                     history.first_published_ms =
                         history.first_published_ms.min(entry.timestamp_ms());
+                    self.rehash_event(&org, &e.uid);
                     return;
                 }
-                self.event_order.insert((e.start_utc, e.uid.clone(), org));
                 match self.events.entry(key) {
                     imbl::ordmap::Entry::Vacant(slot) => {
                         slot.insert(EventHistory {
@@ -746,12 +787,14 @@ impl State {
                     }
                     imbl::ordmap::Entry::Occupied(mut slot) => {
                         let history = slot.get_mut();
-                        if history.last.value.start_utc != e.start_utc {
-                            self.event_order.remove(&(
+                        if history.last.value.start_utc != e.start_utc
+                            && let Some(old) = self.event_order.remove(&(
                                 history.last.value.start_utc,
                                 e.uid.clone(),
                                 org,
-                            ));
+                            ))
+                        {
+                            Arc::make_mut(&mut self.sets).events.remove(&old);
                         }
                         history.updates = history.updates.saturating_add(1);
                         if public
@@ -762,6 +805,7 @@ impl State {
                         history.last = record;
                     }
                 }
+                self.rehash_event(&org, &e.uid);
             }
             Body::Resolution(r) => {
                 self.resolutions
@@ -835,22 +879,55 @@ impl State {
 
     fn set_aside(&mut self, entry: &VerifiedEntry, reason: String) {
         let (author, seq) = (entry.author(), entry.seq());
-        self.set_aside.insert(
-            (author, seq),
-            SetAside {
-                author,
-                seq,
-                id: entry.id(),
-                kind: entry.kind(),
-                reason,
-            },
-        );
+        let item = SetAside {
+            author,
+            seq,
+            id: entry.id(),
+            kind: entry.kind(),
+            reason,
+        };
+        let hash = item_hash(&item);
+        let old = self.set_aside.insert((author, seq), (item, hash));
+        Arc::make_mut(&mut self.sets)
+            .set_aside
+            .replace(old.as_ref().map(|(_, h)| h), &hash);
+    }
+
+    /// Hashes the view of statement `id` again, if it is held, after it or its
+    /// endorsements or withdrawals changed.
+    fn rehash_statement(&mut self, id: &EntryId) {
+        let Some(at) = self.statement_at.get(id) else {
+            return;
+        };
+        let key = (*at, *id);
+        let Some((author, record)) = self.statements.get(&key) else {
+            return;
+        };
+        let hash = item_hash(&self.statement_view(id, author, record));
+        let old = self.statement_hashes.insert(key, hash);
+        Arc::make_mut(&mut self.sets)
+            .statements
+            .replace(old.as_ref(), &hash);
+    }
+
+    /// Hashes the view of event `uid` of `author` again after it changed, under
+    /// its current start.
+    fn rehash_event(&mut self, author: &PublicId, uid: &str) {
+        if let Some(view) = self.event(author, uid) {
+            let hash = item_hash(&view);
+            let old = self
+                .event_order
+                .insert((view.event.start_utc, uid.to_owned(), *author), hash);
+            Arc::make_mut(&mut self.sets)
+                .events
+                .replace(old.as_ref(), &hash);
+        }
     }
 
     /// Entries stored and relayed but in no view of this release, in (author, seq)
     /// order.
     pub fn set_aside_entries(&self) -> impl Iterator<Item = &SetAside> {
-        self.set_aside.values()
+        self.set_aside.values().map(|(item, _)| item)
     }
 
     /// How many entries are set aside.
@@ -950,7 +1027,7 @@ impl State {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.event_order
             .range::<_, EventKey>((from, Bound::Unbounded))
-            .filter_map(|(_, uid, author)| self.event(author, uid))
+            .filter_map(|((_, uid, author), _)| self.event(author, uid))
     }
 
     /// The current version of the event `uid` of `author`.
@@ -1031,7 +1108,7 @@ impl State {
             statements: self.statements(),
             events: self.events(),
             event_clashes: self.event_clashes(),
-            set_aside: self.set_aside.values().cloned().collect(),
+            set_aside: self.set_aside_entries().cloned().collect(),
             roster: (!self.roster.is_charter_only()).then(|| (*self.roster).clone()),
         }
     }
@@ -1065,92 +1142,120 @@ impl State {
         hash.finalize().into()
     }
 
-    /// The state digest: SHA-256 of the canonical JSON of [`State::derived`], under
-    /// the rules of [`RULES_VERSION`]. Two nodes with the same entries show the same
-    /// state digest only when they also run the same rules. The JSON is streamed into
-    /// the hash, never held whole (it is tens of MB for a million entries), and so
-    /// are the views: each item is made, written and dropped in turn, where
-    /// collecting every view first took more time than writing the JSON.
+    /// The state digest, under the rules of [`RULES_VERSION`]: two nodes with the
+    /// same entries show the same state digest when they also run the same rules.
+    /// It is [`digest_of`] the views of [`State::derived`], but the set hashes of
+    /// the large views (positions, statements, events, entries set aside) are kept
+    /// by [`State::apply`] as it changes their items, so computing it costs the
+    /// same for ten entries as for a million: the node's readers can ask for it
+    /// often without slowing the writer. Clashes, resolutions (whose states follow
+    /// every position), event clashes, heads, fork proofs and the roster are
+    /// hashed from their views each time.
     pub fn digest(&self) -> [u8; 32] {
-        struct Hashing(Sha256);
-        impl std::io::Write for Hashing {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.update(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        // The fields of `Derived`, in its order, under its names (the core test
-        // `derived` checks that the digest is the hash of its JSON).
-        #[derive(Serialize)]
-        struct Streamed<'a, H, F, I, R, St, E, A> {
-            alliance: crate::id::AllianceId,
-            heads: H,
-            forks: F,
-            intentions: I,
-            clashes: Vec<Clash>,
-            resolutions: R,
-            statements: St,
-            events: E,
-            event_clashes: Vec<EventClash>,
-            set_aside: A,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            roster: Option<&'a Roster>,
-        }
-        let streamed = Streamed {
-            alliance: self.charter.id(),
-            heads: MapOf(|| {
-                self.heads()
-                    .map(|(author, head)| (author, (head.seq, head.id)))
-            }),
-            forks: SeqOf(|| self.forks.values()),
-            intentions: SeqOf(|| self.intentions_after(None)),
-            clashes: self.clashes(),
-            resolutions: SeqOf(|| self.resolutions_after(None)),
-            statements: SeqOf(|| self.statements_after(None)),
-            events: SeqOf(|| self.events_after(None)),
-            event_clashes: self.event_clashes(),
-            set_aside: SeqOf(|| self.set_aside.values()),
-            roster: (!self.roster.is_charter_only()).then_some(&*self.roster),
-        };
-        let mut out = std::io::BufWriter::with_capacity(64 << 10, Hashing(Sha256::new()));
-        serde_json::to_writer(&mut out, &streamed).expect("derived state serialises");
-        let hashing = out
-            .into_inner()
-            .unwrap_or_else(|_| unreachable!("writing into a hash cannot fail"));
-        hashing.0.finalize().into()
+        let mut digest = StateDigest::new(&self.charter.id().to_string());
+        digest.section_of(
+            "heads",
+            self.heads()
+                .map(|(author, head)| item_hash(&(author, (head.seq, head.id)))),
+        );
+        digest.section_of("forks", self.forks.values().map(item_hash));
+        digest.section(
+            "intentions",
+            self.intention_hashes.len(),
+            &self.sets.intentions,
+        );
+        digest.section_of("clashes", self.clashes().iter().map(item_hash));
+        digest.section_of(
+            "resolutions",
+            self.resolutions_after(None).map(|r| item_hash(&r)),
+        );
+        digest.section(
+            "statements",
+            self.statement_hashes.len(),
+            &self.sets.statements,
+        );
+        digest.section("events", self.event_order.len(), &self.sets.events);
+        digest.section_of("event_clashes", self.event_clashes().iter().map(item_hash));
+        digest.section("set_aside", self.set_aside.len(), &self.sets.set_aside);
+        digest.section_of(
+            "roster",
+            (!self.roster.is_charter_only()).then(|| item_hash(&*self.roster)),
+        );
+        digest.finish()
     }
 }
 
-/// Serialises as a sequence of the items the closure's iterator yields, made one at a
-/// time as they are written.
-struct SeqOf<F>(F);
-
-impl<F, I> Serialize for SeqOf<F>
-where
-    F: Fn() -> I,
-    I: IntoIterator,
-    I::Item: Serialize,
-{
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq((self.0)())
+/// The state digest of a set of views ([`State::derived`]); [`State::digest`]
+/// gives the same from the set hashes it keeps. SHA-256 of
+/// `"accord/v2/state-digest\0"` ‖ len(alliance id) (u64, big-endian) ‖ the
+/// alliance id, then, for each section of [`Derived`] in its field order: its
+/// name ‖ `\0` ‖ its number of items (u64 BE) ‖ the 2,048 bytes of the LtHash16
+/// ([`SetHash`]) of the SHA-256 of each item's JSON. A head is the item
+/// `[author, [seq, id]]`; the roster is one item, or none while the charter alone
+/// makes it. Every view's order follows from its items' own fields, and every item
+/// carries its key, so the set of items fixes the view.
+pub fn digest_of(derived: &Derived) -> [u8; 32] {
+    fn hashes<T: Serialize>(items: &[T]) -> impl Iterator<Item = [u8; 32]> + '_ {
+        items.iter().map(item_hash)
     }
+    let d = derived;
+    let mut digest = StateDigest::new(&d.alliance);
+    digest.section_of(
+        "heads",
+        d.heads
+            .iter()
+            .map(|(author, head)| item_hash(&(author, head))),
+    );
+    digest.section_of("forks", hashes(&d.forks));
+    digest.section_of("intentions", hashes(&d.intentions));
+    digest.section_of("clashes", hashes(&d.clashes));
+    digest.section_of("resolutions", hashes(&d.resolutions));
+    digest.section_of("statements", hashes(&d.statements));
+    digest.section_of("events", hashes(&d.events));
+    digest.section_of("event_clashes", hashes(&d.event_clashes));
+    digest.section_of("set_aside", hashes(&d.set_aside));
+    digest.section_of("roster", d.roster.iter().map(item_hash));
+    digest.finish()
 }
 
-/// Serialises as a map of the (key, value) pairs the closure's iterator yields.
-struct MapOf<F>(F);
+/// SHA-256 of an item's JSON: what the state digest holds of each item.
+pub fn item_hash<T: Serialize + ?Sized>(item: &T) -> [u8; 32] {
+    let json = serde_json::to_vec(item).expect("views serialise");
+    Sha256::digest(&json).into()
+}
 
-impl<F, I, K, V> Serialize for MapOf<F>
-where
-    F: Fn() -> I,
-    I: IntoIterator<Item = (K, V)>,
-    K: Serialize,
-    V: Serialize,
-{
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map((self.0)())
+/// The state digest as it is written: see [`digest_of`].
+struct StateDigest(Sha256);
+
+impl StateDigest {
+    fn new(alliance: &str) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"accord/v2/state-digest\0");
+        hash.update((alliance.len() as u64).to_be_bytes());
+        hash.update(alliance.as_bytes());
+        Self(hash)
+    }
+
+    fn section(&mut self, name: &str, count: usize, set: &SetHash) {
+        self.0.update(name.as_bytes());
+        self.0.update([0]);
+        self.0.update((count as u64).to_be_bytes());
+        self.0.update(set.to_bytes());
+    }
+
+    /// A section whose set hash is made here from its item hashes.
+    fn section_of(&mut self, name: &str, items: impl IntoIterator<Item = [u8; 32]>) {
+        let mut set = SetHash::new();
+        let mut count = 0;
+        for item in items {
+            set.insert(&item);
+            count += 1;
+        }
+        self.section(name, count, &set);
+    }
+
+    fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
     }
 }
 

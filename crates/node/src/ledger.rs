@@ -199,10 +199,11 @@ pub struct Ledger {
     jobs: mpsc::Sender<Job>,
     changes: watch::Receiver<u64>,
     appended: broadcast::Sender<Arc<Appended>>,
-    /// The digest of the latest snapshot one was asked for: computing it hashes the
-    /// whole derived state, so it is done at most once per change, by one caller at
-    /// a time (the others wait here, off the async threads, and share its result).
+    /// When the next digest may be computed: one caller at a time computes it (the
+    /// others wait here, asynchronously, and share its result).
     digest: Arc<tokio::sync::Mutex<DigestCache>>,
+    /// The last snapshot whose digest was computed, with the digest.
+    digested: Digested,
     /// For each home identity, the longest log of it a peer has reported (seq, peer).
     /// A node restored from a backup or onto an empty disk is behind its own
     /// identities' logs; publishing before it catches up would fork them.
@@ -308,26 +309,37 @@ pub struct LostEntries {
     pub on_peers: u64,
 }
 
-/// The last digest computed, and when the next may start.
+/// The last snapshot whose digest was computed, with its digest. Held strongly,
+/// so that every caller that waited for a computation gets its result (held
+/// weakly, the snapshot was gone as soon as the caller that computed it answered,
+/// and each of the callers queued behind computed again, one gap after another:
+/// status polls took up to 430 ms). It shares all but what changed since with the
+/// current snapshot; the writer drops it when it rebuilds the state, which shares
+/// nothing with the old.
+type Digested = Arc<Mutex<Option<(Arc<Snapshot>, [u8; 32])>>>;
+
+/// When the next digest computation may start.
 #[derive(Default)]
 struct DigestCache {
-    /// Held weakly: an old snapshot kept here would keep every node the writer has
-    /// replaced since (up to a second copy of the state). Once it is gone, so are
-    /// the callers that could still want it.
-    last: Option<(std::sync::Weak<Snapshot>, [u8; 32])>,
     /// A computation waits [`DIGEST_SPACING`] times as long as the previous one
-    /// took, so digests take at most a quarter of one core however many callers ask
-    /// under a stream of changes (the rest is left to publishing).
+    /// took, and at least [`DIGEST_MIN_GAP`], so digests take at most a quarter of
+    /// one core however many callers ask under a stream of changes (the rest is
+    /// left to publishing).
     next_at: Option<tokio::time::Instant>,
 }
 
 /// How many times its own duration a digest computation waits after the previous
 /// one. At 1 (half of one core), 50 pollers on a 100,000-entry state kept the
-/// publish p99 at 1.5 to 3 times its value without them on two cores. Since the
-/// digest is streamed and ids are written without allocating, one costs about half
-/// as much, so at 3 a poller waits about as long as it did at 1 before, for half the
-/// CPU (BENCHMARKS.md).
+/// publish p99 at 1.5 to 3 times its value without them on two cores, when the
+/// digest rendered every view (BENCHMARKS.md). It now reads the set hashes the
+/// writer keeps: under a millisecond for 100,000 statements, more only where
+/// clashes are many (they are hashed whole).
 const DIGEST_SPACING: u32 = 3;
+
+/// The least time between two digest computations, however cheap: under a stream
+/// of changes, a caller waits at most this long (and one computation) for a
+/// digest of the state as new as its call.
+const DIGEST_MIN_GAP: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Counts of what a reload did, for the log line and the benchmark.
 #[derive(Debug, Clone, Copy)]
@@ -695,7 +707,9 @@ impl Ledger {
         let state = Arc::new(ArcSwap::new(current.clone()));
         let identities = Arc::new(identities);
         let metrics = Arc::new(Metrics::new());
+        let digested = Digested::default();
         let writer = Writer {
+            digested: digested.clone(),
             metrics: metrics.clone(),
             published: state.clone(),
             current,
@@ -716,6 +730,7 @@ impl Ledger {
                 changes: changes_rx,
                 appended,
                 digest: Arc::default(),
+                digested,
                 own_logs_elsewhere: Arc::default(),
                 peer_contact: Arc::new(watch::channel(false).0),
                 peer_contact_deadline: Arc::default(),
@@ -753,12 +768,19 @@ impl Ledger {
     /// stream of changes computations are spaced (see `DigestCache::next_at`).
     pub async fn digest(&self) -> Result<(Arc<Snapshot>, [u8; 32]), tokio::task::JoinError> {
         let wanted = self.state.load().version;
+        let last = || {
+            self.digested
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .filter(|(snapshot, _)| snapshot.version >= wanted)
+        };
+        if let Some(done) = last() {
+            return Ok(done);
+        }
         let mut cache = self.digest.lock().await;
-        if let Some((snapshot, digest)) = cache.last.as_ref()
-            && let Some(snapshot) = snapshot.upgrade()
-            && snapshot.version >= wanted
-        {
-            return Ok((snapshot, *digest));
+        if let Some(done) = last() {
+            return Ok(done);
         }
         if let Some(at) = cache.next_at {
             tokio::time::sleep_until(at).await;
@@ -772,8 +794,8 @@ impl Ledger {
         })
         .await?;
         let now = tokio::time::Instant::now();
-        cache.next_at = Some(now + (now - started) * DIGEST_SPACING);
-        cache.last = Some((Arc::downgrade(&snapshot), digest));
+        cache.next_at = Some(now + ((now - started) * DIGEST_SPACING).max(DIGEST_MIN_GAP));
+        *self.digested.lock().unwrap_or_else(|p| p.into_inner()) = Some((snapshot.clone(), digest));
         Ok((snapshot, digest))
     }
 
@@ -1101,6 +1123,8 @@ struct Writer {
     /// raises a home identity's head, before the batch is acknowledged or sent.
     signed: Arc<Mutex<SignedRecord>>,
     metrics: Arc<Metrics>,
+    /// The readers' last digested snapshot: dropped on a rebuild.
+    digested: Digested,
 }
 
 /// The state's logs plus the heads of entries accepted earlier in this batch.
@@ -1438,6 +1462,8 @@ impl Writer {
             rebuild |= state.views_stale();
             if rebuild && let Some(rebuilt) = self.rebuild(state.charter().clone()).await {
                 state = rebuilt;
+                // The old state, kept for its digest, shares nothing with the new.
+                *self.digested.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             self.publish(state);
             // No follower is not an error.

@@ -20,7 +20,7 @@
 //! starts over; entries the peer received since are on their way.
 //! Sessions that fail are retried with exponential backoff and jitter.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,9 @@ pub struct PeerStatus {
     pub notes: u64,
     /// Pulls by heads of noted entries that no other peer brought within the grace.
     pub pulls: u64,
+    /// Authors this node has asked the peer to forward in full (a graft), having
+    /// pulled them from it again and again: no other peer brings them first.
+    pub grafted: Vec<accord_core::PublicId>,
     pub last_error: Option<String>,
     /// Authors whose entries from this peer this node does not take for now: one
     /// entry was refused (or held for its time), so its later entries cannot fit.
@@ -297,6 +300,78 @@ struct Noted {
 /// Pulls for one noted author before leaving it to the heads checks.
 const MAX_PULL_TRIES: u32 = 3;
 
+/// Pulls of one author from one peer within a session after which this node asks
+/// the peer to forward that author's entries in full, live (a graft): the peer is
+/// then its path to that author, and waiting the pull grace at every entry only
+/// makes the entries late.
+const GRAFT_AFTER: u32 = 3;
+
+/// How long a graft stands. It is then dropped, and made again if the pulls
+/// recur: the mesh may have healed, and a graft no longer needed would bring
+/// each of the author's entries twice.
+const GRAFT_FOR: Duration = Duration::from_secs(300);
+
+/// Most authors grafted from one peer.
+const MAX_GRAFTED: usize = 64;
+
+/// A graft: a second `Sync` from the peer, lazy and following, restricted to
+/// `authors` (`only`) with all of them in `forward`, so the peer sends their
+/// entries in full as it gets them. Its catch-up brings what this node still
+/// lacks of them.
+struct Graft {
+    authors: BTreeSet<PublicId>,
+    stream: tonic::Streaming<pb::SyncBatch>,
+    until: Instant,
+}
+
+/// The next message of the graft, if there is one; never completes without one.
+async fn graft_message(graft: &mut Option<Graft>) -> Result<Option<pb::SyncBatch>, tonic::Status> {
+    match graft {
+        Some(graft) => graft.stream.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens a graft of `authors` from the peer, within the RPC deadline.
+async fn open_graft(
+    ledger: &Ledger,
+    tuning: Tuning,
+    client: &mut FederationClient<Channel>,
+    authors: BTreeSet<PublicId>,
+) -> Result<Graft, SessionError> {
+    let request = {
+        let state = ledger.state();
+        pb::SyncRequest {
+            alliance: state.charter().id().to_vec(),
+            heads: authors
+                .iter()
+                .filter_map(|author| {
+                    let head = state.head(author)?;
+                    Some(pb::AuthorHead {
+                        author: author.to_vec(),
+                        seq: head.seq,
+                        id: head.id.to_vec(),
+                    })
+                })
+                .collect(),
+            follow: true,
+            lazy: true,
+            forward: authors.iter().map(|a| a.to_vec()).collect(),
+            only: authors.iter().map(|a| a.to_vec()).collect(),
+            ..Default::default()
+        }
+    };
+    let stream = tokio::time::timeout(tuning.rpc_deadline, client.sync(request))
+        .await
+        .map_err(|_| not_answering(tuning))??
+        .into_inner();
+    Ok(Graft {
+        authors,
+        stream,
+        until: Instant::now() + GRAFT_FOR,
+    })
+}
+
 /// How often a peer that stays unreachable is logged again after its first failure.
 pub const REPEAT_FAILURE_LOG: Duration = Duration::from_secs(300);
 
@@ -374,6 +449,8 @@ pub async fn run_peer(
         update(&states, &peer.name, |s| {
             was_connected = s.connected;
             s.connected = false;
+            // A graft lives in its session.
+            s.grafted.clear();
             if let Some(e) = &error {
                 s.last_error = Some(e.clone());
             }
@@ -570,6 +647,16 @@ async fn read_loop(
     let mut live = false;
     // Authors the peer noted beyond this node's heads, until they arrive.
     let mut noted: BTreeMap<PublicId, Noted> = BTreeMap::new();
+    // Pulls of each author from this peer in this session, until it is grafted.
+    let mut pulled: BTreeMap<PublicId, u32> = BTreeMap::new();
+    let mut graft: Option<Graft> = None;
+    let set_grafted = |graft: &Option<Graft>| {
+        let authors = graft
+            .as_ref()
+            .map(|g| g.authors.iter().copied().collect())
+            .unwrap_or_default();
+        update(states, &peer.name, |s| s.grafted = authors);
+    };
     loop {
         let next_due = noted.values().map(|n| n.due).min();
         tokio::select! {
@@ -589,12 +676,73 @@ async fn read_loop(
                     return Ok(());
                 }
             }
-            () = sleep_until(next_due) => {
-                if !pull_noted(peer, ledger, states, tuning, pulls, &mut client, &tx, &mut noted).await? {
+            message = graft_message(&mut graft) => {
+                // A graft that fails ends alone: the session goes on by notes and
+                // pulls, and grafts again if it must.
+                let batch = match message {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => {
+                        graft = None;
+                        set_grafted(&graft);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %peer.name, "graft ended: {e}");
+                        graft = None;
+                        set_grafted(&graft);
+                        continue;
+                    }
+                };
+                ledger.metrics().peer_bytes(&peer.name, batch.encoded_len() as u64);
+                update(states, &peer.name, |s| s.last_contact_ms = Some(now_ms()));
+                if (!batch.entries.is_empty() || !batch.forks.is_empty())
+                    && !send_to_verify(ledger, &tx, batch, pulls, live).await
+                {
                     return Ok(());
                 }
             }
+            () = sleep_until(next_due) => {
+                let Some(authors) = pull_noted(peer, ledger, states, tuning, pulls, &mut client, &tx, &mut noted).await? else {
+                    return Ok(());
+                };
+                for author in authors {
+                    *pulled.entry(author).or_default() += 1;
+                }
+                let due: Vec<PublicId> = pulled
+                    .iter()
+                    .filter(|(_, n)| **n >= GRAFT_AFTER)
+                    .map(|(author, _)| *author)
+                    .collect();
+                let mut authors = graft.as_ref().map(|g| g.authors.clone()).unwrap_or_default();
+                for author in due {
+                    pulled.remove(&author);
+                    if authors.len() < MAX_GRAFTED {
+                        authors.insert(author);
+                    }
+                }
+                if graft.as_ref().is_none_or(|g| g.authors != authors) {
+                    // The new graft replaces the old: dropping a stream ends it at
+                    // the peer.
+                    graft = None;
+                    match open_graft(ledger, tuning, &mut client, authors).await {
+                        Ok(opened) => {
+                            tracing::info!(
+                                peer = %peer.name,
+                                authors = opened.authors.len(),
+                                "pulled the same authors from this peer again and again; asked it to forward them"
+                            );
+                            graft = Some(opened);
+                        }
+                        Err(e) => tracing::debug!(peer = %peer.name, "graft refused: {e:?}"),
+                    }
+                    set_grafted(&graft);
+                }
+            }
             _ = ticker.tick() => {
+                if graft.as_ref().is_some_and(|g| g.until <= Instant::now()) {
+                    graft = None;
+                    set_grafted(&graft);
+                }
                 let sent = now_ms();
                 let heads = get_heads(&mut client, tuning).await?;
                 if let Some(offset) = clock_offset(&heads, sent, now_ms()) {
@@ -740,7 +888,8 @@ fn take_notes(
 /// arrived from elsewhere, one session at a time per author ([`Pulls`]). The pull
 /// is a `Sync` without `follow`, restricted to those authors, from this node's
 /// heads; its batches go through the same verification and writer queue as the
-/// live stream's, in order. False when the ingester is gone.
+/// live stream's, in order. Gives the authors pulled; None when the ingester is
+/// gone.
 #[allow(clippy::too_many_arguments)]
 async fn pull_noted(
     peer: &Peer,
@@ -751,7 +900,7 @@ async fn pull_noted(
     client: &mut FederationClient<Channel>,
     tx: &mpsc::Sender<Pending>,
     noted: &mut BTreeMap<PublicId, Noted>,
-) -> Result<bool, SessionError> {
+) -> Result<Option<Vec<PublicId>>, SessionError> {
     let now = Instant::now();
     let grace = pulls.grace(tuning.pull_grace, now);
     let mut authors = Vec::new();
@@ -769,7 +918,7 @@ async fn pull_noted(
             n.due = now + grace;
         }
         if authors.is_empty() {
-            return Ok(true);
+            return Ok(Some(authors));
         }
         pb::SyncRequest {
             alliance: state.charter().id().to_vec(),
@@ -789,9 +938,12 @@ async fn pull_noted(
         }
     };
     tracing::debug!(peer = %peer.name, authors = authors.len(), "pulling noted entries");
+    let pulled = authors.clone();
     let _claimed = Claimed { pulls, authors };
     update(states, &peer.name, |s| s.pulls += 1);
-    pull(peer, ledger, tuning, pulls, client, tx, request).await
+    Ok(pull(peer, ledger, tuning, pulls, client, tx, request)
+        .await?
+        .then_some(pulled))
 }
 
 /// One `Sync` without `follow`, its batches queued for verification; bounded by

@@ -687,6 +687,7 @@ impl LedgerApi for LedgerService {
                     held: p.held(),
                     notes: p.notes,
                     pulls: p.pulls,
+                    grafted: p.grafted.iter().map(|a| a.to_vec()).collect(),
                     refusals: p
                         .blocked
                         .iter()

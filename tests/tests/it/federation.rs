@@ -255,6 +255,55 @@ async fn a_chain_relays_every_authors_entries_end_to_end() {
     fed.stop_all().await.unwrap();
 }
 
+/// In a chain A - B - C, C hears of A's entries only as B's notes, and pulls each
+/// after the pull grace. Having pulled A from B a few times, C grafts: it asks B to
+/// forward A's entries in full, and pulls no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_served_by_one_relay_grafts_the_author_it_keeps_pulling() {
+    // Heads checks further apart than the pull grace (500 ms), as in a real node
+    // (30 s): with the harness's 250 ms they would find each entry first.
+    let mut spec = FederationSpec::new(3, Topology::Chain);
+    spec.anti_entropy = Duration::from_secs(10);
+    let mut fed = TestFederation::start(spec).await.unwrap();
+    let a = key_of(&fed.nodes[0].home);
+    let mut c = fed.client(2).unwrap();
+    let head_on_c = |client: &mut Client| {
+        let mut client = client.clone();
+        let a = a.clone();
+        async move {
+            let status = client
+                .get_status(pb::GetStatusRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            status
+                .heads
+                .iter()
+                .find(|h| h.author == a)
+                .map_or(0, |h| h.seq)
+        }
+    };
+    for i in 0..12u64 {
+        publish_on(&fed.nodes[0], &ballot(i as usize), S::Considering).await;
+        let deadline = Instant::now() + CONVERGE;
+        while head_on_c(&mut c).await < i + 1 {
+            assert!(Instant::now() < deadline, "entry {} never reached C", i + 1);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let status = status_of(&fed.nodes[2]).await;
+    let b = status.peers.iter().find(|p| p.name == "node-1").unwrap();
+    assert_eq!(b.grafted, vec![a.clone()], "C grafted A from B: {b:?}");
+    // Without the graft C pulls once per entry (12); with it, only until it grafts
+    // (a note racing the graft's start may add one).
+    assert!(
+        b.pulls <= 4,
+        "C went on pulling A's entries after grafting: {} pulls",
+        b.pulls
+    );
+    fed.stop_all().await.unwrap();
+}
+
 /// A node holding many entries and a fresh node joining: it catches up to the same
 /// digest in bounded time, while new entries keep arriving. 100,000 entries by
 /// default (about 17 s in a debug build on two cores: signing 3 s, storing 2 s, the

@@ -170,6 +170,10 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "held": p.held,
                 "notes": p.notes,
                 "pulls": p.pulls,
+                "grafted": p.grafted.iter().map(|k| json!({
+                    "name": name(k),
+                    "id": hex::encode(k),
+                })).collect::<Vec<_>>(),
                 "refusals": p.refusals.iter().map(|r| json!({
                     "author": name(&r.author),
                     "author_id": hex::encode(&r.author),

@@ -60,7 +60,7 @@ fn a_data_directory_of_release_0_1_0_opens_and_a_newer_format_is_refused() {
     // references, 5 counts recovered logs), but entries without causal references
     // or recoveries read as before: the same state digest.
     assert_eq!(expected["rules_version"], "accord-rules/3");
-    assert_eq!(status["rules_version"], "accord-rules/5");
+    assert_eq!(status["rules_version"], "accord-rules/6");
     assert_eq!(status["entries"], 5);
     assert_eq!(std::fs::read_to_string(&format_file).unwrap(), "1\n");
     // It goes on from where 0.1.0 left off.

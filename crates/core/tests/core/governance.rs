@@ -910,5 +910,9 @@ proptest! {
         doubled.extend(g.entries.iter());
         let from_set = State::from_entries(charter, doubled);
         prop_assert_eq!(from_set.digest(), reference.digest());
+        prop_assert_eq!(
+            reference.digest(),
+            accord_core::state::digest_of(&reference.derived())
+        );
     }
 }

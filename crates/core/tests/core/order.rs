@@ -185,6 +185,12 @@ proptest! {
             }
         }
         prop_assert_eq!(state.digest(), reference.digest());
+        // The hashes kept item by item as entries arrive give the digest of the
+        // views made whole.
+        prop_assert_eq!(
+            reference.digest(),
+            accord_core::state::digest_of(&reference.derived())
+        );
 
         // The set given in reverse, with every entry twice, derives the same state.
         let mut doubled: Vec<&VerifiedEntry> = entries.iter().rev().collect();
