@@ -1266,7 +1266,9 @@ async fn an_empty_node_catches_up_on_1500_entries_of_60_kb() {
         submit(&mut client, signer.next(&body)).await.unwrap();
     }
     let key = key_of(&author);
-    fed.wait_status(1, CONVERGE, |s| {
+    // Setting the scene, not what is tested: node 1 takes all 90 MB live. On a
+    // loaded 2-core host that once took longer than CONVERGE (30 s).
+    fed.wait_status(1, 2 * CONVERGE, |s| {
         s.heads.iter().any(|h| h.author == key && h.seq == ENTRIES)
     })
     .await

@@ -110,6 +110,38 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             .iter()
             .map(|h| (hex::encode(&h.author), json!(h.seq)))
             .collect();
+        // Each peer apart: the whole status in one `json!` is past its recursion limit.
+        let peer = |p: &pb::PeerStatus| {
+            let grafted: Vec<Value> = p
+                .grafted
+                .iter()
+                .map(|k| json!({ "name": name(k), "id": hex::encode(k) }))
+                .collect();
+            json!({
+                "name": p.name,
+                "address": p.address,
+                "connected": p.connected,
+                "last_contact": if p.last_contact_ms == 0 { Value::Null } else { json!(time_ms(p.last_contact_ms)) },
+                "last_contact_ms": if p.last_contact_ms == 0 { Value::Null } else { json!(p.last_contact_ms) },
+                "behind": p.behind,
+                "received": p.received,
+                "accepted": p.accepted,
+                "refused": p.refused,
+                "held": p.held,
+                "notes": p.notes,
+                "pulls": p.pulls,
+                "grafted": grafted,
+                "refusals": p.refusals.iter().map(|r| json!({
+                    "author": name(&r.author),
+                    "author_id": hex::encode(&r.author),
+                    "seq": r.seq,
+                    "reason": r.reason,
+                    "held_until": (r.held_until_ms != 0).then(|| time_ms(r.held_until_ms)),
+                })).collect::<Vec<_>>(),
+                "last_error": non_empty(&p.last_error),
+            })
+        };
+        let peers: Vec<Value> = s.peers.iter().map(peer).collect();
         let mut value = json!({
             "alliance": hex::encode(&s.alliance),
             "alliance_name": s.alliance_name,
@@ -157,32 +189,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
                 "name": name(k),
                 "id": hex::encode(k),
             })).collect::<Vec<_>>(),
-            "peers": s.peers.iter().map(|p| json!({
-                "name": p.name,
-                "address": p.address,
-                "connected": p.connected,
-                "last_contact": if p.last_contact_ms == 0 { Value::Null } else { json!(time_ms(p.last_contact_ms)) },
-                "last_contact_ms": if p.last_contact_ms == 0 { Value::Null } else { json!(p.last_contact_ms) },
-                "behind": p.behind,
-                "received": p.received,
-                "accepted": p.accepted,
-                "refused": p.refused,
-                "held": p.held,
-                "notes": p.notes,
-                "pulls": p.pulls,
-                "grafted": p.grafted.iter().map(|k| json!({
-                    "name": name(k),
-                    "id": hex::encode(k),
-                })).collect::<Vec<_>>(),
-                "refusals": p.refusals.iter().map(|r| json!({
-                    "author": name(&r.author),
-                    "author_id": hex::encode(&r.author),
-                    "seq": r.seq,
-                    "reason": r.reason,
-                    "held_until": (r.held_until_ms != 0).then(|| time_ms(r.held_until_ms)),
-                })).collect::<Vec<_>>(),
-                "last_error": non_empty(&p.last_error),
-            })).collect::<Vec<_>>(),
+            "peers": peers,
             "organisations": s.organisations.iter().map(|o| json!({
                 "name": o.name,
                 "id": hex::encode(&o.key),
