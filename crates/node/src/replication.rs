@@ -163,6 +163,10 @@ fn update(states: &PeerStates, name: &str, f: impl FnOnce(&mut PeerStatus)) {
 pub struct Pulls {
     claims: Arc<Mutex<HashMap<PublicId, Instant>>>,
     lateness: Arc<Mutex<Lateness>>,
+    /// When an entry of each author last came pushed by its first holder (on any
+    /// session's live stream, grafts aside): an author pushed since its pulls
+    /// began has a path here, and is not grafted.
+    pushed: Arc<Mutex<HashMap<PublicId, Instant>>>,
 }
 
 /// How late entries pushed by their first holders arrive after a peer noted them.
@@ -218,14 +222,22 @@ impl Pulls {
         lateness.noted.entry(author).or_insert((seq, now));
     }
 
-    /// Entries (author, seq) arrived at `now`, on a live stream (`live`) or by a
-    /// pull. One lock per batch; nothing to do while no note is open.
+    /// Entries (author, seq) arrived at `now`, `via` a live stream, a catch-up or
+    /// a pull. One lock per batch (two for pushes); nothing more to do while no
+    /// note is open.
     fn arrived(
         &self,
-        entries: impl IntoIterator<Item = (PublicId, u64)>,
-        live: bool,
+        entries: impl IntoIterator<Item = (PublicId, u64)> + Clone,
+        via: Via,
         now: Instant,
     ) {
+        if via == Via::Push {
+            let mut pushed = self.pushed.lock().unwrap_or_else(|p| p.into_inner());
+            for (author, _) in entries.clone() {
+                pushed.insert(author, now);
+            }
+        }
+        let live = via.live();
         let mut lateness = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
         if lateness.noted.is_empty() {
             return;
@@ -246,6 +258,15 @@ impl Pulls {
                 lateness.samples.push_back((now, late));
             }
         }
+    }
+
+    /// Whether an entry of `author` came pushed by its first holder after `since`.
+    fn pushed_since(&self, author: &PublicId, since: Instant) -> bool {
+        self.pushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(author)
+            .is_some_and(|at| *at > since)
     }
 
     /// The pull grace at `now`: one and a half times the 90th percentile of the
@@ -300,10 +321,12 @@ struct Noted {
 /// Pulls for one noted author before leaving it to the heads checks.
 const MAX_PULL_TRIES: u32 = 3;
 
-/// Pulls of one author from one peer within a session after which this node asks
-/// the peer to forward that author's entries in full, live (a graft): the peer is
-/// then its path to that author, and waiting the pull grace at every entry only
-/// makes the entries late.
+/// Pulls of one author from one peer within a session, with no entry of that
+/// author pushed to this node by its first holder in between, after which this
+/// node asks the peer to forward that author's entries in full, live (a graft):
+/// the peer is then its path to that author, and waiting the pull grace at every
+/// entry only makes the entries late. Where the first holder's pushes arrive,
+/// however late (a saturated mesh), there is no graft: it would double them.
 const GRAFT_AFTER: u32 = 3;
 
 /// How long a graft stands. It is then dropped, and made again if the pulls
@@ -647,8 +670,9 @@ async fn read_loop(
     let mut live = false;
     // Authors the peer noted beyond this node's heads, until they arrive.
     let mut noted: BTreeMap<PublicId, Noted> = BTreeMap::new();
-    // Pulls of each author from this peer in this session, until it is grafted.
-    let mut pulled: BTreeMap<PublicId, u32> = BTreeMap::new();
+    // Pulls of each author from this peer in this session with no push of it
+    // between them (how many, since when), until it is grafted.
+    let mut pulled: BTreeMap<PublicId, (u32, Instant)> = BTreeMap::new();
     let mut graft: Option<Graft> = None;
     let set_grafted = |graft: &Option<Graft>| {
         let authors = graft
@@ -672,7 +696,8 @@ async fn read_loop(
                 if batch.entries.is_empty() && batch.forks.is_empty() {
                     continue;
                 }
-                if !send_to_verify(ledger, &tx, batch, pulls, live).await {
+                let via = if live { Via::Push } else { Via::CatchUp };
+                if !send_to_verify(ledger, &tx, batch, pulls, via).await {
                     return Ok(());
                 }
             }
@@ -696,7 +721,7 @@ async fn read_loop(
                 ledger.metrics().peer_bytes(&peer.name, batch.encoded_len() as u64);
                 update(states, &peer.name, |s| s.last_contact_ms = Some(now_ms()));
                 if (!batch.entries.is_empty() || !batch.forks.is_empty())
-                    && !send_to_verify(ledger, &tx, batch, pulls, live).await
+                    && !send_to_verify(ledger, &tx, batch, pulls, Via::Graft).await
                 {
                     return Ok(());
                 }
@@ -705,12 +730,21 @@ async fn read_loop(
                 let Some(authors) = pull_noted(peer, ledger, states, tuning, pulls, &mut client, &tx, &mut noted).await? else {
                     return Ok(());
                 };
+                let now = Instant::now();
                 for author in authors {
-                    *pulled.entry(author).or_default() += 1;
+                    let (count, since) = pulled.entry(author).or_insert((0, now));
+                    if pulls.pushed_since(&author, *since) {
+                        // Its first holder's pushes reach this node (late): pulls
+                        // are what the grace is for, not a missing path.
+                        (*count, *since) = (0, now);
+                    }
+                    *count += 1;
                 }
                 let due: Vec<PublicId> = pulled
                     .iter()
-                    .filter(|(_, n)| **n >= GRAFT_AFTER)
+                    .filter(|(author, (count, since))| {
+                        *count >= GRAFT_AFTER && !pulls.pushed_since(author, *since)
+                    })
                     .map(|(author, _)| *author)
                     .collect();
                 let mut authors = graft.as_ref().map(|g| g.authors.clone()).unwrap_or_default();
@@ -826,6 +860,26 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
+/// How a batch came from a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The part of the session's `Sync` before its first note.
+    CatchUp,
+    /// The live part of the session's `Sync`: entries the peer was first to hold
+    /// (and the ones of their authors it only noted before, read from its store).
+    Push,
+    /// A graft's stream.
+    Graft,
+    /// A pull by heads of noted authors.
+    Pull,
+}
+
+impl Via {
+    fn live(self) -> bool {
+        matches!(self, Via::Push | Via::Graft)
+    }
+}
+
 /// Starts verifying a batch off the async threads and queues it for the writer, in
 /// order. False when the ingester is gone.
 async fn send_to_verify(
@@ -833,12 +887,12 @@ async fn send_to_verify(
     tx: &mpsc::Sender<Pending>,
     batch: pb::SyncBatch,
     pulls: &Pulls,
-    live: bool,
+    via: Via,
 ) -> bool {
     let charter = charter(ledger);
     let held = ledger.clone();
     let pulls = pulls.clone();
-    let pending = tokio::task::spawn_blocking(move || verify(&charter, &held, batch, &pulls, live));
+    let pending = tokio::task::spawn_blocking(move || verify(&charter, &held, batch, &pulls, via));
     tx.send(pending).await.is_ok()
 }
 
@@ -963,7 +1017,7 @@ async fn pull(
             ledger
                 .metrics()
                 .peer_bytes(&peer.name, batch.encoded_len() as u64);
-            if !send_to_verify(ledger, tx, batch, pulls, false).await {
+            if !send_to_verify(ledger, tx, batch, pulls, Via::Pull).await {
                 return Ok(false);
             }
         }
@@ -1011,7 +1065,7 @@ fn verify(
     ledger: &Ledger,
     batch: pb::SyncBatch,
     pulls: &Pulls,
-    live: bool,
+    via: Via,
 ) -> Verified {
     let max = charter.rules().max_entry_bytes as usize;
     let mut refused = 0u64;
@@ -1043,7 +1097,7 @@ fn verify(
     }
     pulls.arrived(
         decoded.iter().map(|e| (e.author(), e.seq())),
-        live,
+        via,
         Instant::now(),
     );
     {
@@ -1216,7 +1270,7 @@ fn verified(
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{FailureLog, LATENESS_WINDOW, MAX_PULL_GRACE, Pulls};
+    use super::{FailureLog, LATENESS_WINDOW, MAX_PULL_GRACE, Pulls, Via};
 
     /// The pull grace follows how late pushes arrive after a note: it stays at the
     /// configured floor while pushes come first, grows when they come late, is
@@ -1232,23 +1286,23 @@ mod tests {
 
         // Pulled arrivals close their notes without a sample, however late.
         pulls.noted(author(1), 5, ms(0));
-        pulls.arrived([(author(1), 5)], false, ms(4_000));
+        pulls.arrived([(author(1), 5)], Via::Pull, ms(4_000));
         assert_eq!(pulls.grace(floor, ms(4_000)), floor);
 
         // An arrival before the noted seq leaves the note open.
         pulls.noted(author(2), 7, ms(0));
-        pulls.arrived([(author(2), 6)], true, ms(100));
+        pulls.arrived([(author(2), 6)], Via::Push, ms(100));
         // Pushes arriving 2 s after their notes: the grace becomes 3 s.
-        pulls.arrived([(author(2), 7)], true, ms(2_000));
+        pulls.arrived([(author(2), 7)], Via::Push, ms(2_000));
         for i in 3..12 {
             pulls.noted(author(i), 1, ms(1_000));
-            pulls.arrived([(author(i), 1)], true, ms(3_000));
+            pulls.arrived([(author(i), 1)], Via::Push, ms(3_000));
         }
         assert_eq!(pulls.grace(floor, ms(3_000)), Duration::from_millis(3_000));
         // A push 10 s late: the grace is capped.
         for i in 12..40 {
             pulls.noted(author(i), 1, ms(3_000));
-            pulls.arrived([(author(i), 1)], true, ms(13_000));
+            pulls.arrived([(author(i), 1)], Via::Push, ms(13_000));
         }
         assert_eq!(pulls.grace(floor, ms(13_000)), MAX_PULL_GRACE);
         // Once the samples are older than the window, the floor again.
