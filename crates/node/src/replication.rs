@@ -362,6 +362,7 @@ async fn open_graft(
     client: &mut FederationClient<Channel>,
     authors: BTreeSet<PublicId>,
 ) -> Result<Graft, SessionError> {
+    debug_assert!(!authors.is_empty(), "a graft names its authors");
     let request = {
         let state = ledger.state();
         pb::SyncRequest {
@@ -754,7 +755,10 @@ async fn read_loop(
                         authors.insert(author);
                     }
                 }
-                if graft.as_ref().is_none_or(|g| g.authors != authors) {
+                // Only a graft with authors: an empty `only` would ask for every
+                // author, from empty heads (every entry the peer holds, again).
+                let current = graft.as_ref().map(|g| &g.authors);
+                if !authors.is_empty() && current != Some(&authors) {
                     // The new graft replaces the old: dropping a stream ends it at
                     // the peer.
                     graft = None;

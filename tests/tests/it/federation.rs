@@ -283,6 +283,21 @@ async fn a_node_served_by_one_relay_grafts_the_author_it_keeps_pulling() {
                 .map_or(0, |h| h.seq)
         }
     };
+    // B's own entries first, pushed to C: a graft must not bring them again.
+    for i in 0..10 {
+        publish_on(&fed.nodes[1], &ballot(100 + i), S::Considering).await;
+    }
+    let b_key = key_of(&fed.nodes[1].home);
+    let deadline = Instant::now() + CONVERGE;
+    while !status_of(&fed.nodes[2])
+        .await
+        .heads
+        .iter()
+        .any(|h| h.author == b_key && h.seq == 10)
+    {
+        assert!(Instant::now() < deadline, "B's entries never reached C");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for i in 0..12u64 {
         publish_on(&fed.nodes[0], &ballot(i as usize), S::Considering).await;
         let deadline = Instant::now() + CONVERGE;
@@ -300,6 +315,13 @@ async fn a_node_served_by_one_relay_grafts_the_author_it_keeps_pulling() {
         b.pulls <= 4,
         "C went on pulling A's entries after grafting: {} pulls",
         b.pulls
+    );
+    // Each entry came about once: a graft asks for its authors only, from C's
+    // heads (one that named no author once asked for everything, again).
+    assert!(
+        b.received <= 10 + 12 + 2,
+        "C received {} entries from B for 22 new",
+        b.received
     );
     fed.stop_all().await.unwrap();
 }
