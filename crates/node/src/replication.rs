@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use accord_core::entry::{self, DecodedEntry, Logs};
 use accord_core::pb::federation_client::FederationClient;
 use accord_core::state::ForkProof;
-use accord_core::{EntryError, PublicId, pb};
+use accord_core::{EntryError, PublicId, State, pb};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
@@ -355,6 +355,21 @@ async fn graft_message(graft: &mut Option<Graft>) -> Result<Option<pb::SyncBatch
     }
 }
 
+/// This node's heads of `authors` (those it holds entries of), for a `Sync`
+/// restricted to them.
+fn heads_of<'a>(state: &State, authors: impl Iterator<Item = &'a PublicId>) -> Vec<pb::AuthorHead> {
+    authors
+        .filter_map(|author| {
+            let head = state.head(author)?;
+            Some(pb::AuthorHead {
+                author: author.to_vec(),
+                seq: head.seq,
+                id: head.id.to_vec(),
+            })
+        })
+        .collect()
+}
+
 /// Opens a graft of `authors` from the peer, within the RPC deadline.
 async fn open_graft(
     ledger: &Ledger,
@@ -367,17 +382,7 @@ async fn open_graft(
         let state = ledger.state();
         pb::SyncRequest {
             alliance: state.charter().id().to_vec(),
-            heads: authors
-                .iter()
-                .filter_map(|author| {
-                    let head = state.head(author)?;
-                    Some(pb::AuthorHead {
-                        author: author.to_vec(),
-                        seq: head.seq,
-                        id: head.id.to_vec(),
-                    })
-                })
-                .collect(),
+            heads: heads_of(&state, authors.iter()),
             follow: true,
             lazy: true,
             forward: authors.iter().map(|a| a.to_vec()).collect(),
@@ -980,17 +985,7 @@ async fn pull_noted(
         }
         pb::SyncRequest {
             alliance: state.charter().id().to_vec(),
-            heads: authors
-                .iter()
-                .filter_map(|author| {
-                    let head = state.head(author)?;
-                    Some(pb::AuthorHead {
-                        author: author.to_vec(),
-                        seq: head.seq,
-                        id: head.id.to_vec(),
-                    })
-                })
-                .collect(),
+            heads: heads_of(&state, authors.iter()),
             only: authors.iter().map(|a| a.to_vec()).collect(),
             ..Default::default()
         }
