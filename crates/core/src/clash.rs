@@ -70,7 +70,7 @@ pub(crate) fn standing_clashes(state: &State) -> Vec<Clash> {
         &BallotId,
         Vec<(PublicId, &crate::state::Record<crate::body::Intention>)>,
     > = BTreeMap::new();
-    for ((ballot, organisation), last) in &state.intentions {
+    for ((ballot, organisation), (last, _)) in &state.intentions {
         positions
             .entry(ballot)
             .or_default()
@@ -207,7 +207,10 @@ pub(crate) fn resolution_state(state: &State, resolution: &Record<Resolution>) -
     let r = &resolution.value;
     let mut all_out = true;
     for organisation in &r.stand_aside {
-        let current = state.intentions.get(&(r.ballot.clone(), *organisation));
+        let current = state
+            .intentions
+            .get(&(r.ballot.clone(), *organisation))
+            .map(|(i, _)| i);
         match current {
             None => {}
             Some(i) if i.value.status.is_out() => {}

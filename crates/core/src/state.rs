@@ -305,15 +305,13 @@ pub struct State {
     /// Each organisation's position per ballot: its latest intention entry. Earlier
     /// ones are in the log; no view needs them, so memory stays one record per
     /// (ballot, organisation) however often positions change.
-    pub(crate) intentions: OrdMap<(BallotId, PublicId), Record<Intention>>,
-    /// The hash of each position's view ([`State::digest`]), in the same order.
-    intention_hashes: OrdMap<(BallotId, PublicId), [u8; 32]>,
+    /// With the hash of each position's view, to take out of the view's set hash
+    /// when it changes ([`State::digest`]).
+    pub(crate) intentions: OrdMap<(BallotId, PublicId), (Record<Intention>, [u8; 32])>,
     /// Statements by (timestamp, id), the order of their view: read in order
-    /// without a lookup per statement.
-    statements: OrdMap<(i64, EntryId), (PublicId, Record<Statement>)>,
-    /// The hash of each statement's view ([`State::digest`]), in the same order:
-    /// kept apart so the digest walks 32 bytes per statement, not the statements.
-    statement_hashes: OrdMap<(i64, EntryId), [u8; 32]>,
+    /// without a lookup per statement. With the hash of each one's view, as for
+    /// positions.
+    statements: OrdMap<(i64, EntryId), HeldStatement>,
     /// Each statement's timestamp, to find its place when an endorsement or a
     /// withdrawal changes its view.
     statement_at: OrdMap<EntryId, i64>,
@@ -366,6 +364,9 @@ struct ViewSets {
     set_aside: SetHash,
 }
 
+/// A statement held: its organisation, its record and the hash of its view.
+type HeldStatement = (PublicId, Record<Statement>, [u8; 32]);
+
 /// Where an event sits in [`State::events`]: start, uid, author.
 pub type EventKey = (DateTime<Utc>, String, PublicId);
 
@@ -386,9 +387,7 @@ impl State {
             forks: OrdMap::new(),
             entries: 0,
             intentions: OrdMap::new(),
-            intention_hashes: OrdMap::new(),
             statements: OrdMap::new(),
-            statement_hashes: OrdMap::new(),
             statement_at: OrdMap::new(),
             endorsements: OrdMap::new(),
             withdrawals: OrdMap::new(),
@@ -721,12 +720,12 @@ impl State {
         };
         match body {
             Body::Statement(s) => {
-                self.statements.insert(
-                    (entry.timestamp_ms(), entry.id()),
-                    (org, Record::of(entry, &seen, s.clone())),
-                );
+                let record = Record::of(entry, &seen, s.clone());
+                let hash = item_hash(&self.statement_view(&entry.id(), &org, &record));
+                self.statements
+                    .insert((entry.timestamp_ms(), entry.id()), (org, record, hash));
                 self.statement_at.insert(entry.id(), entry.timestamp_ms());
-                self.rehash_statement(&entry.id());
+                Arc::make_mut(&mut self.sets).statements.insert(&hash);
             }
             Body::Endorsement { statement } => {
                 self.endorsements.entry(*statement).or_default().insert(org);
@@ -744,7 +743,7 @@ impl State {
                 let later = self
                     .intentions
                     .get(&key)
-                    .is_none_or(|old| place > self.place_of(old));
+                    .is_none_or(|(old, _)| place > self.place_of(old));
                 if later {
                     let record = Record::of(entry, &seen, i.clone());
                     let hash = item_hash(&IntentionView {
@@ -753,11 +752,10 @@ impl State {
                         entry: record.entry,
                         timestamp_ms: record.timestamp_ms,
                     });
-                    self.intentions.insert(key.clone(), record);
-                    let old = self.intention_hashes.insert(key, hash);
+                    let old = self.intentions.insert(key, (record, hash));
                     Arc::make_mut(&mut self.sets)
                         .intentions
-                        .replace(old.as_ref(), &hash);
+                        .replace(old.as_ref().map(|(_, h)| h), &hash);
                 }
             }
             Body::Event(e) => {
@@ -893,21 +891,22 @@ impl State {
             .replace(old.as_ref().map(|(_, h)| h), &hash);
     }
 
-    /// Hashes the view of statement `id` again, if it is held, after it or its
+    /// Hashes the view of statement `id` again, if it is held, after its
     /// endorsements or withdrawals changed.
     fn rehash_statement(&mut self, id: &EntryId) {
         let Some(at) = self.statement_at.get(id) else {
             return;
         };
         let key = (*at, *id);
-        let Some((author, record)) = self.statements.get(&key) else {
+        let Some((author, record, _)) = self.statements.get(&key) else {
             return;
         };
         let hash = item_hash(&self.statement_view(id, author, record));
-        let old = self.statement_hashes.insert(key, hash);
+        let (_, _, held) = self.statements.get_mut(&key).expect("present");
+        let old = std::mem::replace(held, hash);
         Arc::make_mut(&mut self.sets)
             .statements
-            .replace(old.as_ref(), &hash);
+            .replace(Some(&old), &hash);
     }
 
     /// Hashes the view of event `uid` of `author` again after it changed, under
@@ -939,7 +938,7 @@ impl State {
     pub fn intentions(&self) -> Vec<IntentionView> {
         self.intentions
             .iter()
-            .map(|((_, organisation), last)| IntentionView {
+            .map(|((_, organisation), (last, _))| IntentionView {
                 organisation: *organisation,
                 intention: last.value.clone(),
                 entry: last.entry,
@@ -974,7 +973,7 @@ impl State {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.statements
             .range((from, Bound::Unbounded))
-            .map(|((_, id), (author, record))| self.statement_view(id, author, record))
+            .map(|((_, id), (author, record, _))| self.statement_view(id, author, record))
     }
 
     fn statement_view(
@@ -1085,7 +1084,7 @@ impl State {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.intentions
             .range::<_, (BallotId, PublicId)>((from, Bound::Unbounded))
-            .map(|((_, organisation), last)| IntentionView {
+            .map(|((_, organisation), (last, _))| IntentionView {
                 organisation: *organisation,
                 intention: last.value.clone(),
                 entry: last.entry,
@@ -1159,21 +1158,13 @@ impl State {
                 .map(|(author, head)| item_hash(&(author, (head.seq, head.id)))),
         );
         digest.section_of("forks", self.forks.values().map(item_hash));
-        digest.section(
-            "intentions",
-            self.intention_hashes.len(),
-            &self.sets.intentions,
-        );
+        digest.section("intentions", self.intentions.len(), &self.sets.intentions);
         digest.section_of("clashes", self.clashes().iter().map(item_hash));
         digest.section_of(
             "resolutions",
             self.resolutions_after(None).map(|r| item_hash(&r)),
         );
-        digest.section(
-            "statements",
-            self.statement_hashes.len(),
-            &self.sets.statements,
-        );
+        digest.section("statements", self.statements.len(), &self.sets.statements);
         digest.section("events", self.event_order.len(), &self.sets.events);
         digest.section_of("event_clashes", self.event_clashes().iter().map(item_hash));
         digest.section("set_aside", self.set_aside.len(), &self.sets.set_aside);

@@ -712,13 +712,10 @@ async fn read_loop(
                 // pulls, and grafts again if it must.
                 let batch = match message {
                     Ok(Some(batch)) => batch,
-                    Ok(None) => {
-                        graft = None;
-                        set_grafted(&graft);
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::debug!(peer = %peer.name, "graft ended: {e}");
+                    ended => {
+                        if let Err(e) = ended {
+                            tracing::debug!(peer = %peer.name, "graft ended: {e}");
+                        }
                         graft = None;
                         set_grafted(&graft);
                         continue;
