@@ -642,15 +642,22 @@ pub enum TokenCommand {
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// Re-verify every entry in a stopped node's store (signatures, envelopes, log
-    /// links, fork proofs) and print each log's count and how far it is whole, and
-    /// every damage found; exits 1 if there is damage or the store does not open
+    /// links, fork proofs) and say what a node started on it would do (start, start
+    /// and refill lost entries from its peers, or refuse it), each log's count and
+    /// how far it is whole, and every damage found; exits 1 unless the store is
+    /// sound. It writes nothing to the store: it works on a copy in a scratch
+    /// directory, deleted after
     Check {
-        /// The node's config file (its data_dir and charter are used)
+        /// The node's config file (its data_dir, charter and identities are used)
         #[arg(long, value_name = "NODE.toml")]
         config: PathBuf,
-        /// Print the report as JSON
+        /// Print the report as one JSON object (also when the check fails)
         #[arg(long)]
         json: bool,
+        /// Where to copy the store for the check (default: the system's temporary
+        /// directory); needs room for the store's files
+        #[arg(long, value_name = "DIR")]
+        scratch: Option<PathBuf>,
     },
 }
 

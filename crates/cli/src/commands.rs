@@ -45,7 +45,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             log_format,
         } => node::run(&config, rebuild, log_format).await,
         Command::Healthcheck { config, address } => health::check(&config, address).await,
-        Command::Store(StoreCommand::Check { config, json }) => store::check(&config, json),
+        Command::Store(StoreCommand::Check {
+            config,
+            json,
+            scratch,
+        }) => store::check(&config, json, scratch.as_deref()).await,
         Command::Status(list) => query::status(&list).await,
         Command::Intention(IntentionCommand::Declare {
             publish,

@@ -15,6 +15,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    // sled panics on some damage to its files: the store turns that into an error,
+    // and this keeps the message from being printed as if `accord` had crashed.
+    accord_node::quiet_engine_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -410,14 +410,24 @@ async fn store_check_reports_a_sound_store_and_names_damage() {
     let out = String::from_utf8_lossy(&damaged.stdout);
     assert!(out.contains("signature does not verify"), "{out}");
     let err = String::from_utf8_lossy(&damaged.stderr);
-    assert!(err.contains("damaged (1 problem)"), "{err}");
+    assert!(err.contains("a node would refuse it"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "accord node --rebuild --config {}",
+            config.display()
+        )),
+        "{err}"
+    );
     let json = check(true);
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["logs"][0]["whole_to"], 2, "{report}");
 
     let refused = refused_start(&config);
     assert!(
-        refused.contains("accord store check --config NODE.toml"),
+        refused.contains(&format!(
+            "accord node --rebuild --config {}",
+            config.display()
+        )),
         "{refused}"
     );
 }

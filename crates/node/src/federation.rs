@@ -460,20 +460,14 @@ impl Outgoing {
             let count = usize::try_from(head - from + 1)
                 .unwrap_or(usize::MAX)
                 .min(STORE_READ);
-            let store = self.ledger.store().clone();
-            let read = tokio::task::spawn_blocking(move || store.log(&author, from, count)).await;
-            let stored = match read {
-                Ok(Ok(stored)) => stored,
-                Ok(Err(e)) => {
+            let stored = match self.ledger.read_log(author, from, count).await {
+                Ok(stored) => stored,
+                Err(e) => {
                     tracing::error!(peer = %self.peer, "serving a pull: cannot read the store: {e}");
                     let _ = self
                         .tx
-                        .send(Err(Status::internal("this node cannot read its store")))
+                        .send(Err(Status::data_loss("this node cannot read its store")))
                         .await;
-                    return false;
-                }
-                Err(e) => {
-                    tracing::error!(peer = %self.peer, "serving a pull: {e}");
                     return false;
                 }
             };

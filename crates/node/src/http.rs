@@ -9,8 +9,9 @@
 //! - `/events/<author hex>/<uid>` — one event.
 //! - `/m/<token>/clashes` — the members' clash board.
 //! - `/healthz` — liveness, storage and the entry count, as JSON: 200 with
-//!   `"status": "ok"`, or 503 with `"status": "storage failed"` and why once the
-//!   store has failed (the node is then read-only).
+//!   `"status": "ok"`, or 503 with `"status": "storage failed"` (the node is then
+//!   read-only) or `"store lost entries"` (a log is short of what the store should
+//!   hold, until refilled and read back), and `"problem"` naming the log.
 //! - `/metrics` — Prometheus metrics (OpenMetrics text), see [`crate::metrics`].
 //!
 //! Every request is counted by route pattern and status (`accord_calendar_requests_total`).
@@ -825,17 +826,21 @@ async fn health(AxumState(calendar): AxumState<Arc<Calendar>>) -> Response {
             })
         })
         .collect();
-    let (code, status) = if failure.is_some() {
-        (StatusCode::SERVICE_UNAVAILABLE, "storage failed")
-    } else if !lost.is_empty() {
-        (StatusCode::SERVICE_UNAVAILABLE, "store lost entries")
-    } else {
-        (StatusCode::OK, "ok")
+    // Failing exactly while the store is not whole and writable (`integrity.rs`).
+    let problem = calendar.ledger.store_problem(&state);
+    let (code, status) = match &problem {
+        None => (StatusCode::OK, "ok"),
+        Some(_) if failure.is_some() => (StatusCode::SERVICE_UNAVAILABLE, "storage failed"),
+        Some(p) if p.starts_with("the storage engine") => {
+            (StatusCode::SERVICE_UNAVAILABLE, "storage failed")
+        }
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "store lost entries"),
     };
     let mut response = (
         code,
         axum::Json(serde_json::json!({
             "status": status,
+            "problem": problem,
             "storage_error": failure,
             "lost_own_entries": lost,
             "alliance": calendar.alliance_name,

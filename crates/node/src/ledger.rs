@@ -20,7 +20,7 @@
 //! blocking pool over such a snapshot, so they cannot hold up the async threads
 //! that serve publishes either.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -37,6 +37,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::metrics::{self, Metrics};
 use crate::signed::SignedRecord;
+
+/// How long the writer waits for one flush before it turns the node read-only: a
+/// disk that stops answering (full, failing, or sled's flusher gone) must not hold
+/// publishes, or a shutdown, for ever.
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Batches of at most this many entries are read back on the writer's own thread.
+const READ_BACK_INLINE: usize = 64;
 
 /// Most requests one group commit takes.
 pub const MAX_BATCH: usize = 1024;
@@ -214,6 +222,11 @@ pub struct Ledger {
     peer_contact_deadline: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Why the store failed, once it has: the node is then read-only.
     storage: watch::Receiver<Option<String>>,
+    /// Sets [`Ledger::storage`] (shared with the writer).
+    pub(crate) failed: Arc<watch::Sender<Option<String>>>,
+    /// Logs that were short at start (lost entries, or a hole): each counts as whole
+    /// again only once refilled and read back from seq 1 (`integrity.rs`).
+    pub(crate) unproven: Arc<Mutex<BTreeSet<PublicId>>>,
     /// What this node had signed and made durable when it started, per home
     /// identity. The store cannot lose entries while the node runs (a failed write
     /// makes it read-only), so only a store behind this is missing entries; the
@@ -703,6 +716,7 @@ impl Ledger {
         let (changes_tx, changes_rx) = watch::channel(0u64);
         let (appended, _) = broadcast::channel(1024);
         let (storage_tx, storage_rx) = watch::channel(None);
+        let storage_tx = Arc::new(storage_tx);
         let current = Arc::new(Snapshot { version: 0, state });
         let state = Arc::new(ArcSwap::new(current.clone()));
         let identities = Arc::new(identities);
@@ -717,7 +731,7 @@ impl Ledger {
             identities: identities.to_vec(),
             changes: changes_tx,
             appended: appended.clone(),
-            failed: storage_tx,
+            failed: storage_tx.clone(),
             signed,
         };
         let task = tokio::spawn(writer.run(jobs_rx));
@@ -735,6 +749,8 @@ impl Ledger {
                 peer_contact: Arc::new(watch::channel(false).0),
                 peer_contact_deadline: Arc::default(),
                 storage: storage_rx,
+                failed: storage_tx,
+                unproven: Arc::default(),
                 signed_at_start,
                 heads_at_last_stop: Arc::default(),
                 peer_clocks: Arc::default(),
@@ -1118,7 +1134,7 @@ struct Writer {
     changes: watch::Sender<u64>,
     appended: broadcast::Sender<Arc<Appended>>,
     /// Set when the store failed: from then on every append is refused.
-    failed: watch::Sender<Option<String>>,
+    failed: Arc<watch::Sender<Option<String>>>,
     /// What this node has signed; rewritten after the flush of every batch that
     /// raises a home identity's head, before the batch is acknowledged or sent.
     signed: Arc<Mutex<SignedRecord>>,
@@ -1596,7 +1612,21 @@ impl Writer {
         // Entries pulled from peers are flushed too: nobody waits for them, but
         // sled holds unflushed writes in memory, and a flush per batch keeps a node
         // catching up on a million entries within its memory budget.
-        self.store.flush().await?;
+        match tokio::time::timeout(FLUSH_LIMIT, self.store.flush()).await {
+            Ok(flushed) => flushed?,
+            Err(_) => return Err(StoreError::Stalled(FLUSH_LIMIT)),
+        }
+        // What is acknowledged must be what a read will serve.
+        // A few entries read back from sled's cache in microseconds; a peer's large
+        // batch goes to the blocking pool.
+        if stored.len() <= READ_BACK_INLINE {
+            self.store.read_back(&stored)?;
+        } else {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.read_back(&stored))
+                .await
+                .map_err(|e| StoreError::Engine(e.to_string()))??;
+        }
         if let Some(record) = raised {
             tokio::task::spawn_blocking(move || record.save())
                 .await

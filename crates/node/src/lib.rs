@@ -13,6 +13,7 @@ pub mod config;
 pub mod federation;
 pub mod feed_links;
 pub mod http;
+pub mod integrity;
 pub mod keyfile;
 pub mod ledger;
 pub mod limits;
@@ -28,8 +29,10 @@ pub mod to_proto;
 
 use std::future::Future;
 
+use accord_core::PublicId;
 use accord_core::pb;
-use accord_store::Store;
+pub use accord_store::quiet_engine_panics;
+use accord_store::{Store, StoreError};
 use tokio::sync::watch;
 
 pub use config::{ConfigError, NodeConfig, token_sha256};
@@ -119,39 +122,24 @@ pub async fn serve(
     let charter = config.charter.clone();
     federation::check_transport(&charter).map_err(NodeError::Transport)?;
     check_free_space(&config.data_dir, config.min_free_disk_bytes)?;
-    // sled may panic on some damage rather than return an error: either way the
-    // operator gets one line naming the directory and what to do.
-    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Store::open(&config.data_dir, charter.id(), config.cache_capacity_bytes)
-    }));
-    let store = match opened {
-        Ok(Ok(store)) => store,
-        Ok(Err(e)) => {
-            return Err(NodeError::Store(check::open_failure(
-                &config.data_dir,
-                &e.to_string(),
-            )));
-        }
-        Err(_) => {
-            return Err(NodeError::Store(check::open_failure(
-                &config.data_dir,
-                "the storage engine panicked while opening it (see the line above)",
-            )));
-        }
-    };
+    // sled panics on some damage rather than return an error: the store catches it
+    // (`accord_store::Store::open`), and the operator gets one line naming the
+    // directory, what was found and the one safe command to run next.
+    let store = Store::open(&config.data_dir, charter.id(), config.cache_capacity_bytes)
+        .map_err(|e| NodeError::Store(check::open_failure(&config.data_dir, &e)))?;
     let data_dir = config.data_dir.clone();
     let (state, report) = tokio::task::spawn_blocking({
         let store = store.clone();
         move || ledger::load_state(&store, &charter)
     })
     .await
-    .map_err(|_| {
+    .map_err(|e| {
         NodeError::Store(check::open_failure(
             &data_dir,
-            "the storage engine panicked while reading it (see the line above)",
+            &StoreError::Engine(e.to_string()),
         ))
     })?
-    .map_err(|e| NodeError::Store(check::open_failure(&data_dir, &e.to_string())))?;
+    .map_err(|e| NodeError::Store(check::open_failure(&data_dir, &e)))?;
     let rate = report.entries as f64 / report.seconds.max(1e-9);
     tracing::info!(
         entries = report.entries,
@@ -176,9 +164,32 @@ pub async fn serve(
     ledger
         .metrics()
         .verified(metrics::Source::Store, report.entries);
-    ledger.expect_heads(manifest);
+    // A log with a hole loaded up to it; what the store held past it is lost too.
+    let damage = ledger.store().damage();
+    let expected = integrity::expected_heads(manifest, &damage);
+    for (author, hole) in &damage.holes {
+        tracing::error!(
+            author = %author,
+            "the store lost entry {} of this log, though it holds entries up to seq {}: \
+             the log counts up to seq {} until the peers refill it",
+            hole.seq,
+            hole.stored_to,
+            hole.seq - 1
+        );
+    }
+    if damage.read_around > 0 {
+        tracing::warn!(
+            read_around = damage.read_around,
+            "the store's index is damaged: {} entries were found only by looking each up; \
+             all are served, but run `accord node --rebuild` at a quiet moment",
+            damage.read_around
+        );
+    }
+    ledger.expect_heads(expected);
     {
         let state = ledger.state();
+        let short: Vec<PublicId> = ledger.all_lost(&state).iter().map(|l| l.author).collect();
+        ledger.prove_later(short);
         for lost in ledger.lost_own_entries(&state) {
             tracing::error!(
                 author = %lost.author,
@@ -259,10 +270,8 @@ pub async fn serve(
         async move {
             let mut serving = true;
             loop {
-                let healthy = ledger.storage_failure().is_none() && {
-                    let state = ledger.state();
-                    ledger.lost_own_entries(&state).is_empty()
-                };
+                ledger.check_store().await;
+                let healthy = ledger.store_problem(&ledger.state()).is_none();
                 if healthy != serving {
                     let status = if healthy {
                         tonic_health::ServingStatus::Serving

@@ -1258,11 +1258,11 @@ impl LedgerApi for LedgerService {
         // One more than the page, to know whether another page follows.
         let count =
             usize::try_from((head - from + 1).min(page.size as u64 + 1)).unwrap_or(usize::MAX);
-        let store = self.ledger.store().clone();
-        let stored = tokio::task::spawn_blocking(move || store.log(&author, from, count))
+        let stored = self
+            .ledger
+            .read_log(author, from, count)
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| Status::data_loss(e.to_string()))?;
         let items = stored.iter().zip(from..).map(|(s, seq)| {
             <pb::SignedEntry as prost::Message>::decode(s.bytes.as_slice())
                 .map(|e| ((author, seq), e))

@@ -29,10 +29,14 @@
 //! disk; [`Store::flush`] does. The node acknowledges a publish only after the flush
 //! that covers it, and many publishes share one flush (group commit).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use accord_core::{AllianceId, PublicId};
+
+mod engine;
+pub use engine::{payload_text, quiet_engine_panics};
 
 /// The layout version this code writes and reads.
 pub const FORMAT: u8 = 1;
@@ -64,6 +68,39 @@ pub enum StoreError {
     NewerFormat { found: u32 },
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// The storage engine panicked (sled does on some damage rather than return an
+    /// error); every later call on the store is refused with the same message.
+    #[error("the storage engine failed: {0}")]
+    Engine(String),
+    /// A flush that did not complete in time.
+    #[error("the disk did not complete a flush within {} s", .0.as_secs())]
+    Stalled(std::time::Duration),
+    /// A log with an entry missing in its middle: the store holds later entries of
+    /// it, but neither a range read nor a lookup finds `seq`.
+    #[error(
+        "the store lost entry {seq} of the log of {author}, though it holds entry {next} of it"
+    )]
+    Hole {
+        author: PublicId,
+        seq: u64,
+        next: u64,
+    },
+}
+
+impl StoreError {
+    /// The operating system's error, when that is what failed (not damage).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            StoreError::Sled(sled::Error::Io(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether another process (a running node) holds the store's lock.
+    pub fn is_in_use(&self) -> bool {
+        self.io_error()
+            .is_some_and(|e| e.to_string().contains("could not acquire lock"))
+    }
 }
 
 /// One stored entry: its author, seq and encoded `SignedEntry`.
@@ -81,6 +118,9 @@ pub type FeedLinkRecord = ([u8; 32], Vec<u8>);
 #[derive(Debug, Clone)]
 pub struct Store {
     path: Arc<PathBuf>,
+    /// The engine's panic, once it panicked: every later call is refused with it.
+    failed: Arc<Mutex<Option<String>>>,
+    damage: Arc<Mutex<Damage>>,
     db: sled::Db,
     entries: sled::Tree,
     forks: sled::Tree,
@@ -131,9 +171,13 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// flusher lets go of the database, a moment after the last handle is dropped, so a
 /// reopen in the same process (a restart) may find it still held: wait a bounded
 /// time. Another process holding it gets the lock error after that.
-fn open_db(path: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StoreError> {
+fn open_db(
+    path: &Path,
+    cache_capacity_bytes: u64,
+    alliance: AllianceId,
+) -> Result<Opened, StoreError> {
     let started = std::time::Instant::now();
-    loop {
+    let db = loop {
         match sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity_bytes)
@@ -145,9 +189,51 @@ fn open_db(path: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StoreErro
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            result => return Ok(result?),
+            result => break result?,
+        }
+    };
+    let meta = db.open_tree("meta")?;
+    match meta.get("format")? {
+        Some(v) if v.as_ref() == [FORMAT] => {}
+        Some(v) => {
+            return Err(StoreError::UnknownFormat {
+                found: v.first().copied().unwrap_or(0),
+            });
+        }
+        None => {
+            meta.insert("format", &[FORMAT])?;
         }
     }
+    match meta.get("alliance")? {
+        Some(v) => {
+            let stored =
+                AllianceId::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if stored != alliance {
+                return Err(StoreError::WrongAlliance {
+                    stored,
+                    configured: alliance,
+                });
+            }
+        }
+        None => {
+            meta.insert("alliance", alliance.as_bytes())?;
+            db.flush()?;
+        }
+    }
+    Ok(Opened {
+        entries: db.open_tree("entries")?,
+        forks: db.open_tree("forks")?,
+        feed_links: db.open_tree("feed_links")?,
+        db,
+    })
+}
+
+/// The trees of a database just opened.
+struct Opened {
+    db: sled::Db,
+    entries: sled::Tree,
+    forks: sled::Tree,
+    feed_links: sled::Tree,
 }
 
 /// The format recorded in `data_dir`'s [`FORMAT_FILE`]: None when there is no
@@ -204,6 +290,25 @@ pub fn free_space(path: &Path) -> std::io::Result<u64> {
     Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
+/// What the store found wrong while reading, since it was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Damage {
+    /// Entries a range read passed by (sled's links between its tree's leaves are
+    /// damaged) and a lookup then found: read around, served whole.
+    pub read_around: u64,
+    /// Logs with an entry missing in the middle, by author.
+    pub holes: BTreeMap<PublicId, Hole>,
+}
+
+/// A log with an entry missing in its middle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hole {
+    /// The first seq missing: the log reads whole up to the seq before it.
+    pub seq: u64,
+    /// The highest seq of the log the store holds.
+    pub stored_to: u64,
+}
+
 impl Store {
     /// The data directory.
     pub fn path(&self) -> &Path {
@@ -215,43 +320,32 @@ impl Store {
         free_space(&self.path)
     }
 
+    /// Calls into sled. A panic there becomes [`StoreError::Engine`], and so does
+    /// every later call: after a panic sled's structures may be half-changed.
+    fn call<T>(&self, f: impl FnOnce() -> sled::Result<T>) -> Result<T, StoreError> {
+        if let Some(reason) = lock(&self.failed).clone() {
+            return Err(StoreError::Engine(reason));
+        }
+        match engine::guarded(f) {
+            Ok(result) => Ok(result?),
+            Err(panic) => {
+                lock(&self.failed).get_or_insert_with(|| panic.clone());
+                Err(StoreError::Engine(panic))
+            }
+        }
+    }
+
     /// Opens (or creates) the database in `path` for `alliance`. A directory made for
-    /// another alliance, or by a newer layout, is refused rather than mixed.
+    /// another alliance, or by a newer layout, is refused rather than mixed. A panic
+    /// of sled's while opening is [`StoreError::Engine`].
     pub fn open(
         path: &Path,
         alliance: AllianceId,
         cache_capacity_bytes: u64,
     ) -> Result<Self, StoreError> {
         let recorded = recorded_format(path)?;
-        let db = open_db(path, cache_capacity_bytes)?;
-        let meta = db.open_tree("meta")?;
-        match meta.get("format")? {
-            Some(v) if v.as_ref() == [FORMAT] => {}
-            Some(v) => {
-                return Err(StoreError::UnknownFormat {
-                    found: v.first().copied().unwrap_or(0),
-                });
-            }
-            None => {
-                meta.insert("format", &[FORMAT])?;
-            }
-        }
-        match meta.get("alliance")? {
-            Some(v) => {
-                let stored =
-                    AllianceId::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if stored != alliance {
-                    return Err(StoreError::WrongAlliance {
-                        stored,
-                        configured: alliance,
-                    });
-                }
-            }
-            None => {
-                meta.insert("alliance", alliance.as_bytes())?;
-                db.flush()?;
-            }
-        }
+        let opened = engine::guarded(|| open_db(path, cache_capacity_bytes, alliance))
+            .map_err(StoreError::Engine)??;
         if recorded.is_none() {
             record_format(path).map_err(|e| {
                 StoreError::Corrupt(format!(
@@ -262,11 +356,32 @@ impl Store {
         }
         Ok(Self {
             path: Arc::new(path.to_path_buf()),
-            entries: db.open_tree("entries")?,
-            forks: db.open_tree("forks")?,
-            feed_links: db.open_tree("feed_links")?,
-            db,
+            failed: Arc::default(),
+            damage: Arc::default(),
+            entries: opened.entries,
+            forks: opened.forks,
+            feed_links: opened.feed_links,
+            db: opened.db,
         })
+    }
+
+    /// The engine's failure, if it panicked (on a call of this store's or on one of
+    /// its own threads): the store then refuses every call.
+    pub fn engine_failure(&self) -> Option<String> {
+        lock(&self.failed)
+            .clone()
+            .or_else(engine::background_failure)
+    }
+
+    /// What reads have found wrong since the store was opened.
+    pub fn damage(&self) -> Damage {
+        lock(&self.damage).clone()
+    }
+
+    /// Forgets the hole recorded in `author`'s log, once the log has been filled
+    /// and read back whole.
+    pub fn hole_filled(&self, author: &PublicId) {
+        lock(&self.damage).holes.remove(author);
     }
 
     /// Writes entries atomically (all or none), without waiting for the disk.
@@ -275,28 +390,62 @@ impl Store {
         for e in entries {
             batch.insert(&entry_key(&e.author, e.seq)[..], versioned(&e.bytes));
         }
-        self.entries.apply_batch(batch)?;
+        self.call(|| self.entries.apply_batch(batch))
+    }
+
+    /// Reads back what [`Store::append`] wrote, through the range reads that serve
+    /// peers and clients: each log's entries must come back whole, in order, and
+    /// byte for byte. A write that does not read back must not be acknowledged.
+    pub fn read_back(&self, entries: &[StoredEntry]) -> Result<(), StoreError> {
+        let mut at = 0;
+        while at < entries.len() {
+            let author = entries[at].author;
+            let run = entries[at..]
+                .iter()
+                .zip(entries[at].seq..)
+                .take_while(|(e, seq)| e.author == author && e.seq == *seq)
+                .count();
+            let mut cursor = LogCursor::new(self, author, entries[at].seq);
+            for expected in &entries[at..at + run] {
+                let mismatch = match cursor.step()? {
+                    Some((_, value)) => {
+                        value.first() != Some(&VALUE_VERSION) || value[1..] != expected.bytes[..]
+                    }
+                    None => true,
+                };
+                if mismatch {
+                    return Err(StoreError::Corrupt(format!(
+                        "entry {}/{} did not read back as written",
+                        expected.author, expected.seq
+                    )));
+                }
+            }
+            at += run;
+        }
         Ok(())
     }
 
     /// Waits until everything written so far is on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        if let Some(reason) = self.engine_failure() {
+            return Err(StoreError::Engine(reason));
+        }
         self.db.flush_async().await?;
         Ok(())
     }
 
     /// Records a fork proof for `author` (without waiting for the disk).
     pub fn put_fork(&self, author: &PublicId, proof: &[u8]) -> Result<(), StoreError> {
-        self.forks.insert(author.as_bytes(), versioned(proof))?;
+        self.call(|| self.forks.insert(author.as_bytes(), versioned(proof)))?;
         Ok(())
     }
 
     /// Every fork proof, by author.
     pub fn forks(&self) -> Result<Vec<(PublicId, Vec<u8>)>, StoreError> {
-        self.forks
-            .iter()
-            .map(|item| {
-                let (key, value) = item?;
+        let items = self.call(|| self.forks.iter().collect::<sled::Result<Vec<_>>>())?;
+        items
+            .into_iter()
+            .map(|(key, value)| {
                 let author =
                     PublicId::from_slice(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok((author, unversioned(&value)?))
@@ -306,29 +455,72 @@ impl Store {
 
     /// The stored entry `seq` of `author`.
     pub fn get(&self, author: &PublicId, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.entries
-            .get(entry_key(author, seq))?
+        self.call(|| self.entries.get(entry_key(author, seq)))?
             .map(|v| unversioned(&v))
             .transpose()
     }
 
-    /// Up to `limit` entries of `author`, from `from_seq` on, in seq order.
+    /// Up to `limit` entries of `author`, from `from_seq` on, in seq order with no
+    /// gap: fewer only at the log's end. An entry missing before the log's end is
+    /// [`StoreError::Hole`] (after the entries before it, if any were read).
     pub fn log(
         &self,
         author: &PublicId,
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        self.entries
-            .range(entry_key(author, from_seq)..=entry_key(author, u64::MAX))
-            .take(limit)
-            .map(|item| decode_item(item?))
-            .collect()
+        let mut cursor = LogCursor::new(self, *author, from_seq.max(1));
+        let mut out = Vec::new();
+        while out.len() < limit {
+            match cursor.step() {
+                Ok(Some((seq, value))) => out.push(StoredEntry {
+                    author: *author,
+                    seq,
+                    bytes: unversioned(&value)?,
+                }),
+                Ok(None) => break,
+                Err(e @ StoreError::Hole { .. }) if out.is_empty() => return Err(e),
+                Err(StoreError::Hole { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
-    /// Every stored entry, in (author, seq) order.
+    /// Every stored entry, in (author, seq) order, each log from seq 1 with no gap.
+    /// A log with an entry missing in its middle is read up to the seq before it and
+    /// its hole recorded ([`Store::damage`]); the read goes on with the next log.
     pub fn entries(&self) -> impl Iterator<Item = Result<StoredEntry, StoreError>> + '_ {
-        self.entries.iter().map(|item| decode_item(item?))
+        AllEntries {
+            store: self,
+            cursor: None,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The authors with entries in the store, each found by a lookup of its own (so
+    /// a damaged link between two of sled's leaves hides none).
+    fn next_author(&self, after: Option<&PublicId>) -> Result<Option<PublicId>, StoreError> {
+        let found = match after {
+            None => self.call(|| self.entries.first())?,
+            Some(author) => self.call(|| self.entries.get_gt(entry_key(author, u64::MAX)))?,
+        };
+        found
+            .map(|(key, _)| parse_entry_key(&key).map(|(author, _)| author))
+            .transpose()
+    }
+
+    /// The highest seq of `author` stored.
+    fn last_seq(&self, author: &PublicId) -> Result<Option<u64>, StoreError> {
+        let last = self.call(|| {
+            self.entries
+                .range(entry_key(author, 0)..=entry_key(author, u64::MAX))
+                .next_back()
+                .transpose()
+        })?;
+        last.map(|(key, _)| parse_entry_key(&key).map(|(_, seq)| seq))
+            .transpose()
     }
 
     /// Writes the record of a member's feed link, keyed by its token's hash, and waits
@@ -338,24 +530,23 @@ impl Store {
         token_hash: &[u8; 32],
         record: &[u8],
     ) -> Result<(), StoreError> {
-        self.feed_links.insert(token_hash, versioned(record))?;
+        self.call(|| self.feed_links.insert(token_hash, versioned(record)))?;
         self.flush().await
     }
 
     /// The record of the feed link whose token hashes to `token_hash`.
     pub fn feed_link(&self, token_hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.feed_links
-            .get(token_hash)?
+        self.call(|| self.feed_links.get(token_hash))?
             .map(|v| unversioned(&v))
             .transpose()
     }
 
     /// Every feed link record, by token hash.
     pub fn feed_links(&self) -> Result<Vec<FeedLinkRecord>, StoreError> {
-        self.feed_links
-            .iter()
-            .map(|item| {
-                let (key, value) = item?;
+        let items = self.call(|| self.feed_links.iter().collect::<sled::Result<Vec<_>>>())?;
+        items
+            .into_iter()
+            .map(|(key, value)| {
                 let hash: [u8; 32] = key.as_ref().try_into().map_err(|_| {
                     StoreError::Corrupt(format!("feed link key of {} bytes", key.len()))
                 })?;
@@ -366,21 +557,156 @@ impl Store {
 
     /// Number of stored entries (a full scan of the keys).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.call(|| Ok(self.entries.len())).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.call(|| Ok(self.entries.is_empty())).unwrap_or(true)
     }
 }
 
-fn decode_item((key, value): (sled::IVec, sled::IVec)) -> Result<StoredEntry, StoreError> {
-    let (author, seq) = parse_entry_key(&key)?;
-    Ok(StoredEntry {
-        author,
-        seq,
-        bytes: unversioned(&value)?,
-    })
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads one author's log in seq order, trusting no single read of sled's: a range
+/// read that ends, or passes the next seq by, is checked by a lookup of that seq
+/// (which descends sled's tree from its root), and a lookup that misses by a range
+/// read from it. So damage to the links between sled's leaves is read around, and an
+/// entry missing in the middle of the log is a [`StoreError::Hole`], never a log that
+/// silently ends early.
+struct LogCursor<'a> {
+    store: &'a Store,
+    author: PublicId,
+    /// The seq the next step returns (0: past u64::MAX).
+    next: u64,
+    iter: Option<sled::Iter>,
+}
+
+impl<'a> LogCursor<'a> {
+    fn new(store: &'a Store, author: PublicId, from: u64) -> Self {
+        Self {
+            store,
+            author,
+            next: from,
+            iter: None,
+        }
+    }
+
+    /// The entry at the next seq (its seq and stored value), None at the log's end.
+    fn step(&mut self) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        if self.next == 0 {
+            return Ok(None);
+        }
+        let (author, next) = (self.author, self.next);
+        let store = self.store;
+        let iter = self.iter.get_or_insert_with(|| {
+            store
+                .entries
+                .range(entry_key(&author, next)..=entry_key(&author, u64::MAX))
+        });
+        if let Some((key, value)) = store.call(|| iter.next().transpose())? {
+            let (at, seq) = parse_entry_key(&key)?;
+            if at == author && seq == next {
+                self.next = next.wrapping_add(1);
+                return Ok(Some((seq, value)));
+            }
+            if at != author || seq < next {
+                return Err(StoreError::Corrupt(format!(
+                    "a read of the log of {author} from seq {next} returned {at}/{seq}"
+                )));
+            }
+        }
+        // The range read ended, or passed `next` by: ask again from the tree's root.
+        self.iter = None;
+        if let Some(value) = store.call(|| store.entries.get(entry_key(&author, next)))? {
+            lock(&store.damage).read_around += 1;
+            self.next = next.wrapping_add(1);
+            return Ok(Some((next, value)));
+        }
+        let later = store.call(|| {
+            store
+                .entries
+                .range(entry_key(&author, next)..=entry_key(&author, u64::MAX))
+                .next()
+                .transpose()
+        })?;
+        // A range read from `next` may end early on the same damage: the log's last
+        // entry, read from the other end, says whether anything follows.
+        let after = match later {
+            Some((key, _)) => parse_entry_key(&key)?.1,
+            None => match store.last_seq(&author)? {
+                Some(last) if last > next => last,
+                _ => return Ok(None),
+            },
+        };
+        let stored_to = store.last_seq(&author)?.unwrap_or(after).max(after);
+        lock(&store.damage).holes.insert(
+            author,
+            Hole {
+                seq: next,
+                stored_to,
+            },
+        );
+        Err(StoreError::Hole {
+            author,
+            seq: next,
+            next: after,
+        })
+    }
+}
+
+/// [`Store::entries`]: each author found by a lookup of its own, each log read by a
+/// [`LogCursor`] from seq 1.
+struct AllEntries<'a> {
+    store: &'a Store,
+    cursor: Option<LogCursor<'a>>,
+    /// The author whose log was read last.
+    after: Option<PublicId>,
+    done: bool,
+}
+
+impl Iterator for AllEntries<'_> {
+    type Item = Result<StoredEntry, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let Some(cursor) = self.cursor.as_mut() else {
+                match self.store.next_author(self.after.as_ref()) {
+                    Ok(Some(author)) => {
+                        self.after = Some(author);
+                        self.cursor = Some(LogCursor::new(self.store, author, 1));
+                        continue;
+                    }
+                    Ok(None) => {
+                        self.done = true;
+                        return None;
+                    }
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+            };
+            match cursor.step() {
+                Ok(Some((seq, value))) => {
+                    let author = cursor.author;
+                    return Some(unversioned(&value).map(|bytes| StoredEntry {
+                        author,
+                        seq,
+                        bytes,
+                    }));
+                }
+                // The log ends here, or has a hole (recorded): on to the next.
+                Ok(None) | Err(StoreError::Hole { .. }) => self.cursor = None,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -407,21 +733,63 @@ mod tests {
             store
                 .append(&[entry(2, 1), entry(1, 2), entry(1, 1)])
                 .unwrap();
-            store.append(&[entry(1, 300)]).unwrap();
+            store.append(&[entry(1, 3)]).unwrap();
             store.flush().await.unwrap();
         }
         let store = Store::open(dir.path(), alliance(1), 1 << 20).unwrap();
         let all: Vec<_> = store.entries().map(Result::unwrap).collect();
-        assert_eq!(all, [entry(1, 1), entry(1, 2), entry(1, 300), entry(2, 1)]);
+        assert_eq!(all, [entry(1, 1), entry(1, 2), entry(1, 3), entry(2, 1)]);
         let author = PublicId::from_bytes([1; 32]);
         assert_eq!(
             store.log(&author, 2, 10).unwrap(),
-            [entry(1, 2), entry(1, 300)]
+            [entry(1, 2), entry(1, 3)]
         );
         assert_eq!(store.log(&author, 1, 1).unwrap(), [entry(1, 1)]);
-        assert_eq!(store.get(&author, 300).unwrap(), Some(entry(1, 300).bytes));
-        assert_eq!(store.get(&author, 3).unwrap(), None);
+        assert_eq!(store.get(&author, 3).unwrap(), Some(entry(1, 3).bytes));
+        assert_eq!(store.get(&author, 4).unwrap(), None);
         assert_eq!(store.len(), 4);
+        assert_eq!(store.damage(), Damage::default());
+        store.read_back(&[entry(1, 2), entry(1, 3)]).unwrap();
+        let mut changed = entry(1, 3);
+        changed.bytes.push(b'!');
+        assert!(store.read_back(&[changed]).is_err());
+    }
+
+    /// An entry missing in the middle of a log is a hole: the full read stops that
+    /// log before it (and goes on with the next), a read from it is an error, and
+    /// the hole is recorded with how far the log is stored.
+    #[tokio::test]
+    async fn an_entry_missing_in_a_log_is_a_hole_not_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), alliance(1), 1 << 20).unwrap();
+        store
+            .append(&[entry(1, 1), entry(1, 2), entry(1, 300), entry(2, 1)])
+            .unwrap();
+        let all: Vec<_> = store.entries().map(Result::unwrap).collect();
+        assert_eq!(all, [entry(1, 1), entry(1, 2), entry(2, 1)]);
+        let author = PublicId::from_bytes([1; 32]);
+        let hole = Hole {
+            seq: 3,
+            stored_to: 300,
+        };
+        assert_eq!(store.damage().holes.get(&author), Some(&hole));
+        assert_eq!(store.log(&author, 2, 10).unwrap(), [entry(1, 2)]);
+        let err = store.log(&author, 3, 10).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Hole {
+                    seq: 3,
+                    next: 300,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(store.log(&author, 300, 10).unwrap(), [entry(1, 300)]);
+        store.append(&[entry(1, 3)]).unwrap();
+        store.hole_filled(&author);
+        assert_eq!(store.damage(), Damage::default());
     }
 
     #[test]

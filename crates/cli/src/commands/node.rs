@@ -24,9 +24,18 @@ pub async fn run(config_path: &Path, rebuild: bool, log_format: LogFormat) -> Re
     // Install the signal handlers before announcing, so a signal sent as soon as the
     // address is printed still stops the node cleanly.
     let shutdown = shutdown_signal()?;
-    let stopping = async move {
+    // The signal is watched from now on, also while the store loads: a stop is
+    // bounded whatever the node is doing (a full disk can keep sled's flush
+    // waiting for ever).
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         shutdown.await;
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        exit_after(STOP_LIMIT);
+        let _ = stop_tx.send(true);
+    });
+    let stopping = async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -44,8 +53,33 @@ pub async fn run(config_path: &Path, rebuild: bool, log_format: LogFormat) -> Re
         ]);
     };
     let reloads = reload_on_hangup(config_path)?;
-    accord_node::serve(config, listener, None, ready, stopping, Some(reloads)).await?;
+    accord_node::serve(config, listener, None, ready, stopping, Some(reloads))
+        .await
+        .map_err(|e| {
+            // The node's advice names its config as NODE.toml: name the real one.
+            let placeholder = format!("--config {}", accord_node::check::CONFIG_PLACEHOLDER);
+            let real = format!("--config {}", config_path.display());
+            anyhow::anyhow!(e.to_string().replace(&placeholder, &real))
+        })?;
     Ok(())
+}
+
+/// How long a node may take to stop after SIGINT or SIGTERM.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Ends the process `limit` from now if it has not ended by then. Nothing
+/// acknowledged is lost: a publish is answered only after the flush that makes it
+/// durable, so what is cut short was never acknowledged.
+fn exit_after(limit: std::time::Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        tracing::error!(
+            "the node did not stop within {} s (its storage may be failing or its disk \
+             full): exiting now; everything acknowledged was already durable",
+            limit.as_secs()
+        );
+        std::process::exit(1);
+    });
 }
 
 /// Tells the service manager (systemd's `Type=notify`, through `NOTIFY_SOCKET`) a
