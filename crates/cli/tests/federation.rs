@@ -2669,3 +2669,6 @@ async fn a_key_rotation_continues_the_log_and_the_old_key_signs_nothing_more() {
 
 #[path = "federation/recovery.rs"]
 mod recovery;
+
+#[path = "federation/damage.rs"]
+mod damage;

@@ -647,7 +647,7 @@ pub struct Restored {
 /// Files an otherwise empty data directory may hold for a restore: the record of
 /// what the node signed, kept from the directory it replaces.
 fn may_be_kept(name: &str) -> bool {
-    crate::signed::FILES.contains(&name)
+    crate::signed::FILES.contains(&name) || name == crate::signed::MANIFEST
 }
 
 /// Verifies the backup at `path`, then fills `config`'s data directory from it:

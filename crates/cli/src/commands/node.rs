@@ -178,7 +178,9 @@ pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send 
 
 /// Moves the data directory aside and starts an empty one holding only the record of
 /// what this node signed (`signed-heads.a` and `.b`), so the rebuilt node will not publish
-/// as its organisations before its peers have given back their logs up to it.
+/// as its organisations before its peers have given back their logs up to it, and the
+/// manifest of heads (`heads-manifest.json`), so it reports every other log as lost
+/// (health failing) until the peers have given it back too.
 fn rebuild_store(data_dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let fresh = || {
@@ -210,12 +212,15 @@ fn rebuild_store(data_dir: &Path) -> Result<()> {
     })?;
     fresh()?;
     let mut kept = false;
-    for name in accord_node::signed::FILES {
+    for name in accord_node::signed::FILES
+        .into_iter()
+        .chain([accord_node::signed::MANIFEST])
+    {
         let from = aside.join(name);
         if from.exists() {
             std::fs::copy(&from, data_dir.join(name))
                 .with_context(|| format!("cannot keep {}", from.display()))?;
-            kept = true;
+            kept |= name != accord_node::signed::MANIFEST;
         }
     }
     if kept {
