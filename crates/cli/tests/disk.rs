@@ -97,11 +97,17 @@ impl Node {
     }
 
     /// SIGINT, then waits (at most `limit`) for the process to end.
-    fn interrupt(mut self, limit: Duration) -> Duration {
+    fn interrupt(self, limit: Duration) -> Duration {
+        self.signal("-INT", limit)
+    }
+
+    /// Sends `signal` (`-INT`, `-TERM`), then waits (at most `limit`) for the process
+    /// to end.
+    fn signal(mut self, signal: &str, limit: Duration) -> Duration {
         let started = Instant::now();
         let pid = self.child.id().to_string();
         Command::new("kill")
-            .args(["-INT", &pid])
+            .args([signal, &pid])
             .status()
             .expect("kill -INT");
         while started.elapsed() < limit {
@@ -110,7 +116,7 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the node did not stop within {limit:?} of SIGINT");
+        panic!("the node did not stop within {limit:?} of {signal}");
     }
 }
 
@@ -352,6 +358,58 @@ async fn a_full_disk_makes_the_node_read_only_and_a_restart_after_freeing_space_
     publish(&mut c, &author, statement("after the restart", vec![]))
         .await
         .unwrap();
+}
+
+/// Issue 21: a node whose disk filled logged "stopping" and never exited in half of
+/// the trials (sled's flush waiting for ever). SIGTERM and SIGINT, alternately, must
+/// stop it within 10 s every time, and a restart once space is freed loses nothing
+/// it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_stop_a_node_whose_disk_filled_within_10_s_every_time() {
+    const TRIALS: usize = 6;
+    let mut a = TestAlliance::new(2, 0);
+    let author = a.members[0].clone();
+    let (config, mnt, _port) = config_on_mount(&mut a, Some(1));
+    let _fs = Tmpfs::mount(&mnt, "48m");
+    let big = "x".repeat(19_000);
+    let mut acked = Vec::new();
+    for trial in 0..TRIALS {
+        let node = Node::start(&config).expect("the node starts");
+        let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
+        let ack = publish(&mut c, &author, statement(&format!("trial {trial}"), vec![]))
+            .await
+            .unwrap();
+        acked.push(ack.id);
+        fill(&mnt.join("filler"), 64 << 20);
+        let mut failed = false;
+        for i in 0..400 {
+            let body = pb::publish_request::Body::Statement(pb::Statement {
+                title: format!("trial {trial} after {i}"),
+                text: big.clone(),
+                cosigners: vec![],
+            });
+            match publish(&mut c, &author, body).await {
+                Ok(ack) => acked.push(ack.id),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "trial {trial}: a write fails on a full disk");
+        drop(c);
+        let signal = if trial % 2 == 0 { "-TERM" } else { "-INT" };
+        let took = node.signal(signal, Duration::from_secs(10));
+        eprintln!("trial {trial}: stopped {took:?} after {signal}");
+        std::fs::remove_file(mnt.join("filler")).unwrap();
+    }
+    let node = Node::start(&config).expect("the node starts once space is freed");
+    let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
+    let stored = all_entries(&mut c).await.unwrap();
+    let ids: std::collections::BTreeSet<Vec<u8>> = stored.iter().map(entry_id).collect();
+    let lost = acked.iter().filter(|id| !ids.contains(*id)).count();
+    assert_eq!(lost, 0, "acknowledged entries lost");
+    node.interrupt(Duration::from_secs(10));
 }
 
 /// `accord store check` on a node's real store: sound after a clean stop; refused

@@ -481,8 +481,18 @@ pub async fn serve(
     }
     // Requests still queued are answered (and flushed) before the writer ends.
     let snapshots = ledger.snapshots();
+    let store = ledger.store().clone();
+    let storage = ledger.storage_watch();
     drop(ledger);
     let _ = writer.await;
+    if storage.borrow().is_some() || store.engine_failure().is_some() {
+        // sled flushes when its last handle is dropped, and on a full or failing
+        // disk that flush waits for ever. Everything acknowledged is already
+        // durable, and nothing more can be written: never drop it.
+        std::mem::forget(store);
+    } else {
+        drop(store);
+    }
     let mut final_heads = manifest_floor;
     for (author, head) in snapshots.load().heads() {
         let seq = final_heads.entry(author).or_insert(0);
