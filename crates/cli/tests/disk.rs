@@ -376,9 +376,13 @@ async fn sigterm_and_sigint_stop_a_node_whose_disk_filled_within_10_s_every_time
     for trial in 0..TRIALS {
         let node = Node::start(&config).expect("the node starts");
         let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
-        let ack = publish(&mut c, &author, statement(&format!("trial {trial}"), vec![]))
-            .await
-            .unwrap();
+        let ack = publish(
+            &mut c,
+            &author,
+            statement(&format!("trial {trial}"), vec![]),
+        )
+        .await
+        .unwrap();
         acked.push(ack.id);
         fill(&mnt.join("filler"), 64 << 20);
         let mut failed = false;

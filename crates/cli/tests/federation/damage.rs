@@ -12,7 +12,8 @@
 //!   with health failing exactly while such a log exists;
 //! - following the printed advice never forks a log: with peers, the node refills
 //!   everything, its health turns good, it publishes at the next seq of its log, and
-//!   no node ever holds a fork proof; that entry survives a restart.
+//!   no node ever holds a fork proof; that entry survives a restart (so does one
+//!   acknowledged with no peer up, in two of the cases without peers).
 //!
 //! `ACCORD_DAMAGE_SEED=N` replays a run (a failure prints its seed and case);
 //! `ACCORD_DAMAGE_CASES=N` runs more cases (default 50); `ACCORD_DAMAGE_KEEP=DIR`
@@ -453,6 +454,27 @@ async fn a_damaged_store_never_panics_never_claims_what_it_cannot_serve_and_neve
             // The next case damages this store.
             std::fs::remove_dir_all(&pristine).unwrap();
             copy_dir(&data, &pristine);
+        } else if case % 12 == 5 && started.is_ok() && !short.contains_key(&own) {
+            // With no peer to ask (the publish waits 10 s for one first), what the
+            // node acknowledges on a store it read around survives a restart.
+            let home = fed.nodes[0].home.clone();
+            let ack = publish(
+                &mut fed.nodes[0].client(),
+                &home,
+                statement(&format!("alone after case {case}"), vec![]),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{what}: publish with its own log whole: {e:?}"));
+            assert_eq!(ack.seq, expected[&own] + 1, "{what}");
+            fed.nodes[0].terminate().await;
+            fed.nodes[0].start().await.unwrap();
+            let after = fed.status(0).await.unwrap();
+            assert!(
+                heads(&after).get(&own).copied().unwrap_or(0) >= ack.seq,
+                "{what}: the acknowledged entry is gone after a restart: {}",
+                status_summary(&after)
+            );
+            fed.nodes[0].terminate().await;
         } else {
             fed.nodes[0].terminate().await;
         }
