@@ -73,6 +73,9 @@ pub struct StoreReport {
     pub lost: Vec<LostLog>,
     /// Entries found only by a lookup of their own (damaged links in sled's tree).
     pub read_around: u64,
+    /// sled's snapshots that failed their checksum: a node sets them aside and
+    /// sled rebuilds its index from its log (not damage to any entry).
+    pub snapshots_set_aside: Vec<String>,
     /// One line per problem found; empty when the store is sound.
     pub damage: Vec<String>,
 }
@@ -164,6 +167,14 @@ pub async fn check_data_dir(
     }
     let damage = store.damage();
     report.read_around = damage.read_around;
+    report.snapshots_set_aside = damage.snapshots_set_aside.clone();
+    if damage.read_around > 0 {
+        report.damage.push(format!(
+            "sled's index is damaged: {} entries were found only by looking each up (a node \
+             serves them all)",
+            damage.read_around
+        ));
+    }
     for (author, hole) in &damage.holes {
         let line = format!(
             "log of {author}: entry {} is missing, though the store holds entries up to seq {}",

@@ -236,6 +236,35 @@ struct Opened {
     feed_links: sled::Tree,
 }
 
+/// Renames each of sled's snapshot files in `data_dir` that fails its checksum
+/// (sled's layout: the snapshot, its length as 8 bytes, then the CRC-32 of the
+/// snapshot as 4 little-endian bytes) to `damaged-snap.…`, which sled does not read;
+/// returns the names set aside.
+fn set_aside_damaged_snapshots(data_dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut set_aside = Vec::new();
+    for item in std::fs::read_dir(data_dir)? {
+        let item = item?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("snap.") || !item.file_type()?.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(item.path())?;
+        let sound = bytes.len() > 12 && {
+            let (body, tail) = bytes.split_at(bytes.len() - 12);
+            let expected = u32::from_le_bytes(tail[8..].try_into().expect("4 bytes"));
+            crc32fast::hash(body) == expected
+        };
+        if !sound {
+            std::fs::rename(item.path(), data_dir.join(format!("damaged-{name}")))?;
+            set_aside.push(name);
+        }
+    }
+    if !set_aside.is_empty() {
+        std::fs::File::open(data_dir)?.sync_all()?;
+    }
+    Ok(set_aside)
+}
+
 /// The format recorded in `data_dir`'s [`FORMAT_FILE`]: None when there is no
 /// file (a new directory, or one written before the file existed: format 1).
 pub fn recorded_format(data_dir: &Path) -> Result<Option<u32>, StoreError> {
@@ -298,6 +327,9 @@ pub struct Damage {
     pub read_around: u64,
     /// Logs with an entry missing in the middle, by author.
     pub holes: BTreeMap<PublicId, Hole>,
+    /// sled's snapshot files that failed their checksum at open and were set aside
+    /// (renamed `damaged-snap.…`); sled rebuilt its index from its log.
+    pub snapshots_set_aside: Vec<String>,
 }
 
 /// A log with an entry missing in its middle.
@@ -344,8 +376,33 @@ impl Store {
         cache_capacity_bytes: u64,
     ) -> Result<Self, StoreError> {
         let recorded = recorded_format(path)?;
-        let opened = engine::guarded(|| open_db(path, cache_capacity_bytes, alliance))
-            .map_err(StoreError::Engine)??;
+        let open = || {
+            engine::guarded(|| open_db(path, cache_capacity_bytes, alliance))
+                .map_err(StoreError::Engine)?
+        };
+        let mut snapshots_set_aside = Vec::new();
+        let opened = match open() {
+            Err(e) if e.is_in_use() || e.io_error().is_some() => return Err(e),
+            Err(e) => {
+                // sled's snapshot is an index of its log, rebuilt from the log when
+                // missing: one that fails its own checksum is set aside (kept, under
+                // a name sled ignores) and the open tried once more.
+                let set_aside = set_aside_damaged_snapshots(path).map_err(|io| {
+                    StoreError::Corrupt(format!("{e}; checking sled's snapshots: {io}"))
+                })?;
+                if set_aside.is_empty() {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    "sled's snapshot {} failed its checksum and was set aside; sled rebuilt its \
+                     index from its log",
+                    set_aside.join(", ")
+                );
+                snapshots_set_aside = set_aside;
+                open()?
+            }
+            Ok(opened) => opened,
+        };
         if recorded.is_none() {
             record_format(path).map_err(|e| {
                 StoreError::Corrupt(format!(
@@ -357,7 +414,10 @@ impl Store {
         Ok(Self {
             path: Arc::new(path.to_path_buf()),
             failed: Arc::default(),
-            damage: Arc::default(),
+            damage: Arc::new(Mutex::new(Damage {
+                snapshots_set_aside,
+                ..Damage::default()
+            })),
             entries: opened.entries,
             forks: opened.forks,
             feed_links: opened.feed_links,

@@ -80,6 +80,7 @@ pub async fn check(config_path: &Path, json: bool, scratch: Option<&Path>) -> Re
                 "logs": logs,
                 "lost": lost,
                 "read_around": report.read_around,
+                "snapshots_set_aside": report.snapshots_set_aside,
                 "damage": report.damage,
                 "sound": report.is_sound(),
             }))?
@@ -149,10 +150,10 @@ fn print_report(
         }
         Verdict::Refuse => println!("a node would refuse to start on it"),
     }
-    if report.read_around > 0 {
+    for snapshot in &report.snapshots_set_aside {
         println!(
-            "{} entries were found only by looking each up (sled's index is damaged)",
-            report.read_around
+            "sled's snapshot {snapshot} failed its checksum: a node sets it aside and sled \
+             rebuilds its index from its log"
         );
     }
     if report.damage.is_empty() {
