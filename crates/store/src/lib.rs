@@ -236,26 +236,33 @@ struct Opened {
     feed_links: sled::Tree,
 }
 
-/// Renames each of sled's snapshot files in `data_dir` that fails its checksum
-/// (sled's layout: the snapshot, its length as 8 bytes, then the CRC-32 of the
-/// snapshot as 4 little-endian bytes) to `damaged-snap.…`, which sled does not read;
-/// returns the names set aside.
-fn set_aside_damaged_snapshots(data_dir: &Path) -> std::io::Result<Vec<String>> {
-    let mut set_aside = Vec::new();
+/// Renames sled's snapshot files in `data_dir` to `damaged-snap.…`, which sled does
+/// not read: each one that fails its checksum (sled's layout: the snapshot, its
+/// length as 8 bytes, then the CRC-32 of the snapshot as 4 little-endian bytes), or
+/// all of them when every one passes. Returns the names set aside.
+fn set_aside_snapshots(data_dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut snapshots = Vec::new();
     for item in std::fs::read_dir(data_dir)? {
         let item = item?;
         let name = item.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("snap.") || !item.file_type()?.is_file() {
-            continue;
+        if name.starts_with("snap.") && item.file_type()?.is_file() {
+            let bytes = std::fs::read(item.path())?;
+            let sound = bytes.len() > 12 && {
+                let (body, tail) = bytes.split_at(bytes.len() - 12);
+                let expected = u32::from_le_bytes(tail[8..].try_into().expect("4 bytes"));
+                crc32fast::hash(body) == expected
+            };
+            snapshots.push((name, sound));
         }
-        let bytes = std::fs::read(item.path())?;
-        let sound = bytes.len() > 12 && {
-            let (body, tail) = bytes.split_at(bytes.len() - 12);
-            let expected = u32::from_le_bytes(tail[8..].try_into().expect("4 bytes"));
-            crc32fast::hash(body) == expected
-        };
-        if !sound {
-            std::fs::rename(item.path(), data_dir.join(format!("damaged-{name}")))?;
+    }
+    let damaged = snapshots.iter().any(|(_, sound)| !sound);
+    let mut set_aside = Vec::new();
+    for (name, sound) in snapshots {
+        if !sound || !damaged {
+            std::fs::rename(
+                data_dir.join(&name),
+                data_dir.join(format!("damaged-{name}")),
+            )?;
             set_aside.push(name);
         }
     }
@@ -327,8 +334,9 @@ pub struct Damage {
     pub read_around: u64,
     /// Logs with an entry missing in the middle, by author.
     pub holes: BTreeMap<PublicId, Hole>,
-    /// sled's snapshot files that failed their checksum at open and were set aside
-    /// (renamed `damaged-snap.…`); sled rebuilt its index from its log.
+    /// sled's snapshot files set aside at open (renamed `damaged-snap.…`), because
+    /// they failed their checksum or sled failed on what they point at; sled
+    /// rebuilt its index from its log.
     pub snapshots_set_aside: Vec<String>,
 }
 
@@ -385,17 +393,20 @@ impl Store {
             Err(e) if e.is_in_use() || e.io_error().is_some() => return Err(e),
             Err(e) => {
                 // sled's snapshot is an index of its log, rebuilt from the log when
-                // missing: one that fails its own checksum is set aside (kept, under
-                // a name sled ignores) and the open tried once more.
-                let set_aside = set_aside_damaged_snapshots(path).map_err(|io| {
+                // missing: one that fails its own checksum, or else (sled failed on
+                // what its snapshot points at) every snapshot, is set aside (kept,
+                // under a name sled ignores) and the open tried once more. What the
+                // log then yields is verified entry by entry as the node loads it,
+                // and anything it lacks is lost entries, refilled by the peers.
+                let set_aside = set_aside_snapshots(path).map_err(|io| {
                     StoreError::Corrupt(format!("{e}; checking sled's snapshots: {io}"))
                 })?;
                 if set_aside.is_empty() {
                     return Err(e);
                 }
                 tracing::warn!(
-                    "sled's snapshot {} failed its checksum and was set aside; sled rebuilt its \
-                     index from its log",
+                    "the store did not open ({e}): sled's snapshot {} was set aside and sled \
+                     rebuilt its index from its log",
                     set_aside.join(", ")
                 );
                 snapshots_set_aside = set_aside;
@@ -971,5 +982,36 @@ mod tests {
         eprintln!(
             "{cases} flips: {refused} refused at open, {read_around} read around, {holes} holes"
         );
+    }
+
+    /// A snapshot of sled's that fails its own checksum (a flipped byte, a cut file)
+    /// is set aside and the store opened from sled's log: every entry is there.
+    #[tokio::test]
+    async fn a_damaged_snapshot_is_set_aside_and_the_store_opens_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let author = PublicId::from_bytes([1; 32]);
+        {
+            let store = Store::open(dir.path(), alliance(1), 1 << 20).unwrap();
+            for seq in 1..=50 {
+                store.append(&[entry(1, seq)]).unwrap();
+            }
+            store.flush().await.unwrap();
+        }
+        // sled writes its snapshot when it opens a log that has grown.
+        drop(Store::open(dir.path(), alliance(1), 1 << 20).unwrap());
+        let snapshot = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("snap."))
+            .expect("sled wrote a snapshot")
+            .path();
+        let mut bytes = std::fs::read(&snapshot).unwrap();
+        bytes[3] ^= 0x40;
+        std::fs::write(&snapshot, bytes).unwrap();
+        let store = Store::open(dir.path(), alliance(1), 1 << 20).unwrap();
+        let name = snapshot.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(store.damage().snapshots_set_aside, [name.clone()]);
+        assert!(dir.path().join(format!("damaged-{name}")).exists());
+        assert_eq!(store.log(&author, 1, 100).unwrap().len(), 50);
     }
 }
