@@ -206,7 +206,8 @@ pub enum Command {
     /// Run a node until SIGINT or SIGTERM; prints "listening on ADDRESS" (and "http on
     /// ADDRESS" with an [http] section) once the store is open and the node serves.
     /// Under systemd (Type=notify, NOTIFY_SOCKET) it sends READY=1 then, and
-    /// STOPPING=1 when a signal stops it. Logs go to stderr, filtered by RUST_LOG
+    /// STOPPING=1 when a signal stops it (within 8 s, whatever the node is doing).
+    /// Logs go to stderr, filtered by RUST_LOG
     /// (default info). SIGHUP reads the config again and applies its [[peers]] and
     /// [[operators]] without a restart (other settings need one)
     Node {
@@ -220,9 +221,10 @@ pub enum Command {
         config: PathBuf,
         /// Rebuild the store from the peers: move the data directory aside (to
         /// DATA_DIR.damaged-TIME), start from an empty one that keeps the record of
-        /// what this node signed, and pull everything again. The node refuses to
-        /// publish as its organisations until its store holds their logs up to that
-        /// record. Stop the node first
+        /// what this node signed and the manifest of heads, and pull everything
+        /// again. The node refuses to publish as its organisations until its store
+        /// holds their logs up to that record, and its health fails until every log
+        /// is back. Stop the node first
         #[arg(long)]
         rebuild: bool,
     },
