@@ -1010,7 +1010,10 @@ mod tests {
         std::fs::write(&snapshot, bytes).unwrap();
         let store = Store::open(dir.path(), alliance(1), 1 << 20).unwrap();
         let name = snapshot.file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(store.damage().snapshots_set_aside, [name.clone()]);
+        assert_eq!(
+            store.damage().snapshots_set_aside,
+            std::slice::from_ref(&name)
+        );
         assert!(dir.path().join(format!("damaged-{name}")).exists());
         assert_eq!(store.log(&author, 1, 100).unwrap().len(), 50);
     }
