@@ -174,11 +174,15 @@ fn advice(config_path: &Path, config: &NodeConfig, report: &StoreReport) -> Stri
         config_path.display()
     );
     match report.node_would {
-        Verdict::Refuse => format!(
-            "the store in {dir} is damaged and a node would refuse it; rebuild it from the \
-             peers with {rebuild}, or with no peer left restore a backup (deploy/README.md, \
-             \"Damaged stores\")"
-        ),
+        // The node's own line, naming the real config.
+        Verdict::Refuse => {
+            let placeholder = format!("--config {}", accord_node::check::CONFIG_PLACEHOLDER);
+            let line = report.refusal.clone().unwrap_or_default().replace(
+                &placeholder,
+                &format!("--config {}", config_path.display()),
+            );
+            format!("a node would refuse it: {line}")
+        }
         Verdict::StartAndRefill => format!(
             "the store in {dir} lost entries of {} logs; a node started on it refuses to sign \
              where it lost its own and refills them all from its peers: start it with `accord \
