@@ -2178,9 +2178,14 @@ async fn a_node_restored_from_its_backup_refills_what_it_signed_later_and_federa
         config.as_os_str(),
         OsStr::new("--json"),
     ]);
-    assert!(check.status.success());
+    // The check says what the node will do: start short of seq 4 of its own log,
+    // which it signed after the backup, and refill it from its peers.
+    assert!(!check.status.success());
     let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     assert_eq!(report["entries"], 6, "{report}");
+    assert_eq!(report["node_would"], "start_and_refill", "{report}");
+    assert_eq!(report["lost"][0]["whole_to"], 3, "{report}");
+    assert_eq!(report["lost"][0]["expected"], 4, "{report}");
 
     // Restored, it starts, takes back seq 4 from its peers and signs seq 5.
     fed.nodes[0].start().await.unwrap();

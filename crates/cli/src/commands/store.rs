@@ -177,10 +177,11 @@ fn advice(config_path: &Path, config: &NodeConfig, report: &StoreReport) -> Stri
         // The node's own line, naming the real config.
         Verdict::Refuse => {
             let placeholder = format!("--config {}", accord_node::check::CONFIG_PLACEHOLDER);
-            let line = report.refusal.clone().unwrap_or_default().replace(
-                &placeholder,
-                &format!("--config {}", config_path.display()),
-            );
+            let line = report
+                .refusal
+                .clone()
+                .unwrap_or_default()
+                .replace(&placeholder, &format!("--config {}", config_path.display()));
             format!("a node would refuse it: {line}")
         }
         Verdict::StartAndRefill => format!(
