@@ -175,18 +175,27 @@ impl Client {
         Charter::from_bytes(response.charter).context("the node's charter")
     }
 
-    /// The identity to publish as: `--as`, else the config's `as`.
-    pub fn author(&self, charter: &Charter, as_: Option<&str>) -> Result<PublicId> {
-        let wanted = as_.or(self.default_as.as_deref()).ok_or_else(|| {
-            anyhow!("say who to publish as: --as NAME, or `as = \"NAME\"` in the client config")
-        })?;
-        // An organisation admitted after the charter is named by its key.
-        if charter.find(wanted).is_none()
-            && let Ok(key) = wanted.trim().parse::<PublicId>()
-        {
-            return Ok(key);
+    /// The log to publish in as `as_` (else the config's `as`): an organisation of
+    /// the roster by name (any case) or key, admitted by the charter or later, and
+    /// after a recovery by quorum the log it signs in now. A key the roster does not
+    /// know is taken as given (the node says why it refuses it).
+    pub async fn publishing_author(&mut self, as_: Option<&str>) -> Result<PublicId> {
+        let wanted = as_
+            .map(str::to_owned)
+            .or_else(|| self.default_as.clone())
+            .ok_or_else(|| {
+                anyhow!("say who to publish as: --as NAME, or `as = \"NAME\"` in the client config")
+            })?;
+        let roster = self.roster().await?;
+        match roster_organisation(&roster, &wanted) {
+            Some(org) => PublicId::from_slice(current_log(org))
+                .map_err(|e| anyhow!("the node's roster names a bad key: {e}")),
+            None => wanted.trim().parse::<PublicId>().map_err(|_| {
+                anyhow!(
+                    "{wanted:?} is not an organisation of the roster (`accord roster` lists them)"
+                )
+            }),
         }
-        find(charter, wanted)
     }
 
     /// The roster (charter plus governance entries).
@@ -221,6 +230,33 @@ fn refuse_token_in_clear(node: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// An organisation of `roster` by name (any case; an active one first) or hex key:
+/// its identity's, or the key of a log a recovery started for it.
+pub fn roster_organisation<'a>(
+    roster: &'a pb::RosterView,
+    wanted: &str,
+) -> Option<&'a pb::RosterOrganisation> {
+    let wanted = wanted.trim();
+    if let Ok(key) = wanted.parse::<PublicId>() {
+        let key = key.to_vec();
+        return roster
+            .organisations
+            .iter()
+            .find(|o| o.key == key || o.recoveries.iter().any(|r| r.next == key));
+    }
+    let lower = wanted.to_lowercase();
+    roster
+        .organisations
+        .iter()
+        .filter(|o| o.name.to_lowercase() == lower)
+        .min_by_key(|o| o.status != "active")
+}
+
+/// The log an organisation signs in now: the newest recovery's, else its identity's.
+pub fn current_log(org: &pb::RosterOrganisation) -> &[u8] {
+    org.recoveries.last().map_or(&org.key, |r| &r.next)
 }
 
 /// A charter name (any case) or hex key of a member or secretary.

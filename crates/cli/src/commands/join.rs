@@ -256,7 +256,10 @@ pub fn join(args: JoinArgs) -> Result<()> {
         "# Written by `accord join`: the client config of this organisation's node.\n\
          node = \"https://{}\"\n\
          cert_sha256 = \"{cert}\"\n\
-         token_file = \"token\"\n",
+         token_file = \"token\"\n\
+         # Publish as this organisation (its key; once admitted its name works too,\n\
+         # and after a recovery by the alliance the key still names it).\n\
+         as = \"{key}\"\n",
         crate::client::reachable(args.listen),
     );
     files::write_new(&dir.join("client.toml"), client_toml.as_bytes(), false)?;

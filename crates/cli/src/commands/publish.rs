@@ -44,6 +44,7 @@ pub fn visibility_pb(visibility: Option<Visibility>) -> pb::Visibility {
 struct Publisher {
     client: Client,
     charter: Charter,
+    roster: pb::RosterView,
     author: PublicId,
     json: bool,
 }
@@ -52,19 +53,28 @@ impl Publisher {
     async fn new(args: &PublishArgs) -> Result<Self> {
         let mut client = Client::connect(&args.client.config_path()?).await?;
         let charter = client.charter().await?;
-        let author = client.author(&charter, args.as_.as_deref())?;
+        let author = client.publishing_author(args.as_.as_deref()).await?;
+        let roster = client.roster().await?;
         Ok(Self {
             client,
             charter,
+            roster,
             author,
             json: args.json,
         })
     }
 
+    /// Organisations by name or key: of the roster (so admitted after the charter
+    /// too), else of the charter.
     fn keys(&self, names: &[String]) -> Result<Vec<Vec<u8>>> {
         names
             .iter()
-            .map(|n| find(&self.charter, n).map(|k| k.to_vec()))
+            .map(
+                |n| match crate::client::roster_organisation(&self.roster, n) {
+                    Some(org) => Ok(org.key.clone()),
+                    None => find(&self.charter, n).map(|k| k.to_vec()),
+                },
+            )
             .collect()
     }
 

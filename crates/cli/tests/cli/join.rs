@@ -7,7 +7,7 @@ use super::*;
 /// The demo's four nodes announce themselves; a member invites; a new organisation
 /// joins (`accord join`), is proposed with its node and approved; its node starts
 /// (`accord node`), holds every entry, and every demo node lists it as a connected
-/// peer.
+/// peer; its client config publishes as it without edits, by key or by name.
 #[test]
 fn the_demo_admits_a_fifth_organisation_that_joins_with_its_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,4 +118,51 @@ fn the_demo_admits_a_fifth_organisation_that_joins_with_its_node() {
         Duration::from_secs(30),
         || json_at(&configs[0], &["status"])["entries"].as_u64() == Some(before + 1),
     );
+    // Issue 22, item 6: the client.toml `accord join` wrote publishes as the new
+    // organisation without edits, and `--as` takes its name, admitted after the
+    // charter; so does a member naming it as a co-signer.
+    let published = json_at(
+        &fifth_client,
+        &[
+            "statement",
+            "publish",
+            "--title",
+            "Hello",
+            "--text",
+            "We joined",
+        ],
+    );
+    assert_eq!(published["author_id"], key, "{published}");
+    let by_name = json_at(
+        &fifth_client,
+        &[
+            "statement",
+            "publish",
+            "--as",
+            "fifth party",
+            "--title",
+            "Again",
+            "--text",
+            "By name",
+        ],
+    );
+    assert_eq!(by_name["author_id"], key, "{by_name}");
+    assert_eq!(
+        by_name["seq"].as_u64(),
+        published["seq"].as_u64().map(|s| s + 1)
+    );
+    let asked = json_at(
+        members[0],
+        &[
+            "statement",
+            "publish",
+            "--title",
+            "Joint",
+            "--text",
+            "With the fifth",
+            "--cosigner",
+            "Fifth Party",
+        ],
+    );
+    assert!(asked["seq"].as_u64().is_some(), "{asked}");
 }

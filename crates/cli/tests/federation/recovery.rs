@@ -193,6 +193,39 @@ async fn a_node_that_lost_entries_no_peer_holds_is_recovered_into_a_new_log() {
             "node {i}"
         );
     }
+    // Issue 22, item 6: the client's `as` follows the organisation to its new log,
+    // whether it names the organisation or its old key.
+    let name = roster_of(&fed, 2)
+        .await
+        .organisations
+        .iter()
+        .find(|o| o.key == home.public_id().to_vec())
+        .map(|o| o.name.clone())
+        .unwrap();
+    for (n, as_) in [name, home.public_id().to_string()].iter().enumerate() {
+        let published: serde_json::Value = serde_json::from_str(&accord_ok(&[
+            OsStr::new("statement"),
+            OsStr::new("publish"),
+            OsStr::new("--config"),
+            client2.as_os_str(),
+            OsStr::new("--as"),
+            OsStr::new(as_),
+            OsStr::new("--title"),
+            OsStr::new("after the recovery"),
+            OsStr::new("--text"),
+            OsStr::new(as_),
+            OsStr::new("--json"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (published["author_id"].as_str(), published["seq"].as_u64()),
+            (
+                Some(recovered.public_id().to_string().as_str()),
+                Some(2 + n as u64)
+            ),
+            "--as {as_}: {published}"
+        );
+    }
 }
 
 /// Recovers node 2's organisation as its operators would: a new key by `accord
