@@ -61,6 +61,8 @@
 //! max_requests_per_connection = 64   # calls served at once per connection; more wait
 //! max_streams_per_connection = 16    # open WatchClashes/Sync streams per connection
 //! max_streams_per_token = 64         # open streams per operator token (or peer)
+//! max_connections = 512              # connections open at once; more are closed
+//! max_handshakes = 32                # TLS handshakes in progress; more are closed
 //! ```
 
 use std::net::SocketAddr;
@@ -135,6 +137,10 @@ pub struct RawLimits {
     pub max_streams_per_connection: usize,
     #[serde(default = "default_max_streams_per_token")]
     pub max_streams_per_token: usize,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
 }
 
 impl Default for RawLimits {
@@ -145,6 +151,8 @@ impl Default for RawLimits {
             max_requests_per_connection: d.max_requests_per_connection,
             max_streams_per_connection: d.max_streams_per_connection,
             max_streams_per_token: d.max_streams_per_token,
+            max_connections: d.max_connections,
+            max_handshakes: d.max_handshakes,
         }
     }
 }
@@ -165,6 +173,14 @@ fn default_max_streams_per_token() -> usize {
     Limits::default().max_streams_per_token
 }
 
+fn default_max_connections() -> usize {
+    Limits::default().max_connections
+}
+
+fn default_max_handshakes() -> usize {
+    Limits::default().max_handshakes
+}
+
 impl RawLimits {
     fn validate(&self) -> Result<Limits, String> {
         for (key, value) in [
@@ -178,6 +194,8 @@ impl RawLimits {
                 self.max_streams_per_connection,
             ),
             ("max_streams_per_token", self.max_streams_per_token),
+            ("max_connections", self.max_connections),
+            ("max_handshakes", self.max_handshakes),
         ] {
             if value == 0 {
                 return Err(format!("[limits] {key} must be at least 1"));
@@ -188,6 +206,8 @@ impl RawLimits {
             max_requests_per_connection: self.max_requests_per_connection,
             max_streams_per_connection: self.max_streams_per_connection,
             max_streams_per_token: self.max_streams_per_token,
+            max_connections: self.max_connections,
+            max_handshakes: self.max_handshakes,
         })
     }
 }

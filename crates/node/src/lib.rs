@@ -13,6 +13,7 @@ pub mod config;
 pub mod federation;
 pub mod feed_links;
 pub mod http;
+pub mod incoming;
 pub mod integrity;
 pub mod keyfile;
 pub mod ledger;
@@ -449,11 +450,12 @@ pub async fn serve(
     // backlog until the server polls them).
     ready(&Serving { addr, http_addr });
     // Without TLS the node serves its own clients only: federation needs TLS.
+    let caps = incoming::Caps::new(config.limits.max_connections, config.limits.max_handshakes);
     let served = match server_config {
         Some(server_config) => {
             router
                 .add_service(federation_service)
-                .serve_with_incoming_shutdown(tls::incoming(listener, server_config), signal)
+                .serve_with_incoming_shutdown(incoming::tls(listener, server_config, caps), signal)
                 .await
         }
         None => {
@@ -462,10 +464,7 @@ pub async fn serve(
                 // TCP_NODELAY, as on the TLS path: without it a lone call waited
                 // for the client's delayed ACK (40 ms) between the response's
                 // frames.
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    signal,
-                )
+                .serve_with_incoming_shutdown(incoming::tcp(listener, caps), signal)
                 .await
         }
     };

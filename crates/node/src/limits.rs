@@ -30,6 +30,10 @@ pub struct Limits {
     pub max_streams_per_connection: usize,
     /// Server streams open at once for one operator token (or one peer).
     pub max_streams_per_token: usize,
+    /// Connections open at once on the gRPC listener; more are closed at once.
+    pub max_connections: usize,
+    /// TLS handshakes in progress at once; more connections are closed at once.
+    pub max_handshakes: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +43,8 @@ impl Default for Limits {
             max_requests_per_connection: 64,
             max_streams_per_connection: 16,
             max_streams_per_token: 64,
+            max_connections: 512,
+            max_handshakes: 32,
         }
     }
 }

@@ -415,47 +415,7 @@ pub fn channel(
     Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
-/// TLS connections accepted on `listener`; handshakes run concurrently and a failed
-/// one (say, an unpinned peer certificate) is logged and dropped.
-pub fn incoming(
-    listener: tokio::net::TcpListener,
-    config: Arc<rustls::ServerConfig>,
-) -> impl futures::Stream<Item = Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>>
-+ Send
-+ 'static {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, remote) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!("accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = tx.closed() => return,
-            };
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err(e)) => log_refused(remote, &e),
-                    Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
-}
-
-fn log_refused(remote: SocketAddr, error: &std::io::Error) {
+pub(crate) fn log_refused(remote: SocketAddr, error: &std::io::Error) {
     if let Some(not_pinned) = not_pinned_in(error) {
         tracing::warn!(%remote, "TLS handshake refused: {not_pinned}");
         return;

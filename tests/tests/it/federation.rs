@@ -1021,7 +1021,11 @@ async fn a_pinned_peer_relaying_forgeries_is_refused_and_honest_replication_goes
                 syncs: syncs.clone(),
             }))
             .serve_with_incoming_shutdown(
-                accord_node::tls::incoming(listener, server_config),
+                accord_node::incoming::tls(
+                    listener,
+                    server_config,
+                    accord_node::incoming::Caps::new(64, 16),
+                ),
                 async move {
                     let _ = stopped.await;
                 },

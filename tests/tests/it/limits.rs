@@ -603,3 +603,100 @@ async fn a_charter_whose_entries_outgrow_the_transport_is_refused_at_start() {
     let message = refused.to_string();
     assert!(message.contains("lower rules.max_entry_bytes"), "{message}");
 }
+
+/// Whether the node closed `socket` (end of stream or a reset) within 5 s.
+fn closed_by_node(socket: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    matches!(socket.read(&mut byte), Ok(0) | Err(_)) && {
+        // A timeout is not a close.
+        socket.set_nonblocking(true).unwrap();
+        !matches!(socket.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+/// Issue 22, defect 8: connections are capped. Past `max_connections` a new one is
+/// closed at once, while those open are served; a closed one frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_at_once() {
+    let (_a, node) = node_with_limits("max_connections = 3").await;
+    let mut served = node.client().await.unwrap();
+    served
+        .get_status(pb::GetStatusRequest::default())
+        .await
+        .unwrap();
+    // Two idle sockets take the other places.
+    let idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(node.addr).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = std::net::TcpStream::connect(node.addr).unwrap();
+    assert!(
+        tokio::task::block_in_place(|| closed_by_node(&mut fourth)),
+        "a fourth connection is closed"
+    );
+    // The open connection is still served.
+    served
+        .get_status(pb::GetStatusRequest::default())
+        .await
+        .unwrap();
+    drop(idle);
+    let again = poll(200, Duration::from_millis(25), || {
+        let addr = node.addr;
+        async move { Ok(connect(addr, Some(ADMIN_TOKEN)).await.ok().map(|_| ())) }
+    })
+    .await;
+    assert!(again.is_ok(), "a closed connection frees its place");
+}
+
+/// Issue 22, defect 8: TLS handshakes in progress are capped. Sockets that never
+/// send a ClientHello hold the places; one more is closed at once; a node that is
+/// already connected keeps working, and once the stalled sockets go a new client
+/// connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_past_the_cap_are_closed_at_once() {
+    let mut fed = TestFederation::build(FederationSpec::new(1, Topology::FullMesh))
+        .await
+        .unwrap();
+    fed.nodes[0].config.limits.max_handshakes = 2;
+    fed.start_all().await.unwrap();
+    let node = &fed.nodes[0];
+    let mut served = node.client().unwrap();
+    served
+        .get_status(pb::GetStatusRequest::default())
+        .await
+        .unwrap();
+    let stalled: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(node.addr).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = std::net::TcpStream::connect(node.addr).unwrap();
+    assert!(
+        tokio::task::block_in_place(|| closed_by_node(&mut third)),
+        "a third handshake is refused"
+    );
+    served
+        .get_status(pb::GetStatusRequest::default())
+        .await
+        .unwrap();
+    drop(stalled);
+    let again = poll(200, Duration::from_millis(25), || {
+        let client = node.client();
+        async move {
+            let Ok(mut client) = client else {
+                return Ok(None);
+            };
+            Ok(client
+                .get_status(pb::GetStatusRequest::default())
+                .await
+                .ok()
+                .map(|_| ()))
+        }
+    })
+    .await;
+    assert!(again.is_ok(), "stalled handshakes free their places");
+    fed.stop_all().await.unwrap();
+}
