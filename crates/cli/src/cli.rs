@@ -229,7 +229,8 @@ pub enum Command {
         rebuild: bool,
     },
     /// Ask the node that NODE.toml describes, on this machine, whether it serves (gRPC
-    /// health): exits 0 and prints "serving", else exits 1 saying what it answered. For
+    /// health: its storage works and no log is short of what its store should hold):
+    /// exits 0 and prints "serving", else exits 1 saying what it answered. For
     /// container HEALTHCHECKs and monitoring; needs no token
     Healthcheck {
         /// The node's config file (TOML); its listen address and TLS certificate are used

@@ -13,9 +13,10 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 /// How long the whole check may take.
 const LIMIT: Duration = Duration::from_secs(5);
 
-/// Succeeds when the node that `config` describes answers SERVING: its store is sound
-/// and writable and it may sign. `address` overrides the config's listen address. Any other answer, or none within 5 s, is an error
-/// that says which.
+/// Succeeds when the node that `config` describes answers SERVING: its store is
+/// writable and holds every log whole (`accord_node::integrity`), and it may sign.
+/// `address` overrides the config's listen address. Any other answer, or none within
+/// 5 s, is an error that says which.
 pub async fn check(config_path: &Path, address: Option<SocketAddr>) -> Result<()> {
     let config = NodeConfig::load(config_path)?;
     let address = address.unwrap_or_else(|| crate::client::reachable(config.listen));
