@@ -187,6 +187,30 @@ fn fill(path: &Path, limit: u64) {
     let _ = file.sync_all();
 }
 
+/// Publishes statements of 19 kB as `author` until one is refused (at most
+/// `attempts`), pushing each acknowledged id to `acked`: the refusal, if any.
+async fn publish_until_refused(
+    c: &mut Client,
+    author: &accord_core::Identity,
+    title: &str,
+    attempts: usize,
+    acked: &mut Vec<Vec<u8>>,
+) -> Option<tonic::Status> {
+    let big = "x".repeat(19_000);
+    for i in 0..attempts {
+        let body = pb::publish_request::Body::Statement(pb::Statement {
+            title: format!("{title} after {i}"),
+            text: big.clone(),
+            cosigners: vec![],
+        });
+        match publish(c, author, body).await {
+            Ok(ack) => acked.push(ack.id),
+            Err(status) => return Some(status),
+        }
+    }
+    None
+}
+
 /// Runs `accord node` expecting it to refuse to start: its stderr.
 fn refused_start(config: &Path) -> String {
     let mut child = Command::new(ACCORD)
@@ -254,23 +278,9 @@ async fn a_full_disk_makes_the_node_read_only_and_a_restart_after_freeing_space_
     }
 
     fill(&mnt.join("filler"), 64 << 20);
-    let big = "x".repeat(19_000);
-    let mut failure = None;
-    for i in 0..ATTEMPTS {
-        let body = pb::publish_request::Body::Statement(pb::Statement {
-            title: format!("after {i}"),
-            text: big.clone(),
-            cosigners: vec![],
-        });
-        match publish(&mut c, &author, body).await {
-            Ok(ack) => acked.push(ack.id),
-            Err(status) => {
-                failure = Some(status);
-                break;
-            }
-        }
-    }
-    let failure = failure.expect("a write fails on a full disk");
+    let failure = publish_until_refused(&mut c, &author, "after", ATTEMPTS, &mut acked)
+        .await
+        .expect("a write fails on a full disk");
     assert_eq!(failure.code(), tonic::Code::Unavailable, "{failure:?}");
     assert!(
         failure.message().starts_with("the node's storage failed"),
@@ -371,7 +381,6 @@ async fn sigterm_and_sigint_stop_a_node_whose_disk_filled_within_10_s_every_time
     let author = a.members[0].clone();
     let (config, mnt, _port) = config_on_mount(&mut a, Some(1));
     let _fs = Tmpfs::mount(&mnt, "48m");
-    let big = "x".repeat(19_000);
     let mut acked = Vec::new();
     for trial in 0..TRIALS {
         let node = Node::start(&config).expect("the node starts");
@@ -385,21 +394,10 @@ async fn sigterm_and_sigint_stop_a_node_whose_disk_filled_within_10_s_every_time
         .unwrap();
         acked.push(ack.id);
         fill(&mnt.join("filler"), 64 << 20);
-        let mut failed = false;
-        for i in 0..400 {
-            let body = pb::publish_request::Body::Statement(pb::Statement {
-                title: format!("trial {trial} after {i}"),
-                text: big.clone(),
-                cosigners: vec![],
-            });
-            match publish(&mut c, &author, body).await {
-                Ok(ack) => acked.push(ack.id),
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
+        let failed =
+            publish_until_refused(&mut c, &author, &format!("trial {trial}"), 400, &mut acked)
+                .await
+                .is_some();
         assert!(failed, "trial {trial}: a write fails on a full disk");
         drop(c);
         let signal = if trial % 2 == 0 { "-TERM" } else { "-INT" };

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tonic::transport::server::Connected;
 
 /// A connection that holds its place under the cap until it is dropped.
@@ -97,29 +97,32 @@ impl Caps {
     }
 }
 
-/// Accepts connections from `listener` until the receiver is dropped.
-async fn accept_loop(
+/// Accepts connections from `listener` (TCP_NODELAY set) and hands each to `each`
+/// with the sender of the returned stream, until the stream is dropped.
+fn accepted<S: Send + 'static>(
     listener: tokio::net::TcpListener,
-    mut each: impl FnMut(TcpStream, SocketAddr),
-    closed: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(closed);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, say: wait rather than spin.
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut closed => return,
-        };
-        let _ = tcp.set_nodelay(true);
-        each(tcp, remote);
-    }
+    mut each: impl FnMut(TcpStream, SocketAddr, &mpsc::Sender<Result<S, io::Error>>) + Send + 'static,
+) -> impl Stream<Item = Result<S, io::Error>> + Send + 'static {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait rather than spin.
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            each(tcp, remote, &tx);
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Plain TCP connections (a node without TLS), capped.
@@ -127,36 +130,18 @@ pub fn tcp(
     listener: tokio::net::TcpListener,
     caps: Caps,
 ) -> impl Stream<Item = Result<Capped<TcpStream>, io::Error>> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn({
-        let tx = tx.clone();
-        async move {
-            let closed = {
-                let tx = tx.clone();
-                async move { tx.closed().await }
-            };
-            accept_loop(
-                listener,
-                |tcp, remote| {
-                    if let Some(place) = caps.place(remote) {
-                        let tx = tx.clone();
-                        tokio::spawn(async move {
-                            let _ = tx
-                                .send(Ok(Capped {
-                                    inner: tcp,
-                                    _place: place,
-                                }))
-                                .await;
-                        });
-                    }
-                },
-                closed,
-            )
-            .await;
+    accepted(listener, move |tcp, remote, tx| {
+        if let Some(place) = caps.place(remote) {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let capped = Capped {
+                    inner: tcp,
+                    _place: place,
+                };
+                let _ = tx.send(Ok(capped)).await;
+            });
         }
-    });
-    drop(tx);
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    })
 }
 
 /// TLS connections, capped: a handshake waits for neither cap, it is refused.
@@ -168,51 +153,30 @@ pub fn tls(
 + Send
 + 'static {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn({
-        let tx = tx.clone();
-        async move {
-            let closed = {
-                let tx = tx.clone();
-                async move { tx.closed().await }
-            };
-            accept_loop(
-                listener,
-                |tcp, remote| {
-                    let Some(place) = caps.place(remote) else {
-                        return;
+    accepted(listener, move |tcp, remote, tx| {
+        let Some(place) = caps.place(remote) else {
+            return;
+        };
+        let Ok(handshake) = caps.handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "connection refused: as many TLS handshakes in progress as [limits] max_handshakes allows");
+            return;
+        };
+        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        tokio::spawn(async move {
+            let accepted =
+                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+            drop(handshake);
+            match accepted {
+                Ok(Ok(stream)) => {
+                    let capped = Capped {
+                        inner: stream,
+                        _place: place,
                     };
-                    let Ok(handshake) = caps.handshakes.clone().try_acquire_owned() else {
-                        tracing::warn!(%remote, "connection refused: as many TLS handshakes in progress as [limits] max_handshakes allows");
-                        return;
-                    };
-                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        let accepted = tokio::time::timeout(
-                            crate::tls::HANDSHAKE_TIMEOUT,
-                            acceptor.accept(tcp),
-                        )
-                        .await;
-                        drop(handshake);
-                        match accepted {
-                            Ok(Ok(stream)) => {
-                                let _ = tx
-                                    .send(Ok(Capped {
-                                        inner: stream,
-                                        _place: place,
-                                    }))
-                                    .await;
-                            }
-                            Ok(Err(e)) => crate::tls::log_refused(remote, &e),
-                            Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
-                        }
-                    });
-                },
-                closed,
-            )
-            .await;
-        }
-    });
-    drop(tx);
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+                    let _ = tx.send(Ok(capped)).await;
+                }
+                Ok(Err(e)) => crate::tls::log_refused(remote, &e),
+                Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
+            }
+        });
+    })
 }
