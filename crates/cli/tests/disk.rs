@@ -187,6 +187,18 @@ fn fill(path: &Path, limit: u64) {
     let _ = file.sync_all();
 }
 
+/// Starts the node again once space is freed, and checks it holds every entry in
+/// `acked`: the node and a client of it.
+async fn restart_holding(config: &Path, acked: &[Vec<u8>]) -> (Node, Client) {
+    let node = Node::start(config).expect("the node starts once space is freed");
+    let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
+    let stored = all_entries(&mut c).await.unwrap();
+    let ids: std::collections::BTreeSet<Vec<u8>> = stored.iter().map(entry_id).collect();
+    let lost = acked.iter().filter(|id| !ids.contains(*id)).count();
+    assert_eq!(lost, 0, "acknowledged entries lost");
+    (node, c)
+}
+
 /// Publishes statements of 19 kB as `author` until one is refused (at most
 /// `attempts`), pushing each acknowledged id to `acked`: the refusal, if any.
 async fn publish_until_refused(
@@ -359,12 +371,7 @@ async fn a_full_disk_makes_the_node_read_only_and_a_restart_after_freeing_space_
     assert!(err.contains("below the floor of 1 MiB"), "{err}");
 
     std::fs::remove_file(mnt.join("filler")).unwrap();
-    let node = Node::start(&config).expect("the node starts once space is freed");
-    let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
-    let stored = all_entries(&mut c).await.unwrap();
-    let ids: std::collections::BTreeSet<Vec<u8>> = stored.iter().map(entry_id).collect();
-    let lost = acked.iter().filter(|id| !ids.contains(*id)).count();
-    assert_eq!(lost, 0, "acknowledged entries lost");
+    let (_node, mut c) = restart_holding(&config, &acked).await;
     publish(&mut c, &author, statement("after the restart", vec![]))
         .await
         .unwrap();
@@ -405,12 +412,7 @@ async fn sigterm_and_sigint_stop_a_node_whose_disk_filled_within_10_s_every_time
         eprintln!("trial {trial}: stopped {took:?} after {signal}");
         std::fs::remove_file(mnt.join("filler")).unwrap();
     }
-    let node = Node::start(&config).expect("the node starts once space is freed");
-    let mut c = connect(node.addr, Some(ADMIN_TOKEN)).await.unwrap();
-    let stored = all_entries(&mut c).await.unwrap();
-    let ids: std::collections::BTreeSet<Vec<u8>> = stored.iter().map(entry_id).collect();
-    let lost = acked.iter().filter(|id| !ids.contains(*id)).count();
-    assert_eq!(lost, 0, "acknowledged entries lost");
+    let (node, _c) = restart_holding(&config, &acked).await;
     node.interrupt(Duration::from_secs(10));
 }
 
