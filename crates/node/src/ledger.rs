@@ -220,9 +220,8 @@ pub struct Ledger {
     peer_contact: Arc<watch::Sender<bool>>,
     /// Until when publishes wait for that first report (None: no peers configured).
     peer_contact_deadline: Arc<Mutex<Option<tokio::time::Instant>>>,
-    /// Why the store failed, once it has: the node is then read-only.
-    storage: watch::Receiver<Option<String>>,
-    /// Sets [`Ledger::storage`] (shared with the writer).
+    /// Why the store failed, once it has: the node is then read-only. Shared with
+    /// the writer.
     pub(crate) failed: Arc<watch::Sender<Option<String>>>,
     /// Logs that were short at start (lost entries, or a hole): each counts as whole
     /// again only once refilled and read back from seq 1 (`integrity.rs`).
@@ -715,8 +714,7 @@ impl Ledger {
         let (jobs_tx, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
         let (changes_tx, changes_rx) = watch::channel(0u64);
         let (appended, _) = broadcast::channel(1024);
-        let (storage_tx, storage_rx) = watch::channel(None);
-        let storage_tx = Arc::new(storage_tx);
+        let storage_tx = Arc::new(watch::channel(None).0);
         let current = Arc::new(Snapshot { version: 0, state });
         let state = Arc::new(ArcSwap::new(current.clone()));
         let identities = Arc::new(identities);
@@ -748,7 +746,6 @@ impl Ledger {
                 own_logs_elsewhere: Arc::default(),
                 peer_contact: Arc::new(watch::channel(false).0),
                 peer_contact_deadline: Arc::default(),
-                storage: storage_rx,
                 failed: storage_tx,
                 unproven: Arc::default(),
                 signed_at_start,
@@ -891,7 +888,7 @@ impl Ledger {
     /// Why the store failed, if it has: every write since was refused and the node
     /// is read-only until restarted.
     pub fn storage_failure(&self) -> Option<String> {
-        self.storage.borrow().clone()
+        self.failed.borrow().clone()
     }
 
     /// Each home identity whose log this node's store holds less of than the node
@@ -996,7 +993,7 @@ impl Ledger {
 
     /// Changes when the store fails.
     pub fn storage_watch(&self) -> watch::Receiver<Option<String>> {
-        self.storage.clone()
+        self.failed.subscribe()
     }
 
     pub fn identities(&self) -> &[Identity] {

@@ -704,14 +704,13 @@ impl<'a> LogCursor<'a> {
         })?;
         // A range read from `next` may end early on the same damage: the log's last
         // entry, read from the other end, says whether anything follows.
-        let after = match later {
-            Some((key, _)) => parse_entry_key(&key)?.1,
-            None => match store.last_seq(&author)? {
-                Some(last) if last > next => last,
-                _ => return Ok(None),
-            },
+        let last = store.last_seq(&author)?;
+        let after = match (later, last) {
+            (Some((key, _)), _) => parse_entry_key(&key)?.1,
+            (None, Some(last)) if last > next => last,
+            (None, _) => return Ok(None),
         };
-        let stored_to = store.last_seq(&author)?.unwrap_or(after).max(after);
+        let stored_to = last.unwrap_or(after).max(after);
         lock(&store.damage).holes.insert(
             author,
             Hole {

@@ -628,11 +628,23 @@ async fn connections_past_the_cap_are_closed_at_once() {
         .get_status(pb::GetStatusRequest::default())
         .await
         .unwrap();
-    // Two idle sockets take the other places.
-    let idle: Vec<std::net::TcpStream> = (0..2)
-        .map(|_| std::net::TcpStream::connect(node.addr).unwrap())
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Two more clients that are served take the other places (retried while a
+    // connection the node has not yet seen closed, such as the start-up check's,
+    // still holds one).
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let addr = node.addr;
+        let client = poll(200, Duration::from_millis(25), || async move {
+            let Ok(mut client) = connect(addr, Some(ADMIN_TOKEN)).await else {
+                return Ok(None);
+            };
+            let served = client.get_status(pb::GetStatusRequest::default()).await;
+            Ok(served.is_ok().then_some(client))
+        })
+        .await
+        .expect("a client takes a place");
+        idle.push(client);
+    }
     let mut fourth = std::net::TcpStream::connect(node.addr).unwrap();
     assert!(
         tokio::task::block_in_place(|| closed_by_node(&mut fourth)),

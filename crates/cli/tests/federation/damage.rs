@@ -227,6 +227,21 @@ async fn start_once(node: &mut ProcNode) -> Result<(), String> {
     }
 }
 
+/// Node 0 publishes a statement titled `title` as its home organisation.
+async fn publish_as_home(fed: &ProcFederation, title: &str, what: &str) -> pb::PublishResponse {
+    let home = fed.nodes[0].home.clone();
+    publish(&mut fed.nodes[0].client(), &home, statement(title, vec![]))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: publish as the home organisation: {e:?}"))
+}
+
+/// Node 0 stopped (SIGTERM) and started again: its status.
+async fn restarted(fed: &mut ProcFederation) -> pb::NodeStatus {
+    fed.nodes[0].terminate().await;
+    fed.nodes[0].start().await.unwrap();
+    fed.status(0).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_never_panics_never_claims_what_it_cannot_serve_and_never_forks() {
     let seed: u64 = std::env::var("ACCORD_DAMAGE_SEED")
@@ -400,7 +415,8 @@ async fn a_damaged_store_never_panics_never_claims_what_it_cannot_serve_and_neve
                 );
             }
         }
-        // No silent loss: each log is whole as before, or reported short.
+        // No silent loss: each log holds what the store held before the damage, or
+        // is reported short.
         let held = heads(&status);
         for (author, seq) in &expected {
             let have = held.get(author).copied().unwrap_or(0);
@@ -447,14 +463,7 @@ async fn a_damaged_store_never_panics_never_claims_what_it_cannot_serve_and_neve
             );
             // Publishing goes on at the next seq: nothing signed twice.
             let next = heads(&status)[&own] + 1;
-            let home = fed.nodes[0].home.clone();
-            let ack = publish(
-                &mut fed.nodes[0].client(),
-                &home,
-                statement(&format!("after case {case}"), vec![]),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{what}: publish after refill: {e:?}"));
+            let ack = publish_as_home(&fed, &format!("after case {case}"), &what).await;
             assert_eq!(ack.seq, next, "{what}");
             let total = status.entries + 1;
             fed.converge_when(CONVERGE, |s| s.entries == total)
@@ -467,9 +476,7 @@ async fn a_damaged_store_never_panics_never_claims_what_it_cannot_serve_and_neve
                 );
             }
             // What was acknowledged survives a restart.
-            fed.nodes[0].terminate().await;
-            fed.nodes[0].start().await.unwrap();
-            let after = fed.status(0).await.unwrap();
+            let after = restarted(&mut fed).await;
             assert!(
                 heads(&after).get(&own).copied().unwrap_or(0) >= ack.seq && lost(&after).is_empty(),
                 "{what}: after a restart: {}",
@@ -483,18 +490,9 @@ async fn a_damaged_store_never_panics_never_claims_what_it_cannot_serve_and_neve
         } else if case % 12 == 5 && started.is_ok() && !short.contains_key(&own) {
             // With no peer to ask (the publish waits 10 s for one first), what the
             // node acknowledges on a store it read around survives a restart.
-            let home = fed.nodes[0].home.clone();
-            let ack = publish(
-                &mut fed.nodes[0].client(),
-                &home,
-                statement(&format!("alone after case {case}"), vec![]),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{what}: publish with its own log whole: {e:?}"));
+            let ack = publish_as_home(&fed, &format!("alone after case {case}"), &what).await;
             assert_eq!(ack.seq, expected[&own] + 1, "{what}");
-            fed.nodes[0].terminate().await;
-            fed.nodes[0].start().await.unwrap();
-            let after = fed.status(0).await.unwrap();
+            let after = restarted(&mut fed).await;
             assert!(
                 heads(&after).get(&own).copied().unwrap_or(0) >= ack.seq,
                 "{what}: the acknowledged entry is gone after a restart: {}",
