@@ -20,7 +20,7 @@
 //! blocking pool over such a snapshot, so they cannot hold up the async threads
 //! that serve publishes either.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -35,6 +35,7 @@ use arc_swap::ArcSwap;
 use prost::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::claims::HomeClaims;
 use crate::metrics::{self, Metrics};
 use crate::signed::SignedRecord;
 
@@ -64,37 +65,8 @@ pub enum AppendError {
     ShuttingDown,
 }
 
-/// What an acknowledged append returns.
-#[derive(Debug, Clone, Copy)]
-pub struct Ack {
-    pub id: EntryId,
-    pub author: PublicId,
-    pub seq: u64,
-}
-
-enum Request {
-    /// Sign as a home identity (by index) and append.
-    Publish {
-        identity: usize,
-        kind: i32,
-        body: Vec<u8>,
-    },
-    /// Append an entry signed elsewhere whose signature the caller checked.
-    Submit {
-        entry: Box<DecodedEntry>,
-        checked: SignatureChecked,
-    },
-    /// Append entries from a peer, each on its own merits, in the order given.
-    Ingest {
-        entries: Vec<DecodedEntry>,
-        checked: SignatureChecked,
-    },
-    /// Record fork proofs (already verified).
-    Forks(Vec<ForkProof>),
-    /// Sign a key rotation as a home identity (by index) with its current key, and
-    /// sign as `key` from then on. The caller has made `key` durable.
-    Rotate { identity: usize, key: Box<Identity> },
-}
+use crate::batch::{self, Outcome, Request};
+pub use crate::batch::{Ack, IngestReport};
 
 enum Reply {
     One(oneshot::Sender<Result<Ack, AppendError>>),
@@ -113,17 +85,6 @@ impl Reply {
 struct Job {
     request: Request,
     reply: Reply,
-}
-
-/// What became of a batch of entries from a peer.
-#[derive(Debug, Clone, Default)]
-pub struct IngestReport {
-    pub accepted: usize,
-    /// Entries already held (replays are normal between peers).
-    pub known: usize,
-    /// Entries refused, with why, in the order given.
-    pub refused: Vec<(PublicId, u64, EntryError)>,
-    pub forks: usize,
 }
 
 /// What one durable batch added: broadcast to followers (federation streams).
@@ -215,7 +176,7 @@ pub struct Ledger {
     /// For each home identity, the longest log of it a peer has reported (seq, peer).
     /// A node restored from a backup or onto an empty disk is behind its own
     /// identities' logs; publishing before it catches up would fork them.
-    own_logs_elsewhere: Arc<Mutex<BTreeMap<PublicId, (u64, String)>>>,
+    own_logs_elsewhere: Arc<Mutex<HomeClaims>>,
     /// True once a peer has reported its heads since the node started.
     peer_contact: Arc<watch::Sender<bool>>,
     /// Until when publishes wait for that first report (None: no peers configured).
@@ -257,6 +218,47 @@ pub struct ClockCheck {
 }
 
 impl ClockCheck {
+    /// This node's clock judged from `offsets` (each a peer's clock minus this
+    /// node's, ms) with a tolerance of `tolerance_ms`; None without readings.
+    pub fn judge(mut offsets: Vec<i64>, tolerance_ms: i64) -> Option<Self> {
+        if offsets.is_empty() {
+            return None;
+        }
+        offsets.sort_unstable();
+        let median = |v: &[i64]| v[v.len() / 2];
+        // Of the peers that agree this node is out, the lower median by size: with
+        // two readings, the smaller disagreement (the other peer may be off too).
+        let lower_median = |v: &[i64]| {
+            let mut by_size = v.to_vec();
+            by_size.sort_unstable_by_key(|o| o.unsigned_abs());
+            by_size[(by_size.len() - 1) / 2]
+        };
+        let behind: Vec<i64> = offsets
+            .iter()
+            .copied()
+            .filter(|o| *o > tolerance_ms)
+            .collect();
+        let ahead: Vec<i64> = offsets
+            .iter()
+            .copied()
+            .filter(|o| *o < -tolerance_ms)
+            .collect();
+        let majority = offsets.len() / 2 + 1;
+        let (out_of_line_ms, agreeing) = if behind.len() >= majority {
+            (Some(lower_median(&behind)), behind.len())
+        } else if ahead.len() >= majority {
+            (Some(lower_median(&ahead)), ahead.len())
+        } else {
+            (None, 0)
+        };
+        Some(Self {
+            offset_ms: median(&offsets),
+            peers: offsets.len(),
+            out_of_line_ms,
+            agreeing,
+        })
+    }
+
     /// "2h 0m 5s ahead of" / "behind" wording for a disagreement of `offset_ms`
     /// (peer − this node): positive means this node is behind.
     pub fn describe(offset_ms: i64) -> String {
@@ -385,12 +387,7 @@ pub fn load_state_with(
 ) -> Result<(State, LoadReport), StoreError> {
     let started = Instant::now();
     let (mut state, forks) = load_pass(store, charter, signatures, None)?;
-    let unknown = state.unknown_authors();
-    if let Some(author) = unknown.first() {
-        return Err(StoreError::Corrupt(format!(
-            "the store holds entries of {author}, whom neither the charter nor any proposal names"
-        )));
-    }
+    batch::check_known(&state).map_err(StoreError::Corrupt)?;
     if state.views_stale() {
         // The roster changed what counts for entries read before the governance
         // entries that changed it: read everything again, counting by the roster
@@ -847,38 +844,21 @@ impl Ledger {
     ) {
         self.peer_contact
             .send_if_modified(|c| !std::mem::replace(c, true));
-        let mut seen = self
-            .own_logs_elsewhere
+        let home: Vec<PublicId> = self.identities.iter().map(|i| i.public_id()).collect();
+        self.own_logs_elsewhere
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for (author, seq) in heads {
-            if !self.identities.iter().any(|i| i.public_id() == *author) {
-                continue;
-            }
-            let slot = seen.entry(*author).or_insert((0, String::new()));
-            if seq > slot.0 {
-                *slot = (seq, peer.to_owned());
-            }
-        }
+            .unwrap_or_else(|p| p.into_inner())
+            .note(peer, &home, heads);
     }
 
     /// If a peer holds more of `author`'s log than this node (its home), the peer's
     /// seq and name and this node's seq: publishing now would fork the log.
     pub fn behind_own_log(&self, author: &PublicId) -> Option<(u64, String, u64)> {
-        let (theirs, peer) = self
-            .own_logs_elsewhere
+        let state = self.state();
+        self.own_logs_elsewhere
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(author)
-            .cloned()?;
-        let state = self.state();
-        let ours = state.head(author).map_or(0, |h| h.seq);
-        // Nothing from a fork's seq on is accepted: a peer's entries there never
-        // arrive, so they do not count as what this node lacks.
-        let theirs = state
-            .frozen_from(author)
-            .map_or(theirs, |seq| theirs.min(seq - 1));
-        (theirs > ours).then_some((theirs, peer, ours))
+            .behind(author, &state)
     }
 
     pub fn store(&self) -> &Store {
@@ -910,9 +890,7 @@ impl Ledger {
             .iter()
             .filter(|(a, _)| roster.owner(a).is_none_or(|o| o.log() == **a))
             .map(|(a, (seq, _))| (a, *seq));
-        shortfall(state, signed, |author| {
-            elsewhere.get(author).map_or(0, |(s, _)| *s)
-        })
+        shortfall(state, signed, |author| elsewhere.on_peers(author))
     }
 
     /// Records a peer's clock reading: its clock minus this node's, in ms.
@@ -926,7 +904,7 @@ impl Ledger {
     /// This node's clock against its peers' recent readings, judged with a
     /// tolerance of `tolerance_ms`; None before any peer has answered.
     pub fn clock_check(&self, tolerance_ms: i64) -> Option<ClockCheck> {
-        let mut offsets: Vec<i64> = self
+        let offsets: Vec<i64> = self
             .peer_clocks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -934,42 +912,7 @@ impl Ledger {
             .filter(|(_, at)| at.elapsed() < CLOCK_READING_TTL)
             .map(|(offset, _)| *offset)
             .collect();
-        if offsets.is_empty() {
-            return None;
-        }
-        offsets.sort_unstable();
-        let median = |v: &[i64]| v[v.len() / 2];
-        // Of the peers that agree this node is out, the lower median by size: with
-        // two readings, the smaller disagreement (the other peer may be off too).
-        let lower_median = |v: &[i64]| {
-            let mut by_size = v.to_vec();
-            by_size.sort_unstable_by_key(|o| o.unsigned_abs());
-            by_size[(by_size.len() - 1) / 2]
-        };
-        let behind: Vec<i64> = offsets
-            .iter()
-            .copied()
-            .filter(|o| *o > tolerance_ms)
-            .collect();
-        let ahead: Vec<i64> = offsets
-            .iter()
-            .copied()
-            .filter(|o| *o < -tolerance_ms)
-            .collect();
-        let majority = offsets.len() / 2 + 1;
-        let (out_of_line_ms, agreeing) = if behind.len() >= majority {
-            (Some(lower_median(&behind)), behind.len())
-        } else if ahead.len() >= majority {
-            (Some(lower_median(&ahead)), ahead.len())
-        } else {
-            (None, 0)
-        };
-        Some(ClockCheck {
-            offset_ms: median(&offsets),
-            peers: offsets.len(),
-            out_of_line_ms,
-            agreeing,
-        })
+        ClockCheck::judge(offsets, tolerance_ms)
     }
 
     /// Records the heads the manifest held at start, for [`Ledger::lost_entries`].
@@ -1140,119 +1083,6 @@ struct Writer {
     digested: Digested,
 }
 
-/// The state's logs plus the heads of entries accepted earlier in this batch.
-struct Overlay<'a> {
-    state: &'a State,
-    heads: HashMap<PublicId, (LogHead, Vec<EntryId>)>,
-    /// Key rotations accepted in this batch: (first seq the key signs, key).
-    keys: HashMap<PublicId, Vec<(u64, PublicId)>>,
-    /// Authors frozen by fork proofs found in this batch, with the fork's seq.
-    frozen: HashMap<PublicId, u64>,
-    /// The known keys with what proposals earlier in this batch name (None: none
-    /// did), so an entry of an organisation admitted in the same batch is taken.
-    known: Option<accord_core::roster::Known>,
-}
-
-enum Outcome {
-    One(Result<Ack, EntryError>),
-    Many(IngestReport),
-}
-
-impl Logs for Overlay<'_> {
-    fn head(&self, author: &PublicId) -> Option<LogHead> {
-        match self.heads.get(author) {
-            Some((head, _)) => Some(*head),
-            None => self.state.head(author),
-        }
-    }
-
-    fn id_at(&self, author: &PublicId, seq: u64) -> Option<EntryId> {
-        if let Some(id) = self.state.id_at(author, seq) {
-            return Some(id);
-        }
-        let (head, ids) = self.heads.get(author)?;
-        let first = head.seq + 1 - ids.len() as u64;
-        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
-        ids.get(index).copied()
-    }
-
-    fn frozen_from(&self, author: &PublicId) -> Option<u64> {
-        let here = self.frozen.get(author).copied();
-        match (self.state.frozen_from(author), here) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    // The roster is the state's before this batch (new entries must fit the roster
-    // as it was); the known keys include what proposals earlier in the batch name.
-    fn roster(&self) -> &accord_core::roster::Roster {
-        self.state.roster()
-    }
-
-    fn known_roles(&self, key: &PublicId) -> Option<accord_core::roster::RoleSet> {
-        match &self.known {
-            Some(known) => known.roles(key),
-            None => self.state.known_roles(key),
-        }
-    }
-
-    fn signing_key(&self, author: &PublicId, seq: u64) -> PublicId {
-        self.keys
-            .get(author)
-            .and_then(|keys| entry::key_at(keys, seq))
-            .unwrap_or_else(|| self.state.signing_key(author, seq))
-    }
-
-    fn key_history(&self, author: &PublicId) -> Vec<(u64, PublicId)> {
-        let mut keys = self.state.key_history(author);
-        keys.extend(self.keys.get(author).into_iter().flatten().copied());
-        keys
-    }
-}
-
-impl Overlay<'_> {
-    /// Adds a fork proof found or received in this batch, unless the state or the
-    /// batch already holds one that ranks as low: of several proofs about one author
-    /// the lowest is kept, within a batch as across batches.
-    fn add_fork(&mut self, forks: &mut Vec<ForkProof>, proof: ForkProof) -> bool {
-        if !self.state.fork_is_news(&proof) {
-            return false;
-        }
-        match forks.iter_mut().find(|f| f.author == proof.author) {
-            Some(old) if !proof.outranks(old) => return false,
-            Some(old) => *old = proof.clone(),
-            None => forks.push(proof.clone()),
-        }
-        let seq = self.frozen.entry(proof.author).or_insert(proof.seq);
-        *seq = (*seq).min(proof.seq);
-        true
-    }
-
-    fn push(&mut self, entry: &VerifiedEntry) {
-        let slot = self
-            .heads
-            .entry(entry.author())
-            .or_insert_with(|| (entry.head(), Vec::new()));
-        slot.0 = entry.head();
-        slot.1.push(entry.id());
-        if let Ok(body) = entry.body()
-            && let Some(accord_core::roster::Action::Propose(proposal)) = body.governance()
-        {
-            let state = self.state;
-            self.known
-                .get_or_insert_with(|| state.known().clone())
-                .learn(&entry.author(), &proposal);
-        }
-        if let Some(key) = entry.rotates_to() {
-            self.keys
-                .entry(entry.author())
-                .or_default()
-                .push((entry.seq() + 1, key));
-        }
-    }
-}
-
 /// Whether `batch` holds only entries from peers, fewer than
 /// [`INGEST_LINGER_BELOW`]: the writer may wait a moment for more.
 fn only_a_few_from_peers(batch: &[Job]) -> bool {
@@ -1305,184 +1135,61 @@ impl Writer {
             }
             return;
         }
-        let mut accepted: Vec<VerifiedEntry> = Vec::with_capacity(jobs.len());
-        // Parallel to `accepted`: from a client (true) or a peer (false).
-        let mut first_here: Vec<bool> = Vec::with_capacity(jobs.len());
-        let mut forks: Vec<ForkProof> = Vec::new();
-        let mut outcomes: Vec<(Reply, Outcome)> = Vec::with_capacity(jobs.len());
         let snapshot = self.current.clone();
-        {
-            let state: &State = &snapshot;
-            let charter = state.charter();
-            let max = charter.rules().max_entry_bytes as usize;
-            let mut overlay = Overlay {
-                state,
-                heads: HashMap::new(),
-                keys: HashMap::new(),
-                frozen: HashMap::new(),
-                known: None,
-            };
-            let now = now_ms();
-            for job in jobs {
-                let outcome = match job.request {
-                    Request::Publish {
-                        identity,
-                        kind,
-                        body,
-                    } => {
-                        let identity = &self.identities[identity];
-                        let head = overlay.head(&identity.public_id());
-                        // What this node holds is what the author has seen.
-                        let seen = state.seen_since(&identity.public_id());
-                        let signed = entry::sign_seeing(
-                            identity,
-                            charter.id(),
-                            head.as_ref(),
-                            now,
-                            kind,
-                            body,
-                            &seen,
-                        );
-                        let result =
-                            entry::sign_decoded(signed, max).and_then(|(decoded, checked)| {
-                                decoded.accept_new(charter, &overlay, now, checked)
-                            });
-                        let taken = self.take(result, &mut overlay, &mut accepted);
-                        first_here.resize(accepted.len(), true);
-                        Outcome::One(taken)
-                    }
-                    Request::Submit { entry, checked } => {
-                        // A new entry: its body must meet this release's rules.
-                        let result = entry
-                            .check_standing(overlay.roster())
-                            .and_then(|()| entry.check_new_rules(overlay.roster()))
-                            .and_then(|_| {
-                                self.offer(*entry, checked, charter, now, &mut overlay, &mut forks)
-                            });
-                        let taken = self.take(result, &mut overlay, &mut accepted);
-                        first_here.resize(accepted.len(), true);
-                        Outcome::One(taken)
-                    }
-                    Request::Ingest { entries, checked } => {
-                        let mut report = IngestReport::default();
-                        for entry in entries {
-                            let (author, seq) = (entry.author(), entry.seq());
-                            let result =
-                                self.offer(entry, checked, charter, now, &mut overlay, &mut forks);
-                            match self.take(result, &mut overlay, &mut accepted) {
-                                Ok(_) => report.accepted += 1,
-                                Err(EntryError::Duplicate { .. }) => report.known += 1,
-                                Err(e) => report.refused.push((author, seq, e)),
-                            }
-                        }
-                        first_here.resize(accepted.len(), false);
-                        Outcome::Many(report)
-                    }
-                    Request::Rotate { identity, key } => {
-                        let signing = &self.identities[identity];
-                        let head = overlay.head(&signing.public_id());
-                        let body = accord_core::pb::KeyRotation {
-                            key: key.key_id().to_vec(),
-                        };
-                        let signed = entry::sign_seeing(
-                            signing,
-                            charter.id(),
-                            head.as_ref(),
-                            now,
-                            accord_core::pb::EntryKind::KeyRotation as i32,
-                            prost::Message::encode_to_vec(&body),
-                            &state.seen_since(&signing.public_id()),
-                        );
-                        let result =
-                            entry::sign_decoded(signed, max).and_then(|(decoded, checked)| {
-                                decoded.accept_new(charter, &overlay, now, checked)
-                            });
-                        let taken = self.take(result, &mut overlay, &mut accepted);
-                        first_here.resize(accepted.len(), true);
-                        if taken.is_ok() {
-                            // Later entries of this batch already sign with it.
-                            self.identities[identity] = *key;
-                        }
-                        Outcome::One(taken)
-                    }
-                    Request::Forks(proofs) => {
-                        let mut report = IngestReport::default();
-                        for proof in proofs {
-                            // A proof about a key neither the charter nor any
-                            // proposal names is not this alliance's business (yet):
-                            // peers offer proofs in every Sync, so it is taken once
-                            // the proposal naming its author has arrived.
-                            if overlay.known_roles(&proof.author).is_none() {
-                                continue;
-                            }
-                            // Only the key of the log at the fork's seq can fork it.
-                            if let Err(e) = proof.check_signers(&overlay, max) {
-                                tracing::warn!("refused a fork proof: {e}");
-                                continue;
-                            }
-                            if overlay.add_fork(&mut forks, proof) {
-                                report.forks += 1;
-                            }
-                        }
-                        Outcome::Many(report)
-                    }
-                };
-                outcomes.push((job.reply, outcome));
-            }
-        }
-        if !accepted.is_empty() || !forks.is_empty() {
+        let (requests, replies): (Vec<Request>, Vec<Reply>) =
+            jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let store = &self.store;
+        let plan = batch::plan(
+            &snapshot,
+            &mut self.identities,
+            requests,
+            now_ms(),
+            |a, s| store.get(a, s),
+        );
+        if plan.writes() {
             let writing = std::time::Instant::now();
-            let written = self.write(&accepted, &forks).await;
-            self.metrics.commit(accepted.len(), writing.elapsed());
+            let written = self.write(&plan.accepted, &plan.forks).await;
+            self.metrics.commit(plan.accepted.len(), writing.elapsed());
             if let Err(e) = written {
                 let reason = e.to_string();
                 tracing::error!("storage failed; refusing further writes: {reason}");
                 self.fail(reason.clone());
-                for (reply, _) in outcomes {
+                for reply in replies {
                     reply.fail(AppendError::Storage(reason.clone()));
                 }
                 return;
             }
-            let mut appended = Appended::default();
-            let mut rebuild = false;
             // A copy that shares every node with the published state (O(1)); readers
             // keep the published one until the new one replaces it.
-            let mut state = snapshot.state.clone();
+            let (mut state, rebuild) = batch::apply(snapshot.state.clone(), &plan);
             drop(snapshot);
-            for entry in &accepted {
-                state.apply(entry);
-                appended
-                    .entries
-                    .push((entry.author(), entry.seq(), entry.to_bytes()));
-            }
             let now = now_ms();
-            for (entry, first) in accepted.iter().zip(&first_here) {
+            for (entry, first) in plan.accepted.iter().zip(&plan.first_here) {
                 if !first {
                     let lag = now.saturating_sub(entry.timestamp_ms()).max(0);
                     self.metrics
                         .replication_lag(std::time::Duration::from_millis(lag as u64));
                 }
             }
-            appended.first_here = first_here;
-            for proof in forks {
-                tracing::warn!(author = %proof.author, seq = proof.seq, "fork proof recorded; the author's log is frozen");
-                rebuild |= state.record_fork(proof.clone());
-                appended.forks.push(proof);
-            }
-            // A governance entry that changed what counts for entries already
-            // applied (a removal, an admission of an author whose entries were
-            // held) needs the views rebuilt too.
-            rebuild |= state.views_stale();
             if rebuild && let Some(rebuilt) = self.rebuild(state.charter().clone()).await {
                 state = rebuilt;
                 // The old state, kept for its digest, shares nothing with the new.
                 *self.digested.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             self.publish(state);
+            let appended = Appended {
+                entries: plan
+                    .accepted
+                    .iter()
+                    .map(|e| (e.author(), e.seq(), e.to_bytes()))
+                    .collect(),
+                first_here: plan.first_here,
+                forks: plan.forks,
+            };
             // No follower is not an error.
             let _ = self.appended.send(Arc::new(appended));
         }
-        for (reply, outcome) in outcomes {
+        for (reply, outcome) in replies.into_iter().zip(plan.outcomes) {
             match (reply, outcome) {
                 (Reply::One(tx), Outcome::One(result)) => {
                     let _ = tx.send(result.map_err(AppendError::Refused));
@@ -1499,49 +1206,6 @@ impl Writer {
     fn fail(&mut self, reason: String) {
         self.metrics.storage_failure();
         self.failed.send_replace(Some(reason));
-    }
-
-    /// Records an accepted entry in the overlay and the batch.
-    fn take(
-        &self,
-        result: Result<VerifiedEntry, EntryError>,
-        overlay: &mut Overlay<'_>,
-        accepted: &mut Vec<VerifiedEntry>,
-    ) -> Result<Ack, EntryError> {
-        let entry = result?;
-        overlay.push(&entry);
-        let ack = Ack {
-            id: entry.id(),
-            author: entry.author(),
-            seq: entry.seq(),
-        };
-        accepted.push(entry);
-        Ok(ack)
-    }
-
-    /// Applies the acceptance rules to an entry signed elsewhere; a fork becomes a
-    /// fork proof.
-    fn offer(
-        &self,
-        entry: DecodedEntry,
-        checked: SignatureChecked,
-        charter: &Charter,
-        now: i64,
-        overlay: &mut Overlay<'_>,
-        forks: &mut Vec<ForkProof>,
-    ) -> Result<VerifiedEntry, EntryError> {
-        let candidate = entry.clone();
-        let result = entry.accept(charter, &*overlay, now, checked);
-        if let Err(EntryError::Fork { seq, .. }) = &result {
-            match self.fork_proof(overlay, &candidate, *seq) {
-                Ok(Some(proof)) => {
-                    overlay.add_fork(forks, proof);
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!("cannot build fork proof: {e}"),
-            }
-        }
-        result
     }
 
     /// Publishes `state` as the next snapshot, then tells the watchers of
@@ -1636,36 +1300,6 @@ impl Writer {
                 })?;
         }
         Ok(())
-    }
-
-    /// The proof that `candidate` forks the author's log at `seq`, when the first
-    /// entry is stored (not only accepted earlier in this batch) and no proof exists.
-    fn fork_proof(
-        &self,
-        overlay: &Overlay<'_>,
-        candidate: &DecodedEntry,
-        seq: u64,
-    ) -> Result<Option<ForkProof>, StoreError> {
-        let author = candidate.author();
-        if overlay.frozen_from(&author).is_some_and(|from| from <= seq) {
-            return Ok(None);
-        }
-        let Some(stored) = self.store.get(&author, seq)? else {
-            return Ok(None);
-        };
-        let stored_id = overlay.state.id_at(&author, seq);
-        let mut pair = [
-            (stored_id, stored),
-            (Some(candidate.id()), candidate.to_bytes()),
-        ];
-        pair.sort_by_key(|(id, _)| *id);
-        let [(_, first), (_, second)] = pair;
-        Ok(Some(ForkProof {
-            author,
-            seq,
-            first,
-            second,
-        }))
     }
 }
 

@@ -8,7 +8,9 @@
 
 pub mod auth;
 pub mod backup;
+pub mod batch;
 pub mod check;
+pub mod claims;
 pub mod config;
 pub mod federation;
 pub mod feed_links;
