@@ -1806,11 +1806,12 @@ async fn a_store_rebuilt_from_peers_publishes_only_once_refilled() {
 /// ahead of its peers used to sign entries every peer then held for two hours (and,
 /// restarted with the right clock, could not publish until real time passed its
 /// last stamp); one two hours behind told its officers their entries were "ahead".
-/// Here node 0 runs 2 h ahead and node 1 2 h behind (libfaketime): each shows the
-/// problem in status and refuses to sign, saying which way and by how much; node 2,
-/// whose peers disagree with each other, publishes; node 1 tells an officer whose
-/// entry is stamped right that its own clock is behind; node 0 restarted with the
-/// right clock publishes at once.
+/// Here, of five nodes, node 0 runs 2 h ahead and node 1 2 h behind (libfaketime):
+/// each has four peers that agree it is out of line (a node refuses only on the
+/// word of at least three), shows the problem in status and refuses to sign, saying
+/// which way and by how much; node 2, whose peers disagree with each other,
+/// publishes; node 1 tells an officer whose entry is stamped right that its own
+/// clock is behind; node 0 restarted with the right clock publishes at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_clock_is_out_of_line_refuses_to_sign_and_says_which_way() {
     let preload = libfaketime();
@@ -1821,15 +1822,17 @@ async fn a_node_whose_clock_is_out_of_line_refuses_to_sign_and_says_which_way() 
             ("FAKETIME_DONT_FAKE_MONOTONIC".to_owned(), "1".to_owned()),
         ]
     };
-    let alliance = TestAlliance::new(NODES + 1, 0);
-    let mut fed = ProcFederation::start_alliance(false, alliance, |i| match i {
-        0 => fake("+7200s"),
-        1 => fake("-7200s"),
-        _ => vec![],
-    })
-    .await
-    .unwrap();
-    let compared = |s: &pb::NodeStatus| s.clock_peers == 2;
+    const CLOCK_NODES: usize = 5;
+    let alliance = TestAlliance::new(CLOCK_NODES + 1, 0);
+    let mut fed =
+        ProcFederation::start_net(false, alliance, &Net::mesh(CLOCK_NODES), |i| match i {
+            0 => fake("+7200s"),
+            1 => fake("-7200s"),
+            _ => vec![],
+        })
+        .await
+        .unwrap();
+    let compared = |s: &pb::NodeStatus| s.clock_peers == CLOCK_NODES as u32 - 1;
     let ahead = fed.wait_status(0, CONVERGE, compared).await.unwrap();
     assert!(
         ahead.clock_problem.contains("2h 0m")
@@ -1878,7 +1881,7 @@ async fn a_node_whose_clock_is_out_of_line_refuses_to_sign_and_says_which_way() 
     .unwrap();
 
     // An officer's entry stamped by a right clock, submitted to the slow node.
-    let officer = fed.alliance.member(NODES).clone();
+    let officer = fed.alliance.member(CLOCK_NODES).clone();
     let entry = fed
         .alliance
         .signer(&officer)

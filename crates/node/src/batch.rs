@@ -403,7 +403,7 @@ fn offer<E: std::fmt::Display>(
     let charter = overlay.state.charter();
     let result = entry.accept(charter, &*overlay, now, checked);
     if let Err(EntryError::Fork { seq, .. }) = &result {
-        match fork_proof(overlay, &candidate, *seq, stored) {
+        match fork_proof(overlay, &candidate, *seq, &plan.accepted, stored) {
             Ok(Some(proof)) => {
                 overlay.add_fork(&mut plan.forks, proof);
             }
@@ -414,26 +414,42 @@ fn offer<E: std::fmt::Display>(
     result
 }
 
-/// The proof that `candidate` forks the author's log at `seq`, when the first entry
-/// is stored (not only accepted earlier in this batch) and no proof exists.
+/// The proof that `candidate` forks the author's log at `seq`: the first entry is
+/// stored, or was accepted earlier in this batch (both sides of a fork can arrive
+/// together: a peer's one message, or two sessions within the writer's wait).
+/// None when a proof as low already freezes the log there.
 fn fork_proof<E>(
     overlay: &Overlay<'_>,
     candidate: &DecodedEntry,
     seq: u64,
+    accepted: &[VerifiedEntry],
     stored: &impl Fn(&PublicId, u64) -> Result<Option<Vec<u8>>, E>,
 ) -> Result<Option<ForkProof>, E> {
     let author = candidate.author();
     if overlay.frozen_from(&author).is_some_and(|from| from <= seq) {
         return Ok(None);
     }
-    let Some(stored) = stored(&author, seq)? else {
-        return Ok(None);
+    let in_batch = accepted
+        .iter()
+        .rev()
+        .find(|e| e.author() == author && e.seq() == seq)
+        .map(|e| (e.id(), e.to_bytes()));
+    let (first_id, first) = match in_batch {
+        Some(found) => found,
+        None => {
+            let Some(bytes) = stored(&author, seq)? else {
+                return Ok(None);
+            };
+            let Some(id) = overlay.id_at(&author, seq) else {
+                return Ok(None);
+            };
+            (id, bytes)
+        }
     };
-    let stored_id = overlay.state.id_at(&author, seq);
-    let mut pair = [
-        (stored_id, stored),
-        (Some(candidate.id()), candidate.to_bytes()),
-    ];
+    if first_id == candidate.id() {
+        return Ok(None);
+    }
+    let mut pair = [(first_id, first), (candidate.id(), candidate.to_bytes())];
     pair.sort_by_key(|(id, _)| *id);
     let [(_, first), (_, second)] = pair;
     Ok(Some(ForkProof {

@@ -198,7 +198,7 @@ pub fn heads_to_pb(state: &State) -> Vec<pb::AuthorHead> {
 /// The first seq of `author` to send a peer whose head is `theirs`: the one after
 /// it, or the head itself when this node holds a different entry there (a fork the
 /// peer will then find).
-fn first_to_send(state: &State, author: &PublicId, theirs: Option<&PeerHead>) -> u64 {
+pub fn first_to_send(state: &State, author: &PublicId, theirs: Option<&PeerHead>) -> u64 {
     match theirs {
         None => 1,
         Some((seq, id)) => match (state.id_at(author, *seq), id) {

@@ -173,9 +173,9 @@ pub struct Ledger {
     digest: Arc<tokio::sync::Mutex<DigestCache>>,
     /// The last snapshot whose digest was computed, with the digest.
     digested: Digested,
-    /// For each home identity, the longest log of it a peer has reported (seq, peer).
-    /// A node restored from a backup or onto an empty disk is behind its own
-    /// identities' logs; publishing before it catches up would fork them.
+    /// What peers claim of the home identities' logs (`claims.rs`): a node
+    /// restored from a backup is behind them, and publishing before it catches up
+    /// would fork them.
     own_logs_elsewhere: Arc<Mutex<HomeClaims>>,
     /// True once a peer has reported its heads since the node started.
     peer_contact: Arc<watch::Sender<bool>>,
@@ -210,12 +210,21 @@ pub struct ClockCheck {
     pub offset_ms: i64,
     /// How many peers that is.
     pub peers: usize,
-    /// Set when most of those peers put this node's clock further out than the
-    /// tolerance: the median offset of those that do.
+    /// Set when most of those peers, and at least [`CLOCK_WITNESSES`] of them, put
+    /// this node's clock further out than the tolerance: the median offset of those
+    /// that do.
     pub out_of_line_ms: Option<i64>,
     /// How many peers put it out of line.
     pub agreeing: usize,
+    /// Set when most peers heard put this node's clock out of line but they are
+    /// fewer than [`CLOCK_WITNESSES`]: a warning only.
+    pub unconfirmed_ms: Option<i64>,
 }
+
+/// Peers that must agree (and be most of those heard) before a node refuses to
+/// sign because of its own clock: with one or two, the peer may be the one that is
+/// wrong (a fast clock, or a hostile member's false reading).
+pub const CLOCK_WITNESSES: usize = 3;
 
 impl ClockCheck {
     /// This node's clock judged from `offsets` (each a peer's clock minus this
@@ -251,10 +260,18 @@ impl ClockCheck {
         } else {
             (None, 0)
         };
+        // One or two peers may be the ones whose clocks are wrong: their word is a
+        // warning, never a refusal.
+        let (out_of_line_ms, unconfirmed_ms) = if agreeing >= CLOCK_WITNESSES {
+            (out_of_line_ms, None)
+        } else {
+            (None, out_of_line_ms)
+        };
         Some(Self {
             offset_ms: median(&offsets),
             peers: offsets.len(),
             out_of_line_ms,
+            unconfirmed_ms,
             agreeing,
         })
     }
@@ -845,20 +862,22 @@ impl Ledger {
         self.peer_contact
             .send_if_modified(|c| !std::mem::replace(c, true));
         let home: Vec<PublicId> = self.identities.iter().map(|i| i.public_id()).collect();
-        self.own_logs_elsewhere
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .note(peer, &home, heads);
-    }
-
-    /// If a peer holds more of `author`'s log than this node (its home), the peer's
-    /// seq and name and this node's seq: publishing now would fork the log.
-    pub fn behind_own_log(&self, author: &PublicId) -> Option<(u64, String, u64)> {
         let state = self.state();
         self.own_logs_elsewhere
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .behind(author, &state)
+            .note(peer, &home, heads, &state, monotonic_ms());
+    }
+
+    /// If a peer claims more of `author`'s log than this node (its home) holds, and
+    /// the claim is still being backed (`claims.rs`): the peer's seq and name and
+    /// this node's seq. Publishing now would fork the log.
+    pub fn behind_own_log(&self, author: &PublicId) -> Option<crate::claims::Behind> {
+        let state = self.state();
+        self.own_logs_elsewhere
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .behind(author, &state, monotonic_ms())
     }
 
     pub fn store(&self) -> &Store {
@@ -1094,6 +1113,12 @@ fn only_a_few_from_peers(batch: &[Job]) -> bool {
         }
     }
     entries < INGEST_LINGER_BELOW
+}
+
+/// Milliseconds on this process's monotonic clock.
+fn monotonic_ms() -> i64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as i64
 }
 
 fn now_ms() -> i64 {
