@@ -340,6 +340,10 @@ impl DecodedEntry {
         self.seq
     }
 
+    pub fn timestamp_ms(&self) -> i64 {
+        self.timestamp_ms
+    }
+
     pub fn prev(&self) -> Option<EntryId> {
         self.prev
     }

@@ -331,6 +331,10 @@ pub struct State {
     set_aside: OrdMap<(PublicId, u64), (SetAside, [u8; 32])>,
     /// Governance entries in the fold's order (timestamp, author, seq).
     governance: OrdMap<(i64, PublicId, u64), GovEntry>,
+    /// Proposals found in the sides of fork proofs (an author's entries from its
+    /// fork's seq on are never applied): one that another author approved keeps
+    /// counting, since the alliance relied on it (see [`State::record_fork`]).
+    forked_proposals: OrdMap<EntryId, GovEntry>,
     /// The latest timestamp of any entry applied: deadlines before it are reached.
     witness_ms: i64,
     /// Every key the charter or a proposal names (grows only).
@@ -375,6 +379,7 @@ impl State {
         Self {
             governance: OrdMap::new(),
             witness_ms: i64::MIN,
+            forked_proposals: OrdMap::new(),
             known: Arc::new(Known::from_charter(&charter)),
             roster: Arc::new(Roster::from_charter(&charter)),
             pinned: None,
@@ -463,7 +468,42 @@ impl State {
             .get(&proof.author)
             .map_or(0, |l| l.ids.len() as u64);
         let rebuild = applied >= proof.seq;
+        // A proposal on either side stays known (keys it names may have signed
+        // entries already), and counts if another author approved it.
+        let author = proof.author;
+        self.forked_proposals = self
+            .forked_proposals
+            .iter()
+            .filter(|(_, g)| g.author != author)
+            .map(|(id, g)| (*id, g.clone()))
+            .collect();
+        let max = self.charter.rules().max_entry_bytes as usize;
+        for side in [&proof.first, &proof.second] {
+            let Ok(entry) = entry::decode_bytes(side, max) else {
+                continue;
+            };
+            if let Ok(body) = entry.check_body()
+                && let Some(action @ Action::Propose(_)) = body.governance()
+            {
+                let seen = entry
+                    .seen()
+                    .map(|heads| heads.iter().copied().collect::<Seen>());
+                self.forked_proposals.insert(
+                    entry.id(),
+                    GovEntry {
+                        id: entry.id(),
+                        author,
+                        seq: entry.seq(),
+                        timestamp_ms: entry.timestamp_ms(),
+                        action,
+                        seen,
+                    },
+                );
+            }
+        }
         self.forks.insert(proof.author, proof);
+        self.relearn();
+        self.refold();
         rebuild
     }
 
@@ -579,7 +619,7 @@ impl State {
     /// whose entries were applied.
     fn refold(&mut self) {
         let before = self.roster.counting();
-        let mut roster = Roster::fold(&self.charter, self.governance.values(), self.witness_ms);
+        let mut roster = Roster::fold(&self.charter, self.folded(), self.witness_ms);
         for (author, log) in self.logs.iter().filter(|(_, l)| !l.keys.is_empty()) {
             roster.set_keys(author, &key_history(author, log));
         }
@@ -601,13 +641,28 @@ impl State {
         self.roster = Arc::new(roster);
     }
 
+    /// The governance entries the roster is folded from: every one applied, and
+    /// each proposal of a fork's sides that an entry of another author approved.
+    fn folded(&self) -> impl Iterator<Item = &GovEntry> {
+        let relied_on = self.forked_proposals.values().filter(|p| {
+            self.governance.values().any(|g| {
+                g.author != p.author && matches!(&g.action, Action::Approve(id) if *id == p.id)
+            })
+        });
+        self.governance.values().chain(relied_on)
+    }
+
     /// Makes known what the governance entries name: the charter's keys, then
     /// every key a proposal by a known author names, until nothing changes.
     fn relearn(&mut self) {
         let mut known = Known::from_charter(&self.charter);
         loop {
             let mut changed = false;
-            for g in self.governance.values() {
+            for g in self
+                .governance
+                .values()
+                .chain(self.forked_proposals.values())
+            {
                 if let Action::Propose(p) = &g.action {
                     changed |= known.learn(&g.author, p).is_some();
                 }

@@ -65,17 +65,12 @@ fn alliances() {
     for (probe, n) in &probes {
         println!("  probe {probe:<32} {n} seeds");
     }
-    // Invariants the node does not meet yet (issue 22, still open): a proposal's
+    // The invariant the node does not meet yet (issue 22, still open): a proposal's
     // final fate can still change when entries arrive later (defects 1 and 2, and
-    // concurrent conflicting proposals), and a fork proof that undoes an admission
-    // leaves a node unable to rebuild its state (defect 4). Seeds that break only
-    // these are reported, and fail the run with ACCORD_SIM_STRICT=1.
+    // concurrent conflicting proposals). Seeds that break only this are reported,
+    // and fail the run with ACCORD_SIM_STRICT=1.
     let strict = std::env::var("ACCORD_SIM_STRICT").is_ok_and(|v| v == "1");
-    let known_open = |v: &String| {
-        v.starts_with("proposal ")
-            || (v.contains("the store holds entries of")
-                && v.contains("whom neither the charter nor any proposal names"))
-    };
+    let known_open = |v: &String| v.starts_with("proposal ");
     let open: Vec<_> = results
         .iter()
         .filter(|r| !r.3.violations.is_empty() && r.3.violations.iter().all(known_open))
@@ -83,7 +78,7 @@ fn alliances() {
     if !open.is_empty() {
         let seeds: Vec<String> = open.iter().take(8).map(|r| format!("{:#x}", r.1)).collect();
         println!(
-            "\nknown open (issue 22: final fates that change, forks that undo an admission): {} seeds, e.g. {}",
+            "\nknown open (issue 22: final fates that change): {} seeds, e.g. {}",
             open.len(),
             seeds.join(",")
         );
