@@ -5,7 +5,9 @@
 //! `follow`) every batch the writer makes durable from then on. The live part comes
 //! from the ledger's broadcast; the stream subscribes before it reads the store, and
 //! remembers how far it sent each author, so nothing appended in between is lost or
-//! sent twice. A follower that falls too far behind gets `Aborted` and pulls again.
+//! sent twice. A follower that falls too far behind (1,024 batches, or batches the
+//! writer let go of for its byte budget: `ledger::LIVE_BYTES`) gets `Aborted` and
+//! pulls again.
 //!
 //! A `lazy` follower (every node of this release) gets in full, live, only the
 //! entries this node was first to hold (from its own clients) and those of the

@@ -33,10 +33,14 @@ use accord_core::{
 use accord_store::{Store, StoreError, StoredEntry};
 use arc_swap::ArcSwap;
 use prost::Message;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::{self, Metrics};
 use crate::signed::SignedRecord;
+
+mod live;
+
+pub use live::{Follower, LIVE_BATCHES, LIVE_BYTES};
 
 /// How long the writer waits for one flush before it turns the node read-only: a
 /// disk that stops answering (full, failing, or sled's flusher gone) must not hold
@@ -206,7 +210,7 @@ pub struct Ledger {
     identities: Arc<Vec<Identity>>,
     jobs: mpsc::Sender<Job>,
     changes: watch::Receiver<u64>,
-    appended: broadcast::Sender<Arc<Appended>>,
+    appended: live::Followers,
     /// When the next digest may be computed: one caller at a time computes it (the
     /// others wait here, asynchronously, and share its result).
     digest: Arc<tokio::sync::Mutex<DigestCache>>,
@@ -713,7 +717,7 @@ impl Ledger {
         let signed = Arc::new(Mutex::new(signed));
         let (jobs_tx, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
         let (changes_tx, changes_rx) = watch::channel(0u64);
-        let (appended, _) = broadcast::channel(1024);
+        let (appended_tx, appended) = live::channel();
         let storage_tx = Arc::new(watch::channel(None).0);
         let current = Arc::new(Snapshot { version: 0, state });
         let state = Arc::new(ArcSwap::new(current.clone()));
@@ -728,7 +732,7 @@ impl Ledger {
             store: store.clone(),
             identities: identities.to_vec(),
             changes: changes_tx,
-            appended: appended.clone(),
+            appended: appended_tx,
             failed: storage_tx.clone(),
             signed,
         };
@@ -1005,9 +1009,10 @@ impl Ledger {
         self.changes.clone()
     }
 
-    /// Every durable batch from now on. A receiver that falls too far behind gets
-    /// `Lagged` and must catch up from the store.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Appended>> {
+    /// Every durable batch from now on. A follower that falls too far behind
+    /// ([`LIVE_BATCHES`] batches, or batches of more than [`LIVE_BYTES`] the writer
+    /// has let go) gets `Lagged` and must catch up from the store.
+    pub fn subscribe(&self) -> Follower {
         self.appended.subscribe()
     }
 
@@ -1129,7 +1134,7 @@ struct Writer {
     /// The key each home identity signs with now (a rotation replaces one).
     identities: Vec<Identity>,
     changes: watch::Sender<u64>,
-    appended: broadcast::Sender<Arc<Appended>>,
+    appended: live::Sender,
     /// Set when the store failed: from then on every append is refused.
     failed: Arc<watch::Sender<Option<String>>>,
     /// What this node has signed; rewritten after the flush of every batch that
