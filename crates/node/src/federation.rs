@@ -256,7 +256,7 @@ impl Federation for FederationService {
         let wanted = move |author: &PublicId| only.is_empty() || only.contains(author);
         // Subscribe first: whatever becomes durable after this point arrives live.
         let mut live = self.ledger.subscribe();
-        let (ours, forks) = {
+        let (ours, forks, sent) = {
             let state = self.ledger.state();
             if request.alliance != state.charter().id().to_vec() {
                 return Err(Status::failed_precondition(format!(
@@ -280,8 +280,17 @@ impl Federation for FederationService {
                 .filter(|f| wanted(&f.author))
                 .map(fork_to_pb)
                 .collect();
-            (ours, forks)
+            // How far each author has been sent (or the peer already had). Only
+            // authors this node knows: the stream keeps it as long as it lives, and
+            // a request may name any number of made-up authors.
+            let sent: BTreeMap<PublicId, u64> = theirs
+                .iter()
+                .filter(|(author, _)| state.known_roles(author).is_some())
+                .map(|(author, (seq, _))| (*author, *seq))
+                .collect();
+            (ours, forks, sent)
         };
+        drop(theirs);
         let ledger = self.ledger.clone();
         let mut stopping = self.stopping.clone();
         // A live stream ends once the follower's certificate is no longer pinned
@@ -300,11 +309,7 @@ impl Federation for FederationService {
                 tx,
                 peer,
                 batcher: Batcher::default(),
-                // How far each author has been sent (or the peer already had).
-                sent: theirs
-                    .iter()
-                    .map(|(author, (seq, _))| (*author, *seq))
-                    .collect(),
+                sent,
             };
             for (author, from, head) in ours {
                 if !out.send_log(author, from, head).await {

@@ -218,7 +218,8 @@ pub struct Ledger {
     digested: Digested,
     /// For each home identity, the longest log of it a peer has reported (seq, peer).
     /// A node restored from a backup or onto an empty disk is behind its own
-    /// identities' logs; publishing before it catches up would fork them.
+    /// identities' logs; publishing before it catches up would fork them. Keyed by
+    /// home identities only, whatever authors peers name.
     own_logs_elsewhere: Arc<Mutex<BTreeMap<PublicId, (u64, String)>>>,
     /// True once a peer has reported its heads since the node started.
     peer_contact: Arc<watch::Sender<bool>>,
@@ -920,11 +921,12 @@ impl Ledger {
     }
 
     /// Records a peer's clock reading: its clock minus this node's, in ms.
+    /// Readings past [`CLOCK_READING_TTL`] are dropped: the map holds the peers
+    /// heard from lately, not every peer a reload ever named.
     pub fn note_peer_clock(&self, peer: &str, offset_ms: i64) {
-        self.peer_clocks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer.to_owned(), (offset_ms, std::time::Instant::now()));
+        let mut clocks = self.peer_clocks.lock().unwrap_or_else(|p| p.into_inner());
+        clocks.retain(|_, (_, at)| at.elapsed() < CLOCK_READING_TTL);
+        clocks.insert(peer.to_owned(), (offset_ms, std::time::Instant::now()));
     }
 
     /// This node's clock against its peers' recent readings, judged with a
