@@ -16,6 +16,7 @@ pub mod entry;
 pub mod id;
 pub mod identity;
 pub mod quote;
+pub mod reason;
 pub mod roster;
 pub mod sethash;
 pub mod state;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::charter::{Charter, Role};
 use crate::id::{EntryId, PublicId};
+use crate::reason::{Code, Reason};
 
 pub const DAY_MS: i64 = 86_400_000;
 /// A proposal that has not passed 14 days after it was made lapses.
@@ -532,12 +533,12 @@ pub enum ProposalStatus {
     /// A conflicting change took effect after the roster version it was made
     /// against: it must be proposed again.
     Void {
-        reason: String,
+        reason: Reason,
     },
     /// It could not take effect (it would leave no secretary, the key is already in
     /// the roster, ...).
     Refused {
-        reason: String,
+        reason: Reason,
     },
 }
 
@@ -795,7 +796,7 @@ pub struct Roster {
     deadlines: BTreeSet<Deadline>,
     /// Departures refused by the fold (they would leave no secretary or fewer than
     /// two members): (author, seq, why).
-    refused_departures: Vec<(PublicId, u64, String)>,
+    refused_departures: Vec<(PublicId, u64, Reason)>,
 }
 
 impl Roster {
@@ -1013,14 +1014,18 @@ impl Roster {
 
     /// Whether `roster` after a change still has a secretary (if this one had) and
     /// two members.
-    fn check_left(&self, after: &Roster) -> Result<(), String> {
+    fn check_left(&self, after: &Roster) -> Result<(), Reason> {
         if self.secretaries() > 0 && after.secretaries() == 0 {
-            return Err("it would leave the alliance with no secretary".into());
+            return Err(Reason::new(
+                Code::NoSecretary,
+                "it would leave the alliance with no secretary",
+            ));
         }
         let (before, now) = (self.members().count(), after.members().count());
         if now < 2 && now < before {
-            return Err(format!(
-                "it would leave the alliance with fewer than two members ({now})"
+            return Err(Reason::new(
+                Code::TooFewMembers,
+                format!("it would leave the alliance with fewer than two members ({now})"),
             ));
         }
         Ok(())
@@ -1042,13 +1047,18 @@ impl Roster {
     }
 
     /// Applies `change` to a copy; refuses what the rules forbid.
-    fn changed(&self, change: &Change) -> Result<Roster, String> {
+    fn changed(&self, change: &Change) -> Result<Roster, Reason> {
         let mut after = self.light();
-        let active = |key: &PublicId| -> Result<&Organisation, String> {
+        let active = |key: &PublicId| -> Result<&Organisation, Reason> {
             self.organisations
                 .get(key)
                 .filter(|o| o.is_active())
-                .ok_or_else(|| format!("{key} is not an active organisation of the alliance"))
+                .ok_or_else(|| {
+                    Reason::new(
+                        Code::NotActive,
+                        format!("{key} is not an active organisation of the alliance"),
+                    )
+                })
         };
         match change {
             Change::Admit {
@@ -1059,9 +1069,9 @@ impl Roster {
                 node,
             } => {
                 if let Some(o) = self.organisations.get(key) {
-                    return Err(format!(
-                        "key {key} is already in the roster (as {})",
-                        o.name
+                    return Err(Reason::new(
+                        Code::KeyInRoster,
+                        format!("key {key} is already in the roster (as {})", o.name),
                     ));
                 }
                 let lower = name.trim().to_lowercase();
@@ -1070,7 +1080,10 @@ impl Roster {
                     .values()
                     .find(|o| o.is_active() && o.name.to_lowercase() == lower)
                 {
-                    return Err(format!("the name {:?} is already taken", o.name));
+                    return Err(Reason::new(
+                        Code::NameTaken,
+                        format!("the name {:?} is already taken", o.name),
+                    ));
                 }
                 after.organisations.insert(
                     *key,
@@ -1097,9 +1110,9 @@ impl Roster {
             } => {
                 active(organisation)?;
                 if let Some(o) = self.key_holder(key) {
-                    return Err(format!(
-                        "key {key} is already in the roster (a key of {})",
-                        o.name
+                    return Err(Reason::new(
+                        Code::KeyInRoster,
+                        format!("key {key} is already in the roster (a key of {})", o.name),
                     ));
                 }
                 let org = after.organisations.get_mut(organisation).expect("active");
@@ -1125,18 +1138,25 @@ impl Roster {
             Change::SetRole { organisation, role } => {
                 let org = active(organisation)?;
                 if org.role == *role {
-                    return Err(format!("{} is already a {}", org.name, role.as_str()));
+                    return Err(Reason::new(
+                        Code::RoleUnchanged,
+                        format!("{} is already a {}", org.name, role.as_str()),
+                    ));
                 }
                 let org = after.organisations.get_mut(organisation).expect("active");
                 org.role = *role;
                 org.roles_held.insert(*role);
             }
             Change::Quorum { rule } => {
-                rule.check()?;
+                rule.check()
+                    .map_err(|why| Reason::new(Code::QuorumRuleInvalid, why))?;
                 if let QuorumRule::Count(n) = rule {
                     let members = self.members().count();
                     if *n as usize > members {
-                        return Err(format!("a count of {n} is more than the {members} members"));
+                        return Err(Reason::new(
+                            Code::QuorumCountOverMembers,
+                            format!("a count of {n} is more than the {members} members"),
+                        ));
                     }
                 }
                 after.quorum = *rule;
@@ -1168,11 +1188,14 @@ impl Roster {
             .map(|(v, _, by)| (*v, *by))
     }
 
-    fn void_reason(base: u64, version: u64, by: &EntryId) -> String {
-        format!(
-            "the roster changed what it changes (by {} at roster version {version}) since \
-             version {base}, which it was made against; propose it again",
-            short(by)
+    fn void_reason(base: u64, version: u64, by: &EntryId) -> Reason {
+        Reason::new(
+            Code::RosterVersionSuperseded,
+            format!(
+                "the roster changed what it changes (by {} at roster version {version}) \
+                 since version {base}, which it was made against; propose it again",
+                short(by)
+            ),
         )
     }
 
@@ -1437,15 +1460,13 @@ impl Roster {
                     )));
                 }
                 if let Some((version, by)) = self.conflict(p.roster_version, &p.change) {
-                    return Err(GovernanceError::Void(Self::void_reason(
-                        p.roster_version,
-                        version,
-                        &by,
-                    )));
+                    return Err(GovernanceError::Void(
+                        Self::void_reason(p.roster_version, version, &by).to_string(),
+                    ));
                 }
                 self.changed(&p.change)
                     .map(drop)
-                    .map_err(GovernanceError::Refused)
+                    .map_err(|reason| GovernanceError::Refused(reason.to_string()))
             }
             Action::Approve(id) | Action::Object(id) => {
                 let p = self
@@ -1469,7 +1490,7 @@ impl Roster {
                     other => {
                         let detail = match other {
                             ProposalStatus::Void { reason }
-                            | ProposalStatus::Refused { reason } => reason.clone(),
+                            | ProposalStatus::Refused { reason } => reason.to_string(),
                             ProposalStatus::Passed { version, .. } => {
                                 format!("it took effect at roster version {version}")
                             }
@@ -1532,7 +1553,7 @@ impl Roster {
                 self.check_left(&after)
                     .map_err(|reason| GovernanceError::CannotLeave {
                         who: *author,
-                        reason,
+                        reason: reason.to_string(),
                     })
             }
         }

@@ -30,6 +30,7 @@ use crate::entry::{
     self, DecodedEntry, EntryError, LogHead, Logs, SignatureChecked, VerifiedEntry,
 };
 use crate::id::{EntryId, PublicId};
+use crate::reason::{Code, Reason};
 use crate::roster::{Action, GovEntry, Known, RoleSet, Roster};
 use crate::sethash::SetHash;
 
@@ -217,8 +218,8 @@ pub struct SetAside {
     pub seq: u64,
     pub id: EntryId,
     pub kind: i32,
-    /// Why, in this release's words.
-    pub reason: String,
+    /// Why: a code (what the digest holds) and this release's words.
+    pub reason: Reason,
 }
 
 #[derive(Debug, Clone)]
@@ -292,8 +293,10 @@ impl<T> Record<T> {
 /// their causal references, not their clocks (resolutions in force and breaches,
 /// the governance fold); 5 counts a log a recovery by quorum started as its
 /// organisation's; 6 defines the state digest over set hashes of the views' items
-/// ([`digest_of`]) rather than over their JSON whole.
-pub const RULES_VERSION: &str = "accord-rules/6";
+/// ([`digest_of`]) rather than over their JSON whole; 7 holds why a proposal is
+/// void or refused, a departure refused or an entry set aside as a code
+/// ([`crate::reason::Code`]) rather than in this release's words.
+pub const RULES_VERSION: &str = "accord-rules/7";
 
 /// The derived state of one alliance.
 #[derive(Debug, Clone)]
@@ -756,20 +759,25 @@ impl State {
             entry::check_parties(roles, body).err()
         });
         if let Some(e) = parties {
-            if let EntryError::UnknownParty { key, .. } = &e {
-                self.party_waits.insert(*key);
-            }
-            self.set_aside(entry, e.to_string());
+            let code = match &e {
+                EntryError::UnknownParty { key, .. } => {
+                    self.party_waits.insert(*key);
+                    Code::UnknownParty
+                }
+                _ => Code::BodyRules,
+            };
+            self.set_aside(entry, Reason::new(code, e.to_string()));
             return;
         }
         let body = match entry.body() {
             Ok(Body::Unknown { kind }) => {
-                self.set_aside(entry, format!("kind {kind} is not known to this release"));
+                let text = format!("kind {kind} is not known to this release");
+                self.set_aside(entry, Reason::new(Code::UnknownKind, text));
                 return;
             }
             Ok(body) => body,
             Err(e) => {
-                self.set_aside(entry, e.to_string());
+                self.set_aside(entry, Reason::new(Code::BodyRules, e.to_string()));
                 return;
             }
         };
@@ -930,7 +938,7 @@ impl State {
             .collect()
     }
 
-    fn set_aside(&mut self, entry: &VerifiedEntry, reason: String) {
+    fn set_aside(&mut self, entry: &VerifiedEntry, reason: Reason) {
         let (author, seq) = (entry.author(), entry.seq());
         let item = SetAside {
             author,
@@ -1239,7 +1247,10 @@ impl State {
 /// ([`SetHash`]) of the SHA-256 of each item's JSON. A head is the item
 /// `[author, [seq, id]]`; the roster is one item, or none while the charter alone
 /// makes it. Every view's order follows from its items' own fields, and every item
-/// carries its key, so the set of items fixes the view.
+/// carries its key, so the set of items fixes the view. Why a proposal is void or
+/// refused, a departure refused or an entry set aside is in an item as its code
+/// ([`crate::reason::Reason`] serialises as nothing else), so rewording a message
+/// changes no digest.
 pub fn digest_of(derived: &Derived) -> [u8; 32] {
     fn hashes<T: Serialize>(items: &[T]) -> impl Iterator<Item = [u8; 32]> + '_ {
         items.iter().map(item_hash)

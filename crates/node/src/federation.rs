@@ -5,7 +5,9 @@
 //! `follow`) every batch the writer makes durable from then on. The live part comes
 //! from the ledger's broadcast; the stream subscribes before it reads the store, and
 //! remembers how far it sent each author, so nothing appended in between is lost or
-//! sent twice. A follower that falls too far behind gets `Aborted` and pulls again.
+//! sent twice. A follower that falls too far behind (1,024 batches, or batches the
+//! writer let go of for its byte budget: `ledger::LIVE_BYTES`) gets `Aborted` and
+//! pulls again.
 //!
 //! A `lazy` follower (every node of this release) gets in full, live, only the
 //! entries this node was first to hold (from its own clients) and those of the
@@ -254,7 +256,7 @@ impl Federation for FederationService {
         let wanted = move |author: &PublicId| only.is_empty() || only.contains(author);
         // Subscribe first: whatever becomes durable after this point arrives live.
         let mut live = self.ledger.subscribe();
-        let (ours, forks) = {
+        let (ours, forks, sent) = {
             let state = self.ledger.state();
             if request.alliance != state.charter().id().to_vec() {
                 return Err(Status::failed_precondition(format!(
@@ -278,8 +280,17 @@ impl Federation for FederationService {
                 .filter(|f| wanted(&f.author))
                 .map(fork_to_pb)
                 .collect();
-            (ours, forks)
+            // How far each author has been sent (or the peer already had). Only
+            // authors this node knows: the stream keeps it as long as it lives, and
+            // a request may name any number of made-up authors.
+            let sent: BTreeMap<PublicId, u64> = theirs
+                .iter()
+                .filter(|(author, _)| state.known_roles(author).is_some())
+                .map(|(author, (seq, _))| (*author, *seq))
+                .collect();
+            (ours, forks, sent)
         };
+        drop(theirs);
         let ledger = self.ledger.clone();
         let mut stopping = self.stopping.clone();
         // A live stream ends once the follower's certificate is no longer pinned
@@ -298,11 +309,7 @@ impl Federation for FederationService {
                 tx,
                 peer,
                 batcher: Batcher::default(),
-                // How far each author has been sent (or the peer already had).
-                sent: theirs
-                    .iter()
-                    .map(|(author, (seq, _))| (*author, *seq))
-                    .collect(),
+                sent,
             };
             for (author, from, head) in ours {
                 if !out.send_log(author, from, head).await {

@@ -33,11 +33,15 @@ use accord_core::{
 use accord_store::{Store, StoreError, StoredEntry};
 use arc_swap::ArcSwap;
 use prost::Message;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::claims::HomeClaims;
 use crate::metrics::{self, Metrics};
 use crate::signed::SignedRecord;
+
+mod live;
+
+pub use live::{Follower, LIVE_BATCHES, LIVE_BYTES};
 
 /// How long the writer waits for one flush before it turns the node read-only: a
 /// disk that stops answering (full, failing, or sled's flusher gone) must not hold
@@ -167,7 +171,7 @@ pub struct Ledger {
     identities: Arc<Vec<Identity>>,
     jobs: mpsc::Sender<Job>,
     changes: watch::Receiver<u64>,
-    appended: broadcast::Sender<Arc<Appended>>,
+    appended: live::Followers,
     /// When the next digest may be computed: one caller at a time computes it (the
     /// others wait here, asynchronously, and share its result).
     digest: Arc<tokio::sync::Mutex<DigestCache>>,
@@ -727,7 +731,7 @@ impl Ledger {
         let signed = Arc::new(Mutex::new(signed));
         let (jobs_tx, jobs_rx) = mpsc::channel(4 * MAX_BATCH);
         let (changes_tx, changes_rx) = watch::channel(0u64);
-        let (appended, _) = broadcast::channel(1024);
+        let (appended_tx, appended) = live::channel();
         let storage_tx = Arc::new(watch::channel(None).0);
         let current = Arc::new(Snapshot { version: 0, state });
         let state = Arc::new(ArcSwap::new(current.clone()));
@@ -742,7 +746,7 @@ impl Ledger {
             store: store.clone(),
             identities: identities.to_vec(),
             changes: changes_tx,
-            appended: appended.clone(),
+            appended: appended_tx,
             failed: storage_tx.clone(),
             signed,
         };
@@ -913,11 +917,12 @@ impl Ledger {
     }
 
     /// Records a peer's clock reading: its clock minus this node's, in ms.
+    /// Readings past [`CLOCK_READING_TTL`] are dropped: the map holds the peers
+    /// heard from lately, not every peer a reload ever named.
     pub fn note_peer_clock(&self, peer: &str, offset_ms: i64) {
-        self.peer_clocks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer.to_owned(), (offset_ms, std::time::Instant::now()));
+        let mut clocks = self.peer_clocks.lock().unwrap_or_else(|p| p.into_inner());
+        clocks.retain(|_, (_, at)| at.elapsed() < CLOCK_READING_TTL);
+        clocks.insert(peer.to_owned(), (offset_ms, std::time::Instant::now()));
     }
 
     /// This node's clock against its peers' recent readings, judged with a
@@ -967,9 +972,10 @@ impl Ledger {
         self.changes.clone()
     }
 
-    /// Every durable batch from now on. A receiver that falls too far behind gets
-    /// `Lagged` and must catch up from the store.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Appended>> {
+    /// Every durable batch from now on. A follower that falls too far behind
+    /// ([`LIVE_BATCHES`] batches, or batches of more than [`LIVE_BYTES`] the writer
+    /// has let go) gets `Lagged` and must catch up from the store.
+    pub fn subscribe(&self) -> Follower {
         self.appended.subscribe()
     }
 
@@ -1091,7 +1097,7 @@ struct Writer {
     /// The key each home identity signs with now (a rotation replaces one).
     identities: Vec<Identity>,
     changes: watch::Sender<u64>,
-    appended: broadcast::Sender<Arc<Appended>>,
+    appended: live::Sender,
     /// Set when the store failed: from then on every append is refused.
     failed: Arc<watch::Sender<Option<String>>>,
     /// What this node has signed; rewritten after the flush of every batch that

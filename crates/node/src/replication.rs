@@ -19,6 +19,13 @@
 //! the previous check, the live stream has missed something, and the session
 //! starts over; entries the peer received since are on their way.
 //! Sessions that fail are retried with exponential backoff and jitter.
+//!
+//! What a peer names cannot grow this node's memory without bound. The maps kept
+//! per author ([`Pulls`], a session's notes and pulls) take only authors the state
+//! knows (the charter's keys and those proposals name: no other author's entry is
+//! taken here), so they are bounded by the roster's history, not by what peers
+//! claim; notes that can no longer give a lateness sample are dropped; and the
+//! authors blocked from one peer are capped ([`MAX_BLOCKED`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -142,7 +149,20 @@ enum SessionError {
     Ledger(String),
     #[error("peer sent {0} invalid entries or proofs")]
     Misbehaving(u64),
+    #[error(
+        "peer sent entries of more than {MAX_BLOCKED} authors this node does not take; \
+         backing off"
+    )]
+    TooManyBlocked,
 }
+
+/// Most authors blocked from one peer ([`PeerStatus::blocked`]). An honest peer
+/// holds only entries of authors it knows, so this node blocks at most the authors
+/// whose admission has not reached it yet, those whose entries are held for their
+/// time, and those whose entries it refuses: a few, in an alliance of tens or
+/// hundreds of organisations. A peer past this is sending entries of authors of its
+/// own making (keys it made up and signed with), and its session ends.
+pub const MAX_BLOCKED: usize = 1024;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -216,7 +236,8 @@ impl Pulls {
         }
     }
 
-    /// A peer noted `author` at `seq`, beyond this node's head, at `now`.
+    /// A peer noted `author` (an author the state knows) at `seq`, beyond this
+    /// node's head, at `now`.
     fn noted(&self, author: PublicId, seq: u64, now: Instant) {
         let mut lateness = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
         lateness.noted.entry(author).or_insert((seq, now));
@@ -224,17 +245,21 @@ impl Pulls {
 
     /// Entries (author, seq) arrived at `now`, `via` a live stream, a catch-up or
     /// a pull. One lock per batch (two for pushes); nothing more to do while no
-    /// note is open.
+    /// note is open. Pushes are recorded for the authors `known` says the state
+    /// knows only: a peer may push entries of any number of made-up authors.
     fn arrived(
         &self,
         entries: impl IntoIterator<Item = (PublicId, u64)> + Clone,
+        known: impl Fn(&PublicId) -> bool,
         via: Via,
         now: Instant,
     ) {
         if via == Via::Push {
             let mut pushed = self.pushed.lock().unwrap_or_else(|p| p.into_inner());
             for (author, _) in entries.clone() {
-                pushed.insert(author, now);
+                if known(&author) {
+                    pushed.insert(author, now);
+                }
             }
         }
         let live = via.live();
@@ -276,6 +301,12 @@ impl Pulls {
     /// (pushes arrive before notes, as in a healthy mesh), `floor`.
     pub fn grace(&self, floor: Duration, now: Instant) -> Duration {
         let mut lateness = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
+        // A note older than the window gives no sample when its entry comes: an
+        // entry that never comes (a peer's head no one else reaches) must not keep
+        // its note for ever.
+        lateness
+            .noted
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < LATENESS_WINDOW);
         while lateness
             .samples
             .front()
@@ -923,6 +954,12 @@ fn take_notes(
     update(states, &peer.name, |s| {
         s.notes += heads.len() as u64;
         for (author, (seq, _)) in &heads {
+            // Only authors the state knows: no entry of another is taken here (one
+            // admitted since is found by the heads checks), and a peer may name any
+            // number of them.
+            if state.known_roles(author).is_none() {
+                continue;
+            }
             let have = state.head(author).map_or(0, |h| h.seq);
             let frozen = state
                 .frozen_from(author)
@@ -1091,13 +1128,14 @@ fn verify(
             }
         }
     }
-    pulls.arrived(
-        decoded.iter().map(|e| (e.author(), e.seq())),
-        via,
-        Instant::now(),
-    );
     {
         let state = ledger.state();
+        pulls.arrived(
+            decoded.iter().map(|e| (e.author(), e.seq())),
+            |author| state.known_roles(author).is_some(),
+            via,
+            Instant::now(),
+        );
         decoded.retain(|e| state.id_at(&e.author(), e.seq()) != Some(e.id()));
     }
     ledger
@@ -1216,6 +1254,7 @@ async fn store_verified(
         accepted,
         refused + refused_here,
     );
+    let mut overflow = false;
     update(states, &peer.name, |s| {
         s.received += verified.received;
         s.accepted += accepted;
@@ -1225,8 +1264,11 @@ async fn store_verified(
                 s.last_error = Some(format!("refused entry {author}/{}: {}", b.seq, b.reason));
             }
         }
-        s.blocked.extend(blocked);
+        overflow = !block(&mut s.blocked, blocked);
     });
+    if overflow {
+        return Err(SessionError::TooManyBlocked);
+    }
     if refused > 0 {
         // Entries that do not decode or whose signatures fail are no matter of
         // release or clock: the peer relays forgeries. Honest entries of the batch
@@ -1234,6 +1276,20 @@ async fn store_verified(
         return Err(SessionError::Misbehaving(refused));
     }
     Ok(!gap)
+}
+
+/// Adds `more` to the authors blocked from a peer, up to [`MAX_BLOCKED`]; false
+/// if some did not fit (those are left out).
+fn block(blocked: &mut BTreeMap<PublicId, Blocked>, more: BTreeMap<PublicId, Blocked>) -> bool {
+    let mut fits = true;
+    for (author, b) in more {
+        if blocked.len() >= MAX_BLOCKED && !blocked.contains_key(&author) {
+            fits = false;
+            continue;
+        }
+        blocked.insert(author, b);
+    }
+    fits
 }
 
 fn charter(ledger: &Ledger) -> accord_core::Charter {
@@ -1268,6 +1324,130 @@ mod tests {
 
     use super::{FailureLog, LATENESS_WINDOW, MAX_PULL_GRACE, Pulls, Via};
 
+    /// 100,000 keys no charter or proposal names.
+    fn made_up_authors() -> Vec<accord_core::PublicId> {
+        (0..100_000u32)
+            .map(|i| {
+                let mut key = [0xee; 32];
+                key[..4].copy_from_slice(&i.to_be_bytes());
+                accord_core::PublicId::from_slice(&key).unwrap()
+            })
+            .collect()
+    }
+
+    /// Regression (issue 22, defect 8): the per-author maps took whatever authors
+    /// a peer named, for ever. Notes and pushes of 100,000 made-up authors leave
+    /// every map as it was; a note of an author the state knows is taken.
+    #[tokio::test]
+    async fn notes_and_pushes_of_made_up_authors_are_not_kept() {
+        use std::collections::BTreeMap;
+        use std::sync::{Arc, Mutex};
+
+        use accord_core::entry::Logs;
+        use accord_core::{Identity, State, pb};
+
+        use super::{Peer, PeerStates, PeerStatus, Tuning, take_notes};
+        use crate::ledger::Ledger;
+        use crate::signed::SignedRecord;
+
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let member = Identity::from_seed([7; 32]);
+        let charter = crate::test_support::one_member_charter("Note Alliance", &member);
+        let store = accord_store::Store::open(dir.path(), charter.id(), 1 << 22).expect("store");
+        let signed = SignedRecord::load(dir.path()).expect("no record yet");
+        let (ledger, _writer) = Ledger::start(store, State::new(charter), vec![], signed);
+        let peer = Peer {
+            name: "peer".into(),
+            address: "https://127.0.0.1:1".into(),
+            fingerprint: [0; 32],
+        };
+        let states: PeerStates = Arc::new(Mutex::new(BTreeMap::from([(
+            peer.name.clone(),
+            PeerStatus::default(),
+        )])));
+        let pulls = Pulls::default();
+        let mut noted = BTreeMap::new();
+        let made_up = made_up_authors();
+        let notes: Vec<pb::AuthorHead> = made_up
+            .iter()
+            .map(|author| pb::AuthorHead {
+                author: author.to_vec(),
+                seq: 1,
+                id: vec![],
+            })
+            .collect();
+        let tuning = Tuning::default();
+        take_notes(&peer, &ledger, &states, tuning, &pulls, &notes, &mut noted).unwrap();
+        assert!(noted.is_empty());
+        assert!(pulls.lateness.lock().unwrap().noted.is_empty());
+        let state = ledger.state();
+        pulls.arrived(
+            made_up.iter().map(|a| (*a, 1)),
+            |author| state.known_roles(author).is_some(),
+            Via::Push,
+            Instant::now(),
+        );
+        assert!(pulls.pushed.lock().unwrap().is_empty());
+        assert!(pulls.claims.lock().unwrap().is_empty());
+        // The member's log, noted beyond this node's head, is taken.
+        let known = [pb::AuthorHead {
+            author: member.public_id().to_vec(),
+            seq: 3,
+            id: vec![],
+        }];
+        take_notes(&peer, &ledger, &states, tuning, &pulls, &known, &mut noted).unwrap();
+        assert_eq!(noted.keys().collect::<Vec<_>>(), [&member.public_id()]);
+        assert_eq!(pulls.lateness.lock().unwrap().noted.len(), 1);
+        assert_eq!(states.lock().unwrap()["peer"].notes, 100_001);
+    }
+
+    /// A note whose entry never comes is dropped once it can give no lateness
+    /// sample.
+    #[test]
+    fn a_note_older_than_the_lateness_window_is_dropped() {
+        let start = Instant::now();
+        let pulls = Pulls::default();
+        let author = accord_core::PublicId::from_slice(&[1; 32]).unwrap();
+        pulls.noted(author, 5, start);
+        pulls.grace(Duration::from_millis(500), start + LATENESS_WINDOW / 2);
+        assert_eq!(pulls.lateness.lock().unwrap().noted.len(), 1);
+        pulls.grace(Duration::from_millis(500), start + LATENESS_WINDOW);
+        assert!(pulls.lateness.lock().unwrap().noted.is_empty());
+    }
+
+    /// Entries of made-up authors (validly signed by keys a peer made) are
+    /// refused and their authors blocked, up to [`super::MAX_BLOCKED`]; past it the
+    /// peer's session ends, and the map stays at the cap.
+    #[test]
+    fn the_authors_blocked_from_a_peer_are_capped() {
+        use std::collections::BTreeMap;
+
+        use super::{Blocked, MAX_BLOCKED, block};
+
+        let refused = || Blocked {
+            seq: 1,
+            reason: "author is not a member or secretary of the alliance".into(),
+            held_until_ms: None,
+            known_then: Some(None),
+        };
+        let made_up = made_up_authors();
+        let mut blocked = BTreeMap::new();
+        let first: BTreeMap<_, _> = made_up[..MAX_BLOCKED]
+            .iter()
+            .map(|a| (*a, refused()))
+            .collect();
+        assert!(block(&mut blocked, first));
+        // Blocking an author again fits; a new one does not.
+        let again: BTreeMap<_, _> = made_up[..10].iter().map(|a| (*a, refused())).collect();
+        assert!(block(&mut blocked, again));
+        let rest: BTreeMap<_, _> = made_up[MAX_BLOCKED..]
+            .iter()
+            .map(|a| (*a, refused()))
+            .collect();
+        assert!(!block(&mut blocked, rest));
+        assert_eq!(blocked.len(), MAX_BLOCKED);
+    }
+
     /// The pull grace follows how late pushes arrive after a note: it stays at the
     /// configured floor while pushes come first, grows when they come late, is
     /// capped, ignores arrivals by pull, and falls back once the late samples age.
@@ -1282,23 +1462,23 @@ mod tests {
 
         // Pulled arrivals close their notes without a sample, however late.
         pulls.noted(author(1), 5, ms(0));
-        pulls.arrived([(author(1), 5)], Via::Pull, ms(4_000));
+        pulls.arrived([(author(1), 5)], |_| true, Via::Pull, ms(4_000));
         assert_eq!(pulls.grace(floor, ms(4_000)), floor);
 
         // An arrival before the noted seq leaves the note open.
         pulls.noted(author(2), 7, ms(0));
-        pulls.arrived([(author(2), 6)], Via::Push, ms(100));
+        pulls.arrived([(author(2), 6)], |_| true, Via::Push, ms(100));
         // Pushes arriving 2 s after their notes: the grace becomes 3 s.
-        pulls.arrived([(author(2), 7)], Via::Push, ms(2_000));
+        pulls.arrived([(author(2), 7)], |_| true, Via::Push, ms(2_000));
         for i in 3..12 {
             pulls.noted(author(i), 1, ms(1_000));
-            pulls.arrived([(author(i), 1)], Via::Push, ms(3_000));
+            pulls.arrived([(author(i), 1)], |_| true, Via::Push, ms(3_000));
         }
         assert_eq!(pulls.grace(floor, ms(3_000)), Duration::from_millis(3_000));
         // A push 10 s late: the grace is capped.
         for i in 12..40 {
             pulls.noted(author(i), 1, ms(3_000));
-            pulls.arrived([(author(i), 1)], Via::Push, ms(13_000));
+            pulls.arrived([(author(i), 1)], |_| true, Via::Push, ms(13_000));
         }
         assert_eq!(pulls.grace(floor, ms(13_000)), MAX_PULL_GRACE);
         // Once the samples are older than the window, the floor again.

@@ -663,7 +663,7 @@ impl LedgerApi for LedgerService {
                     seq: a.seq,
                     id: a.id.to_vec(),
                     kind: a.kind,
-                    reason: a.reason.clone(),
+                    reason: a.reason.to_string(),
                 })
                 .collect(),
             entries: state.entry_count(),

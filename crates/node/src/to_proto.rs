@@ -272,7 +272,7 @@ pub fn proposal(
 ) -> pb::RosterProposal {
     use accord_core::roster::ProposalStatus as S;
     let (detail, passed_version) = match &p.status {
-        S::Void { reason } | S::Refused { reason } => (reason.clone(), 0),
+        S::Void { reason } | S::Refused { reason } => (reason.to_string(), 0),
         S::Passed { version, .. } => (String::new(), *version),
         S::Open | S::Lapsed { .. } => (String::new(), 0),
     };

@@ -136,7 +136,7 @@ async fn status_has_an_entries_digest_of_the_heads_that_any_release_computes_ali
         .unwrap()
         .into_inner();
     assert!(status.digest.is_empty());
-    assert_eq!(status.rules_version, "accord-rules/6");
+    assert_eq!(status.rules_version, "accord-rules/7");
     // Heads in key order: author, seq, id of the head entry (SHA-256 of a tag and the
     // entry bytes, as DESIGN.md gives it).
     let mut heads: BTreeMap<Vec<u8>, (u64, Vec<u8>)> = BTreeMap::new();

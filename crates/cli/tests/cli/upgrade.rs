@@ -58,11 +58,12 @@ fn a_data_directory_of_release_0_1_0_opens_and_a_newer_format_is_refused() {
     }
     // The rules moved on since 0.1.0 (accord-rules/4 orders authors by causal
     // references, 5 counts recovered logs, 6 defines the state digest over set
-    // hashes of the views' items): the state digest is another, labelled with its
-    // rules; the entries digest, which no release changes, is the same.
+    // hashes of the views' items, 7 holds reasons as codes): the state digest is
+    // another, labelled with its rules; the entries digest, which no release
+    // changes, is the same.
     assert_ne!(status["digest"], expected["digest"]);
     assert_eq!(expected["rules_version"], "accord-rules/3");
-    assert_eq!(status["rules_version"], "accord-rules/6");
+    assert_eq!(status["rules_version"], "accord-rules/7");
     assert_eq!(status["entries"], 5);
     assert_eq!(std::fs::read_to_string(&format_file).unwrap(), "1\n");
     // It goes on from where 0.1.0 left off.

@@ -4,6 +4,7 @@ use accord_core::entry::{self, EntryError};
 use accord_core::pb;
 use accord_core::pb::IntentionStatus as S;
 use accord_core::pb::publish_request::Body as B;
+use accord_core::reason::Code;
 use accord_core::{PublicId, State};
 use prost::Message;
 
@@ -42,11 +43,17 @@ fn check(make: impl FnOnce(&mut Alliance, &State) -> pb::SignedEntry, expected: 
                 let views = (state.intentions(), state.statements(), state.events());
                 state.apply(&relayed);
                 assert_eq!(state.set_aside_count(), 1);
+                let reason = &state.set_aside_entries().next().unwrap().reason;
                 assert_eq!(
-                    state.set_aside_entries().next().unwrap().reason,
+                    reason.text(),
                     expected,
                     "set aside for the reason a new entry is refused"
                 );
+                let code = match &err {
+                    EntryError::UnknownParty { .. } => Code::UnknownParty,
+                    _ => Code::BodyRules,
+                };
+                assert_eq!(reason.code(), code);
                 assert_eq!(state.entry_count(), 2);
                 assert_eq!(
                     (state.intentions(), state.statements(), state.events()),

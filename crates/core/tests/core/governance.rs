@@ -10,7 +10,9 @@ use accord_core::entry::{EntryError, Logs};
 use accord_core::pb;
 use accord_core::pb::EntryKind as K;
 use accord_core::pb::IntentionStatus as S;
+use accord_core::reason::{Code, Reason};
 use accord_core::roster::{DAY_MS, OrgStatus, ProposalStatus, QuorumRule};
+use accord_core::state::item_hash;
 use accord_core::{EntryId, Identity, PublicId, State, VerifiedEntry};
 use proptest::prelude::*;
 use prost::Message;
@@ -502,7 +504,8 @@ fn a_proposal_made_against_a_replaced_roster_is_void() {
     let ProposalStatus::Void { reason } = g.status(p2) else {
         panic!("the second proposal is void");
     };
-    assert!(reason.contains("since version 0"), "{reason}");
+    assert!(reason.text().contains("since version 0"), "{reason}");
+    assert_eq!(reason.code(), Code::RosterVersionSuperseded);
     let r = g.approve(C, p2);
     assert!(
         r.as_ref().unwrap_err().starts_with(&format!(
@@ -524,6 +527,104 @@ fn a_proposal_made_against_a_replaced_roster_is_void() {
         .relay(A, K::Proposal, proposal(0, quorum(pb::QuorumKind::All, 0)))
         .unwrap();
     assert_eq!(g.status(other), ProposalStatus::Open);
+}
+
+/// Regression (issue 22, defect 9): the English of refusals was hashed into the
+/// state digest, so rewording a message changed every node's digest. A void or
+/// refused proposal, a refused departure and an entry set aside are in the views
+/// the digest hashes by their codes alone: their words appear nowhere in them, and
+/// an item reworded hashes as before.
+#[test]
+fn reasons_are_in_the_digest_as_codes_not_words() {
+    let mut g = Gov::new();
+    let delta = g.key(NEW);
+    let sec = g.key(SEC);
+    // Void: two proposals to admit the same key; the first passes.
+    let p1 = g
+        .propose(A, admit("Delta Party", delta, pb::Role::Observer))
+        .unwrap();
+    let p2 = g
+        .propose(B_, admit("Delta Alliance", delta, pb::Role::Member))
+        .unwrap();
+    g.approve(C, p1).unwrap();
+    // Refused: signed elsewhere, it would leave no secretary.
+    let version = g.state.roster().version;
+    let refused = g
+        .relay(
+            A,
+            K::Proposal,
+            proposal(version, set_role(sec, pb::Role::Observer)),
+        )
+        .unwrap();
+    // A departure refused by the fold: B leaves, then C would leave one member.
+    g.publish(B_, K::Leave, pb::Leave::default().encode_to_vec())
+        .unwrap();
+    g.relay(C, K::Leave, pb::Leave::default().encode_to_vec())
+        .unwrap();
+    // Set aside: a body this release refuses, and a kind it does not know.
+    let (kind, body) = accord_core::body::encode(&intention(BALLOT, S::Confirmed, ""));
+    g.relay(A, K::try_from(kind as i32).unwrap(), body).unwrap();
+    let signed = g
+        .alliance
+        .sign_raw(A, 999, b"from a later release".to_vec());
+    let unknown = accept(&g.alliance.charter, &g.state, signed).unwrap();
+    g.apply(unknown);
+
+    let derived = g.state.derived();
+    let json = serde_json::to_string(&derived).unwrap();
+    let mut reasons = Vec::new();
+    for p in [p2, refused] {
+        match g.status(p) {
+            ProposalStatus::Void { reason } | ProposalStatus::Refused { reason } => {
+                reasons.push(reason)
+            }
+            other => panic!("proposal {p} is {}", other.as_str()),
+        }
+    }
+    reasons.extend(g.state.set_aside_entries().map(|a| a.reason.clone()));
+    let codes: Vec<Code> = reasons.iter().map(|r| r.code()).collect();
+    assert_eq!(
+        codes,
+        [
+            Code::RosterVersionSuperseded,
+            Code::NoSecretary,
+            Code::BodyRules,
+            Code::UnknownKind
+        ]
+    );
+    for reason in &reasons {
+        assert!(
+            !json.contains(reason.text()),
+            "{reason} is in the views' JSON"
+        );
+        assert!(
+            json.contains(&format!("\"reason\":\"{}\"", reason.code())),
+            "{} is not in the views' JSON",
+            reason.code()
+        );
+    }
+    assert!(
+        !json.contains("fewer than two members"),
+        "a refused departure's words are in the views' JSON"
+    );
+    assert!(json.contains("\"too-few-members\""));
+    assert_eq!(g.state.digest(), accord_core::state::digest_of(&derived));
+
+    // Reworded, an item hashes as before; another code hashes differently.
+    let view = g.state.roster().proposal(&p2).unwrap().clone();
+    let mut reworded = view.clone();
+    reworded.status = ProposalStatus::Void {
+        reason: Reason::new(Code::RosterVersionSuperseded, "Made against an old roster."),
+    };
+    assert_eq!(item_hash(&reworded), item_hash(&view));
+    reworded.status = ProposalStatus::Void {
+        reason: Reason::new(Code::NameTaken, "Made against an old roster."),
+    };
+    assert_ne!(item_hash(&reworded), item_hash(&view));
+    let aside = g.state.set_aside_entries().next().unwrap().clone();
+    let mut reworded = aside.clone();
+    reworded.reason = Reason::new(aside.reason.code(), "This body breaks a rule.");
+    assert_eq!(item_hash(&reworded), item_hash(&aside));
 }
 
 #[test]
