@@ -459,3 +459,91 @@ fn fork_proof<E>(
         second,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use accord_core::charter::{CharterDoc, CharterMember, CharterSecretary, Rules};
+    use accord_core::{Charter, pb};
+    use prost::Message;
+
+    use super::*;
+    use accord_core::entry::Logs as _;
+
+    fn charter(ids: &[Identity]) -> Charter {
+        let doc = CharterDoc {
+            accord_charter: 1,
+            name: "Batch".into(),
+            members: vec![CharterMember {
+                name: "Member".into(),
+                key: ids[0].public_id(),
+                ec_id: None,
+            }],
+            secretaries: vec![CharterSecretary {
+                name: "Sec".into(),
+                key: ids[1].public_id(),
+            }],
+            rules: Rules::default(),
+        };
+        Charter::from_bytes(doc.to_file_bytes()).unwrap()
+    }
+
+    fn statement(signer: &Identity, charter: &Charter, title: &str) -> DecodedEntry {
+        let body = pb::Statement {
+            title: title.into(),
+            text: "t".into(),
+            cosigners: vec![],
+        };
+        let signed = entry::sign_seeing(
+            signer,
+            charter.id(),
+            None,
+            1_800_000_000_000,
+            pb::EntryKind::Statement as i32,
+            body.encode_to_vec(),
+            &[],
+        );
+        entry::decode(signed, 1 << 20).unwrap()
+    }
+
+    /// Issue 22, defect 3: both sides of a fork in one batch (one peer message)
+    /// keep their proof; the first side is taken, the second refused as a fork.
+    #[test]
+    fn both_sides_of_a_fork_in_one_batch_keep_their_proof() {
+        let ids: Vec<Identity> = (1..=2u8).map(|n| Identity::from_seed([n; 32])).collect();
+        let charter = charter(&ids);
+        let state = State::new(charter.clone());
+        let a = statement(&ids[0], &charter, "side A");
+        let b = statement(&ids[0], &charter, "side B");
+        let entries = vec![a.clone(), b.clone()];
+        let checked = entry::verify_batch(&entries).unwrap();
+        let plan = plan(
+            &state,
+            &mut [],
+            [Request::Ingest { entries, checked }],
+            1_800_000_000_000,
+            |_, _| Ok::<_, String>(None),
+        );
+        assert_eq!(plan.accepted.len(), 1);
+        assert_eq!(plan.forks.len(), 1, "the proof is kept");
+        let proof = &plan.forks[0];
+        assert_eq!((proof.author, proof.seq), (ids[0].public_id(), 1));
+        assert!(
+            accord_core::state::ForkProof::verify(&charter, &proof.first, &proof.second).is_ok()
+        );
+        let (_, stale) = apply(state, &plan);
+        assert!(
+            stale,
+            "the accepted side stops counting: the writer rebuilds"
+        );
+        let rebuilt = rebuild(charter.clone(), plan.forks.clone(), plan.accepted.iter()).unwrap();
+        assert!(rebuilt.frozen().any(|f| f.author == ids[0].public_id()));
+        assert!(
+            rebuilt.head(&ids[0].public_id()).is_none(),
+            "nothing from the fork on"
+        );
+        let Outcome::Many(report) = &plan.outcomes[0] else {
+            panic!("an ingest report");
+        };
+        assert_eq!((report.accepted, report.refused.len()), (1, 1));
+    }
+}

@@ -322,6 +322,135 @@ fn an_organisation_admitted_by_a_majority_publishes_and_counts() {
     assert_eq!(again.roster(), g.state.roster());
 }
 
+/// Issue 22, defect 4: a member proposes admitting a newcomer, another approves, the
+/// newcomer publishes, and then a second entry of the proposer's log at the
+/// proposal's seq turns up. The fork freezes the proposer's log from that seq, but
+/// the admission the alliance relied on (approved by another member) stands, the
+/// newcomer's entries count, and the state rebuilt from the entries and the proof
+/// knows every author, whichever side of the fork a node held and whenever the
+/// proof came.
+#[test]
+fn a_fork_at_an_approved_admission_never_undoes_it() {
+    let mut g = Gov::new();
+    let delta = g.key(NEW);
+    let p = g
+        .propose(A, admit("Delta Party", delta, pb::Role::Member))
+        .unwrap();
+    let proposal = g.entries.last().unwrap().clone();
+    g.approve(B_, p).unwrap();
+    assert!(matches!(g.status(p), ProposalStatus::Passed { .. }));
+    g.intend(NEW).unwrap();
+    // The other side: a statement signed by A at the proposal's seq.
+    g.alliance.unsign(A);
+    let other = {
+        let mut undo = g.alliance.sign_raw(
+            A,
+            K::Statement as i32,
+            pb::Statement {
+                title: "the other side".into(),
+                text: "t".into(),
+                cosigners: vec![],
+            }
+            .encode_to_vec(),
+        );
+        std::mem::take(&mut undo)
+    };
+    let proof = accord_core::state::ForkProof::verify(
+        &g.alliance.charter,
+        &proposal.to_bytes(),
+        &other.encode_to_vec(),
+    )
+    .unwrap();
+    let charter = g.alliance.charter.clone();
+    // The proof after every entry, before the newcomer's, or first of all.
+    let newcomer_entry = g.entries.last().unwrap().clone();
+    let before_newcomer: Vec<VerifiedEntry> = g.entries[..g.entries.len() - 1].to_vec();
+    let mut late = g.state.clone();
+    assert!(
+        late.record_fork(proof.clone()),
+        "applied entries stop counting"
+    );
+    let late = State::from_entries_and_forks(charter.clone(), [proof.clone()], g.entries.iter());
+    // As a node's writer does: a proof that stops applied entries counting means a
+    // rebuild from what is stored.
+    let mut early = State::new(charter.clone());
+    for e in &before_newcomer {
+        early.apply(e);
+    }
+    if early.record_fork(proof.clone()) {
+        early =
+            State::from_entries_and_forks(charter.clone(), [proof.clone()], before_newcomer.iter());
+    }
+    early.apply(&newcomer_entry);
+    if early.views_stale() {
+        early = State::from_entries_and_forks(charter.clone(), [proof.clone()], g.entries.iter());
+    }
+    for state in [&late, &early] {
+        assert!(state.unknown_authors().is_empty());
+        let org = state.roster().organisation(&delta).expect("still admitted");
+        assert!(org.is_active());
+        assert!(matches!(
+            state.roster().proposal(&p).unwrap().status,
+            ProposalStatus::Passed { .. }
+        ));
+        assert_eq!(
+            state
+                .intentions()
+                .into_iter()
+                .map(|v| v.organisation)
+                .collect::<Vec<_>>(),
+            vec![delta],
+            "the newcomer's entry counts"
+        );
+        assert!(
+            state
+                .frozen()
+                .any(|f| f.author == g.key(A) && f.seq == proof.seq)
+        );
+    }
+    assert_eq!(late.digest(), early.digest());
+    // A proposal on a side nobody else approved does not count, but what it names
+    // stays known: a node holding the newcomer's entries still loads.
+    let mut h = Gov::new();
+    let lone = h
+        .propose(A, admit("Delta Party", delta, pb::Role::Member))
+        .unwrap();
+    let lone_entry = h.entries.last().unwrap().clone();
+    h.relay(
+        NEW,
+        K::Statement,
+        pb::Statement {
+            title: "held".into(),
+            text: "t".into(),
+            cosigners: vec![],
+        }
+        .encode_to_vec(),
+    )
+    .unwrap();
+    h.alliance.unsign(A);
+    let other = h.alliance.sign_raw(
+        A,
+        K::Statement as i32,
+        pb::Statement {
+            title: "other".into(),
+            text: "t".into(),
+            cosigners: vec![],
+        }
+        .encode_to_vec(),
+    );
+    let proof = accord_core::state::ForkProof::verify(
+        &h.alliance.charter,
+        &lone_entry.to_bytes(),
+        &other.encode_to_vec(),
+    )
+    .unwrap();
+    let state =
+        State::from_entries_and_forks(h.alliance.charter.clone(), [proof], h.entries.iter());
+    assert!(state.unknown_authors().is_empty());
+    assert!(state.roster().proposal(&lone).is_none());
+    assert!(state.roster().organisation(&delta).is_none());
+}
+
 #[test]
 fn bad_governance_input_is_refused_with_its_reason_and_changes_nothing() {
     let mut g = Gov::new();
