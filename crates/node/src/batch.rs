@@ -467,7 +467,6 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use accord_core::entry::Logs as _;
 
     fn charter(ids: &[Identity]) -> Charter {
         let doc = CharterDoc {
