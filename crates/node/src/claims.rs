@@ -7,8 +7,8 @@
 //! claim any seq. So a claim holds publishing only while it is being backed: for
 //! [`CLAIM_PATIENCE_MS`] after it was first heard, renewed whenever the home log
 //! moves on here (entries of it arriving: signed evidence). A claim that brings no
-//! entry in that time has decayed, and that peer's claims of that log count no more
-//! until the log moves on.
+//! entry in that time has decayed: that peer's claims of that log count no more
+//! until the log reaches what it claimed.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +27,10 @@ struct Claim {
     /// caller's monotonic clock), and the home log's length then.
     since_ms: i64,
     held_then: u64,
+    /// Set once the claim went unbacked for the patience: from then on it counts
+    /// no more (the log moving on, by this node's own entries too, does not revive
+    /// it), until the log reaches it.
+    decayed: bool,
 }
 
 /// For each home identity, what each peer claims to hold of it.
@@ -65,6 +69,7 @@ impl HomeClaims {
                 seq,
                 since_ms: now_ms,
                 held_then: held,
+                decayed: false,
             });
             claim.seq = claim.seq.max(seq);
         }
@@ -90,12 +95,23 @@ impl HomeClaims {
         by_peer.retain(|_, c| c.seq.min(limit) > held);
         let mut longest: Option<Behind> = None;
         for (peer, claim) in by_peer.iter_mut() {
+            if claim.decayed {
+                continue;
+            }
             if held > claim.held_then {
                 // The log moved on: the wait is renewed.
                 claim.held_then = held;
                 claim.since_ms = now_ms;
             }
             if now_ms - claim.since_ms >= CLAIM_PATIENCE_MS {
+                claim.decayed = true;
+                tracing::warn!(
+                    %peer,
+                    %author,
+                    claimed = claim.seq,
+                    held,
+                    "a peer's claim to hold more of this node's own log brought no entry;                      it no longer holds publishing"
+                );
                 continue;
             }
             let theirs = claim.seq.min(limit);
@@ -149,6 +165,11 @@ mod tests {
         assert_eq!(claims.behind(&home, &state, CLAIM_PATIENCE_MS), None);
         claims.note("liar", &[home], [(&home, 3_000_000)], &state, 40_000);
         assert_eq!(claims.behind(&home, &state, 40_001), None);
+        assert_eq!(
+            claims.behind(&home, &state, 100_000),
+            None,
+            "it stays decayed"
+        );
         // Another peer's claim waits on its own.
         claims.note("other", &[home], [(&home, 5)], &state, 40_000);
         assert_eq!(

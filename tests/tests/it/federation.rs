@@ -905,11 +905,15 @@ async fn garbage_on_the_port_is_dropped_and_replication_goes_on() {
     fed.stop_all().await.unwrap();
 }
 
-/// A pinned peer that relays forged and altered entries.
+/// A pinned peer that relays forged and altered entries, and claims whatever
+/// heads and clock it is given.
 struct Mallory {
     alliance: Vec<u8>,
     batch: pb::SyncBatch,
     syncs: Arc<AtomicU64>,
+    heads: Vec<pb::AuthorHead>,
+    /// Its clock's offset from the true time, ms (None: an older release's 0).
+    clock_offset_ms: Option<i64>,
 }
 
 type BatchStream =
@@ -923,10 +927,9 @@ impl Federation for Mallory {
     ) -> Result<tonic::Response<pb::Heads>, tonic::Status> {
         Ok(tonic::Response::new(pb::Heads {
             alliance: self.alliance.clone(),
-            heads: vec![],
+            heads: self.heads.clone(),
             frozen: vec![],
-            // A peer of an older release: no clock reading.
-            now_ms: 0,
+            now_ms: self.clock_offset_ms.map_or(0, |off| now_ms() + off),
         }))
     }
 
@@ -1019,6 +1022,8 @@ async fn a_pinned_peer_relaying_forgeries_is_refused_and_honest_replication_goes
                 alliance: alliance.to_vec(),
                 batch,
                 syncs: syncs.clone(),
+                heads: vec![],
+                clock_offset_ms: None,
             }))
             .serve_with_incoming_shutdown(
                 accord_node::incoming::tls(
@@ -1083,6 +1088,118 @@ async fn a_pinned_peer_relaying_forgeries_is_refused_and_honest_replication_goes
     tokio::time::timeout(Duration::from_secs(10), mallory)
         .await
         .expect("mallory stops")
+        .unwrap()
+        .unwrap();
+}
+
+/// Issue 22, defect 5: a pinned peer claims (an unsigned number) the home
+/// organisation's log at seq 1,000,000 and a clock ten minutes fast, and never
+/// backs the claim with an entry. The claim holds node 0's publishing for at most
+/// `CLAIM_PATIENCE_MS` (30 s), then node 0 publishes while the peer goes on claiming;
+/// the fast clock of one peer of two is a warning, never a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_claiming_a_longer_home_log_holds_publishing_only_while_it_backs_the_claim() {
+    let mut fed = TestFederation::build(FederationSpec::new(2, Topology::Chain))
+        .await
+        .unwrap();
+    let alliance = fed.alliance.charter.id();
+    let home = fed.nodes[0].home.public_id();
+    let claimant_tls = fresh_tls_identity().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let claimant_addr = listener.local_addr().unwrap();
+    let server_config =
+        accord_node::tls::server_config(&claimant_tls, vec![fed.nodes[0].pin]).unwrap();
+    let syncs = Arc::new(AtomicU64::new(0));
+    let (stop_claimant, stopped) = tokio::sync::oneshot::channel::<()>();
+    let claimant = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(FederationServer::new(Mallory {
+                alliance: alliance.to_vec(),
+                batch: pb::SyncBatch::default(),
+                syncs: syncs.clone(),
+                heads: vec![pb::AuthorHead {
+                    author: home.to_vec(),
+                    seq: 1_000_000,
+                    id: vec![7; 32],
+                }],
+                clock_offset_ms: Some(600_000),
+            }))
+            .serve_with_incoming_shutdown(
+                accord_node::incoming::tls(
+                    listener,
+                    server_config,
+                    accord_node::incoming::Caps::new(64, 16),
+                ),
+                async move {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    fed.nodes[0].config.peers.push(Peer {
+        name: "claimant".into(),
+        address: format!("https://{claimant_addr}"),
+        fingerprint: claimant_tls.fingerprint(),
+    });
+    fed.start_all().await.unwrap();
+
+    // The claim is heard, and holds publishing for a while.
+    let mut client = fed.nodes[0].client().unwrap();
+    let author = fed.nodes[0].home.clone();
+    let started = Instant::now();
+    let first_refusal = loop {
+        match publish(
+            &mut client,
+            &author,
+            intention(&ballot(0), S::Considering, ""),
+        )
+        .await
+        {
+            Err(status) if status.message().contains("claimant") => break Instant::now(),
+            Err(status) => panic!("refused for another reason: {status}"),
+            Ok(_) => {
+                assert!(started.elapsed() < CONVERGE, "the claim was never heard");
+                // Published before the claimant was heard: try the next seq.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // Unbacked, it decays: node 0 publishes again while the claimant goes on
+    // claiming (and reading a fast clock), well within twice the patience.
+    let limit = Duration::from_millis(2 * accord_node::claims::CLAIM_PATIENCE_MS as u64);
+    let ack = loop {
+        match publish(
+            &mut client,
+            &author,
+            intention(&ballot(1), S::Considering, ""),
+        )
+        .await
+        {
+            Ok(ack) => break ack,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status}");
+                assert!(status.message().contains("claimant"), "{status}");
+                assert!(first_refusal.elapsed() < limit, "still refused: {status}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    assert!(ack.seq >= 1);
+    let status = status_of(&fed.nodes[0]).await;
+    assert!(status.clock_problem.is_empty(), "{}", status.clock_problem);
+    // And stays free: the claimant's next claims count no more.
+    publish(
+        &mut client,
+        &author,
+        intention(&ballot(2), S::Considering, ""),
+    )
+    .await
+    .unwrap();
+
+    fed.stop_all().await.unwrap();
+    let _ = stop_claimant.send(());
+    tokio::time::timeout(Duration::from_secs(10), claimant)
+        .await
+        .expect("the claimant stops")
         .unwrap()
         .unwrap();
 }
