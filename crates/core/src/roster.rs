@@ -687,6 +687,14 @@ impl Known {
 /// signer had already seen. A cycle (which only a signer claiming to have seen
 /// entries not yet made can cause) is broken by the same order.
 pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<&GovEntry> {
+    causal_order_timed(entries).into_iter().map(|(e, _)| e).collect()
+}
+
+/// [`causal_order`], with each entry's effective time: the latest of its own
+/// timestamp and the effective times of the entries it came after. An entry
+/// stamped before what its signer had already seen takes effect no earlier than
+/// that: its stamp cannot carry it back across a deadline.
+pub fn causal_order_timed(entries: Vec<&GovEntry>) -> Vec<(&GovEntry, i64)> {
     use std::cmp::Reverse;
     use std::collections::{BinaryHeap, HashMap};
 
@@ -712,6 +720,7 @@ pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<&GovEntry> {
     };
     let mut waits_for = vec![0usize; entries.len()];
     let mut then: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
     for (i, e) in entries.iter().enumerate() {
         let mut before: Vec<usize> = Vec::new();
         if let Some(j) = e
@@ -738,6 +747,7 @@ pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<&GovEntry> {
         for j in before.into_iter().filter(|j| *j != i) {
             waits_for[i] += 1;
             then[j].push(i);
+            deps[i].push(j);
         }
     }
     let mut ready: BinaryHeap<Reverse<(Tie, usize)>> = entries
@@ -747,6 +757,7 @@ pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<&GovEntry> {
         .map(|(i, e)| Reverse((key(e), i)))
         .collect();
     let mut done = vec![false; entries.len()];
+    let mut effective = vec![i64::MIN; entries.len()];
     let mut order = Vec::with_capacity(entries.len());
     while order.len() < entries.len() {
         let next = match ready.pop() {
@@ -759,7 +770,13 @@ pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<&GovEntry> {
                 .expect("entries are left"),
         };
         done[next] = true;
-        order.push(entries[next]);
+        // Dependencies not yet done (a cycle) do not count.
+        effective[next] = deps[next]
+            .iter()
+            .filter(|j| done[**j])
+            .map(|j| effective[*j])
+            .fold(entries[next].timestamp_ms, i64::max);
+        order.push((entries[next], effective[next]));
         for &k in &then[next] {
             waits_for[k] = waits_for[k].saturating_sub(1);
             if waits_for[k] == 0 && !done[k] {
@@ -772,6 +789,9 @@ pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<&GovEntry> {
 
 /// A deadline in the fold: when, what kind (lapse or lazy pass), which proposal.
 type Deadline = (i64, u8, EntryId);
+
+/// Most extra passes of the fold that leave out entries past the cuts it found.
+const MAX_CUT_PASSES: usize = 4;
 const LAZY: u8 = 0;
 const LAPSE: u8 = 1;
 
@@ -794,6 +814,11 @@ pub struct Roster {
     history: Vec<(u64, Vec<Subject>, EntryId)>,
     #[serde(skip)]
     deadlines: BTreeSet<Deadline>,
+    /// Deadlines the fold passed that not every member of their electorate had
+    /// witnessed: each is reached, at its place, by the fold after its last
+    /// witness arrives.
+    #[serde(skip)]
+    pending: BTreeSet<Deadline>,
     /// Departures refused by the fold (they would leave no secretary or fewer than
     /// two members): (author, seq, why).
     refused_departures: Vec<(PublicId, u64, Reason)>,
@@ -836,31 +861,94 @@ impl Roster {
             proposals: BTreeMap::new(),
             history: Vec::new(),
             deadlines: BTreeSet::new(),
+            pending: BTreeSet::new(),
             refused_departures: Vec::new(),
         }
     }
 
     /// The roster of the charter and `entries`, given in any order: they are folded
-    /// in causal order ([`causal_order`]); deadlines count as reached when
-    /// `witness_ms` (the latest timestamp of any entry held) is past them.
+    /// in causal order ([`causal_order`]). `witness(log)` is the timestamp of the
+    /// head entry of `log` held (`i64::MIN`: none).
+    ///
+    /// Two rules make every fate a function of the set of entries that no entry
+    /// arriving later can overturn (ARCHITECTURE.md, "Rules that hold against a
+    /// hostile member"):
+    /// - a deadline (a lapse, or a lazy pass) is reached only once every active
+    ///   member of the proposal's electorate holds a log entry stamped at or after
+    ///   it: a member's later entries are stamped no earlier than its head, so no
+    ///   vote before the deadline can come from it any more; until then the
+    ///   proposal stays open, and an approval stamped at or after its lapse counts
+    ///   for nothing;
+    /// - an organisation's entries past its cut (a removal, a departure, or a
+    ///   recovery's end of an old log) count nowhere, wherever they fall in the
+    ///   order: the fold is run again with them left out until the cuts it finds
+    ///   are the cuts it left out (at most a few passes; one without any cut).
     pub fn fold<'a>(
         charter: &Charter,
         entries: impl IntoIterator<Item = &'a GovEntry>,
-        witness_ms: i64,
+        witness: &dyn Fn(&PublicId) -> i64,
     ) -> Self {
-        let mut roster = Self::from_charter(charter);
-        for entry in causal_order(entries.into_iter().collect()) {
-            roster.run_deadlines(entry.timestamp_ms);
-            roster.step(entry);
+        let order = causal_order_timed(entries.into_iter().collect());
+        let mut cuts: BTreeMap<PublicId, u64> = BTreeMap::new();
+        let mut roster = Self::fold_once(charter, &order, &cuts, witness);
+        for _ in 0..MAX_CUT_PASSES {
+            let found = roster.cuts();
+            if found == cuts {
+                break;
+            }
+            cuts = found;
+            roster = Self::fold_once(charter, &order, &cuts, witness);
         }
-        roster.run_deadlines(witness_ms);
         roster
     }
 
-    /// The earliest deadline not yet reached: once an entry is stamped after it,
-    /// the roster must be folded again.
+    fn fold_once(
+        charter: &Charter,
+        order: &[(&GovEntry, i64)],
+        cuts: &BTreeMap<PublicId, u64>,
+        witness: &dyn Fn(&PublicId) -> i64,
+    ) -> Self {
+        let mut roster = Self::from_charter(charter);
+        for (entry, effective_ms) in order {
+            if cuts.get(&entry.author).is_some_and(|cut| entry.seq > *cut) {
+                continue;
+            }
+            roster.run_deadlines(*effective_ms, witness);
+            roster.step(entry, *effective_ms);
+        }
+        roster.run_deadlines(i64::MAX, witness);
+        roster
+    }
+
+    /// Every log's cut: the last seq of it that counts.
+    fn cuts(&self) -> BTreeMap<PublicId, u64> {
+        let mut cuts = BTreeMap::new();
+        for org in self.organisations.values() {
+            for log in org.logs() {
+                if let Some((_, _, Some(cut))) = self.place(&log) {
+                    cuts.insert(log, cut);
+                }
+            }
+        }
+        cuts
+    }
+
+    /// Whether a deadline still to be reached falls in `(after, until]`: an entry
+    /// that moves a log's head across it may reach it, and the roster must be
+    /// folded again.
+    pub fn deadline_between(&self, after: i64, until: i64) -> bool {
+        if until <= after {
+            return false;
+        }
+        self.pending
+            .range((after.saturating_add(1), 0, EntryId::from_bytes([0; 32]))..)
+            .next()
+            .is_some_and(|d| d.0 <= until)
+    }
+
+    /// The earliest deadline passed but not yet reached.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.deadlines.first().map(|d| d.0)
+        self.pending.first().map(|d| d.0)
     }
 
     pub fn organisations(&self) -> impl Iterator<Item = &Organisation> {
@@ -1042,6 +1130,7 @@ impl Roster {
             proposals: BTreeMap::new(),
             history: Vec::new(),
             deadlines: BTreeSet::new(),
+            pending: BTreeSet::new(),
             refused_departures: Vec::new(),
         }
     }
@@ -1199,7 +1288,11 @@ impl Roster {
         )
     }
 
-    fn run_deadlines(&mut self, before_ms: i64) {
+    /// Judges each deadline before `before_ms`, once, at its place in the fold: one
+    /// every active member of its proposal's electorate has witnessed is reached;
+    /// one they have not stays pending (a later fold reaches it at the same place,
+    /// once its witnesses are held: [`Roster::deadline_between`]).
+    fn run_deadlines(&mut self, before_ms: i64, witness: &dyn Fn(&PublicId) -> i64) {
         while let Some(&deadline) = self.deadlines.first() {
             if deadline.0 >= before_ms {
                 break;
@@ -1212,6 +1305,10 @@ impl Roster {
             if p.status != ProposalStatus::Open {
                 continue;
             }
+            if !self.witnessed(&p.electorate, at_ms, witness) {
+                self.pending.insert(deadline);
+                continue;
+            }
             if kind == LAPSE {
                 self.proposals.get_mut(&id).expect("present").status =
                     ProposalStatus::Lapsed { at_ms };
@@ -1221,7 +1318,23 @@ impl Roster {
         }
     }
 
-    fn step(&mut self, entry: &GovEntry) {
+    /// Whether every member of `electorate` still active holds, in one of its
+    /// logs, an entry stamped at or after `at_ms`.
+    fn witnessed(
+        &self,
+        electorate: &[PublicId],
+        at_ms: i64,
+        witness: &dyn Fn(&PublicId) -> i64,
+    ) -> bool {
+        electorate.iter().all(|key| {
+            self.organisations
+                .get(key)
+                .filter(|o| o.is_active())
+                .is_none_or(|o| o.logs().any(|log| witness(&log) >= at_ms))
+        })
+    }
+
+    fn step(&mut self, entry: &GovEntry, effective_ms: i64) {
         let Some(org) = self.standing(&entry.author, entry.seq) else {
             return;
         };
@@ -1245,7 +1358,10 @@ impl Roster {
                 let Some(p) = self.proposals.get_mut(id) else {
                     return;
                 };
+                // A vote stamped at or after the lapse counts for nothing, even
+                // while the lapse waits for its witnesses.
                 if p.status != ProposalStatus::Open
+                    || effective_ms >= p.lapses_ms
                     || !p.electorate.contains(&who)
                     || p.approvals.contains(&who)
                     || p.objections.contains(&who)

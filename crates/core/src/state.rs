@@ -338,8 +338,6 @@ pub struct State {
     /// fork's seq on are never applied): one that another author approved keeps
     /// counting, since the alliance relied on it (see [`State::record_fork`]).
     forked_proposals: OrdMap<EntryId, GovEntry>,
-    /// The latest timestamp of any entry applied: deadlines before it are reached.
-    witness_ms: i64,
     /// Every key the charter or a proposal names (grows only).
     known: Arc<Known>,
     /// The roster folded from `governance`.
@@ -381,7 +379,6 @@ impl State {
     pub fn new(charter: Charter) -> Self {
         Self {
             governance: OrdMap::new(),
-            witness_ms: i64::MIN,
             forked_proposals: OrdMap::new(),
             known: Arc::new(Known::from_charter(&charter)),
             roster: Arc::new(Roster::from_charter(&charter)),
@@ -622,7 +619,9 @@ impl State {
     /// whose entries were applied.
     fn refold(&mut self) {
         let before = self.roster.counting();
-        let mut roster = Roster::fold(&self.charter, self.folded(), self.witness_ms);
+        let logs = &self.logs;
+        let witness = |log: &PublicId| logs.get(log).map_or(i64::MIN, |l| l.head_timestamp_ms);
+        let mut roster = Roster::fold(&self.charter, self.folded(), &witness);
         for (author, log) in self.logs.iter().filter(|(_, l)| !l.keys.is_empty()) {
             roster.set_keys(author, &key_history(author, log));
         }
@@ -701,20 +700,16 @@ impl State {
             "entries of an author are applied in log order"
         );
         log.ids.push_back(entry.id());
-        log.head_timestamp_ms = entry.timestamp_ms();
+        let previous_ms = std::mem::replace(&mut log.head_timestamp_ms, entry.timestamp_ms());
         if let Some(key) = entry.rotates_to() {
             log.keys.push_back((entry.seq() + 1, key));
         }
         self.entries += 1;
         let seen = self.see(entry);
-        let mut refold = false;
-        if entry.timestamp_ms() > self.witness_ms {
-            self.witness_ms = entry.timestamp_ms();
-            refold = self
-                .roster
-                .next_deadline()
-                .is_some_and(|d| d < self.witness_ms);
-        }
+        // A log's head moving past a pending deadline may be its last witness.
+        let mut refold = self
+            .roster
+            .deadline_between(previous_ms, entry.timestamp_ms());
         if let Ok(body) = entry.body()
             && let Some(action) = body.governance()
         {

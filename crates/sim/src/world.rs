@@ -1582,8 +1582,9 @@ impl World {
             ) {
                 Ok(rebuilt) => {
                     if rebuilt.digest() != node.state.digest() {
+                        let diff = differences(&rebuilt, &node.state);
                         self.violation(format!(
-                            "node {n}: the state rebuilt from its store differs from its incremental state"
+                            "node {n}: the state rebuilt from its store differs from its incremental state: {diff}"
                         ));
                     }
                 }
@@ -1700,4 +1701,35 @@ impl World {
             }
         }
     }
+}
+
+/// The first differences between two states' views, for a failure's message.
+fn differences(a: &State, b: &State) -> String {
+    let (a, b) = (a.derived(), b.derived());
+    let mut out = Vec::new();
+    let pairs = [
+        ("heads", serde_json(&a.heads), serde_json(&b.heads)),
+        ("forks", serde_json(&a.forks), serde_json(&b.forks)),
+        ("intentions", serde_json(&a.intentions), serde_json(&b.intentions)),
+        ("statements", serde_json(&a.statements), serde_json(&b.statements)),
+        ("events", serde_json(&a.events), serde_json(&b.events)),
+        ("set_aside", serde_json(&a.set_aside), serde_json(&b.set_aside)),
+        ("roster", serde_json(&a.roster), serde_json(&b.roster)),
+    ];
+    for (name, x, y) in pairs {
+        if x != y {
+            let at = x.bytes().zip(y.bytes()).position(|(p, q)| p != q).unwrap_or(0);
+            let from = at.saturating_sub(120);
+            out.push(format!(
+                "{name} differ at byte {at}: …{}… vs …{}…",
+                x.get(from..(at + 200).min(x.len())).unwrap_or(""),
+                y.get(from..(at + 200).min(y.len())).unwrap_or("")
+            ));
+        }
+    }
+    out.join("; ")
+}
+
+fn serde_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }

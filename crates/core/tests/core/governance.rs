@@ -451,6 +451,90 @@ fn a_fork_at_an_approved_admission_never_undoes_it() {
     assert!(state.roster().organisation(&delta).is_none());
 }
 
+/// Issue 22, defect 1: backdating cannot beat a deadline. A member cut off from
+/// the others signs an approval stamped before the lapse, after the others'
+/// entries stamped past it. No node had shown the proposal lapsed (the cut-off
+/// member had not witnessed the deadline), so the vote overturns nothing; and once
+/// that member's own log is past the deadline, nothing it signs can count.
+#[test]
+fn a_vote_stamped_before_a_lapse_overturns_no_fate_a_node_has_shown() {
+    let mut g = Gov::new();
+    let delta = g.key(NEW);
+    // All three members must approve.
+    let q = g.propose(A, quorum(pb::QuorumKind::All, 0)).unwrap();
+    g.approve(B_, q).unwrap();
+    let p = g
+        .propose(A, admit("Delta Party", delta, pb::Role::Member))
+        .unwrap();
+    g.approve(B_, p).unwrap();
+    let lapse = g.state.roster().proposal(&p).unwrap().lapses_ms;
+    // A and B publish past the lapse; C, cut off, has not.
+    g.alliance.clock_ms = lapse + DAY_MS;
+    g.intend(A).unwrap();
+    g.intend(B_).unwrap();
+    assert_eq!(
+        g.status(p),
+        ProposalStatus::Open,
+        "C has not witnessed the lapse"
+    );
+    // C's approval, stamped before the lapse, relayed from its own node.
+    g.alliance.clock_ms = lapse - 60_000;
+    g.relay(C, K::Approval, approval(p)).unwrap();
+    assert!(matches!(g.status(p), ProposalStatus::Passed { .. }));
+    let again = State::from_entries(g.alliance.charter.clone(), g.entries.iter().rev());
+    assert_eq!(again.roster(), g.state.roster());
+
+    // Another proposal, and C's approval stamped after its lapse: it counts for
+    // nothing, and witnesses the lapse.
+    let gamma = g.key(NEW2);
+    let p2 = g
+        .propose(A, admit("Epsilon", gamma, pb::Role::Member))
+        .unwrap();
+    g.approve(B_, p2).unwrap();
+    let lapse2 = g.state.roster().proposal(&p2).unwrap().lapses_ms;
+    g.alliance.clock_ms = lapse2 + 1_000;
+    g.relay(C, K::Approval, approval(p2)).unwrap();
+    assert_eq!(
+        g.status(p2),
+        ProposalStatus::Open,
+        "A, B and Delta have not witnessed it"
+    );
+    g.intend(A).unwrap();
+    g.intend(B_).unwrap();
+    g.intend(NEW).unwrap();
+    assert_eq!(g.status(p2), ProposalStatus::Lapsed { at_ms: lapse2 });
+}
+
+/// Issue 22, defect 2: an approval a removed member signed past its cut counts
+/// nowhere, even stamped before the removal took effect.
+#[test]
+fn a_removed_members_vote_past_its_cut_counts_nowhere() {
+    let mut g = Gov::new();
+    let delta = g.key(NEW);
+    // Remove C, its log counting up to its seq 1.
+    g.intend(C).unwrap();
+    let cut = 1;
+    let r = g.propose(A, remove(g.key(C), cut)).unwrap();
+    // A proposal that needs one more approval than A's own.
+    let p = g
+        .propose(A, admit("Delta Party", delta, pb::Role::Member))
+        .unwrap();
+    let made = g.entries.last().unwrap().timestamp_ms();
+    g.approve(B_, r).unwrap();
+    assert!(matches!(g.status(r), ProposalStatus::Passed { .. }));
+    // C, cut off, approves: seq 2 of its log, stamped before the removal passed.
+    g.alliance.clock_ms = made + 1;
+    g.relay(C, K::Approval, approval(p)).unwrap();
+    assert_eq!(
+        g.status(p),
+        ProposalStatus::Open,
+        "C's vote past its cut counts nowhere"
+    );
+    let again = State::from_entries(g.alliance.charter.clone(), g.entries.iter().rev());
+    assert_eq!(again.roster(), g.state.roster());
+    assert_eq!(again.digest(), g.state.digest());
+}
+
 #[test]
 fn bad_governance_input_is_refused_with_its_reason_and_changes_nothing() {
     let mut g = Gov::new();
@@ -520,8 +604,12 @@ fn bad_governance_input_is_refused_with_its_reason_and_changes_nothing() {
         r,
         &format!("proposal {p} lapsed at {lapse} (14 days after it was made); propose it again"),
     );
-    // Once any entry is stamped after the deadline, the roster shows it lapsed.
+    // It lapses once every member of its electorate holds an entry stamped after
+    // the deadline: none of them can vote before it any more.
     g.intend(A).unwrap();
+    g.intend(B_).unwrap();
+    assert_eq!(g.status(p), ProposalStatus::Open, "C has not witnessed it");
+    g.intend(C).unwrap();
     assert_eq!(g.status(p), ProposalStatus::Lapsed { at_ms: lapse });
     let r = g.approve(B_, p);
     check(
@@ -773,7 +861,12 @@ fn lazy_consensus_passes_after_its_days_unless_a_member_objects() {
     g.alliance.clock_ms += 2 * DAY_MS;
     // No entry is stamped after the deadline yet: still open, whatever the clock.
     assert_eq!(g.status(p), ProposalStatus::Open);
+    // One member's entry after it is not enough: another could still object in
+    // time.
     g.intend(B_).unwrap();
+    assert_eq!(g.status(p), ProposalStatus::Open);
+    g.intend(A).unwrap();
+    g.intend(C).unwrap();
     assert_eq!(
         g.status(p),
         ProposalStatus::Passed {
