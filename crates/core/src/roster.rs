@@ -687,7 +687,10 @@ impl Known {
 /// signer had already seen. A cycle (which only a signer claiming to have seen
 /// entries not yet made can cause) is broken by the same order.
 pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<&GovEntry> {
-    causal_order_timed(entries).into_iter().map(|(e, _)| e).collect()
+    causal_order_timed(entries)
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect()
 }
 
 /// [`causal_order`], with each entry's effective time: the latest of its own

@@ -461,14 +461,15 @@ fn fork_proof<E>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use accord_core::charter::{CharterDoc, CharterMember, CharterSecretary, Rules};
     use accord_core::{Charter, pb};
     use prost::Message;
 
     use super::*;
 
-    fn charter(ids: &[Identity]) -> Charter {
+    /// A charter of one member (`ids[0]`) and one secretary (`ids[1]`).
+    pub(crate) fn charter(ids: &[Identity]) -> Charter {
         let doc = CharterDoc {
             accord_charter: 1,
             name: "Batch".into(),

@@ -125,28 +125,13 @@ impl HomeClaims {
 
 #[cfg(test)]
 mod tests {
-    use accord_core::charter::{CharterDoc, CharterMember, CharterSecretary, Rules};
-    use accord_core::{Charter, Identity};
+    use accord_core::Identity;
 
     use super::*;
 
     fn alliance() -> (State, PublicId) {
         let ids: Vec<Identity> = (1..=2u8).map(|n| Identity::from_seed([n; 32])).collect();
-        let doc = CharterDoc {
-            accord_charter: 1,
-            name: "Claims".into(),
-            members: vec![CharterMember {
-                name: "Home".into(),
-                key: ids[0].public_id(),
-                ec_id: None,
-            }],
-            secretaries: vec![CharterSecretary {
-                name: "Sec".into(),
-                key: ids[1].public_id(),
-            }],
-            rules: Rules::default(),
-        };
-        let charter = Charter::from_bytes(doc.to_file_bytes()).unwrap();
+        let charter = crate::batch::tests::charter(&ids);
         (State::new(charter), ids[0].public_id())
     }
 

@@ -764,52 +764,39 @@ impl World {
 
     /// A fate an honest node showed as final must never change on any honest node.
     fn watch_fates(&mut self, node: usize) {
-        let shown: Vec<(EntryId, &'static str)> = self.nodes[node]
+        let fates: Vec<(EntryId, Option<&'static str>)> = self.nodes[node]
             .state
             .roster()
             .proposals()
-            .filter(|p| p.status != ProposalStatus::Open)
-            .map(|p| (p.id, p.status.as_str()))
+            .map(|p| {
+                (
+                    p.id,
+                    (p.status != ProposalStatus::Open).then(|| p.status.as_str()),
+                )
+            })
             .collect();
-        let open: Vec<EntryId> = self.nodes[node]
-            .state
-            .roster()
-            .proposals()
-            .filter(|p| p.status == ProposalStatus::Open)
-            .map(|p| p.id)
-            .collect();
-        for (id, fate) in shown {
-            match self.fates.get(&id) {
+        let now = self.now - EPOCH_MS;
+        for (id, fate) in fates {
+            let Some(fate) = fate else {
+                if let Some(fate) = self.shown.get(&(node, id)).copied() {
+                    self.violation(format!(
+                        "proposal {id} was {fate} on node {node} and is open again there (t={now})"
+                    ));
+                }
+                continue;
+            };
+            match self.fates.get(&id).copied() {
                 None => {
                     self.fates.insert(id, (fate, node, self.now));
                 }
-                Some((first, by, at)) if *first != fate => {
-                    let (first, by, at) = (*first, *by, *at);
+                Some((first, by, at)) if first != fate => {
                     self.violation(format!(
-                        "proposal {id} was {first} on node {by} (t={}) and is {fate} on node {node} (t={})",
-                        at - EPOCH_MS,
-                        self.now - EPOCH_MS
+                        "proposal {id} was {first} on node {by} (t={}) and is {fate} on node {node} (t={now})",
+                        at - EPOCH_MS
                     ));
                 }
                 Some(_) => {}
             }
-        }
-        for id in open {
-            if let Some(fate) = self.shown.get(&(node, id)).copied() {
-                self.violation(format!(
-                    "proposal {id} was {fate} on node {node} and is open again there (t={})",
-                    self.now - EPOCH_MS
-                ));
-            }
-        }
-        let finals: Vec<(EntryId, &'static str)> = self.nodes[node]
-            .state
-            .roster()
-            .proposals()
-            .filter(|p| p.status != ProposalStatus::Open)
-            .map(|p| (p.id, p.status.as_str()))
-            .collect();
-        for (id, fate) in finals {
             self.shown.insert((node, id), fate);
         }
     }
@@ -1710,15 +1697,31 @@ fn differences(a: &State, b: &State) -> String {
     let pairs = [
         ("heads", serde_json(&a.heads), serde_json(&b.heads)),
         ("forks", serde_json(&a.forks), serde_json(&b.forks)),
-        ("intentions", serde_json(&a.intentions), serde_json(&b.intentions)),
-        ("statements", serde_json(&a.statements), serde_json(&b.statements)),
+        (
+            "intentions",
+            serde_json(&a.intentions),
+            serde_json(&b.intentions),
+        ),
+        (
+            "statements",
+            serde_json(&a.statements),
+            serde_json(&b.statements),
+        ),
         ("events", serde_json(&a.events), serde_json(&b.events)),
-        ("set_aside", serde_json(&a.set_aside), serde_json(&b.set_aside)),
+        (
+            "set_aside",
+            serde_json(&a.set_aside),
+            serde_json(&b.set_aside),
+        ),
         ("roster", serde_json(&a.roster), serde_json(&b.roster)),
     ];
     for (name, x, y) in pairs {
         if x != y {
-            let at = x.bytes().zip(y.bytes()).position(|(p, q)| p != q).unwrap_or(0);
+            let at = x
+                .bytes()
+                .zip(y.bytes())
+                .position(|(p, q)| p != q)
+                .unwrap_or(0);
             let from = at.saturating_sub(120);
             out.push(format!(
                 "{name} differ at byte {at}: …{}… vs …{}…",

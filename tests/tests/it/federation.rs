@@ -949,6 +949,54 @@ impl Federation for Mallory {
     }
 }
 
+/// A [`Mallory`] serving over TLS with its own certificate, pinned by node 0 as
+/// peer `name` (before the federation starts).
+struct RunningMallory {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Mallory {
+    async fn serve_to(self, fed: &mut TestFederation, name: &str) -> RunningMallory {
+        let tls = fresh_tls_identity().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server_config = accord_node::tls::server_config(&tls, vec![fed.nodes[0].pin]).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(FederationServer::new(self))
+                .serve_with_incoming_shutdown(
+                    accord_node::incoming::tls(
+                        listener,
+                        server_config,
+                        accord_node::incoming::Caps::new(64, 16),
+                    ),
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ),
+        );
+        fed.nodes[0].config.peers.push(Peer {
+            name: name.into(),
+            address: format!("https://{addr}"),
+            fingerprint: tls.fingerprint(),
+        });
+        RunningMallory { stop, task }
+    }
+}
+
+impl RunningMallory {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the peer stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinned_peer_relaying_forgeries_is_refused_and_honest_replication_goes_on() {
     let mut fed = TestFederation::build(FederationSpec::new(2, Topology::Chain).members(3))
@@ -1009,38 +1057,16 @@ async fn a_pinned_peer_relaying_forgeries_is_refused_and_honest_replication_goes
     };
 
     // Mallory: a Federation server over TLS with its own certificate, pinning node 0.
-    let mallory_tls = fresh_tls_identity().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mallory_addr = listener.local_addr().unwrap();
-    let server_config =
-        accord_node::tls::server_config(&mallory_tls, vec![fed.nodes[0].pin]).unwrap();
     let syncs = Arc::new(AtomicU64::new(0));
-    let (stop_mallory, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mallory = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(FederationServer::new(Mallory {
-                alliance: alliance.to_vec(),
-                batch,
-                syncs: syncs.clone(),
-                heads: vec![],
-                clock_offset_ms: None,
-            }))
-            .serve_with_incoming_shutdown(
-                accord_node::incoming::tls(
-                    listener,
-                    server_config,
-                    accord_node::incoming::Caps::new(64, 16),
-                ),
-                async move {
-                    let _ = stopped.await;
-                },
-            ),
-    );
-    fed.nodes[0].config.peers.push(Peer {
-        name: "mallory".into(),
-        address: format!("https://{mallory_addr}"),
-        fingerprint: mallory_tls.fingerprint(),
-    });
+    let mallory = Mallory {
+        alliance: alliance.to_vec(),
+        batch,
+        syncs: syncs.clone(),
+        heads: vec![],
+        clock_offset_ms: None,
+    }
+    .serve_to(&mut fed, "mallory")
+    .await;
     fed.start_all().await.unwrap();
 
     publish_on(&fed.nodes[1], &ballot(0), S::Considering).await;
@@ -1084,12 +1110,7 @@ async fn a_pinned_peer_relaying_forgeries_is_refused_and_honest_replication_goes
     assert_eq!(honest_peer.refused, 0, "{honest_peer:?}");
 
     fed.stop_all().await.unwrap();
-    let _ = stop_mallory.send(());
-    tokio::time::timeout(Duration::from_secs(10), mallory)
-        .await
-        .expect("mallory stops")
-        .unwrap()
-        .unwrap();
+    mallory.stop().await;
 }
 
 /// Issue 22, defect 5: a pinned peer claims (an unsigned number) the home
@@ -1104,42 +1125,19 @@ async fn a_peer_claiming_a_longer_home_log_holds_publishing_only_while_it_backs_
         .unwrap();
     let alliance = fed.alliance.charter.id();
     let home = fed.nodes[0].home.public_id();
-    let claimant_tls = fresh_tls_identity().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let claimant_addr = listener.local_addr().unwrap();
-    let server_config =
-        accord_node::tls::server_config(&claimant_tls, vec![fed.nodes[0].pin]).unwrap();
-    let syncs = Arc::new(AtomicU64::new(0));
-    let (stop_claimant, stopped) = tokio::sync::oneshot::channel::<()>();
-    let claimant = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(FederationServer::new(Mallory {
-                alliance: alliance.to_vec(),
-                batch: pb::SyncBatch::default(),
-                syncs: syncs.clone(),
-                heads: vec![pb::AuthorHead {
-                    author: home.to_vec(),
-                    seq: 1_000_000,
-                    id: vec![7; 32],
-                }],
-                clock_offset_ms: Some(600_000),
-            }))
-            .serve_with_incoming_shutdown(
-                accord_node::incoming::tls(
-                    listener,
-                    server_config,
-                    accord_node::incoming::Caps::new(64, 16),
-                ),
-                async move {
-                    let _ = stopped.await;
-                },
-            ),
-    );
-    fed.nodes[0].config.peers.push(Peer {
-        name: "claimant".into(),
-        address: format!("https://{claimant_addr}"),
-        fingerprint: claimant_tls.fingerprint(),
-    });
+    let claimant = Mallory {
+        alliance: alliance.to_vec(),
+        batch: pb::SyncBatch::default(),
+        syncs: Arc::new(AtomicU64::new(0)),
+        heads: vec![pb::AuthorHead {
+            author: home.to_vec(),
+            seq: 1_000_000,
+            id: vec![7; 32],
+        }],
+        clock_offset_ms: Some(600_000),
+    }
+    .serve_to(&mut fed, "claimant")
+    .await;
     fed.start_all().await.unwrap();
 
     // The claim is heard, and holds publishing for a while.
@@ -1196,12 +1194,7 @@ async fn a_peer_claiming_a_longer_home_log_holds_publishing_only_while_it_backs_
     .unwrap();
 
     fed.stop_all().await.unwrap();
-    let _ = stop_claimant.send(());
-    tokio::time::timeout(Duration::from_secs(10), claimant)
-        .await
-        .expect("the claimant stops")
-        .unwrap()
-        .unwrap();
+    claimant.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
