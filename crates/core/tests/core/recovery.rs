@@ -273,3 +273,54 @@ fn recoveries_that_cannot_be_made_are_refused_and_change_nothing() {
         ProposalStatus::Void { .. }
     ));
 }
+
+/// Issue 22, defect 6: after a recovery, an event's version in the replaced log
+/// and its version in the new log leave the same state whichever arrives first,
+/// applied one at a time as a node's writer applies them (rebuilding when the
+/// roster changes what counts).
+#[test]
+fn an_events_versions_in_the_old_and_new_logs_give_one_state_in_any_order() {
+    use pb::publish_request::Body as B;
+    let mut n = Net::new();
+    let version = |title: &str| {
+        let mut e = event("u1", "2027-05-01T10:00", "2027-05-01T11:00", "Hall", "");
+        e.title = title.into();
+        let (kind, body) = accord_core::body::encode(&B::Event(e));
+        (K::try_from(kind as i32).unwrap(), body)
+    };
+    let (kind, body) = version("from the old log");
+    n.publish(C, kind, body).unwrap();
+    let p = n.propose_recovery(A, 1).unwrap();
+    n.approve(B_, p).unwrap();
+    let (kind, body) = version("from the new log");
+    n.publish(NEW_KEY, kind, body).unwrap();
+    let set = State::from_entries(n.alliance.charter.clone(), n.entries.iter());
+    assert_eq!(set.digest(), n.state.digest());
+    // Every order that keeps each log in seq order: the old log's version first,
+    // or after the new log's.
+    let old = n.entries[0].clone();
+    let rest: Vec<_> = n.entries[1..].to_vec();
+    for at in 0..=rest.len() {
+        let mut order = rest.clone();
+        order.insert(at, old.clone());
+        let mut state = State::new(n.alliance.charter.clone());
+        let mut applied = Vec::new();
+        for e in &order {
+            state.apply(e);
+            applied.push(e.clone());
+            if state.views_stale() {
+                state = State::from_entries(n.alliance.charter.clone(), applied.iter());
+            }
+        }
+        assert_eq!(
+            state.events(),
+            set.events(),
+            "the old log's version applied at {at}"
+        );
+        assert_eq!(
+            state.digest(),
+            set.digest(),
+            "the old log's version applied at {at}"
+        );
+    }
+}
