@@ -618,13 +618,36 @@ impl State {
     /// past a deadline; marks the views stale if what counts changed for an author
     /// whose entries were applied.
     fn refold(&mut self) {
-        let before = self.roster.counting();
         let logs = &self.logs;
         let witness = |log: &PublicId| logs.get(log).map_or(i64::MIN, |l| l.head_timestamp_ms);
         let mut roster = Roster::fold(&self.charter, self.folded(), &witness);
         for (author, log) in self.logs.iter().filter(|(_, l)| !l.keys.is_empty()) {
             roster.set_keys(author, &key_history(author, log));
         }
+        self.install(roster);
+    }
+
+    /// Folds governance entry `entry` in: appended to the roster when that gives
+    /// the same as a whole fold ([`Roster::append`]), else by folding again.
+    fn fold_in(&mut self, entry: &GovEntry) {
+        let relied_on = matches!(&entry.action,
+            Action::Approve(id) if self.forked_proposals.contains_key(id));
+        if !relied_on {
+            let logs = &self.logs;
+            let witness = |log: &PublicId| logs.get(log).map_or(i64::MIN, |l| l.head_timestamp_ms);
+            let mut roster = (*self.roster).clone();
+            if roster.append(entry, &witness) {
+                self.install(roster);
+                return;
+            }
+        }
+        self.refold();
+    }
+
+    /// Makes `roster` the state's, marking the views stale if what counts changed
+    /// for an author whose entries were applied.
+    fn install(&mut self, roster: Roster) {
+        let before = self.roster.counting();
         if self.pinned.is_none() && !self.stale {
             let after = roster.counting();
             if before != after {
@@ -707,31 +730,39 @@ impl State {
         self.entries += 1;
         let seen = self.see(entry);
         // A log's head moving past a pending deadline may be its last witness.
-        let mut refold = self
+        let refold = self
             .roster
             .deadline_between(previous_ms, entry.timestamp_ms());
+        let mut appended = None;
         if let Ok(body) = entry.body()
             && let Some(action) = body.governance()
         {
-            let propose = matches!(action, Action::Propose(_));
-            self.governance.insert(
-                (entry.timestamp_ms(), author, entry.seq()),
-                GovEntry {
-                    id: entry.id(),
-                    author,
-                    seq: entry.seq(),
-                    timestamp_ms: entry.timestamp_ms(),
-                    action,
-                    seen: seen.clone(),
-                },
-            );
-            if propose {
-                self.relearn();
+            let gov = GovEntry {
+                id: entry.id(),
+                author,
+                seq: entry.seq(),
+                timestamp_ms: entry.timestamp_ms(),
+                action,
+                seen: seen.clone(),
+            };
+            self.governance
+                .insert((entry.timestamp_ms(), author, entry.seq()), gov.clone());
+            if let Action::Propose(proposal) = &gov.action {
+                // Learning a key can make known the author of a proposal already
+                // held: only then is every proposal read again.
+                let learned = Arc::make_mut(&mut self.known)
+                    .learn(&author, proposal)
+                    .is_some();
+                if learned {
+                    self.relearn();
+                }
             }
-            refold = true;
+            appended = Some(gov);
         }
-        if refold {
-            self.refold();
+        match appended {
+            Some(gov) if !refold => self.fold_in(&gov),
+            _ if refold || appended.is_some() => self.refold(),
+            _ => {}
         }
         if entry.rotates_to().is_some() {
             let history = self.key_history(&author);

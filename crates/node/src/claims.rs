@@ -37,6 +37,8 @@ struct Claim {
 #[derive(Debug, Clone, Default)]
 pub struct HomeClaims {
     claims: BTreeMap<PublicId, BTreeMap<String, Claim>>,
+    /// The longest log of each home identity any peer has reported.
+    reported: BTreeMap<PublicId, u64>,
 }
 
 /// A claim that holds publishing: the peer's seq and name, and this node's seq.
@@ -57,6 +59,8 @@ impl HomeClaims {
             if !home.contains(author) {
                 continue;
             }
+            let top = self.reported.entry(*author).or_insert(0);
+            *top = (*top).max(seq);
             let held = state.head(author).map_or(0, |h| h.seq);
             let by_peer = self.claims.entry(*author).or_default();
             if seq <= held {
@@ -77,10 +81,7 @@ impl HomeClaims {
 
     /// The longest log of `author` a peer has claimed (0: none).
     pub fn on_peers(&self, author: &PublicId) -> u64 {
-        self.claims
-            .get(author)
-            .and_then(|c| c.values().map(|c| c.seq).max())
-            .unwrap_or(0)
+        self.reported.get(author).copied().unwrap_or(0)
     }
 
     /// If a peer's claim that it holds more of `author`'s log than `state` (its
