@@ -828,16 +828,18 @@ pub struct Roster {
 
 /// The fold's bookkeeping for appending an entry: derived from the same entries
 /// as the roster, so two rosters of the same entries are equal whatever it holds.
+/// Its maps are persistent (imbl), so the copy of the roster a node's writer
+/// appends to costs O(1) for them, however many entries were folded.
 #[derive(Debug, Clone, Default, Eq)]
 struct FoldMemo {
     /// Each governance entry folded: its effective time.
-    effective: BTreeMap<(PublicId, u64), i64>,
+    effective: imbl::OrdMap<(PublicId, u64), i64>,
     /// The greatest (timestamp, author, seq) folded.
     last: Option<(i64, PublicId, u64)>,
     /// Per author, the highest seq any folded entry names as seen.
-    referenced: BTreeMap<PublicId, u64>,
+    referenced: imbl::OrdMap<PublicId, u64>,
     /// Every proposal id a folded vote names.
-    voted: BTreeSet<EntryId>,
+    voted: imbl::OrdSet<EntryId>,
     /// The latest deadline reached.
     settled_ms: i64,
     /// Deadlines the fold passed that not every member of their electorate had
