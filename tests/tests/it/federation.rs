@@ -1197,6 +1197,38 @@ async fn a_peer_claiming_a_longer_home_log_holds_publishing_only_while_it_backs_
     claimant.stop().await;
 }
 
+/// Issue 22, defect 3: both sides of a fork reach node 0 in one Sync batch from a
+/// pinned peer (so in one writer batch). Node 0 takes the first, refuses the
+/// second as a fork and keeps the proof, and every node freezes the author.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_of_a_fork_in_one_batch_freeze_the_author_everywhere() {
+    let mut fed = TestFederation::build(FederationSpec::new(2, Topology::FullMesh).members(3))
+        .await
+        .unwrap();
+    let alliance = fed.alliance.charter.id();
+    // Member 2 has no node; the peer relays two entries it signed at seq 1.
+    let forker = fed.alliance.member(2).clone();
+    let signer = fed.alliance.signer(&forker);
+    let one = signer.peek(&intention(LEEDS_HHP, S::Intends, ""));
+    let two = signer.peek(&intention(LEEDS_KIRKSTALL, S::Intends, ""));
+    let relay = Mallory {
+        alliance: alliance.to_vec(),
+        batch: pb::SyncBatch {
+            entries: vec![one.clone(), two.clone()],
+            ..Default::default()
+        },
+        syncs: Arc::new(AtomicU64::new(0)),
+        heads: vec![],
+        clock_offset_ms: None,
+    }
+    .serve_to(&mut fed, "relay")
+    .await;
+    fed.start_all().await.unwrap();
+    assert_frozen_everywhere(&fed, &forker, [&one, &two]).await;
+    fed.stop_all().await.unwrap();
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kind_is_relayed_byte_exact_along_a_chain() {
     let mut fed = TestFederation::start(FederationSpec::new(3, Topology::Chain))
