@@ -138,7 +138,15 @@ impl FeedLinks {
                 record: decode(&bytes)?,
             });
         }
-        out.sort_by(|a, b| (a.record.created_ms, &a.id).cmp(&(b.record.created_ms, &b.id)));
+        // Oldest first; links made in the same millisecond by label, then id (which
+        // is random), so a list reads the same every time.
+        out.sort_by(|a, b| {
+            (a.record.created_ms, &a.record.label, &a.id).cmp(&(
+                b.record.created_ms,
+                &b.record.label,
+                &b.id,
+            ))
+        });
         Ok(out)
     }
 
