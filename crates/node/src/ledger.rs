@@ -296,6 +296,18 @@ impl ClockCheck {
         format!("{amount} {way}")
     }
 
+    /// What fewer than [`CLOCK_WITNESSES`] peers say of this node's clock, when
+    /// most of those heard put it out of line.
+    pub fn warning(&self) -> Option<String> {
+        let off = self.unconfirmed_ms?;
+        Some(format!(
+            "{} of {} peers put this node's clock {} theirs; fewer than {CLOCK_WITNESSES}              agree, so it still signs (check the clock: `timedatectl`)",
+            self.agreeing,
+            self.peers,
+            Self::describe(off)
+        ))
+    }
+
     /// Why this node must not sign now, if its clock is out of line.
     pub fn problem(&self) -> Option<String> {
         let off = self.out_of_line_ms?;
@@ -1337,6 +1349,29 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    /// Issue 22, defect 5: one or two peers' word about this node's clock is a
+    /// warning; three agreeing, and most of those heard, a refusal.
+    #[test]
+    fn the_clock_check_refuses_only_on_three_agreeing_peers() {
+        let tolerance = 150_000;
+        let one = ClockCheck::judge(vec![600_000], tolerance).unwrap();
+        assert_eq!(
+            (one.out_of_line_ms, one.unconfirmed_ms),
+            (None, Some(600_000))
+        );
+        assert!(one.problem().is_none());
+        assert!(one.warning().unwrap().starts_with("1 of 1 peers"));
+        let two = ClockCheck::judge(vec![600_000, 590_000], tolerance).unwrap();
+        assert!(two.problem().is_none() && two.warning().is_some());
+        let three = ClockCheck::judge(vec![600_000, 590_000, 610_000], tolerance).unwrap();
+        assert_eq!(three.out_of_line_ms, Some(600_000));
+        assert!(three.problem().is_some() && three.warning().is_none());
+        // Three of seven is not most of those heard.
+        let split =
+            ClockCheck::judge(vec![600_000, 600_000, 600_000, 0, 0, 0, 0], tolerance).unwrap();
+        assert!(split.problem().is_none() && split.warning().is_none());
+    }
 
     use accord_core::pb;
 

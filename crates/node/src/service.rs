@@ -625,6 +625,7 @@ impl LedgerApi for LedgerService {
             clock_offset_ms: clock.map_or(0, |c| c.offset_ms),
             clock_peers: clock.map_or(0, |c| c.peers as u32),
             clock_problem: clock.and_then(|c| c.problem()).unwrap_or_default(),
+            clock_warning: clock.and_then(|c| c.warning()).unwrap_or_default(),
             roster_version: state.roster().version,
             open_proposals: state
                 .roster()

@@ -154,6 +154,7 @@ pub async fn status(list: &ListArgs) -> Result<()> {
             "clock_offset_ms": s.clock_offset_ms,
             "clock_peers": s.clock_peers,
             "clock_problem": (!s.clock_problem.is_empty()).then(|| s.clock_problem.clone()),
+            "clock_warning": (!s.clock_warning.is_empty()).then(|| s.clock_warning.clone()),
             "lost_entries": s.lost_entries.iter().map(|l| json!({
                 "author": name(&l.author),
                 "author_id": hex::encode(&l.author),
@@ -243,6 +244,8 @@ fn status_table(s: &pb::NodeStatus, now_ms: i64) -> String {
     };
     let clock = if !s.clock_problem.is_empty() {
         format!("OUT OF LINE: {}", s.clock_problem)
+    } else if !s.clock_warning.is_empty() {
+        format!("WARNING: {}", s.clock_warning)
     } else if s.clock_peers == 0 {
         "not compared yet (no peer has answered)".to_owned()
     } else {
@@ -1267,6 +1270,7 @@ mod tests {
             clock_offset_ms: 200,
             clock_peers: 2,
             clock_problem: String::new(),
+            clock_warning: String::new(),
             set_aside_count: 2,
             set_aside: vec![pb::SetAsideEntry {
                 author: vec![1; 32],
