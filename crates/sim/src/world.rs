@@ -644,7 +644,7 @@ impl World {
         if let Some(reason) = &n.failed {
             let reason = reason.clone();
             for (_, origin) in jobs {
-                self.answered(node, origin, Err(reason.clone()));
+                self.answered(origin, Err(reason.clone()));
             }
             return;
         }
@@ -708,7 +708,7 @@ impl World {
                             ));
                         }
                     }
-                    self.answered(node, origin, result.map(|_| ()).map_err(|e| e.to_string()));
+                    self.answered(origin, result.map(|_| ()).map_err(|e| e.to_string()));
                 }
                 Outcome::Many(report) => {
                     for (author, seq, e) in &report.refused {
@@ -749,7 +749,7 @@ impl World {
         }
     }
 
-    fn answered(&mut self, node: usize, origin: Origin, result: Result<(), String>) {
+    fn answered(&mut self, origin: Origin, result: Result<(), String>) {
         if let Origin::Client { org, liveness } = origin {
             match &result {
                 Ok(()) => self.report.published += 1,
@@ -758,7 +758,6 @@ impl World {
             if liveness {
                 self.liveness.insert(org, result.err());
             }
-            let _ = node;
         }
     }
 
