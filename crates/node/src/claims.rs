@@ -111,7 +111,8 @@ impl HomeClaims {
                     %author,
                     claimed = claim.seq,
                     held,
-                    "a peer's claim to hold more of this node's own log brought no entry;                      it no longer holds publishing"
+                    "a peer's claim to hold more of this node's own log brought no entry; \
+                     it no longer holds publishing"
                 );
                 continue;
             }

@@ -301,7 +301,8 @@ impl ClockCheck {
     pub fn warning(&self) -> Option<String> {
         let off = self.unconfirmed_ms?;
         Some(format!(
-            "{} of {} peers put this node's clock {} theirs; fewer than {CLOCK_WITNESSES}              agree, so it still signs (check the clock: `timedatectl`)",
+            "{} of {} peers put this node's clock {} theirs; fewer than {CLOCK_WITNESSES} \
+             agree, so it still signs (check the clock: `timedatectl`)",
             self.agreeing,
             self.peers,
             Self::describe(off)
