@@ -686,18 +686,12 @@ impl Known {
 /// made without seeing each other, so a backdated entry cannot move before what its
 /// signer had already seen. A cycle (which only a signer claiming to have seen
 /// entries not yet made can cause) is broken by the same order.
-pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<&GovEntry> {
-    causal_order_timed(entries)
-        .into_iter()
-        .map(|(e, _)| e)
-        .collect()
-}
-
-/// [`causal_order`], with each entry's effective time: the latest of its own
-/// timestamp and the effective times of the entries it came after. An entry
-/// stamped before what its signer had already seen takes effect no earlier than
-/// that: its stamp cannot carry it back across a deadline.
-pub fn causal_order_timed(entries: Vec<&GovEntry>) -> Vec<(&GovEntry, i64)> {
+///
+/// Each entry comes with its effective time: the latest of its own timestamp and
+/// the effective times of the entries it came after. An entry stamped before what
+/// its signer had already seen takes effect no earlier than that: its stamp cannot
+/// carry it back across a deadline.
+pub fn causal_order(entries: Vec<&GovEntry>) -> Vec<(&GovEntry, i64)> {
     use std::cmp::Reverse;
     use std::collections::{BinaryHeap, HashMap};
 
@@ -840,8 +834,8 @@ struct FoldMemo {
     referenced: imbl::OrdMap<PublicId, u64>,
     /// Every proposal id a folded vote names.
     voted: imbl::OrdSet<EntryId>,
-    /// The latest deadline reached.
-    settled_ms: i64,
+    /// The latest deadline reached (None: none yet).
+    settled_ms: Option<i64>,
     /// Deadlines the fold passed that not every member of their electorate had
     /// witnessed: each is reached, at its place, by the fold after its last
     /// witness arrives. (A roster appended to may hold some whose proposal closed
@@ -921,10 +915,7 @@ impl Roster {
             history: Vec::new(),
             deadlines: BTreeSet::new(),
             refused_departures: Vec::new(),
-            memo: FoldMemo {
-                settled_ms: i64::MIN,
-                ..FoldMemo::default()
-            },
+            memo: FoldMemo::default(),
         }
     }
 
@@ -950,7 +941,7 @@ impl Roster {
         entries: impl IntoIterator<Item = &'a GovEntry>,
         witness: &dyn Fn(&PublicId) -> i64,
     ) -> Self {
-        let order = causal_order_timed(entries.into_iter().collect());
+        let order = causal_order(entries.into_iter().collect());
         let mut cuts: BTreeMap<PublicId, u64> = BTreeMap::new();
         let mut roster = Self::fold_once(charter, &order, &cuts, witness);
         for _ in 0..MAX_CUT_PASSES {
@@ -1011,7 +1002,10 @@ impl Roster {
                 after(memo.at_or_before(author, *seq));
             }
         }
-        if effective_ms <= memo.settled_ms {
+        if memo
+            .settled_ms
+            .is_some_and(|settled| effective_ms <= settled)
+        {
             return false;
         }
         let past_cut = memo
@@ -1070,11 +1064,6 @@ impl Roster {
             .range((after.saturating_add(1), 0, EntryId::from_bytes([0; 32]))..)
             .next()
             .is_some_and(|d| d.0 <= until)
-    }
-
-    /// The earliest deadline passed but not yet reached.
-    pub fn next_deadline(&self) -> Option<i64> {
-        self.memo.pending.first().map(|d| d.0)
     }
 
     pub fn organisations(&self) -> impl Iterator<Item = &Organisation> {
@@ -1257,10 +1246,7 @@ impl Roster {
             history: Vec::new(),
             deadlines: BTreeSet::new(),
             refused_departures: Vec::new(),
-            memo: FoldMemo {
-                settled_ms: i64::MIN,
-                ..FoldMemo::default()
-            },
+            memo: FoldMemo::default(),
         }
     }
 
@@ -1438,7 +1424,7 @@ impl Roster {
                 self.memo.pending.insert(deadline);
                 continue;
             }
-            self.memo.settled_ms = self.memo.settled_ms.max(at_ms);
+            self.memo.settled_ms = self.memo.settled_ms.max(Some(at_ms));
             if kind == LAPSE {
                 self.proposals.get_mut(&id).expect("present").status =
                     ProposalStatus::Lapsed { at_ms };

@@ -759,10 +759,10 @@ impl State {
             }
             appended = Some(gov);
         }
-        match appended {
-            Some(gov) if !refold => self.fold_in(&gov),
-            _ if refold || appended.is_some() => self.refold(),
-            _ => {}
+        match (appended, refold) {
+            (Some(gov), false) => self.fold_in(&gov),
+            (_, true) => self.refold(),
+            (None, false) => {}
         }
         if entry.rotates_to().is_some() {
             let history = self.key_history(&author);

@@ -47,16 +47,6 @@ pub enum Request {
     Rotate { identity: usize, key: Box<Identity> },
 }
 
-impl Request {
-    /// Entries from peers in this request (0 for a client's request).
-    pub fn from_peers(&self) -> Option<usize> {
-        match self {
-            Self::Ingest { entries, .. } => Some(entries.len()),
-            _ => None,
-        }
-    }
-}
-
 /// What became of a batch of entries from a peer.
 #[derive(Debug, Clone, Default)]
 pub struct IngestReport {

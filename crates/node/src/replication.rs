@@ -1335,9 +1335,9 @@ mod tests {
             .collect()
     }
 
-    /// Regression (issue 22, defect 8): the per-author maps took whatever authors
-    /// a peer named, for ever. Notes and pushes of 100,000 made-up authors leave
-    /// every map as it was; a note of an author the state knows is taken.
+    /// Issue 22, defect 8: the per-author maps take only authors the state knows.
+    /// Notes and pushes of 100,000 made-up authors leave every map as it was; a
+    /// note of an author the state knows is taken.
     #[tokio::test]
     async fn notes_and_pushes_of_made_up_authors_are_not_kept() {
         use std::collections::BTreeMap;

@@ -34,6 +34,26 @@ pub struct Hostile {
     pub votes_after_removal: bool,
 }
 
+impl Hostile {
+    /// The names of the behaviours on for this run, in a fixed order.
+    pub fn acts(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.fork_split, "fork-split"),
+            (self.fork_one_batch, "fork-one-batch"),
+            (self.fork_governance, "fork-governance"),
+            (self.backdate, "backdate"),
+            (self.seen_lies, "seen-lies"),
+            (self.inflate_heads, "inflate-heads"),
+            (self.fast_clock, "fast-clock"),
+            (self.flood, "flood"),
+            (self.junk, "junk"),
+            (self.votes_after_removal, "votes-after-removal"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Organisations, one node each: index 0 is the secretariat, the rest members.
@@ -134,23 +154,7 @@ impl Config {
             flags.push(format!("loss {}%", self.loss));
         }
         if let Some(h) = &self.hostile {
-            let mut acts = Vec::new();
-            for (on, name) in [
-                (h.fork_split, "fork-split"),
-                (h.fork_one_batch, "fork-one-batch"),
-                (h.fork_governance, "fork-governance"),
-                (h.backdate, "backdate"),
-                (h.seen_lies, "seen-lies"),
-                (h.inflate_heads, "inflate-heads"),
-                (h.fast_clock, "fast-clock"),
-                (h.flood, "flood"),
-                (h.junk, "junk"),
-                (h.votes_after_removal, "votes-after-removal"),
-            ] {
-                if on {
-                    acts.push(name);
-                }
-            }
+            let acts: Vec<&str> = h.acts().collect();
             flags.push(format!("hostile org {} [{}]", h.org, acts.join(" ")));
         }
         format!(

@@ -1201,22 +1201,15 @@ impl World {
         if targets.is_empty() {
             return;
         }
-        let mut menu: Vec<&'static str> = vec!["plain"];
-        for (on, name) in [
-            (h.fork_split, "fork-split"),
-            (h.fork_one_batch, "fork-one-batch"),
-            (h.fork_governance, "fork-governance"),
-            (h.fork_governance, "propose-admission"),
-            (h.backdate, "backdate"),
-            (h.seen_lies, "seen-lies"),
-            (h.flood, "flood"),
-            (h.junk, "junk"),
-            (h.votes_after_removal, "votes-after-removal"),
-        ] {
-            if on {
-                menu.push(name);
-            }
-        }
+        // What it can do now: inflated heads and a fast clock act in its syncs, and
+        // a fork at its governance needs a proposal of its own first.
+        let menu: Vec<&'static str> = std::iter::once("plain")
+            .chain(h.acts().flat_map(|act| match act {
+                "inflate-heads" | "fast-clock" => vec![],
+                "fork-governance" => vec![act, "propose-admission"],
+                _ => vec![act],
+            }))
+            .collect();
         let act = *self.hostile_rng.pick(&menu).expect("not empty");
         self.log(|| format!("hostile {}: {act}", h.org));
         // Its own entries stay stamped low, so that any later backdating is allowed.

@@ -746,11 +746,10 @@ fn a_proposal_made_against_a_replaced_roster_is_void() {
     assert_eq!(g.status(other), ProposalStatus::Open);
 }
 
-/// Regression (issue 22, defect 9): the English of refusals was hashed into the
-/// state digest, so rewording a message changed every node's digest. A void or
+/// Issue 22, defect 9: a reason's words stay out of the state digest. A void or
 /// refused proposal, a refused departure and an entry set aside are in the views
-/// the digest hashes by their codes alone: their words appear nowhere in them, and
-/// an item reworded hashes as before.
+/// the digest hashes by their codes alone: their words appear nowhere in them, an
+/// item whose words differ hashes the same, and one whose code differs does not.
 #[test]
 fn reasons_are_in_the_digest_as_codes_not_words() {
     let mut g = Gov::new();
@@ -827,7 +826,7 @@ fn reasons_are_in_the_digest_as_codes_not_words() {
     assert!(json.contains("\"too-few-members\""));
     assert_eq!(g.state.digest(), accord_core::state::digest_of(&derived));
 
-    // Reworded, an item hashes as before; another code hashes differently.
+    // Other words, the same hash; another code, another hash.
     let view = g.state.roster().proposal(&p2).unwrap().clone();
     let mut reworded = view.clone();
     reworded.status = ProposalStatus::Void {

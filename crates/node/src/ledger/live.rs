@@ -176,8 +176,8 @@ mod tests {
         })
     }
 
-    /// Regression (issue 22, defect 8): the channel held 1,024 batches of any size
-    /// for a follower that stopped reading. Past the byte budget the writer lets
+    /// Issue 22, defect 8: a follower that stops reading holds no more than the
+    /// byte budget of batches. Past the budget the writer lets
     /// the oldest go, and the follower that comes to one gets `Lagged` (its stream
     /// then tells the peer to pull again); a follower that keeps up gets every
     /// batch, and what every follower has taken is not held.
